@@ -1,0 +1,33 @@
+"""Finding a checkpoint on disk: a local folder as given, a hub id through the Hugging Face cache
+(downloading it when the machine is online), and one clear error when neither works."""
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.tiktoken", "*.txt", "*.model", "*.jinja", "*.py"]
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """The checkpoint is neither a local folder nor in (or reachable through) the hub cache."""
+
+
+def resolve_checkpoint(name_or_path: str | Path) -> Path:
+    """A local folder holding the checkpoint of `name_or_path` (a folder or a hub id)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    name = str(name_or_path)
+    if path.exists() or name.count("/") != 1 or name.startswith((".", "/", "~")):
+        raise WeightsNotFoundError(f"{name}: not a model folder, and not a hub id of the form owner/name")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, allow_patterns=WEIGHT_PATTERNS))
+    except Exception as error:  # offline, gated, missing: all end in the same advice
+        raise WeightsNotFoundError(
+            f"cannot find the weights of {name} ({type(error).__name__}). Provide them one of these ways:\n"
+            f"  - pass a local folder: --model /path/to/{name.split('/')[-1]}\n"
+            f"  - download once with network access: huggingface-cli download {name}\n"
+            f"  - point HF_HOME (or HF_HUB_CACHE) at a cache that already holds {name}\n"
+            "Set HF_HUB_OFFLINE=1 to use the cache without trying the network."
+        ) from error
