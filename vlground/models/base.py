@@ -116,3 +116,21 @@ class Backend(ABC):
             return self._generate_splitting(requests, batch[:half], options) + self._generate_splitting(
                 requests, batch[half:], options
             )
+
+
+def resolve_device_dtype(device: str = "auto", dtype: str = "auto"):
+    """("cuda" when available else "cpu", bfloat16 on an accelerator else float32) for "auto";
+    explicit values pass through as a torch device string and torch dtype."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
+             "fp32": torch.float32, "float32": torch.float32}
+    if dtype == "auto":
+        resolved = torch.float32 if device == "cpu" else torch.bfloat16
+    elif dtype in names:
+        resolved = names[dtype]
+    else:
+        raise ValueError(f"unknown dtype {dtype!r}; use auto, bf16, fp16 or fp32")
+    return device, resolved

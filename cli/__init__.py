@@ -1,0 +1,1 @@
+"""The `vlground` command line: argument parsing only; the work is done by the library."""

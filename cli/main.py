@@ -1,0 +1,20 @@
+"""Entry point of the `vlground` command. Each command module registers its commands here; they
+import heavy libraries (torch, transformers) inside the commands so `vlground parse` stays instant."""
+from __future__ import annotations
+
+import typer
+
+from vlground.cli import parse
+
+app = typer.Typer(
+    name="vlground",
+    help="Visual grounding and OCR with the Qwen-VL family, with boxes on the original image.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+parse.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,80 @@
+"""`vlground parse` and `vlground prompt`: the grammar and prompt builders from the shell, no model."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vlground.cli.errors import fail
+
+
+def _size(value: str, option: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        fail(f"{option} must look like WIDTHxHEIGHT, e.g. 1024x768; got {value!r}")
+    if w < 1 or h < 1:
+        fail(f"{option} must be positive; got {value!r}")
+    return w, h
+
+
+def parse(
+    text: Annotated[str, typer.Argument(help="The model's answer; '-' reads it from stdin.")],
+    family: Annotated[str, typer.Option("--family", "-f", help="Model family or hub id, e.g. qwen2.5-vl.")],
+    image_size: Annotated[Optional[str], typer.Option(help="Original image size WxH.")] = None,
+    input_size: Annotated[Optional[str], typer.Option(help="Model input size WxH (Qwen2.5-VL frame); derived when omitted.")] = None,
+    image: Annotated[Optional[Path], typer.Option(help="Take the original size from this image (EXIF honoured).")] = None,
+    scale: Annotated[float, typer.Option(help="Divisor of the 0-1000 frames (999 for Qwen-VL's RefCOCO script).")] = 1000,
+    min_pixels: Annotated[Optional[int], typer.Option(help="Processor min_pixels when deriving the input size.")] = None,
+    max_pixels: Annotated[Optional[int], typer.Option(help="Processor max_pixels when deriving the input size.")] = None,
+) -> None:
+    """Print the detections in an answer as JSON, in pixels of the original image."""
+    from vlground.families import UnknownFamilyError, get_family
+    from vlground.grammar import parse as parse_text
+
+    if text == "-":
+        text = sys.stdin.read()
+    if image is not None:
+        from vlground.imageio import ImageLoadError, image_size as read_size
+
+        try:
+            size = read_size(image)
+        except ImageLoadError as error:
+            fail(str(error))
+    elif image_size is not None:
+        size = _size(image_size, "--image-size")
+    else:
+        fail("give the original image size with --image-size WxH or --image PATH")
+    try:
+        fam = get_family(family)
+    except UnknownFamilyError as error:
+        fail(str(error))
+    seen = _size(input_size, "--input-size") if input_size else None
+    result = parse_text(text, fam, size, seen, scale=scale, min_pixels=min_pixels, max_pixels=max_pixels)
+    typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+
+
+def prompt(
+    task: Annotated[str, typer.Argument(help="ground, detect, caption, grounded_caption, read_text, spot_text or ask.")],
+    family: Annotated[str, typer.Option("--family", "-f", help="Model family or hub id.")],
+    phrase: Annotated[Optional[str], typer.Option(help="Referring expression (ground).")] = None,
+    category: Annotated[Optional[list[str]], typer.Option(help="Category to detect; repeat for several (detect).")] = None,
+    question: Annotated[Optional[str], typer.Option(help="Question (ask).")] = None,
+) -> None:
+    """Print the prompt a family is asked a task with."""
+    from vlground.families import UnknownFamilyError
+    from vlground.prompts import build_prompt
+
+    try:
+        built = build_prompt(task.replace("-", "_"), family, phrase=phrase, categories=category, question=question)
+    except (UnknownFamilyError, ValueError) as error:
+        fail(str(error))
+    typer.echo(built.text)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(parse)
+    app.command()(prompt)

@@ -1,0 +1,1 @@
+"""Scoring against the reference evaluators, one module per benchmark."""

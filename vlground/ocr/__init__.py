@@ -1,0 +1,1 @@
+"""Batch OCR: the embedded engine, line assembly, and the resumable folder runner."""

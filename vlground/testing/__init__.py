@@ -1,0 +1,20 @@
+"""Offline test tooling: tiny random-weight checkpoints of every family."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from vlground.families import get_family
+
+
+def make_tiny_model(family: str, path: str | Path) -> Path:
+    """Write a tiny random checkpoint of `family` (a family name such as "qwen2.5-vl" or "qwen-vl-chat")
+    into `path`, without network, and return the folder. It loads the way a real checkpoint of that
+    family does, so load -> prompt -> generate -> parse runs end to end on CPU in seconds."""
+    fam = get_family(family)
+    if fam.runtime == "transformers":
+        from vlground.testing.hf import make_tiny_hf_model
+
+        return make_tiny_hf_model(fam, path)
+    from vlground.testing.qwen_vl import make_tiny_qwen_vl
+
+    return make_tiny_qwen_vl(path, chat=fam.chat)
