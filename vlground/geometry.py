@@ -58,6 +58,20 @@ def model_input_size(
     return w, h
 
 
+def frame_scale(
+    frame: str, image_size: tuple[int, int], input_size: tuple[int, int] | None = None, scale: float = 1000
+) -> tuple[float, float]:
+    """(sx, sy): original-image pixels per unit of `frame` along x and y."""
+    width, height = image_size
+    if frame == "norm1000":
+        return width / scale, height / scale
+    if frame == "input_pixels":
+        if input_size is None:
+            raise ValueError("the input_pixels frame needs the model input size (width, height)")
+        return width / input_size[0], height / input_size[1]
+    raise ValueError(f"unknown frame {frame!r}; frames: {', '.join(FRAMES)}")
+
+
 def to_pixels(
     xy: Sequence[float] | np.ndarray,
     frame: str,
@@ -66,16 +80,7 @@ def to_pixels(
     scale: float = 1000,
 ) -> np.ndarray:
     """Flat x, y, x, y, ... coordinates in `frame` -> the same layout in original-image pixels."""
-    width, height = image_size
-    if frame == "norm1000":
-        sx, sy = width / scale, height / scale
-    elif frame == "input_pixels":
-        if input_size is None:
-            raise ValueError("the input_pixels frame needs the model input size (width, height)")
-        sx, sy = width / input_size[0], height / input_size[1]
-    else:
-        raise ValueError(f"unknown frame {frame!r}; frames: {', '.join(FRAMES)}")
-    out = np.asarray(xy, dtype=np.float64).reshape(-1, 2) * (sx, sy)
+    out = np.asarray(xy, dtype=np.float64).reshape(-1, 2) * frame_scale(frame, image_size, input_size, scale)
     return out.reshape(-1)
 
 

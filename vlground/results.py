@@ -16,7 +16,7 @@ Point = tuple[float, float]
 Quad = tuple[Point, Point, Point, Point]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Detection:
     """One grounded thing: exactly one of `box`, `point` or `quad` is set."""
 
@@ -28,7 +28,7 @@ class Detection:
     attributes: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if sum(g is not None for g in (self.box, self.point, self.quad)) != 1:
+        if (self.box is not None) + (self.point is not None) + (self.quad is not None) != 1:
             raise ValueError("a Detection holds exactly one of box, point or quad")
 
     @property

@@ -5,15 +5,17 @@ writes detections the way a model of that family would (for prompts and training
 one registry entry: an extractor (text -> items in the model's frame) and a formatter (the inverse)."""
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from typing import Any
 from dataclasses import dataclass
 
 import numpy as np
 
 from vlground.families import Family, get_family
-from vlground.geometry import clip_points, from_pixels, model_input_size, order_box, to_pixels
+from vlground.geometry import frame_scale, from_pixels, model_input_size
 from vlground.grammar import json_items, markup, tags
-from vlground.grammar.items import Extraction, RawItem
+from vlground.grammar.items import KINDS, Extraction, RawItem
 from vlground.results import Detection, Result
 
 
@@ -52,12 +54,43 @@ def _input_size(
     return model_input_size(fam, image_size, min_pixels, max_pixels)
 
 
-def _geometry(kind: str, xy: np.ndarray) -> dict:
-    if kind == "box":
-        return {"box": order_box(*(float(v) for v in xy))}
-    if kind == "point":
-        return {"point": (float(xy[0]), float(xy[1]))}
-    return {"quad": tuple((float(xy[i]), float(xy[i + 1])) for i in range(0, 8, 2))}
+def _place(coords: Sequence[Any], sx: float, sy: float, width: float, height: float) -> tuple | None:
+    """The coordinates in original pixels, clipped to the image, a box's corners in order; None when
+    they are not 2, 4 or 8 finite numbers. Written out in plain Python for speed: answers hold a few
+    dozen items, where per-call numpy overhead costs more than it saves."""
+    n = len(coords)
+    if n == 4:  # boxes: by far the most common, so spelled out
+        try:
+            x1, y1, x2, y2 = float(coords[0]) * sx, float(coords[1]) * sy, float(coords[2]) * sx, float(coords[3]) * sy
+        except (TypeError, ValueError):
+            return None
+        if not abs(x1) + abs(y1) + abs(x2) + abs(y2) < 1e12:  # also false for nan and inf
+            return None
+        if x1 > x2:
+            x1, x2 = x2, x1
+        if y1 > y2:
+            y1, y2 = y2, y1
+        return (max(0.0, min(x1, width)), max(0.0, min(y1, height)), max(0.0, min(x2, width)), max(0.0, min(y2, height)))
+    if n not in KINDS:
+        return None
+    try:
+        xs = [float(c) * sx for c in coords[0::2]]
+        ys = [float(c) * sy for c in coords[1::2]]
+    except (TypeError, ValueError):
+        return None
+    if not sum(map(abs, xs)) + sum(map(abs, ys)) < 1e12:  # also false for nan and inf
+        return None
+    xs = [max(0.0, min(x, width)) for x in xs]
+    ys = [max(0.0, min(y, height)) for y in ys]
+    return (xs[0], ys[0]) if n == 2 else tuple(zip(xs, ys))
+
+
+def _detection(item: RawItem, xy: tuple) -> Detection:
+    if len(item.coords) == 4:
+        return Detection(item.label, box=xy, text=item.text, attributes=item.attributes)
+    if len(item.coords) == 2:
+        return Detection(item.label, point=xy, text=item.text, attributes=item.attributes)
+    return Detection(item.label, quad=xy, text=item.text, attributes=item.attributes)
 
 
 def parse(
@@ -84,12 +117,17 @@ def parse(
         raise ValueError(f"image size must be positive, got {width}x{height}")
     extraction = DIALECTS[fam.dialect].extract(text)
     seen_input = _input_size(fam, image_size, input_size, min_pixels, max_pixels)
+    sx, sy = frame_scale(fam.frame, image_size, seen_input, scale)
     detections: list[Detection] = []
+    keys: set[tuple] = set()
     for item in extraction.items:
-        xy = clip_points(to_pixels(item.coords, fam.frame, image_size, seen_input, scale), image_size)
-        detection = Detection(label=item.label, text=item.text, attributes=item.attributes, **_geometry(item.kind, xy))
-        if detection not in detections:
-            detections.append(detection)
+        xy = _place(item.coords, sx, sy, float(width), float(height))
+        if xy is None:
+            continue
+        key = (item.label, xy, item.text, json.dumps(item.attributes, sort_keys=True, default=str) if item.attributes else "")
+        if key not in keys:
+            keys.add(key)
+            detections.append(_detection(item, xy))
     return Result(detections=detections, text=extraction.text, image_size=(width, height), raw=text)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 NUMBER = r"-?\d+(?:\.\d+)?"
@@ -12,13 +13,14 @@ PAIR = re.compile(rf"\(\s*({NUMBER})\s*,\s*({NUMBER})\s*\)")
 KINDS = {2: "point", 4: "box", 8: "quad"}
 
 
-@dataclass
+@dataclass(slots=True)
 class RawItem:
     """One grounded thing as written: `coords` is flat x, y, ... in the model's frame
-    (2 numbers: point, 4: box, 8: quad)."""
+    (2 numbers: point, 4: box, 8: quad). Extractors may pass values as the model wrote them
+    (numbers or numeric strings); `parse` drops items whose coordinates are not numbers."""
 
     label: str | None
-    coords: tuple[float, ...]
+    coords: Sequence[Any]
     text: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
 

@@ -14,15 +14,15 @@ from vlground.grammar.items import Extraction, RawItem, clean_label
 
 GEOMETRY_KEYS = ("bbox_2d", "point_2d", "bbox", "box_2d", "quad_2d", "polygon")
 LABEL_KEYS = ("label", "text_content")
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)(?:```|$)", re.S)
 _TRAILING_COMMA = re.compile(r",\s*([}\]])")
 
 
 def extract(text: str) -> Extraction:
     """Items of the JSON answer in `text`, and the prose around it."""
-    fence = _FENCE.search(text)
+    fence = _fence(text)
     if fence:
-        body, outside = fence.group(1), text[: fence.start()] + " " + text[fence.end() :]
+        start, end, body = fence
+        outside = text[:start] + " " + text[end:]
     else:
         start = _first_bracket(text)
         if start < 0:
@@ -31,11 +31,25 @@ def extract(text: str) -> Extraction:
     objects, consumed = _loads(body)
     if not fence and consumed:
         outside += " " + body[consumed:]
-    items = [item for obj in objects for item in _items(obj)]
+    items: list[RawItem] = []
+    _collect(objects, items)
     prose = " ".join(outside.split())
     if not prose and items and all(i.text is not None for i in items):
         prose = "\n".join(i.text for i in items)  # an OCR answer: its text is the items' text
     return Extraction(items=items, text=prose)
+
+
+def _fence(text: str) -> tuple[int, int, str] | None:
+    """(start, end, body) of the first ``` fence; an unclosed one (answer cut off) runs to the end."""
+    start = text.find("```")
+    if start < 0:
+        return None
+    body_start = start + 3
+    if text.startswith(("json", "JSON"), body_start):
+        body_start += 4
+    close = text.find("```", body_start)
+    end = len(text) if close < 0 else close + 3
+    return start, end, text[body_start : len(text) if close < 0 else close]
 
 
 def _first_bracket(text: str) -> int:
@@ -46,13 +60,14 @@ def _first_bracket(text: str) -> int:
 def _loads(body: str) -> tuple[list[Any], int]:
     """Parsed top-level objects of `body` and how many characters of it they span."""
     stripped = body.strip()
-    for candidate in (stripped, _TRAILING_COMMA.sub(r"\1", stripped)):
+    try:
+        value = json.loads(stripped)
+    except ValueError:
         try:
-            value = json.loads(candidate)
+            value = json.loads(_TRAILING_COMMA.sub(r"\1", stripped))
         except ValueError:
-            continue
-        return (value if isinstance(value, list) else [value]), len(body)
-    return _recover(body)
+            return _recover(body)
+    return (value if isinstance(value, list) else [value]), len(body)
 
 
 def _recover(body: str) -> tuple[list[Any], int]:
@@ -100,38 +115,44 @@ def _load_one(chunk: str) -> Any:
         return None
 
 
-def _numbers(value: Any) -> tuple[float, ...] | None:
-    """Flat numbers of [x, y, ...] or [[x, y], ...]; None if anything is not a number."""
-    flat: list[Any] = []
-    for v in value if isinstance(value, (list, tuple)) else ():
-        flat.extend(v if isinstance(v, (list, tuple)) else [v])
-    try:
-        out = tuple(float(v) for v in flat)
-    except (TypeError, ValueError):
+def _geometry(value: Any) -> list[Any] | None:
+    """The coordinates as written, flattened from [[x, y], ...]; checked and converted by `parse`."""
+    if not isinstance(value, list) or not value:
         return None
-    return out if len(out) in (2, 4, 8) and all(abs(v) < 1e9 for v in out) else None
+    if isinstance(value[0], (list, tuple)):
+        return [v for pair in value for v in (pair if isinstance(pair, (list, tuple)) else [pair])]
+    return value
 
 
-def _items(obj: Any) -> list[RawItem]:
+def _collect(obj: Any, out: list[RawItem]) -> None:
+    """Append the items in `obj` (an item dict, a list of them, or a wrapper holding them) to `out`."""
     if isinstance(obj, list):
-        return [item for o in obj for item in _items(o)]
+        for o in obj:
+            _collect(o, out)
+        return
     if not isinstance(obj, dict):
-        return []
-    key = next((k for k in GEOMETRY_KEYS if k in obj), None)
-    coords = _numbers(obj[key]) if key else None
+        return
+    coords = None
+    for key in GEOMETRY_KEYS:
+        if key in obj:
+            coords = _geometry(obj[key])
+            break
     if coords is None:  # a wrapper such as {"objects": [...]}: look inside
-        return [item for v in obj.values() if isinstance(v, (list, dict)) for item in _items(v)]
-    text = obj.get("text_content")
+        for v in obj.values():
+            _collect(v, out)
+        return
     label = obj.get("label")
-    attributes = {k: v for k, v in obj.items() if k != key and k not in LABEL_KEYS}
-    return [
+    text = obj.get("text_content")
+    known = 1 + ("label" in obj) + ("text_content" in obj)
+    attributes = {k: v for k, v in obj.items() if k != key and k not in LABEL_KEYS} if len(obj) > known else {}
+    out.append(
         RawItem(
-            label=clean_label(str(label)) if label is not None else None,
-            coords=coords,
-            text=str(text) if text is not None else None,
-            attributes=attributes,
+            clean_label(label if isinstance(label, str) else str(label)) if label is not None else None,
+            coords,
+            str(text) if text is not None else None,
+            attributes,
         )
-    ]
+    )
 
 
 def format_items(items: list[RawItem]) -> str:
