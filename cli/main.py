@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vlground.cli import parse
+from vlground.cli import detect, eval, parse
 
 app = typer.Typer(
     name="vlground",
@@ -13,8 +13,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-parse.register(app)
+for module in (parse, detect, eval):
+    module.register(app)
 
 
 def main() -> None:
     app()
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""One backend per runtime; the family registry says which runtime a checkpoint needs."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from vlground.families import Family, get_family
+from vlground.models.base import Backend
+from vlground.models.weights import resolve_checkpoint
+
+# runtime name -> "module:class"; imported on first use so `import vlground` stays light
+RUNTIMES = {
+    "transformers": "vlground.models.hf:HFBackend",
+    "qwen-vl-native": "vlground.models.qwen_vl.backend:QwenVLBackend",
+}
+
+
+def load_backend(
+    name_or_path: str | Path,
+    device: str = "auto",
+    dtype: str = "auto",
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
+    attn_implementation: str | None = None,
+) -> Backend:
+    """The backend for a hub id or checkpoint folder, its family read from the registry or the
+    checkpoint's config.json. Raises WeightsNotFoundError or UnknownFamilyError with advice."""
+    path = resolve_checkpoint(name_or_path)
+    family: Family = get_family(path)
+    module, cls = RUNTIMES[family.runtime].split(":")
+    backend_cls = getattr(importlib.import_module(module), cls)
+    if family.runtime == "transformers":
+        return backend_cls.load(path, family, device, dtype, min_pixels, max_pixels, attn_implementation)
+    if min_pixels is not None or max_pixels is not None:
+        raise ValueError(f"{family.name} squashes every image to a fixed size; min/max pixels do not apply")
+    return backend_cls.load(path, family, device, dtype)

@@ -1,0 +1,16 @@
+import pytest
+
+from vlground.testing import make_tiny_model
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """tiny_checkpoint(family) -> folder of a tiny random checkpoint, built once per session."""
+    built = {}
+
+    def get(family: str):
+        if family not in built:
+            built[family] = make_tiny_model(family, tmp_path_factory.mktemp(family.replace(".", "_")))
+        return built[family]
+
+    return get
