@@ -1,0 +1,110 @@
+"""`vlground eval ...` from the command line: JSON output, hand-checked numbers, clean failures."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from vlground.cli.eval import register
+
+
+@pytest.fixture(scope="module")
+def app():
+    application = typer.Typer()
+    register(application)
+    return application
+
+
+def run(app, *args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def write_lines(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_eval_refcoco_json_under_each_protocol(app, tmp_path):
+    gt = write_lines(tmp_path / "refcoco_val.jsonl", [
+        {"image": "a.jpg", "sent": "left", "bbox": [0, 0, 14.15, 14.15], "width": 1000, "height": 1000},
+        {"image": "b.jpg", "sent": "dog", "bbox": [100, 100, 200, 200], "width": 640, "height": 480},
+    ])
+    pred = write_lines(tmp_path / "pred.jsonl", [{"text": "(0,0),(10,10)"}, {"text": "<ref>dog</ref><box>(156,208),(312,416)</box>"}])
+    qwen = run(app, "eval", "refcoco", "--gt", gt, "--pred", pred, "--protocol", "qwen-vl", "--json")
+    assert qwen.exit_code == 0, qwen.output
+    summary = json.loads(qwen.stdout)
+    assert (summary["accuracy"], summary["n"], summary["protocol"]) == (1.0, 2, "qwen-vl")
+    family = json.loads(run(app, "eval", "refcoco", "--gt", gt, "--pred", pred, "--family", "qwen-vl", "--json").stdout)
+    assert family["accuracy"] == 0.5  # /1000 misses the borderline first sample
+    per_sample = tmp_path / "samples.jsonl"
+    text = run(app, "eval", "refcoco", "--gt", gt, "--pred", pred, "--protocol", "qwen-vl", "--per-sample", per_sample)
+    assert "accuracy@0.5 100.00 on 2 samples" in text.stdout
+    assert [json.loads(line)["hit"] for line in per_sample.read_text().splitlines()] == [True, True]
+
+
+def test_eval_refcoco_warns_about_missing_predictions(app, tmp_path):
+    gt = write_lines(tmp_path / "gt.jsonl", [{"image": "a.jpg", "sent": "x", "bbox": [0, 0, 5, 5], "width": 10, "height": 10}] * 3)
+    pred = tmp_path / "pred.jsonl"
+    pred.write_text('{"box": [0, 0, 5, 5]}\nnot json\n')
+    result = run(app, "eval", "refcoco", "--gt", gt, "--pred", pred, "--protocol", "qwen-vl", "--json")
+    summary = json.loads(result.stdout)
+    assert (summary["accuracy"], summary["missing"], summary["malformed"]) == (pytest.approx(1 / 3), 1, 1)
+    assert "1 missing" in result.stderr and "1 malformed" in result.stderr
+
+
+def test_eval_textvqa_issue_vectors_under_both_protocols(app, tmp_path):
+    answers = [["Nokia"] * 10, ["2"] * 3 + ["two"] * 7, ["x y"] * 10, ["5"] * 10]
+    gt = tmp_path / "TextVQA_0.5.1_val.json"
+    gt.write_text(json.dumps({"data": [{"question_id": i, "answers": a} for i, a in enumerate(answers)]}))
+    pred = tmp_path / "submission.json"
+    pred.write_text(json.dumps([{"question_id": i, "answer": a} for i, a in enumerate(["Nokia", "two", "x,y", "5."])]))
+    official = json.loads(run(app, "eval", "textvqa", "--gt", gt, "--pred", pred, "--json").stdout)
+    qwen = json.loads(run(app, "eval", "textvqa", "--gt", gt, "--pred", pred, "--protocol", "vqa-v2", "--json").stdout)
+    assert (official["accuracy"], official["n"]) == (pytest.approx(3 / 4), 4)
+    assert qwen["accuracy"] == pytest.approx((0 + 0.9 + 1 + 1) / 4)
+    scores = tmp_path / "scores.jsonl"
+    run(app, "eval", "textvqa", "--gt", gt, "--pred", pred, "--per-question", scores)
+    assert [json.loads(line)["score"] for line in scores.read_text().splitlines()] == [1.0, 1.0, 0.0, 1.0]
+
+
+def test_eval_docvqa_json(app, tmp_path):
+    gt = tmp_path / "val_v1.0.json"
+    gt.write_text(json.dumps({"data": [{"questionId": 5, "answers": ["abc"]}]}))
+    pred = tmp_path / "submission.json"
+    pred.write_text(json.dumps([{"questionId": 5, "answer": "abd   "}]))
+    summary = json.loads(run(app, "eval", "docvqa", "--gt", gt, "--pred", pred, "--json").stdout)
+    assert (summary["anls"], summary["n"]) == (pytest.approx(0.8333, abs=1e-4), 1)
+
+
+def test_eval_ocr_json(app, tmp_path):
+    gt = write_lines(tmp_path / "refs.jsonl", [{"path": "a.png", "text": "hello"}])
+    pred = write_lines(tmp_path / "ocr.jsonl", [{"path": "a.png", "engine": "rapidocr", "width": 9, "height": 9, "text": "hallo", "lines": [], "error": None}])
+    summary = json.loads(run(app, "eval", "ocr", "--gt", gt, "--pred", pred, "--json").stdout)
+    assert (summary["cer"], summary["wer"], summary["n"]) == (0.2, 1.0, 1)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("eval", "refcoco", "--gt", "{tmp}/nope.jsonl", "--pred", "{tmp}/p.jsonl"), "no such file"),
+        (("eval", "refcoco", "--gt", "{tmp}/gt.jsonl", "--pred", "{tmp}/p.jsonl", "--protocol", "vlmevalkit"), "unknown RefCOCO protocol"),
+        (("eval", "refcoco", "--gt", "{tmp}/gt.jsonl", "--pred", "{tmp}/p.jsonl"), "--family"),
+        (("eval", "textvqa", "--gt", "{tmp}/gt.jsonl", "--pred", "{tmp}/p.jsonl"), "not TextVQA ground truth"),
+        (("eval", "docvqa", "--gt", "{tmp}/gt.jsonl", "--pred", "{tmp}/missing.json"), "cannot read predictions"),
+        (("bench", "refcoco", "--model", "Acme/NotAQwen", "--gt", "{tmp}/gt.jsonl"), "unknown model family"),
+    ],
+)
+def test_failures_are_one_line_on_stderr_with_exit_2(app, tmp_path, args, message):
+    write_lines(tmp_path / "gt.jsonl", [{"image": "a.jpg", "sent": "x", "bbox": [0, 0, 5, 5], "width": 10, "height": 10}])
+    write_lines(tmp_path / "p.jsonl", [{"text": "(1,1),(2,2)"}])
+    result = run(app, *(a.format(tmp=tmp_path) for a in args))
+    assert result.exit_code == 2
+    assert message in result.stderr and "Traceback" not in result.output
+
+
+def test_eval_protocols_lists_every_protocol(app):
+    listing = run(app, "eval", "protocols").stdout
+    for name in ("family", "qwen-vl", "lmms-eval", "textvqa", "vqa-v2", "anls"):
+        assert f" {name} " in listing
