@@ -106,16 +106,19 @@ class Backend(ABC):
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
+            failure = error
+        # handled outside the except block, and the error dropped before retrying, so the failed
+        # batch's tensors (held by its traceback) are freed first
+        if len(batch) == 1:
             self._free_memory()
-            if len(batch) == 1:
-                raise MemoryError(
-                    "out of memory on a single image; lower --max-pixels or use a smaller model or dtype"
-                ) from error
-            half = len(batch) // 2
-            log.warning("out of memory on a batch of %d; retrying as %d + %d", len(batch), half, len(batch) - half)
-            return self._generate_splitting(requests, batch[:half], options) + self._generate_splitting(
-                requests, batch[half:], options
-            )
+            raise MemoryError("out of memory on a single image; lower --max-pixels or use a smaller model or dtype") from failure
+        failure = None
+        self._free_memory()
+        half = len(batch) // 2
+        log.warning("out of memory on a batch of %d; retrying as %d + %d", len(batch), half, len(batch) - half)
+        return self._generate_splitting(requests, batch[:half], options) + self._generate_splitting(
+            requests, batch[half:], options
+        )
 
 
 def resolve_device_dtype(device: str = "auto", dtype: str = "auto"):

@@ -1,0 +1,180 @@
+"""The transformers backend on tiny random checkpoints of each family, on CPU in fp32."""
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vlground.families import get_family
+from vlground.geometry import model_input_size
+from vlground.grammar import parse
+from vlground.models.base import GenerationOptions, Request
+from vlground.models.hf import HFBackend
+from vlground.models.weights import WeightsNotFoundError
+from vlground.prompts import build_prompt
+from vlground.testing.hf import TINY_FAMILIES
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tiny_checkpoint):
+    return {name: tiny_checkpoint(name) for name in TINY_FAMILIES}
+
+
+@pytest.fixture(scope="module")
+def backends(checkpoints):
+    return {name: HFBackend.load(path, get_family(name), device="cpu") for name, path in checkpoints.items()}
+
+
+def noise_images(count, seed=0):
+    """Random RGB images of different sizes and aspect ratios (width 60-330, height 50-300)."""
+    rng = np.random.default_rng(seed)
+    sizes = [(int(rng.integers(60, 330)), int(rng.integers(50, 300))) for _ in range(count)]
+    return [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
+
+
+def mixed_requests(family, images):
+    """Alternating tasks with different token limits, so one batch mixes prompt lengths and limits."""
+    prompts = [
+        build_prompt("ground", family, phrase="the red car", max_new_tokens=5),
+        build_prompt("read_text", family, max_new_tokens=9),
+        build_prompt("ask", family, question="What colour is the sky?", max_new_tokens=7),
+    ]
+    return [Request(image, prompts[i % len(prompts)]) for i, image in enumerate(images)]
+
+
+@pytest.mark.parametrize("name", TINY_FAMILIES)
+def test_hf_batched_answers_equal_one_at_a_time(backends, name):
+    backend = backends[name]
+    requests = mixed_requests(name, noise_images(7))
+    alone = [backend.generate([r], GenerationOptions(batch_size=1))[0] for r in requests]
+    batched = backend.generate(requests, GenerationOptions(batch_size=4))
+    assert batched == alone
+    # the images steer the answers, and no row stopped at once: the comparison means something
+    assert len({g.text for g in batched}) > 1 and all(g.text for g in batched)
+
+
+@pytest.mark.parametrize("name", TINY_FAMILIES)
+def test_hf_input_size_is_what_the_processor_produced(backends, name):
+    images = noise_images(4, seed=1)
+    answers = backends[name].generate(mixed_requests(name, images), GenerationOptions(max_new_tokens=1, batch_size=4))
+    assert [a.input_size for a in answers] == [model_input_size(name, image.size) for image in images]
+
+
+def test_hf_pixel_limits_change_the_input_size(checkpoints):
+    family = get_family("qwen2.5-vl")
+    backend = HFBackend.load(checkpoints["qwen2.5-vl"], family, device="cpu", min_pixels=100_000, max_pixels=200_000)
+    image = Image.new("RGB", (700, 500))  # 350k pixels: shrunk under max_pixels
+    small = Image.new("RGB", (120, 90))  # raised over min_pixels
+    answers = backend.generate([Request(image, build_prompt("caption", family)), Request(small, build_prompt("caption", family))],
+                               GenerationOptions(max_new_tokens=1))
+    assert [a.input_size for a in answers] == [
+        model_input_size(family, image.size, min_pixels=100_000, max_pixels=200_000),
+        model_input_size(family, small.size, min_pixels=100_000, max_pixels=200_000),
+    ]
+    assert all(100_000 <= w * h <= 200_000 for w, h in (a.input_size for a in answers))
+
+
+# What a trained model of each family would answer, and where the box must land on a 870x1398 image.
+FORCED = {
+    "qwen2-vl": ("<|object_ref_start|>red car<|object_ref_end|><|box_start|>(100,200),(500,750)<|box_end|>",
+                 (87.0, 279.6, 435.0, 1048.5)),
+    "qwen2.5-vl": ('```json\n[{"bbox_2d": [217, 350, 434, 700], "label": "red car"}]\n```',  # input is 868x1400
+                   (217 * 870 / 868, 350 * 1398 / 1400, 434 * 870 / 868, 700 * 1398 / 1400)),
+    "qwen3-vl": ('```json\n[{"bbox_2d": [100, 200, 500, 750], "label": "red car"}]\n```', (87.0, 279.6, 435.0, 1048.5)),
+}
+
+
+@pytest.mark.parametrize("name", TINY_FAMILIES)
+def test_hf_answer_decodes_and_parses_into_original_pixels(backends, name, monkeypatch):
+    """load -> prompt -> generate -> parse, with the model's tokens replaced by a known answer followed
+    by end-of-turn and padding: grounding tokens survive decoding, control tokens do not."""
+    backend = backends[name]
+    answer, expected_box = FORCED[name]
+    tokenizer = backend.tokenizer
+    answer_ids = tokenizer(answer + "<|im_end|><|endoftext|><|endoftext|>", add_special_tokens=False, return_tensors="pt")["input_ids"]
+
+    def fake_generate(input_ids, **kwargs):
+        return torch.cat([input_ids, answer_ids.expand(len(input_ids), -1)], dim=1)
+
+    monkeypatch.setattr(backend.model, "generate", fake_generate)
+    image = Image.new("RGB", (870, 1398))
+    generation = backend.generate([Request(image, build_prompt("ground", name, phrase="red car"))])[0]
+    assert generation.text == answer
+    result = parse(generation.text, name, image.size, generation.input_size)
+    assert [d.label for d in result.detections] == ["red car"]
+    assert result.detections[0].box == pytest.approx(expected_box)
+
+
+@pytest.mark.parametrize("name", TINY_FAMILIES)
+def test_hf_end_to_end_on_random_weights(checkpoints, name):
+    backend = HFBackend.load(checkpoints[name], get_family(name), device="cpu", dtype="fp32")
+    images = noise_images(2, seed=2)
+    answers = backend.generate(mixed_requests(name, images), GenerationOptions(min_new_tokens=4, max_new_tokens=4))
+    for image, answer in zip(images, answers):
+        assert answer.text and "<|im_end|>" not in answer.text
+        assert parse(answer.text, name, image.size, answer.input_size).image_size == image.size
+
+
+def test_hf_out_of_memory_splits_the_batch_and_keeps_every_answer(backends, monkeypatch, caplog):
+    backend = backends["qwen2.5-vl"]
+    requests = mixed_requests("qwen2.5-vl", noise_images(5, seed=3))
+    expected = backend.generate(requests, GenerationOptions(batch_size=8))
+    real_generate = backend.model.generate
+    batch_sizes = []
+
+    def generate_or_run_out(input_ids, **kwargs):
+        batch_sizes.append(len(input_ids))
+        if len(input_ids) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real_generate(input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(backend.model, "generate", generate_or_run_out)
+    with caplog.at_level(logging.WARNING, logger="vlground"):
+        answers = backend.generate(requests, GenerationOptions(batch_size=8))
+    assert answers == expected
+    assert batch_sizes.count(1) == len(requests)
+    assert "out of memory on a batch of 5" in caplog.text
+
+
+def test_hf_load_refuses_incomplete_or_foreign_checkpoints(checkpoints, tmp_path):
+    (tmp_path / "config.json").write_text((checkpoints["qwen2-vl"] / "config.json").read_text())
+    with pytest.raises(WeightsNotFoundError, match="no weights"):
+        HFBackend.load(tmp_path, get_family("qwen2-vl"), device="cpu")
+    with pytest.raises(ValueError, match="qwen2_vl"):
+        HFBackend.load(checkpoints["qwen2-vl"], get_family("qwen3-vl"), device="cpu")
+    with pytest.raises(ValueError, match="min_pixels"):
+        HFBackend.load(checkpoints["qwen2-vl"], get_family("qwen2-vl"), device="cpu", min_pixels=10**6, max_pixels=10**5)
+
+
+def test_hf_packed_vision_attention_matches_one_call_per_window(checkpoints):
+    """The Qwen2.5-VL tower with all windows in one padded call gives the features of transformers' own
+    per-window loop, for images with partial edge windows and one large enough for the per-image path."""
+    from transformers import AutoProcessor
+
+    from vlground.models.hf import PACKED_VISION_ATTENTION, use_packed_vision_attention
+
+    backend = HFBackend.load(checkpoints["qwen2.5-vl"], get_family("qwen2.5-vl"), device="cpu")
+    visual = backend.model.model.visual
+    assert visual.config._attn_implementation == "sdpa"  # on CPU the per-window loop is the faster one
+    assert use_packed_vision_attention(backend.model)
+    assert visual.config._attn_implementation == PACKED_VISION_ATTENTION
+    images = [*noise_images(2, seed=4), Image.new("RGB", (448, 476), "red"), Image.new("RGB", (476, 448), "blue")]
+    inputs = AutoProcessor.from_pretrained(checkpoints["qwen2.5-vl"]).image_processor(images=images, return_tensors="pt")
+    # windows take the padded single call; whole images (full-attention blocks) average over 512
+    # patches here, so they take the one-call-per-image path
+    assert inputs["image_grid_thw"].prod(-1).float().mean() >= 512
+
+    def features():
+        with torch.inference_mode():
+            output = visual(inputs["pixel_values"], grid_thw=inputs["image_grid_thw"])
+        return getattr(output, "pooler_output", output)
+
+    packed = features()
+    assert not use_packed_vision_attention(backend.model, False)
+    assert visual.config._attn_implementation == "sdpa"
+    torch.testing.assert_close(packed, features(), rtol=1e-5, atol=1e-5)
+    for other in ("qwen2-vl", "qwen3-vl"):  # towers without windows keep transformers' own path
+        model = HFBackend.load(checkpoints[other], get_family(other), device="cpu").model
+        assert not use_packed_vision_attention(model)
+        assert model.config.vision_config._attn_implementation == "sdpa"

@@ -1,0 +1,239 @@
+"""The transformers runtime for Qwen2-VL, Qwen2.5-VL and Qwen3-VL.
+
+One processor call per batch (left padding, images of any sizes), one `generate`, one copy of the new
+tokens to the host. Each answer carries the input size the processor really produced for its image
+(from `image_grid_thw`), which is the frame Qwen2.5-VL writes its pixel coordinates in."""
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from vlground.families import Family
+from vlground.models.base import Backend, Generation, GenerationOptions, Request, resolve_device_dtype
+from vlground.models.weights import WeightsNotFoundError
+
+# Tokens that end an answer (or pad it after the end). Grounding tokens are not among them.
+_STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+
+
+def default_attn_implementation(device: str) -> str:
+    """flash_attention_2 on CUDA when the flash_attn package is installed, else sdpa: both avoid the
+    eager attention path, and flash-attention also runs the Qwen2.5-VL vision windows in one call."""
+    import importlib.util
+
+    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+# transformers hands a vision block's cu_seqlens (every window in one packed sequence) only to attention
+# implementations whose name contains "flash"; any other runs one attention call per window.
+PACKED_VISION_ATTENTION = "vlground_flash_style_packed_sdpa"
+
+
+def packed_sdpa(module, query, key, value, attention_mask=None, scaling=None, dropout=0.0, cu_seq_lens_q=None,
+                max_length_q=None, **kwargs):
+    """Attention inside each chunk of a packed sequence (chunk bounds `cu_seq_lens_q`), for vision towers.
+
+    The Qwen2.5-VL tower attends within windows of at most 64 patches, thousands per batch; one call
+    per window leaves the GPU waiting on Python. Here short chunks go into ONE scaled_dot_product_attention,
+    zero-padded to the longest with a key mask; few long chunks (whole images) keep one mask-free call
+    each. query/key/value: (1, heads, tokens, head_dim); returns (1, tokens, heads, head_dim)."""
+    import torch
+    import torch.nn.functional as F
+
+    bounds = cu_seq_lens_q.long()
+    lengths = bounds[1:] - bounds[:-1]
+    chunks, tokens = lengths.shape[0], query.shape[2]
+    if tokens >= 512 * chunks:
+        parts = [torch.split(t, lengths.tolist(), dim=2) for t in (query, key, value)]
+        out = torch.cat([F.scaled_dot_product_attention(q, k, v, scale=scaling) for q, k, v in zip(*parts)], dim=2)
+        return out.transpose(1, 2), None
+    longest = int(max_length_q) if max_length_q is not None else int(lengths.max())
+    longest = -(-longest // 16) * 16  # aligned, so the memory-efficient kernel takes the mask
+    chunk_of = torch.repeat_interleave(torch.arange(chunks, device=bounds.device), lengths, output_size=tokens)
+    flat = chunk_of * longest + torch.arange(tokens, device=bounds.device) - bounds[:-1][chunk_of]
+    heads, head_dim = query.shape[1], query.shape[3]
+
+    def padded(x):
+        out = x.new_zeros(chunks * longest, heads, head_dim)
+        out[flat] = x[0].transpose(0, 1)
+        return out.view(chunks, longest, heads, head_dim).transpose(1, 2)
+
+    valid = torch.zeros(chunks * longest, dtype=torch.bool, device=bounds.device)
+    valid[flat] = True
+    out = F.scaled_dot_product_attention(
+        padded(query), padded(key), padded(value), attn_mask=valid.view(chunks, 1, 1, longest), scale=scaling
+    )
+    return out.transpose(1, 2).reshape(chunks * longest, heads, head_dim)[flat].unsqueeze(0), None
+
+
+def use_packed_vision_attention(model, enabled: bool = True) -> bool:
+    """Route a windowed (Qwen2.5-VL) vision tower running on sdpa through `packed_sdpa`, or back to sdpa.
+    Returns whether the packed path is now on; other towers and flash-attention are left alone."""
+    from transformers import AttentionInterface
+
+    vision = model.config.vision_config
+    if getattr(vision, "window_size", None) is None or vision._attn_implementation not in ("sdpa", PACKED_VISION_ATTENTION):
+        return False
+    AttentionInterface.register(PACKED_VISION_ATTENTION, packed_sdpa)
+    vision._attn_implementation = PACKED_VISION_ATTENTION if enabled else "sdpa"
+    return enabled
+
+
+def set_pixel_limits(processor, min_pixels: int | None = None, max_pixels: int | None = None) -> None:
+    """Bound the area (in pixels) smart_resize gives each image; None keeps the checkpoint's value."""
+    size = dict(processor.image_processor.size)
+    if min_pixels is not None:
+        size["shortest_edge"] = int(min_pixels)
+    if max_pixels is not None:
+        size["longest_edge"] = int(max_pixels)
+    if not 0 < size["shortest_edge"] <= size["longest_edge"]:
+        raise ValueError(
+            f"need 0 < min_pixels <= max_pixels, got min_pixels={size['shortest_edge']}, max_pixels={size['longest_edge']}"
+        )
+    processor.image_processor.size = size
+
+
+def _check_checkpoint(path: Path, family: Family) -> None:
+    """Fail early, with advice, on a folder that is not a complete checkpoint of `family`."""
+    config = path / "config.json"
+    if not config.is_file():
+        raise WeightsNotFoundError(f"{path} has no config.json: it is not a model folder; pass the checkpoint's folder")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise WeightsNotFoundError(
+            f"{path} has no weights (*.safetensors); the download is incomplete: download the checkpoint again"
+        )
+    model_type = json.loads(config.read_text()).get("model_type")
+    if model_type not in family.model_types:
+        raise ValueError(
+            f"{path} holds a {model_type!r} model, not {family.name} ({', '.join(family.model_types)}); "
+            "pick the family that matches the checkpoint"
+        )
+
+
+class HFBackend(Backend):
+    """A transformers model and its processor, answering batches of (image, prompt) requests.
+
+    Build it with `HFBackend.load` from a checkpoint folder, or directly from a model already on its
+    device (benchmarks build random-weight models of the real size this way). `packed_vision_attention`
+    (default: on CUDA only, where one call per window is launch-bound; on CPU the per-window fused
+    kernel is faster) switches a Qwen2.5-VL vision tower on sdpa to `packed_sdpa`."""
+
+    def __init__(self, model, processor, family: Family, packed_vision_attention: bool | None = None):
+        import torch
+
+        if packed_vision_attention is None:
+            packed_vision_attention = model.device.type == "cuda"
+        use_packed_vision_attention(model, packed_vision_attention)
+        self.model = model
+        self.processor = processor
+        self.family = family
+        self.tokenizer = processor.tokenizer
+        self.tokenizer.padding_side = "left"  # generation appends on the right, so padding goes left
+        self.device = model.device
+        self.patch_size = processor.image_processor.patch_size
+        eos = model.generation_config.eos_token_id
+        eos = [eos] if isinstance(eos, int) else list(eos or [])
+        stop = {*self.tokenizer.convert_tokens_to_ids(list(_STOP_TOKENS)), *eos, self.tokenizer.pad_token_id}
+        self._stop_ids = torch.tensor(sorted(i for i in stop if i is not None))
+        self._pad_id = self.tokenizer.pad_token_id
+
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        family: Family,
+        device: str = "auto",
+        dtype: str = "auto",
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        attn_implementation: str | None = None,
+    ) -> HFBackend:
+        """Load the checkpoint in folder `path` (see `resolve_checkpoint`). device/dtype "auto": CUDA in
+        bf16 when available, else CPU in fp32. min/max_pixels override the checkpoint's smart_resize
+        bounds. Remote code is never run."""
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        path = Path(path)
+        _check_checkpoint(path, family)
+        device, torch_dtype = resolve_device_dtype(device, dtype)
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
+        set_pixel_limits(processor, min_pixels, max_pixels)
+        model = AutoModelForImageTextToText.from_pretrained(
+            path,
+            dtype=torch_dtype,
+            attn_implementation=attn_implementation or default_attn_implementation(device),
+            trust_remote_code=False,
+        )
+        return cls(model.to(device).eval(), processor, family)
+
+    def _generation_config(self, max_new_tokens: int, options: GenerationOptions):
+        """The checkpoint's generation settings (repetition penalty, end tokens) with our decoding
+        choice on top; greedy clears the sampling knobs so transformers does not warn about them."""
+        config = copy.deepcopy(self.model.generation_config)
+        sampling = dict(temperature=options.temperature) if options.do_sample else dict(temperature=None, top_p=None, top_k=None)
+        config.update(
+            do_sample=options.do_sample,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min(options.min_new_tokens, max_new_tokens),
+            pad_token_id=self._pad_id,
+            **sampling,
+        )
+        return config
+
+    def _encode(self, requests: Sequence[Request]):
+        """The processor's output for the batch (on the model's device) and each image's input size."""
+        for request in requests:
+            if not request.prompt.chat:
+                raise ValueError(f"{self.family.name} is a chat model; its prompts must have chat=True")
+        texts = [
+            self.processor.apply_chat_template(
+                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": r.prompt.text}]}],
+                add_generation_prompt=True,
+                tokenize=False,
+            )
+            for r in requests
+        ]
+        # device=: the torchvision image processor resizes and normalizes on the model's device.
+        inputs = self.processor(
+            text=texts, images=[r.image for r in requests], padding=True, return_tensors="pt", device=self.device
+        )
+        sizes = [(w * self.patch_size, h * self.patch_size) for _, h, w in inputs["image_grid_thw"].tolist()]
+        return inputs.to(self.device), sizes
+
+    def _generate_batch(self, requests: Sequence[Request], options: GenerationOptions) -> list[Generation]:
+        import torch
+
+        limits = [options.max_new_tokens or r.prompt.max_new_tokens for r in requests]
+        try:
+            new_tokens, sizes = self._run(requests, self._generation_config(max(limits), options))
+        except torch.OutOfMemoryError as error:
+            message = str(error)
+        else:
+            return [Generation(text=t, input_size=s) for t, s in zip(self._decode(new_tokens, limits), sizes)]
+        # Raised afresh once the handler is left: the original traceback keeps the failed attempt's
+        # tensors alive, and the caller retries smaller batches right after this.
+        raise torch.OutOfMemoryError(message)
+
+    def _run(self, requests: Sequence[Request], config):
+        """The new tokens of each row, on the host, and each image's input size."""
+        import torch
+
+        inputs, sizes = self._encode(requests)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, generation_config=config)
+        return output[:, inputs["input_ids"].shape[1] :].cpu(), sizes
+
+    def _decode(self, new_tokens, limits: list[int]) -> list[str]:
+        """Text of each row up to its first stop token and at most its own token limit (a batch runs to
+        the largest limit; cutting each row keeps batched answers equal to one-at-a-time ones)."""
+        import torch
+
+        stops = torch.isin(new_tokens, self._stop_ids)
+        ends = torch.where(stops.any(dim=1), stops.int().argmax(dim=1), new_tokens.shape[1]).tolist()
+        rows = new_tokens.tolist()
+        kept = [row[: min(end, limit)] for row, end, limit in zip(rows, ends, limits)]
+        return self.tokenizer.batch_decode(kept, skip_special_tokens=False, clean_up_tokenization_spaces=False)
