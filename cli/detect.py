@@ -26,7 +26,6 @@ def detect(
     """Find what each query names in IMAGE, in pixels of the image as displayed."""
     from vlground.families import UnknownFamilyError
     from vlground.imageio import ImageLoadError, load_image
-    from vlground.models.weights import WeightsNotFoundError
     from vlground.results import Result
     from vlground.tasks import load_model
 
@@ -36,7 +35,7 @@ def detect(
         fail(str(error))
     try:
         vlm = load_model(model, device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels)
-    except (WeightsNotFoundError, UnknownFamilyError, ValueError) as error:
+    except (UnknownFamilyError, ValueError, OSError) as error:  # OSError: weights or files missing
         fail(str(error))
     except MemoryError as error:
         fail(f"out of memory while loading the model: {error}; try --dtype bf16 or a smaller model")
