@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from vlground.cli import detect, eval, parse
+from vlground.cli import detect, eval, ocr, parse
 
 app = typer.Typer(
     name="vlground",
@@ -13,7 +13,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (parse, detect, eval):
+for module in (parse, detect, ocr, eval):
     module.register(app)
 
 

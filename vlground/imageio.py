@@ -71,6 +71,8 @@ def _open_file(path: Path) -> Image.Image:
                 return Image.open(path)
             finally:
                 Image.MAX_IMAGE_PIXELS = saved
+    except ImageLoadError:
+        raise
     except FileNotFoundError:
         raise ImageLoadError(str(path), "no such file") from None
     except PermissionError:
@@ -79,6 +81,8 @@ def _open_file(path: Path) -> Image.Image:
         raise ImageLoadError(str(path), "not an image, or a format Pillow cannot read") from None
     except OSError as error:
         raise ImageLoadError(str(path), f"cannot read the file ({error})") from None
+    except Exception as error:  # a reader plugin tripping over malformed headers
+        raise ImageLoadError(str(path), f"malformed image header ({type(error).__name__}: {error})") from None
 
 
 def _displayed_size(image: Image.Image) -> tuple[int, int]:
@@ -166,6 +170,8 @@ def load_image(src: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_P
     `src` is a path, a PIL image or an array (RGB order). Images over `max_pixels` (width x height as
     stored; None for no limit) are refused before their pixels are decoded. Raises `ImageLoadError`
     for every input that cannot be read, with the file and the reason in the message."""
+    if not isinstance(src, (str, Path, Image.Image, np.ndarray)):
+        raise TypeError(f"load_image takes a path, a PIL image or a numpy array, not {type(src).__name__}")
     name = _describe(src)
     if isinstance(src, np.ndarray):
         _check_pixels(name, (src.shape[1], src.shape[0]) if src.ndim >= 2 else (0, 0), max_pixels)
@@ -173,8 +179,6 @@ def load_image(src: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_P
     if isinstance(src, Image.Image):
         _check_pixels(name, src.size, max_pixels)
         return _to_rgb(_exif_transposed(src)).copy()
-    if not isinstance(src, (str, Path)):
-        raise TypeError(f"load_image takes a path, a PIL image or a numpy array, not {type(src).__name__}")
     image = _open_file(Path(src))
     with image:
         _check_pixels(name, image.size, max_pixels)
@@ -185,13 +189,10 @@ def load_image(src: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_P
                 rgb = _to_rgb(_exif_transposed(image))
                 if rgb is image:  # detach from the file before it is closed
                     rgb = image.copy()
-        except ImageLoadError:
-            raise
-        except (OSError, SyntaxError, ValueError, EOFError) as error:
-            # Pillow reports truncation and corrupt data as OSError/SyntaxError/ValueError.
-            raise ImageLoadError(name, f"truncated or corrupt image data ({error})") from None
         except MemoryError:
             raise ImageLoadError(name, "not enough memory to decode this image; lower --max-image-pixels") from None
+        except Exception as error:  # Pillow reports truncation and corrupt data in many exception types
+            raise ImageLoadError(name, f"truncated or corrupt image data ({type(error).__name__}: {error})") from None
     return rgb
 
 

@@ -1,0 +1,60 @@
+"""`vlground ocr`: read the text in files, folders and globs into a JSONL file, one record per file."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vlground.cli.errors import fail
+
+
+def ocr(
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders (walked for image files) or quoted globs.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to append one record per input to.")],
+    engine: Annotated[str, typer.Option(help="'ppocr' (built in, CPU, offline) or a Qwen-VL model: hub id or folder.")] = "ppocr",
+    mode: Annotated[str, typer.Option(help="Qwen engine: 'text' (read-text prompt) or 'lines' (text spotting with boxes).")] = "text",
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders too.")] = False,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="ppocr: processes, one core each (default: one per core).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Qwen engine: images per batch on the device.")] = 8,
+    resume: Annotated[bool, typer.Option(help="Skip the inputs OUT already holds and append the rest.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it already holds results.")] = False,
+    txt_dir: Annotated[Optional[Path], typer.Option(help="Also write each image's text under DIR, mirroring the input folders (a/photo.jpg -> DIR/a/photo.jpg.txt).")] = None,
+    max_image_pixels: Annotated[Optional[int], typer.Option(help="Refuse images over this many pixels as decompression bombs (default 178956970, as Pillow); 0: no limit.")] = None,
+    device: Annotated[str, typer.Option(help="Qwen engine: cuda, cpu or auto.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="Qwen engine: auto, bf16, fp16 or fp32.")] = "auto",
+    max_pixels: Annotated[Optional[int], typer.Option(help="Qwen engine: the processor's max_pixels per image.")] = None,
+    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar on stderr (default: when it is a terminal).")] = None,
+) -> None:
+    """Read the text in every image; exit status 1 when any input failed (its record says why)."""
+    from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS
+    from vlground.models.weights import WeightsNotFoundError
+    from vlground.ocr.engine import MODES, EngineUnavailableError
+    from vlground.ocr.output import OutputExistsError
+    from vlground.ocr.runner import OcrOptions, run_ocr
+
+    if mode not in MODES:
+        fail(f"--mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if (workers is not None and workers < 1) or batch_size < 1:
+        fail("--workers and --batch-size must be at least 1")
+    if max_image_pixels is not None and max_image_pixels < 0:
+        fail("--max-image-pixels must be positive, or 0 for no limit")
+    pixel_limit = DEFAULT_MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels or None
+    options = OcrOptions(
+        engine=engine, mode=mode, recursive=recursive, workers=workers, batch_size=batch_size, resume=resume,
+        overwrite=overwrite, txt_dir=txt_dir, progress=progress, device=device, dtype=dtype, max_pixels=max_pixels,
+        max_image_pixels=pixel_limit,
+    )
+    try:
+        summary = run_ocr(paths, out, options)
+    except (OutputExistsError, IsADirectoryError, EngineUnavailableError, WeightsNotFoundError) as error:
+        fail(str(error))
+    except Exception as error:  # noqa: BLE001 - unknown models, bad devices: one line, no traceback
+        fail(f"{type(error).__name__}: {error}")
+    typer.echo(summary.describe(), err=True)
+    if not summary.ok:
+        raise typer.Exit(130 if summary.interrupted else 1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ocr")(ocr)

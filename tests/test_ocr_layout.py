@@ -1,0 +1,165 @@
+"""Line assembly, reading order and space restoration, on rendered text whose character positions are
+known from the font: no OCR engine involved, so these run in milliseconds."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from vlground.ocr.confusions import fix_confusions
+from vlground.ocr.layout import Piece, assemble_lines
+from vlground.ocr.synthetic import Style, font_files, load_font
+
+FONTS = font_files(Path(__file__).parent / "fonts")
+# Pillow's built-in font (Aileron) sets word spaces barely wider than its letter gaps; it is covered
+# by the end-to-end quality test, which measures character error rate rather than exact lines.
+
+
+SERIF = Style(font=FONTS[-1], size=24)
+
+
+class Page:
+    """A white page; `write` draws text and returns the piece a detector would report for it: the
+    text without its spaces (as PP-OCR drops them), a box one font size tall around the text (as
+    PP-OCR's detector draws them), and character centres from the font's advances."""
+
+    def __init__(self, size=(900, 400), style: Style = SERIF):
+        self.image = Image.new("RGB", size, "white")
+        self.draw = ImageDraw.Draw(self.image)
+        self.font = load_font(style)
+        self.style = style
+
+    def write(self, x: float, y: float, text: str, keep_spaces: bool = False) -> Piece:
+        self.draw.text((x, y), text, font=self.font, fill=self.style.ink)
+        left, top, right, bottom = self.draw.textbbox((x, y), text, font=self.font)
+        half = self.style.size / 2
+        middle_y = (top + bottom) / 2
+        quad = np.array([[left - half / 2, middle_y - half], [right + half / 2, middle_y - half],
+                         [right + half / 2, middle_y + half], [left - half / 2, middle_y + half]])
+        chars, centers = [], []
+        for i, c in enumerate(text):
+            if c == " " and not keep_spaces:
+                continue
+            middle = (self.font.getlength(text[:i]) + self.font.getlength(text[: i + 1])) / 2
+            chars.append(c)
+            centers.append((x + middle, (top + bottom) / 2))
+        return Piece(quad=quad, text="".join(chars), score=0.9, centers=np.array(centers))
+
+    @property
+    def gray(self) -> np.ndarray:
+        return np.asarray(self.image.convert("L"))
+
+
+@pytest.mark.parametrize("font", FONTS, ids=lambda f: Path(f).stem)
+@pytest.mark.parametrize("size", [16, 28, 48])
+def test_spaces_come_back(font, size):
+    page = Page(style=Style(font=font, size=size))
+    texts = ["Total due: $42.17 (incl. VAT 20%)", "Children's story time at 10am", "SKU 88412 Lot 17 Best before 12/08/2027"]
+    pieces = [page.write(10, 10 + i * size * 2, text) for i, text in enumerate(texts)]
+    assert [line.text for line in assemble_lines(pieces, page.gray)] == texts
+
+
+def test_spaces_survive_noise_and_light_on_dark():
+    page = Page(style=Style(font=FONTS[0], size=24, ink=(255, 255, 255), paper=(20, 60, 30)))
+    page.image.paste((20, 60, 30), (0, 0, *page.image.size))
+    piece = page.write(10, 10, "Fresh Coffee and Tea")
+    noisy = np.clip(np.asarray(page.image, dtype=np.float32) + np.random.default_rng(1).normal(0, 16, (400, 900, 1)), 0, 255)
+    gray = np.asarray(Image.fromarray(noisy.astype(np.uint8)).convert("L"))
+    assert assemble_lines([piece], gray)[0].text == "Fresh Coffee and Tea"
+
+
+def test_recognizer_spaces_are_kept_and_not_doubled():
+    page = Page()
+    piece = page.write(10, 10, "Open 7 days a week", keep_spaces=True)
+    assert assemble_lines([piece], page.gray)[0].text == "Open 7 days a week"
+
+
+def test_two_columns_are_read_one_after_the_other():
+    page = Page(size=(1000, 300))
+    left = ["The library will be closed", "on Monday for maintenance.", "Books may be returned"]
+    right = ["Children's story time moves", "to Tuesday at ten in the", "reading room upstairs."]
+    pieces = [page.write(10, 20 + 40 * i, t) for i, t in enumerate(left)]
+    pieces += [page.write(520, 20 + 40 * i, t) for i, t in enumerate(right)]
+    pieces.reverse()  # the detector's order must not matter
+    assert [line.text for line in assemble_lines(pieces, page.gray)] == left + right
+
+
+def test_a_title_over_two_columns_comes_first():
+    page = Page(size=(1000, 300))
+    title = page.write(300, 10, "Notice to all readers")
+    left = [page.write(10, 70 + 40 * i, t) for i, t in enumerate(["Books may be returned", "through the slot by the door"])]
+    right = [page.write(520, 70 + 40 * i, t) for i, t in enumerate(["Members can renew loans", "online or by phone today"])]
+    lines = assemble_lines(right + left + [title], page.gray)
+    assert [line.text for line in lines] == ["Notice to all readers", "Books may be returned", "through the slot by the door",
+                                             "Members can renew loans", "online or by phone today"]
+
+
+def test_receipt_prices_stay_on_their_item_lines():
+    page = Page(size=(600, 300))
+    items = [("Coffee", "3.50"), ("Blueberry Muffin", "2.25"), ("Orange Juice", "4.10"), ("TOTAL", "$9.85")]
+    pieces = []
+    for i, (item, price) in enumerate(items):
+        pieces += [page.write(10, 10 + 40 * i, item), page.write(480, 10 + 40 * i, price)]
+    lines = assemble_lines(pieces, page.gray)
+    assert [line.text for line in lines] == [f"{item} {price}" for item, price in items]
+    assert lines[0].box[0] < 20 and lines[0].box[2] > 500  # one box over item and price
+
+
+def test_a_line_split_in_overlapping_pieces_is_one_line_without_duplicates():
+    page = Page()
+    whole = page.write(10, 10, "reading room")
+    # The detector returns "reading" and "groom": the second piece repeats the g under the first's g.
+    split_x = whole.centers[6, 0]
+    first_quad, second_quad = whole.quad.copy(), whole.quad.copy()
+    first_quad[[1, 2], 0] = split_x + 6
+    second_quad[[0, 3], 0] = split_x - 6
+    first = Piece(quad=first_quad, text="reading", score=0.9, centers=whole.centers[:7])
+    second = Piece(quad=second_quad, text="groom", score=0.8, centers=whole.centers[6:])
+    line = assemble_lines([second, first], page.gray)[0]
+    assert line.text == "reading room"
+    assert line.score == pytest.approx((0.9 * 7 + 0.8 * 5) / 12)
+
+
+def test_tilted_page_gives_quads_in_reading_order():
+    page = Page(size=(700, 300))
+    texts = ["First line of the sign", "Second line below it", "Third and last line"]
+    pieces = [page.write(100, 60 + 60 * i, t) for i, t in enumerate(texts)]
+    angle = math.radians(8)
+    center = np.array([350.0, 150.0])
+    rotate = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+
+    def turn(points):
+        return (np.asarray(points) - center) @ rotate.T + center
+
+    tilted = page.image.rotate(-8, center=(350, 150), resample=Image.BICUBIC, fillcolor="white")
+    pieces = [Piece(quad=turn(p.quad), text=p.text, score=p.score, centers=turn(p.centers)) for p in pieces]
+    lines = assemble_lines(pieces, np.asarray(tilted.convert("L")))
+    assert [line.text for line in lines] == texts
+    assert all(line.box is None and line.quad is not None for line in lines)
+    top_left, top_right = np.array(lines[0].quad[0]), np.array(lines[0].quad[1])
+    assert math.degrees(math.atan2(*(top_right - top_left)[::-1])) == pytest.approx(8, abs=0.5)
+
+
+def test_no_pieces_no_lines():
+    assert assemble_lines([], np.zeros((10, 10), dtype=np.uint8)) == []
+    blank = Piece(quad=np.array([[0, 0], [5, 0], [5, 5], [0, 5]]), text="  ", score=0.5, centers=np.zeros((2, 2)))
+    assert assemble_lines([blank], np.zeros((10, 10), dtype=np.uint8)) == []
+
+
+@pytest.mark.parametrize("raw, fixed", [
+    ("FlLE NOT FOUND", "FILE NOT FOUND"),
+    ("l am here", "I am here"),
+    ("0pen 7 days", "Open 7 days"),
+    ("C0FFEE", "COFFEE"),
+    ("Olive 0il", "Olive Oil"),
+    ("Year 2O24", "Year 2024"),
+    # left alone: real mixes of letters and digits, and ordinary words with l
+    ("B52 10am XR-200 A0 500ml", "B52 10am XR-200 A0 500ml"),
+    ("like all lilies", "like all lilies"),
+    ("Illinois HELLO", "Illinois HELLO"),
+])
+def test_look_alike_fixes(raw, fixed):
+    assert fix_confusions(raw) == fixed

@@ -1,0 +1,113 @@
+"""`vlground ocr --engine <Qwen model>`: a tiny random checkpoint end to end, the record shape of
+spotted lines, batches that fail, and missing weights."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+import vlground
+from vlground.cli.ocr import register
+from vlground.results import Detection, Result
+from vlground.testing import make_tiny_model
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    app.callback()(lambda: None)
+    return app
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def images(tmp_path) -> list[str]:
+    paths = []
+    for index, size in enumerate([(64, 48), (80, 40), (40, 90)]):
+        path = tmp_path / f"img{index}.png"
+        Image.new("RGB", size, (255, 255, 255)).save(path)
+        paths.append(str(path))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    return paths + [str(tmp_path / "broken.png")]
+
+
+def test_tiny_checkpoint_end_to_end(tmp_path, images):
+    model = make_tiny_model("qwen2.5-vl", tmp_path / "tiny-qwen2.5-vl")
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(_app(), ["ocr", *images, "--engine", str(model), "--batch-size", "2", "--out", str(out)])
+    assert result.exit_code == 1, result.stderr  # the broken file
+    records = _records(out)
+    assert [r["path"] for r in records] == images
+    assert all(r["engine"] == str(model) for r in records)
+    assert [(r["width"], r["height"]) for r in records[:3]] == [(64, 48), (80, 40), (40, 90)]
+    assert all(r["error"] is None and isinstance(r["text"], str) and r["lines"] == [] for r in records[:3])
+    assert records[3]["error"] and records[3]["width"] is None
+
+
+class _StubModel:
+    """Stands in for vlground.load_model's Model: answers from a table, fails on request."""
+
+    def __init__(self, fail_on_size=None):
+        self.fail_on_size = fail_on_size
+        self.batches = []
+
+    def _answer(self, images, make):
+        self.batches.append(len(images))
+        if any(i.size == self.fail_on_size for i in images):
+            raise RuntimeError("device-side assert")
+        return [make(i) for i in images]
+
+    def read_text(self, images, batch_size=8):
+        return self._answer(images, lambda i: Result(detections=[], text=f" text of {i.width}x{i.height}\n", image_size=i.size))
+
+    def spot_text(self, images, batch_size=8):
+        def spotted(image):
+            return Result(detections=[
+                Detection(label=None, box=(1.0, 2.0, 30.0, 12.0), text="EXIT"),
+                Detection(label=None, quad=((0.0, 20.0), (30.0, 22.0), (29.0, 32.0), (0.0, 30.0)), text="Platform 4"),
+                Detection(label="cat", point=(3.0, 4.0)),  # not a text line
+            ], text="", image_size=image.size)
+        return self._answer(images, spotted)
+
+
+def test_spotted_lines_become_record_lines(tmp_path, images, monkeypatch):
+    monkeypatch.setattr(vlground, "load_model", lambda *a, **k: _StubModel())
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(_app(), ["ocr", images[0], "--engine", "Qwen/Qwen3-VL-4B-Instruct", "--mode", "lines", "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    record = _records(out)[0]
+    assert record["text"] == "EXIT\nPlatform 4"
+    assert record["lines"] == [
+        {"text": "EXIT", "box": [1.0, 2.0, 30.0, 12.0], "score": None},
+        {"text": "Platform 4", "quad": [[0.0, 20.0], [30.0, 22.0], [29.0, 32.0], [0.0, 30.0]], "score": None},
+    ]
+
+
+def test_a_failing_batch_is_retried_image_by_image(tmp_path, images, monkeypatch):
+    stub = _StubModel(fail_on_size=(80, 40))
+    monkeypatch.setattr(vlground, "load_model", lambda *a, **k: stub)
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(_app(), ["ocr", *images[:3], "--engine", "Qwen/Qwen2.5-VL-7B-Instruct", "--out", str(out)])
+    assert result.exit_code == 1
+    records = _records(out)
+    assert [r["text"] for r in records] == ["text of 64x48", "", "text of 40x90"]
+    assert "device-side assert" in records[1]["error"]
+    assert stub.batches == [3, 1, 1, 1]
+
+
+def test_missing_weights_is_a_clear_cli_error(tmp_path, images, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(_app(), ["ocr", images[0], "--engine", "Qwen/Qwen2.5-VL-7B-Instruct", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "cannot find the weights of Qwen/Qwen2.5-VL-7B-Instruct" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not out.exists() or out.read_text() == ""  # nothing written before the engine was up

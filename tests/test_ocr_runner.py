@@ -1,0 +1,164 @@
+"""`vlground ocr` over real folders: every bad file a folder holds, resume after SIGKILL, workers,
+text export and exit status."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from vlground.cli.ocr import register
+from vlground.ocr.output import RecordWriter
+from vlground.ocr.records import OcrRecord
+from vlground.ocr.synthetic import Document, Style, render
+
+FONT = str(Path(__file__).parent / "fonts" / "DejaVuSansCondensed-Bold.ttf")
+EXIF_ORIENTATION = 0x0112
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    app.callback()(lambda: None)  # keep "ocr" as a subcommand, as in the real CLI
+    return app
+
+
+def _sign(text: str, size: int = 40) -> Image.Image:
+    return render(Document("sign", [[[(text, "center")]]]), Style(font=FONT, size=size))
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def messy_folder(tmp_path_factory) -> Path:
+    """A folder as people have them: good images in odd encodings, broken files, notes, a subfolder."""
+    folder = tmp_path_factory.mktemp("scans")
+    _sign("Fresh Coffee").save(folder / "plain.png")
+    _sign("Corner Cafe").convert("CMYK").save(folder / "cmyk.jpg", quality=95)
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6  # stored sideways; displayed upright
+    _sign("Main Street").transpose(Image.Transpose.ROTATE_90).save(folder / "rotated.jpg", exif=exif, quality=95)
+    Image.new("RGB", (1, 1), "white").save(folder / "tiny.png")
+    Image.new("L", (3000, 6), 255).save(folder / "strip.png")  # extreme aspect: the bare engine raises
+    (folder / "empty.png").write_bytes(b"")
+    data = (folder / "plain.png").read_bytes()
+    (folder / "truncated.png").write_bytes(data[: len(data) // 2])
+    (folder / "notes.jpg").write_text("this is not a picture")
+    (folder / "readme.txt").write_text("ground truth lives elsewhere")
+    (folder / "sub").mkdir()
+    _sign("Exit").save(folder / "sub" / "inner.png")
+    return folder
+
+
+def test_every_file_gets_one_record_and_the_batch_goes_on(messy_folder, tmp_path):
+    out = tmp_path / "results.jsonl"
+    result = CliRunner().invoke(_app(), ["ocr", str(messy_folder), "--out", str(out), "--txt-dir", str(tmp_path / "txt")])
+    assert result.exit_code == 1, result.output  # some inputs failed
+    records = {Path(r["path"]).name: r for r in _records(out)}
+    assert set(records) == {"plain.png", "cmyk.jpg", "rotated.jpg", "tiny.png", "strip.png", "empty.png",
+                            "truncated.png", "notes.jpg"}
+    assert set(records["plain.png"]) == {"path", "engine", "width", "height", "text", "lines", "error"}
+    assert records["plain.png"]["text"] == "Fresh Coffee"
+    assert records["cmyk.jpg"]["text"] == "Corner Cafe"
+    assert records["rotated.jpg"]["text"] == "Main Street"
+    assert records["rotated.jpg"]["width"] > records["rotated.jpg"]["height"]  # as displayed
+    line = records["plain.png"]["lines"][0]
+    assert line["text"] == "Fresh Coffee" and len(line["box"]) == 4 and 0.5 < line["score"] <= 1
+    x1, y1, x2, y2 = line["box"]
+    assert 0 <= x1 < x2 <= records["plain.png"]["width"] and 0 <= y1 < y2 <= records["plain.png"]["height"]
+    assert "empty file" in records["empty.png"]["error"]
+    assert "truncated" in records["truncated.png"]["error"]
+    assert "not an image" in records["notes.jpg"]["error"]
+    assert all(r["error"] is None for n, r in records.items() if n in ("plain.png", "cmyk.jpg", "rotated.jpg", "tiny.png", "strip.png"))
+    assert records["strip.png"]["text"] == "" and (records["strip.png"]["width"], records["strip.png"]["height"]) == (3000, 6)
+    assert (tmp_path / "txt" / "plain.png.txt").read_text() == "Fresh Coffee\n"
+    assert not (tmp_path / "txt" / "empty.png.txt").exists()
+    summary = result.stderr
+    assert "done 8, failed 3" in summary and "1 files in folders without an image suffix" in summary
+    assert "1 subfolders not entered" in summary
+
+    # The same output again: refused without --resume; with it, nothing is redone or duplicated.
+    again = CliRunner().invoke(_app(), ["ocr", str(messy_folder), "--out", str(out)])
+    assert again.exit_code == 2 and "--resume" in again.stderr
+    resumed = CliRunner().invoke(_app(), ["ocr", str(messy_folder), "-r", "--out", str(out), "--resume"])
+    assert resumed.exit_code == 1  # the earlier failures still stand
+    assert "done 1, failed 0" in resumed.stderr and "skipped 8" in resumed.stderr
+    assert sorted(Path(r["path"]).name for r in _records(out)).count("plain.png") == 1
+    assert _records(out)[-1]["text"] == "Exit"
+
+
+def test_files_folders_and_globs_without_duplicates(messy_folder, tmp_path):
+    out = tmp_path / "r.jsonl"
+    args = ["ocr", str(messy_folder / "plain.png"), str(messy_folder / "*.png"), str(messy_folder / "*.webp"),
+            str(messy_folder / "missing.png"), "--out", str(out)]
+    result = CliRunner().invoke(_app(), args)
+    assert result.exit_code == 1
+    records = {r["path"]: r for r in _records(out)}
+    assert len(records) == len(_records(out)) == 7  # 5 pngs, the unmatched glob, the missing file
+    assert records[str(messy_folder / "*.webp")]["error"] == "no file matches this pattern"
+    assert records[str(messy_folder / "missing.png")]["error"] == "no such file"
+
+
+def test_all_good_exits_zero_and_workers_agree(tmp_path):
+    for index, word in enumerate(["Bakery", "Library", "Pharmacy"]):
+        _sign(word).save(tmp_path / f"{index}.png")
+    texts = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}.jsonl"
+        bar = ["--progress"] if workers == 1 else []  # forced on; off by default when stderr is no terminal
+        result = CliRunner().invoke(_app(), ["ocr", str(tmp_path), "--out", str(out), "--workers", str(workers), *bar])
+        assert result.exit_code == 0, result.stderr
+        assert ("img/s" in result.stderr) == (workers == 1)
+        texts[workers] = {r["path"]: r["text"] for r in _records(out)}
+    assert texts[1] == texts[2] == {str(tmp_path / f"{i}.png"): w for i, w in enumerate(["Bakery", "Library", "Pharmacy"])}
+
+
+def test_missing_engine_package_says_what_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)  # as on a Python it does not support
+    _sign("Bakery").save(tmp_path / "a.png")
+    result = CliRunner().invoke(_app(), ["ocr", str(tmp_path / "a.png"), "--out", str(tmp_path / "r.jsonl")])
+    assert result.exit_code == 2
+    assert "rapidocr-onnxruntime" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_line_cut_by_a_kill_is_dropped_on_resume(tmp_path):
+    out = tmp_path / "r.jsonl"
+    whole = OcrRecord(path="a.png", engine="ppocr", width=1, height=1, text="A").to_json()
+    out.write_text(whole + "\n" + '{"path": "b.png", "eng')
+    with RecordWriter(out, resume=True) as writer:
+        assert set(writer.done) == {os.path.abspath("a.png")}
+        writer.write(OcrRecord(path="b.png", engine="ppocr", text="B"))
+    assert [r["text"] for r in _records(out)] == ["A", "B"]
+
+
+_CLI = "import sys, typer; from vlground.cli.ocr import register; app = typer.Typer(); register(app); app.callback()(lambda: None); app()"
+
+
+def test_sigkill_midway_then_resume_reads_every_input_exactly_once(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(12):
+        _sign(f"Gate {index}", size=24).save(folder / f"{index:02d}.png")
+    out = tmp_path / "r.jsonl"
+    command = [sys.executable, "-c", _CLI, "ocr", str(folder), "--out", str(out), "--workers", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 3):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    first = out.read_text().count("\n")
+    assert 3 <= first < 12, "the run was to be killed midway"
+    subprocess.run(command + ["--resume"], check=True, capture_output=True)
+    paths = [r["path"] for r in _records(out)]
+    assert sorted(paths) == sorted(str(folder / f"{i:02d}.png") for i in range(12))

@@ -1,0 +1,34 @@
+"""Fixing the look-alike characters PP-OCR confuses, where the neighbours leave no doubt.
+
+Only unambiguous contexts are touched: "l" inside an all-capitals word or alone ("FlLE", "l am"),
+"0" starting or inside a word of letters ("0pen", "C0FFEE"), "O" inside a number ("2O24").
+A word that mixes letters and digits on purpose ("B52", "10am", "XR-200") is left alone."""
+from __future__ import annotations
+
+import re
+
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def _fix_word(word: str) -> str:
+    letters = [c for c in word if c.isalpha()]
+    digits = [c for c in word if c.isdigit()]
+    if word == "l":
+        return "I"
+    if letters and not digits and len(letters) >= 2:
+        others = [c for c in letters if c != "l"]
+        if others and all(c.isupper() for c in others) and len(others) >= 2:
+            return word.replace("l", "I")
+        return word
+    if digits == ["0"] * len(digits) and len(letters) >= 2 and word[-1] != "0":
+        # zeros where the word is letters: "0pen", "C0FFEE", "0il"; "10" or "A0" never reach here
+        upper = sum(c.isupper() for c in letters) > len(letters) / 2
+        return "".join(("O" if upper or i == 0 else "o") if c == "0" else c for i, c in enumerate(word))
+    if letters == ["O"] * len(letters) and len(digits) >= 2 and word[0].isdigit() and word[-1].isdigit():
+        return word.replace("O", "0")
+    return word
+
+
+def fix_confusions(text: str) -> str:
+    """`text` with look-alikes fixed word by word (see the module docstring)."""
+    return _WORD.sub(lambda m: _fix_word(m.group(0)), text)

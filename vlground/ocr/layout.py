@@ -1,0 +1,160 @@
+"""From detected text pieces to lines in reading order.
+
+A detector returns pieces: one line of text often comes back as several boxes, in no useful order,
+and a page set in two columns interleaves its columns when read row by row. Here pieces are deskewed
+by the page's dominant angle, split recursively at the widest empty band (XY-cut: across the page
+between blocks, down the page between columns of prose), and the pieces of each row are joined
+into one line, left to right.
+
+A vertical cut is taken only where both sides hold prose (rows several line-heights wide), so a
+receipt's right-aligned prices stay on the same line as their items."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from vlground.ocr.records import OcrLine
+from vlground.ocr.spacing import join_pieces
+
+# Both sides of a column gutter hold rows at least this many line heights wide (median).
+PROSE_ROW_WIDTH = 8.0
+# Rows whose vertical extents overlap by this fraction of the smaller height are one row.
+ROW_OVERLAP = 0.5
+# Below this tilt (degrees) lines get an axis-aligned box, above it a quad.
+AXIS_ALIGNED_DEGREES = 1.0
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One detected text piece: `quad` (4 corners clockwise from the text's top-left, image pixels),
+    its text, the recognizer's confidence, `centers` one (x, y) image point per character of `text`,
+    and its box (x1, y1, x2, y2) in the deskewed frame (set by the layout)."""
+
+    quad: np.ndarray
+    text: str
+    score: float
+    centers: np.ndarray
+    box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def width(self) -> float:
+        return self.box[2] - self.box[0]
+
+
+def _angle(quad: np.ndarray) -> float:
+    """Tilt of the text's baseline direction, radians, positive clockwise (image y points down)."""
+    dx, dy = quad[1] - quad[0]
+    return math.atan2(dy, dx)
+
+
+def _rotation(angle: float) -> np.ndarray:
+    c, s = math.cos(-angle), math.sin(-angle)
+    return np.array([[c, -s], [s, c]])
+
+
+def _deskew(pieces: list[Piece]) -> tuple[list[Piece], float]:
+    """Pieces with boxes in a frame rotated so the dominant text direction is horizontal."""
+    angles = np.array([_angle(p.quad) for p in pieces])
+    weights = np.array([max(np.linalg.norm(p.quad[1] - p.quad[0]), 1.0) for p in pieces])
+    order = np.argsort(angles)
+    cumulative = np.cumsum(weights[order])
+    angle = float(angles[order][np.searchsorted(cumulative, cumulative[-1] / 2)])  # weighted median
+    rotate = _rotation(angle)
+    out = []
+    for piece in pieces:
+        points = piece.quad @ rotate.T
+        out.append(replace(piece, box=(points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max())))
+    return out, angle
+
+
+def _rows(pieces: list[Piece]) -> list[list[Piece]]:
+    """Pieces grouped into rows by vertical overlap, rows top to bottom, pieces left to right."""
+    rows: list[list[Piece]] = []
+    for piece in sorted(pieces, key=lambda p: (p.box[1] + p.box[3]) / 2):
+        for row in rows:
+            top = min(p.box[1] for p in row)
+            bottom = max(p.box[3] for p in row)
+            overlap = min(bottom, piece.box[3]) - max(top, piece.box[1])
+            if overlap >= ROW_OVERLAP * min(piece.height, bottom - top):
+                row.append(piece)
+                break
+        else:
+            rows.append([piece])
+    rows.sort(key=lambda row: min(p.box[1] for p in row))
+    return [sorted(row, key=lambda p: p.box[0]) for row in rows]
+
+
+def _gaps(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Empty stretches (start, end) between the union of 1-D intervals."""
+    gaps = []
+    intervals = sorted(intervals)
+    reach = intervals[0][1]
+    for start, end in intervals[1:]:
+        if start > reach:
+            gaps.append((reach, start))
+        reach = max(reach, end)
+    return gaps
+
+
+def _is_prose(pieces: list[Piece], line_height: float) -> bool:
+    rows = _rows(pieces)
+    widths = [max(p.box[2] for p in row) - min(p.box[0] for p in row) for row in rows]
+    return len(rows) >= 2 and float(np.median(widths)) >= PROSE_ROW_WIDTH * line_height
+
+
+def _reading_order(pieces: list[Piece]) -> list[list[Piece]]:
+    """Rows in reading order, by recursive cuts at the widest empty band."""
+    if len(pieces) < 2:
+        return [pieces] if pieces else []
+    line_height = float(np.median([p.height for p in pieces]))
+    cuts = []  # (width of the empty band, axis, position)
+    for start, end in _gaps([(p.box[1], p.box[3]) for p in pieces]):
+        cuts.append((end - start, 1, (start + end) / 2))
+    for start, end in _gaps([(p.box[0], p.box[2]) for p in pieces]):
+        cuts.append((end - start, 0, (start + end) / 2))
+    for _, axis, position in sorted(cuts, key=lambda cut: -cut[0]):
+        first = [p for p in pieces if (p.box[axis] + p.box[axis + 2]) / 2 < position]
+        second = [p for p in pieces if (p.box[axis] + p.box[axis + 2]) / 2 >= position]
+        if axis == 0 and not (_is_prose(first, line_height) and _is_prose(second, line_height)):
+            continue
+        return _reading_order(first) + _reading_order(second)
+    return _rows(pieces)
+
+
+def _row_quad(row: list[Piece], angle: float) -> np.ndarray:
+    """The row's deskewed box as 4 corners in image pixels, clockwise from the top-left."""
+    x1, y1 = min(p.box[0] for p in row), min(p.box[1] for p in row)
+    x2, y2 = max(p.box[2] for p in row), max(p.box[3] for p in row)
+    return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]]) @ _rotation(angle)
+
+
+def _geometry(row: list[Piece], quad: np.ndarray, angle: float) -> dict:
+    """An axis-aligned box for level text, the tilted quad otherwise."""
+    if abs(math.degrees(angle)) < AXIS_ALIGNED_DEGREES:
+        points = np.concatenate([p.quad for p in row])
+        return {"box": (float(points[:, 0].min()), float(points[:, 1].min()), float(points[:, 0].max()), float(points[:, 1].max()))}
+    return {"quad": tuple((float(x), float(y)) for x, y in quad)}
+
+
+def assemble_lines(pieces: list[Piece], gray: np.ndarray) -> list[OcrLine]:
+    """One OcrLine per row of text, in reading order, its pieces joined with the word spaces the
+    pixels of `gray` (the whole image, uint8) show. `score` is the pieces' confidence weighted by
+    their number of characters."""
+    pieces = [p for p in pieces if p.text.strip()]
+    if not pieces:
+        return []
+    deskewed, angle = _deskew(pieces)
+    lines = []
+    for row in _reading_order(deskewed):
+        quad = _row_quad(row, angle)
+        height = float(np.median([p.height for p in row]))
+        text = join_pieces(gray, quad, height, [(p.text, p.centers) for p in row])
+        score = float(np.average([p.score for p in row], weights=[max(len(p.text), 1) for p in row]))
+        lines.append(OcrLine(text=text, score=score, **_geometry(row, quad, angle)))
+    return lines

@@ -1,0 +1,89 @@
+"""The OCR record: one JSON line per input file, the format `vlground ocr` writes and `vlground eval
+ocr` reads.
+
+    {"path", "engine", "width", "height", "text", "lines": [{"text", "box" | "quad", "score"}], "error"}
+
+Coordinates are pixels of the image as displayed (EXIF orientation applied). `box` is
+[x1, y1, x2, y2]; `quad` is four [x, y] corners clockwise from the top-left of the text. `score` is the
+engine's confidence in [0, 1], or null where the engine gives none (Qwen). A file that could not be
+read has `error` set, width/height null, empty text and no lines."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from vlground.results import Box, Quad
+
+
+@dataclass(frozen=True)
+class OcrLine:
+    """One line of text; exactly one of `box` and `quad` is set."""
+
+    text: str
+    box: Box | None = None
+    quad: Quad | None = None
+    score: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"text": self.text}
+        if self.quad is not None:
+            out["quad"] = [[round(float(x), 1), round(float(y), 1)] for x, y in self.quad]
+        else:
+            out["box"] = [round(float(v), 1) for v in self.box]
+        out["score"] = None if self.score is None else round(float(self.score), 4)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OcrLine:
+        quad = d.get("quad")
+        return cls(
+            text=d["text"],
+            box=tuple(d["box"]) if d.get("box") is not None else None,
+            quad=tuple(tuple(p) for p in quad) if quad is not None else None,
+            score=d.get("score"),
+        )
+
+
+@dataclass(frozen=True)
+class OcrRecord:
+    """The result for one input file."""
+
+    path: str
+    engine: str
+    width: int | None = None
+    height: int | None = None
+    text: str = ""
+    lines: list[OcrLine] = field(default_factory=list)
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, path: str, engine: str, error: str) -> OcrRecord:
+        return cls(path=path, engine=engine, error=error)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "engine": self.engine,
+            "width": self.width,
+            "height": self.height,
+            "text": self.text,
+            "lines": [line.to_dict() for line in self.lines],
+            "error": self.error,
+        }
+
+    def to_json(self) -> str:
+        """One line of JSON (no newline inside, non-ASCII text kept readable)."""
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OcrRecord:
+        return cls(
+            path=d["path"],
+            engine=d["engine"],
+            width=d.get("width"),
+            height=d.get("height"),
+            text=d.get("text") or "",
+            lines=[OcrLine.from_dict(line) for line in d.get("lines") or []],
+            error=d.get("error"),
+        )

@@ -1,0 +1,222 @@
+"""The batch: every input file gets exactly one record, written as soon as it is known.
+
+The embedded engine runs in `workers` processes, each building its engine once and running it on
+one thread, so N workers use N cores (processes scale better than onnxruntime's own threads, which
+give about 1.5x on 2 cores); by default as many workers as cores, or, for a single file, one
+process with every thread; a Qwen model runs in this process, batched on its device. A file that
+cannot be read, or that the engine fails on, becomes an error record and the batch goes on."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image
+from vlground.ocr.engine import PPOCR, PPOCREngine, PageText, QwenEngine
+from vlground.ocr.inputs import Inputs, collect_inputs
+from vlground.ocr.output import RecordWriter, export_text, record_key
+from vlground.ocr.records import OcrRecord
+
+
+@dataclass(frozen=True)
+class OcrOptions:
+    """Everything `vlground ocr` can be told. `engine` is "ppocr" or a Qwen model (hub id or
+    folder); `workers` (ppocr) None means one per core; `mode`, `batch_size`, `device`, `dtype` and `max_pixels` (the model's input budget)
+    apply to Qwen; `max_image_pixels` is the decompression-bomb limit (None: no limit); `progress`
+    None shows a bar only when stderr is a terminal."""
+
+    engine: str = PPOCR
+    mode: str = "text"
+    recursive: bool = False
+    workers: int | None = None
+    batch_size: int = 8
+    resume: bool = False
+    overwrite: bool = False
+    txt_dir: Path | None = None
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+    progress: bool | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    max_pixels: int | None = None
+
+
+@dataclass
+class Summary:
+    """What a run did: `done` records written (of which `failed` are errors), `skipped` inputs the
+    output already held (of which `skipped_failed` were errors), `not_images` folder files left out
+    by suffix, `subfolders` not entered."""
+
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+    skipped_failed: int = 0
+    not_images: int = 0
+    subfolders: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def images_per_second(self) -> float:
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        """False when any input has an error record, from this run or an earlier one."""
+        return self.failed == 0 and self.skipped_failed == 0 and not self.interrupted
+
+    def describe(self) -> str:
+        parts = [f"done {self.done}", f"failed {self.failed}", f"{self.seconds:.1f} s",
+                 f"{self.images_per_second:.2f} images/s"]
+        if self.skipped:
+            parts.append(f"skipped {self.skipped} already in the output ({self.skipped_failed} of them failed)")
+        if self.not_images:
+            parts.append(f"{self.not_images} files in folders without an image suffix not read")
+        if self.subfolders:
+            parts.append(f"{self.subfolders} subfolders not entered (use --recursive)")
+        text = ", ".join(parts)
+        return text + ("; interrupted: run again with --resume to finish" if self.interrupted else "")
+
+
+def _page_record(path: str, engine: str, image, read: Callable[[list], list[PageText]]) -> OcrRecord:
+    try:
+        page = read([image])[0]
+    except Exception as error:  # one bad image must not end the batch
+        return OcrRecord.failed(path, engine, f"the OCR engine failed on this image: {type(error).__name__}: {error}")
+    return OcrRecord(path=path, engine=engine, width=image.width, height=image.height, text=page.text, lines=page.lines)
+
+
+def _read_file(path: str, engine: str, max_image_pixels: int | None,
+               read: Callable[[list], list[PageText]]) -> OcrRecord:
+    try:
+        image = load_image(path, max_pixels=max_image_pixels)
+    except ImageLoadError as error:
+        return OcrRecord.failed(path, engine, error.reason)
+    return _page_record(path, engine, image, read)
+
+
+# The engine of a worker process, built once by _start_worker.
+_worker_engine: PPOCREngine | None = None
+
+
+def _start_worker(threads: int | None) -> None:
+    global _worker_engine
+    _worker_engine = PPOCREngine(threads=threads)
+
+
+def _worker_read(job: tuple[str, int | None]) -> OcrRecord:
+    path, max_image_pixels = job
+    return _read_file(path, PPOCR, max_image_pixels, _worker_engine.read)
+
+
+def _worker_count(options: OcrOptions, files: list[str]) -> int:
+    return options.workers or max(1, min(os.cpu_count() or 1, len(files)))
+
+
+def _ppocr_records(files: list[str], options: OcrOptions) -> Iterator[OcrRecord]:
+    jobs = [(path, options.max_image_pixels) for path in files]
+    workers = _worker_count(options, files)
+    if workers == 1:
+        yield from map(_worker_read, jobs)
+        return
+    # Never plain fork: onnxruntime's threads in this process (an earlier engine) would deadlock the
+    # copies. A fork server starts clean, imports this module and rapidocr once, and forks workers
+    # from that (a missing rapidocr was caught by check_available before).
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__, "rapidocr_onnxruntime"])
+    else:
+        context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_start_worker, initargs=(1,)) as pool:
+        yield from pool.imap_unordered(_worker_read, jobs, chunksize=1)
+
+
+def _qwen_records(files: list[str], options: OcrOptions, engine: QwenEngine) -> Iterator[OcrRecord]:
+    """Files loaded a few batches at a time, so the backend can group similar sizes; a batch that
+    fails is retried image by image, so only the image at fault gets an error record."""
+    chunk = max(1, options.batch_size) * 4
+    for start in range(0, len(files), chunk):
+        loaded, records = [], {}
+        for path in files[start : start + chunk]:
+            try:
+                loaded.append((path, load_image(path, max_pixels=options.max_image_pixels)))
+            except ImageLoadError as error:
+                records[path] = OcrRecord.failed(path, options.engine, error.reason)
+        try:
+            pages = engine.read([image for _, image in loaded])
+        except Exception:
+            pages = None
+        for index, (path, image) in enumerate(loaded):
+            answer = (lambda _, page=pages[index]: [page]) if pages is not None else engine.read
+            records[path] = _page_record(path, options.engine, image, answer)
+        yield from (records[path] for path in files[start : start + chunk])
+
+
+def _progress_bar(total: int, enabled: bool | None):
+    """A tqdm bar on stderr (rate and ETA); disabled when stderr is not a terminal, unless forced."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True,
+                disable=not (sys.stderr.isatty() if enabled is None else enabled))
+
+
+def _start_engine(options: OcrOptions, todo: list[str]) -> Callable[[list[str]], Iterator[OcrRecord]]:
+    """Build the engine up front, so a missing package or model fails before any record is written."""
+    if options.engine != PPOCR:
+        engine = QwenEngine(options.engine, mode=options.mode, batch_size=options.batch_size,
+                            device=options.device, dtype=options.dtype, max_pixels=options.max_pixels)
+        return lambda files: _qwen_records(files, options, engine)
+    if _worker_count(options, todo) == 1:
+        _start_worker(1 if options.workers else None)  # --workers 1 means one core
+    else:
+        PPOCREngine.check_available()  # the workers build their own engines
+    return lambda files: _ppocr_records(files, options)
+
+
+def run_ocr(paths: Iterable[str], out: str | Path, options: OcrOptions | None = None,
+            inputs: Inputs | None = None) -> Summary:
+    """Read every file behind `paths` into `out` (JSONL, one record per file). Raises
+    OutputExistsError before any work when `out` holds results and neither resume nor overwrite
+    is set; EngineUnavailableError / WeightsNotFoundError when the engine cannot start."""
+    options = options or OcrOptions()
+    inputs = inputs or collect_inputs(list(paths), recursive=options.recursive)
+    summary = Summary(not_images=len(inputs.not_images), subfolders=len(inputs.subfolders))
+    root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in inputs.files]) if inputs.files else "."
+    started = time.perf_counter()
+    with RecordWriter(out, resume=options.resume, overwrite=options.overwrite) as writer:
+        todo: list[str] = []
+        for path in inputs.files:
+            if record_key(path) in writer.done:
+                summary.skipped += 1
+                summary.skipped_failed += writer.done[record_key(path)]
+            else:
+                todo.append(path)
+        # No engine (no model load) when there is nothing left to read.
+        records = _start_engine(options, todo)(todo) if todo else (record for record in ())
+        for pattern, reason in inputs.unmatched:
+            if record_key(pattern) in writer.done:
+                summary.skipped += 1
+                summary.skipped_failed += 1
+            else:
+                writer.write(OcrRecord.failed(pattern, options.engine, reason))
+                summary.done += 1
+                summary.failed += 1
+        bar = _progress_bar(len(todo), options.progress)
+        try:
+            for record in records:
+                writer.write(record)
+                summary.done += 1
+                summary.failed += record.error is not None
+                if options.txt_dir is not None and record.error is None:
+                    export_text(options.txt_dir, record, root)
+                bar.update(1)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            bar.close()
+            records.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
