@@ -3,6 +3,18 @@ import pytest
 from vlground.testing import make_tiny_model
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny matrices on a 2-core machine: one thread avoids OpenMP oversubscription stalls, which made
+    tiny-model generation up to 30x slower here."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """tiny_checkpoint(family) -> folder of a tiny random checkpoint, built once per session."""

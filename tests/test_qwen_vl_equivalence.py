@@ -27,15 +27,6 @@ REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" 
 TOLERANCE = 1e-4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices on a shared 2-core machine: one thread avoids OpenMP oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def reference() -> dict:
     assert (REFERENCE / "reference.json").is_file(), f"the shared reference is missing at {REFERENCE.resolve()}"

@@ -11,15 +11,6 @@ from vlground.models.qwen_vl.model import KVCache, QwenVL, QwenVLConfig
 from vlground.testing.qwen_vl import TINY_CONFIG
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices on a shared 2-core machine: one thread avoids OpenMP oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model() -> QwenVL:
     torch.manual_seed(0)
