@@ -132,6 +132,11 @@ def _collect(obj: Any, out: list[RawItem]) -> None:
         return
     if not isinstance(obj, dict):
         return
+    if len(obj) == 2:  # the common {"bbox_2d": [...], "label": "..."}, without the general walk
+        coords, label = obj.get("bbox_2d"), obj.get("label")
+        if type(coords) is list and coords and type(coords[0]) is not list and type(label) is str:
+            out.append(RawItem(clean_label(label), coords, None, {}))
+            return
     coords = None
     for key in GEOMETRY_KEYS:
         if key in obj:
