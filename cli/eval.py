@@ -33,6 +33,24 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
 
 
+def _score_answers(pred: Path, score, rows, per_item_path: Optional[Path], as_json: bool, line) -> None:
+    """The shared body of the answer benchmarks: read PRED, score it with `score(records, malformed)`,
+    warn about alignment, write `rows(scores)` on request, print JSON or `line(summary)`."""
+    from vlground.eval.errors import EvalInputError
+    from vlground.eval.predictions import read_predictions
+
+    try:
+        predictions = read_predictions(pred)
+        scores = score(predictions.records, len(predictions.malformed))
+    except (EvalInputError, ValueError) as error:
+        fail(str(error))
+    summary = scores.summary()
+    _warn_alignment(summary)
+    if per_item_path is not None:
+        _write_jsonl(per_item_path, rows(scores))
+    typer.echo(json.dumps(summary) if as_json else line(summary))
+
+
 def _refcoco_lines(summary: dict) -> list[str]:
     lines = [
         f"protocol {summary['protocol']}: accuracy@0.5 {summary['accuracy'] * 100:.2f} on {summary['n']} samples, "
@@ -108,22 +126,17 @@ def eval_textvqa(
     as_json: AS_JSON = False,
 ) -> None:
     """TextVQA accuracy (soft VQA score over the 10 human answers)."""
-    from vlground.eval.errors import EvalInputError
-    from vlground.eval.predictions import read_predictions
     from vlground.eval.textvqa import load_textvqa, score_textvqa
 
-    try:
-        predictions = read_predictions(pred)
-        scores = score_textvqa(load_textvqa(gt), predictions.records, protocol, malformed=len(predictions.malformed))
-    except (EvalInputError, ValueError) as error:
-        fail(str(error))
-    summary = scores.summary()
-    _warn_alignment(summary)
-    if per_question is not None:
-        _write_jsonl(per_question, scores.per_question)
-    typer.echo(json.dumps(summary) if as_json else
-               f"protocol {summary['protocol']}: accuracy {summary['accuracy'] * 100:.2f} on {summary['n']} questions "
-               f"({summary['no_answer']} without an answer)")
+    _score_answers(
+        pred,
+        lambda records, malformed: score_textvqa(load_textvqa(gt), records, protocol, malformed=malformed),
+        lambda scores: scores.per_question,
+        per_question,
+        as_json,
+        lambda summary: f"protocol {summary['protocol']}: accuracy {summary['accuracy'] * 100:.2f} on {summary['n']} "
+        f"questions ({summary['no_answer']} without an answer)",
+    )
 
 
 @eval_app.command("docvqa")
@@ -136,20 +149,15 @@ def eval_docvqa(
 ) -> None:
     """DocVQA / InfographicVQA ANLS, as the challenge evaluator computes it."""
     from vlground.eval.docvqa import load_docvqa, score_docvqa
-    from vlground.eval.errors import EvalInputError
-    from vlground.eval.predictions import read_predictions
 
-    try:
-        predictions = read_predictions(pred)
-        scores = score_docvqa(load_docvqa(gt), predictions.records, threshold, malformed=len(predictions.malformed))
-    except EvalInputError as error:
-        fail(str(error))
-    summary = scores.summary()
-    _warn_alignment(summary)
-    if per_question is not None:
-        _write_jsonl(per_question, scores.per_question)
-    typer.echo(json.dumps(summary) if as_json else
-               f"ANLS {summary['anls']:.4f} on {summary['n']} questions ({summary['no_answer']} without an answer)")
+    _score_answers(
+        pred,
+        lambda records, malformed: score_docvqa(load_docvqa(gt), records, threshold, malformed=malformed),
+        lambda scores: scores.per_question,
+        per_question,
+        as_json,
+        lambda summary: f"ANLS {summary['anls']:.4f} on {summary['n']} questions ({summary['no_answer']} without an answer)",
+    )
 
 
 @eval_app.command("ocr")
@@ -161,22 +169,17 @@ def eval_ocr(
     as_json: AS_JSON = False,
 ) -> None:
     """Character and word error rates of OCR output (whitespace runs count as one space)."""
-    from vlground.eval.errors import EvalInputError
     from vlground.eval.ocr import load_transcriptions, score_ocr
-    from vlground.eval.predictions import read_predictions
 
-    try:
-        predictions = read_predictions(pred)
-        scores = score_ocr(load_transcriptions(gt), predictions.records, ignore_case=ignore_case, malformed=len(predictions.malformed))
-    except EvalInputError as error:
-        fail(str(error))
-    summary = scores.summary()
-    _warn_alignment(summary)
-    if per_document is not None:
-        _write_jsonl(per_document, scores.per_document)
-    typer.echo(json.dumps(summary) if as_json else
-               f"CER {summary['cer'] * 100:.2f}%  WER {summary['wer'] * 100:.2f}% on {summary['n']} documents "
-               f"({summary['errors']} without text)")
+    _score_answers(
+        pred,
+        lambda records, malformed: score_ocr(load_transcriptions(gt), records, ignore_case=ignore_case, malformed=malformed),
+        lambda scores: scores.per_document,
+        per_document,
+        as_json,
+        lambda summary: f"CER {summary['cer'] * 100:.2f}%  WER {summary['wer'] * 100:.2f}% on {summary['n']} documents "
+        f"({summary['errors']} without text)",
+    )
 
 
 @eval_app.command("protocols")
@@ -213,20 +216,18 @@ def bench_refcoco(
     from vlground.eval.bench import run_refcoco_bench
     from vlground.eval.errors import EvalInputError
     from vlground.eval.refcoco import ProtocolError, get_protocol
-    from vlground.families import UnknownFamilyError, get_family
+    from vlground.families import UnknownFamilyError
 
     try:
         get_protocol(protocol)
-        get_family(model)
-    except (ProtocolError, UnknownFamilyError) as error:
+    except ProtocolError as error:
         fail(str(error))
     samples = _load_refcoco(gt, dataset, split_by, split, keep_images=True)
     import vlground
-    from vlground.models.weights import WeightsNotFoundError
 
     try:
         runner = vlground.load_model(model, device=device, dtype=dtype)
-    except (WeightsNotFoundError, UnknownFamilyError, ValueError, MemoryError) as error:
+    except (UnknownFamilyError, ValueError, MemoryError, OSError) as error:  # OSError: weights or files missing
         fail(str(error))
     root = image_root if image_root is not None else (gt if gt.is_dir() else gt.parent)
     try:

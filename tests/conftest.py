@@ -1,4 +1,9 @@
+import os
+
 import pytest
+
+# No test may reach a model hub: missing weights must fail the way an offline user sees it.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from vlground.testing import make_tiny_model
 

@@ -90,3 +90,33 @@ def test_out_of_memory_on_one_image_says_what_to_do():
 def test_batches_group_similar_sizes():
     reqs = [Request(Image.new("RGB", (s, s)), None) for s in (500, 10, 400, 20, 300)]
     assert plan_batches(reqs, 2) == [[1, 3], [4, 2], [0]]
+
+
+def test_a_fine_tune_under_another_name_is_told_by_its_config_before_the_weights_are_fetched(tiny_checkpoint, monkeypatch):
+    import vlground.models as models
+
+    fetched = []
+
+    def resolve(name, patterns=models.resolve_checkpoint.__defaults__[0]):
+        fetched.append((name, list(patterns)))
+        return tiny_checkpoint("qwen2.5-vl")
+
+    monkeypatch.setattr(models, "resolve_checkpoint", resolve)
+    backend = models.load_backend("acme/receipts-finetune", device="cpu")
+    assert backend.family.name == "qwen2.5-vl"
+    assert fetched[0] == ("acme/receipts-finetune", models.CONFIG_PATTERNS)  # the config alone first
+    assert "*.safetensors" in fetched[1][1]
+
+
+def test_an_unsupported_model_is_refused_before_its_weights_are_fetched(tmp_path, monkeypatch):
+    import json
+
+    import vlground.models as models
+    from vlground.families import UnknownFamilyError
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava"}))
+    fetched = []
+    monkeypatch.setattr(models, "resolve_checkpoint", lambda name, patterns=None: fetched.append(patterns) or tmp_path)
+    with pytest.raises(UnknownFamilyError, match="llava"):
+        models.load_backend("acme/llava-finetune", device="cpu")
+    assert fetched == [models.CONFIG_PATTERNS]

@@ -4,9 +4,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from vlground.families import Family, get_family
+from vlground.families import Family, UnknownFamilyError, get_family
 from vlground.models.base import Backend
-from vlground.models.weights import resolve_checkpoint
+from vlground.models.weights import CONFIG_PATTERNS, resolve_checkpoint
 
 # runtime name -> "module:class"; imported on first use so `import vlground` stays light
 RUNTIMES = {
@@ -25,8 +25,14 @@ def load_backend(
 ) -> Backend:
     """The backend for a hub id or checkpoint folder, its family read from the registry or the
     checkpoint's config.json. Raises WeightsNotFoundError or UnknownFamilyError with advice."""
+    try:  # fail before a long download when the model is not one we can run
+        get_family(name_or_path)
+    except UnknownFamilyError:
+        if Path(name_or_path).expanduser().is_dir():
+            raise
+        get_family(resolve_checkpoint(name_or_path, CONFIG_PATTERNS))  # a fine-tune under another name
     path = resolve_checkpoint(name_or_path)
-    family: Family = get_family(path)
+    family: Family = get_family(path)  # the checkpoint's own config has the last word
     module, cls = RUNTIMES[family.runtime].split(":")
     backend_cls = getattr(importlib.import_module(module), cls)
     if family.runtime == "transformers":

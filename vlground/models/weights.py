@@ -5,14 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.tiktoken", "*.txt", "*.model", "*.jinja", "*.py"]
+CONFIG_PATTERNS = ["config.json", "generation_config.json"]
 
 
 class WeightsNotFoundError(FileNotFoundError):
     """The checkpoint is neither a local folder nor in (or reachable through) the hub cache."""
 
 
-def resolve_checkpoint(name_or_path: str | Path) -> Path:
-    """A local folder holding the checkpoint of `name_or_path` (a folder or a hub id)."""
+def resolve_checkpoint(name_or_path: str | Path, patterns: list[str] = WEIGHT_PATTERNS) -> Path:
+    """A local folder holding the checkpoint of `name_or_path` (a folder or a hub id); for a hub id,
+    only the files matching `patterns` are fetched (CONFIG_PATTERNS: just enough to tell the family)."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
@@ -22,7 +24,7 @@ def resolve_checkpoint(name_or_path: str | Path) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(name, allow_patterns=WEIGHT_PATTERNS))
+        return Path(snapshot_download(name, allow_patterns=patterns))
     except Exception as error:  # offline, gated, missing: all end in the same advice
         raise WeightsNotFoundError(
             f"cannot find the weights of {name} ({type(error).__name__}). Provide them one of these ways:\n"
