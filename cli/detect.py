@@ -13,7 +13,8 @@ from vlground.cli.errors import fail
 def detect(
     image: Annotated[Path, typer.Argument(help="The image.")],
     queries: Annotated[list[str], typer.Argument(help="Referring expressions (or categories with --all).")],
-    model: Annotated[Optional[str], typer.Option(help="Hub id or local folder; default $VLGROUND_MODEL, else Qwen/Qwen3-VL-4B-Instruct.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Hub id, local folder or OpenAI-compatible server URL (http://host:8000/v1); default $VLGROUND_MODEL, else Qwen/Qwen3-VL-4B-Instruct.")] = None,
+    served_model: Annotated[Optional[str], typer.Option(help="With a server URL: the model's name there (default: the server's first model).")] = None,
     all_instances: Annotated[bool, typer.Option("--all", help="Every instance of each query, not one box per expression.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (the schema of `vlground parse`).")] = False,
     annotate: Annotated[Optional[Path], typer.Option(help="Write the image with the boxes drawn to this file.")] = None,
@@ -34,8 +35,8 @@ def detect(
     except ImageLoadError as error:
         fail(str(error))
     try:
-        vlm = load_model(model, device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels)
-    except (UnknownFamilyError, ValueError, OSError) as error:  # OSError: weights or files missing
+        vlm = load_model(model, device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels, served_model=served_model)
+    except (UnknownFamilyError, ValueError, OSError) as error:  # OSError: weights or files missing, server unreachable
         fail(str(error))
     except MemoryError as error:
         fail(f"out of memory while loading the model: {error}; try --dtype bf16 or a smaller model")
@@ -44,7 +45,7 @@ def detect(
             answers = [vlm.detect(picture, q, batch_size=batch_size) for q in queries]
         else:
             answers = vlm.ground([picture], list(queries), batch_size=batch_size)
-    except MemoryError as error:
+    except (MemoryError, OSError) as error:  # OSError: a server that fails or cannot be reached
         fail(str(error))
     detections = []
     for query, answer in zip(queries, answers):

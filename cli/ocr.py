@@ -12,7 +12,7 @@ from vlground.cli.errors import fail
 def ocr(
     paths: Annotated[list[str], typer.Argument(help="Image files, folders (walked for image files) or quoted globs.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to append one record per input to.")],
-    engine: Annotated[str, typer.Option(help="'ppocr' (built in, CPU, offline) or a Qwen-VL model: hub id or folder.")] = "ppocr",
+    engine: Annotated[str, typer.Option(help="'ppocr' (built in, CPU, offline), a Qwen-VL model (hub id or folder) or an OpenAI-compatible server URL (http://host:8000/v1; its first model).")] = "ppocr",
     mode: Annotated[str, typer.Option(help="Qwen engine: 'text' (read-text prompt) or 'lines' (text spotting with boxes).")] = "text",
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders too.")] = False,
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="ppocr: processes, one core each (default: one per core).")] = None,

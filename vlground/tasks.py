@@ -121,11 +121,16 @@ def load_model(
     min_pixels: int | None = None,
     max_pixels: int | None = None,
     attn_implementation: str | None = None,
+    served_model: str | None = None,
 ) -> Model:
     """Load a model by hub id or local folder (default: $VLGROUND_MODEL, else DEFAULT_MODEL).
 
     device "auto" picks CUDA when available; dtype "auto" is bfloat16 on a GPU and float32 on CPU.
     min/max_pixels bound the Qwen2-VL-style processors' resizing (more pixels: finer boxes, more
-    memory). Remote code is never run: every family is implemented natively or by transformers."""
+    memory). Remote code is never run: every family is implemented natively or by transformers.
+
+    An http(s):// URL uses a model on an OpenAI-compatible server (vLLM, SGLang): `served_model` is
+    its name there (default: the server's first model), and min/max_pixels must match the server's
+    processor settings, since Qwen2.5-VL's boxes are read in the frame the server resized to."""
     name = name_or_path or os.environ.get("VLGROUND_MODEL") or DEFAULT_MODEL
-    return Model(load_backend(name, device, dtype, min_pixels, max_pixels, attn_implementation))
+    return Model(load_backend(name, device, dtype, min_pixels, max_pixels, attn_implementation, served_model))

@@ -17,6 +17,10 @@ from vlground.prompts import Prompt
 
 log = logging.getLogger("vlground")
 
+# Tokens that end a chat answer (or pad it after the end) in the Qwen2-VL generations; grounding tokens
+# are not among them.
+STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+
 
 @dataclass(frozen=True)
 class Request:

@@ -11,11 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vlground.families import Family
-from vlground.models.base import Backend, Generation, GenerationOptions, Request, resolve_device_dtype
+from vlground.models.base import STOP_TOKENS, Backend, Generation, GenerationOptions, Request, resolve_device_dtype
 from vlground.models.weights import WeightsNotFoundError
 
-# Tokens that end an answer (or pad it after the end). Grounding tokens are not among them.
-_STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 
 
 def default_attn_implementation(device: str) -> str:
@@ -137,7 +135,7 @@ class HFBackend(Backend):
         self.patch_size = processor.image_processor.patch_size
         eos = model.generation_config.eos_token_id
         eos = [eos] if isinstance(eos, int) else list(eos or [])
-        stop = {*self.tokenizer.convert_tokens_to_ids(list(_STOP_TOKENS)), *eos, self.tokenizer.pad_token_id}
+        stop = {*self.tokenizer.convert_tokens_to_ids(list(STOP_TOKENS)), *eos, self.tokenizer.pad_token_id}
         self._stop_ids = torch.tensor(sorted(i for i in stop if i is not None))
         self._pad_id = self.tokenizer.pad_token_id
 

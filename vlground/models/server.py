@@ -1,0 +1,210 @@
+"""The server runtime: a model served behind an OpenAI-compatible `/v1/chat/completions` endpoint
+(vLLM, SGLang, ...), for when the model does not fit, or should not run, on this machine.
+
+Each request is one user turn: the image as a PNG data URL, then the prompt text. The server resizes
+the image itself, so the input size Qwen2.5-VL writes its pixel coordinates in is computed here with
+smart_resize from the min/max pixels the server's processor uses: they must match the server's
+settings (vLLM: `--mm-processor-kwargs`), or Qwen2.5-VL boxes land in the wrong place.
+Standard library only: no client package to install."""
+from __future__ import annotations
+
+import base64
+import http.client
+import io
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+from vlground.families import Family, UnknownFamilyError, get_family
+from vlground.geometry import model_input_size
+from vlground.models.base import STOP_TOKENS, Backend, Generation, GenerationOptions, Request
+
+DEFAULT_TIMEOUT = 300.0
+# how images travel: PNG is lossless (the server sees our pixels exactly), JPEG 5-10x smaller for photos
+IMAGE_FORMATS = {"png": ("PNG", {"compress_level": 1}), "jpeg": ("JPEG", {"quality": 95})}
+
+
+class ServerError(OSError):
+    """The server could not be reached, refused a request, or answered something unusable; the
+    message names the URL and what to check."""
+
+
+def is_server_url(name: object) -> bool:
+    """True for a model name that is an OpenAI-compatible API base URL (http:// or https://)."""
+    return str(name).startswith(("http://", "https://"))
+
+
+class ServerBackend(Backend):
+    """A chat model served at `base_url` (the API base, e.g. "http://host:8000/v1") under the name
+    `served_model`. Build it with `ServerBackend.connect`, which finds the family and model name.
+
+    `min_pixels`/`max_pixels`: the server processor's smart_resize bounds (default: the released
+    checkpoint's, which is what vLLM uses unless told otherwise). `api_key` is sent as a bearer
+    token (default: $OPENAI_API_KEY). `timeout`: seconds to wait for each answer. `image_format`:
+    "png" or "jpeg" (see IMAGE_FORMATS), for links where upload size matters."""
+
+    def __init__(self, base_url: str, family: Family, served_model: str, *, api_key: str | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, min_pixels: int | None = None, max_pixels: int | None = None,
+                 image_format: str = "png"):
+        if not family.chat:
+            raise ValueError(
+                f"{family.name} is a base model that completes a raw prompt; an OpenAI-compatible server "
+                "answers chat turns only. Serve a chat model (e.g. Qwen/Qwen-VL-Chat) or load this one locally"
+            )
+        if family.patch_size is None and (min_pixels is not None or max_pixels is not None):
+            raise ValueError(f"{family.name} squashes every image to a fixed size; min/max pixels do not apply")
+        if image_format not in IMAGE_FORMATS:
+            raise ValueError(f"unknown image_format {image_format!r}; use {' or '.join(IMAGE_FORMATS)}")
+        self.base_url = base_url.rstrip("/")
+        self.family = family
+        self.served_model = served_model
+        self.headers = _auth(api_key)
+        self.timeout = timeout
+        self.min_pixels = min_pixels
+        self.max_pixels = max_pixels
+        self.image_format = image_format
+
+    @classmethod
+    def connect(cls, base_url: str, served_model: str | None = None, *, api_key: str | None = None,
+                timeout: float = DEFAULT_TIMEOUT, **settings) -> ServerBackend:
+        """The backend for the server at `base_url`. The family comes from `served_model` (a hub id);
+        without one, or when it is an alias, from the server's /models list: its first model, and the
+        checkpoint (`root`) vLLM reports it was loaded from. `settings` (min/max_pixels, image_format)
+        and the other arguments: see the class."""
+        family = _family_or_none(served_model)
+        if family is None:
+            listing = _fetch(base_url.rstrip("/") + "/models", _auth(api_key), timeout).get("data") or []
+            if served_model is None:
+                if not listing or "id" not in listing[0]:
+                    raise ServerError(f"{base_url} lists no model at /models; pass the served model's name (--served-model)")
+                served_model = listing[0]["id"]
+            entry = next((m for m in listing if m.get("id") == served_model), {})
+            family = _family_or_none(served_model) or _family_or_none(entry.get("root"))
+        if family is None:
+            raise UnknownFamilyError(
+                f"cannot tell the family of the served model {served_model!r}; serve it under its hub id "
+                "(e.g. Qwen/Qwen2.5-VL-7B-Instruct) or pass that id as served_model (--served-model)"
+            )
+        return cls(base_url, family, served_model, api_key=api_key, timeout=timeout, **settings)
+
+    def generate(self, requests: Sequence[Request], options: GenerationOptions | None = None,
+                 progress: Callable[[int], None] | None = None) -> list[Generation]:
+        """Answers in the order of the requests, with at most `options.batch_size` in flight at once.
+        The first failure cancels the requests not yet sent and is raised."""
+        options = options or GenerationOptions()
+        if options.batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        with ThreadPoolExecutor(max_workers=options.batch_size) as pool:
+            futures = [pool.submit(self._complete, r, options) for r in requests]
+            try:
+                for future in as_completed(futures):
+                    future.result()
+                    if progress:
+                        progress(1)
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
+        return [f.result() for f in futures]
+
+    def _generate_batch(self, requests: Sequence[Request], options: GenerationOptions) -> list[Generation]:
+        return self.generate(requests, options)
+
+    def _complete(self, request: Request, options: GenerationOptions) -> Generation:
+        if not request.prompt.chat:
+            raise ValueError("a chat server needs chat prompts; this prompt is a raw completion (chat=False)")
+        answer = self._post("/chat/completions", self._payload(request, options))
+        try:
+            text = answer["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            text = None
+        if not isinstance(text, str):
+            raise ServerError(f"{self.base_url}/chat/completions answered without a choice's message: {json.dumps(answer)[:300]}")
+        return Generation(text=_until_stop(text), input_size=self._input_size(request.image.size))
+
+    def _payload(self, request: Request, options: GenerationOptions) -> dict:
+        image = io.BytesIO()
+        pil_format, save_options = IMAGE_FORMATS[self.image_format]
+        request.image.save(image, format=pil_format, **save_options)
+        url = f"data:image/{self.image_format};base64," + base64.b64encode(image.getvalue()).decode("ascii")
+        payload = {
+            "model": self.served_model,
+            "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": url}},
+                {"type": "text", "text": request.prompt.text},
+            ]}],
+            "max_tokens": options.max_new_tokens or request.prompt.max_new_tokens,
+            "temperature": options.temperature if options.do_sample else 0.0,
+            # vLLM/SGLang extensions (other servers ignore them): keep grounding tokens (Qwen2-VL's
+            # <|box_start|> ...) in the text, and pin a minimum length for benchmarks
+            "skip_special_tokens": False,
+        }
+        if options.min_new_tokens:
+            payload["min_tokens"] = options.min_new_tokens
+        return payload
+
+    def _input_size(self, image_size: tuple[int, int]) -> tuple[int, int] | None:
+        """What the server's processor makes of an image (width, height), for families that resize."""
+        if self.family.patch_size is None:  # Qwen-VL-Chat: squashed to 448x448, boxes on [0, 1000)
+            return None
+        return model_input_size(self.family, image_size, self.min_pixels, self.max_pixels)
+
+    def _post(self, path: str, payload: dict) -> dict:
+        return _fetch(self.base_url + path, self.headers, self.timeout, payload)
+
+
+def _auth(api_key: str | None) -> dict[str, str]:
+    key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _fetch(url: str, headers: dict[str, str], timeout: float, payload: dict | None = None) -> dict:
+    """The JSON answer to a GET (or a POST of `payload`); every failure becomes a ServerError that
+    names the URL and what to check."""
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, headers={**headers, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = response.read()
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode("utf-8", "replace")[:300]
+        raise ServerError(f"{url} answered HTTP {error.code}: {detail}; {_advice(error.code)}") from error
+    except (OSError, http.client.HTTPException) as error:  # refused, timed out, dropped mid-answer
+        reason = getattr(error, "reason", error)
+        if isinstance(reason, TimeoutError):
+            raise ServerError(f"{url} did not answer within {timeout:g} s; raise the timeout or check the server's load") from error
+        raise ServerError(f"cannot reach {url} ({reason}); check that the server is running and the host and port are right") from error
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise ServerError(f"{url} answered something that is not a JSON object: {body[:200]!r}; is this an OpenAI-compatible API base?")
+    return answer
+
+
+def _advice(status: int) -> str:
+    if status in (401, 403):
+        return "check the API key (api_key, or the OPENAI_API_KEY environment variable)"
+    if status == 404:
+        return "check that the URL is the API base (it usually ends in /v1) and the model name is one the server lists at /v1/models"
+    if 400 <= status < 500:
+        return "the server refused the request; its message says why (an image too large for its context, a wrong model name, ...)"
+    return "the server failed; check its log"
+
+
+def _family_or_none(name: str | None) -> Family | None:
+    try:
+        return get_family(name) if name else None
+    except UnknownFamilyError:
+        return None
+
+
+def _until_stop(text: str) -> str:
+    """The answer up to the first end-of-turn token: with special tokens kept, some servers also
+    return the end token and what the model wrote past it."""
+    for stop in STOP_TOKENS:
+        text = text.split(stop, 1)[0]
+    return text
