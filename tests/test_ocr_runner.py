@@ -162,3 +162,27 @@ def test_sigkill_midway_then_resume_reads_every_input_exactly_once(tmp_path):
     subprocess.run(command + ["--resume"], check=True, capture_output=True)
     paths = [r["path"] for r in _records(out)]
     assert sorted(paths) == sorted(str(folder / f"{i:02d}.png") for i in range(12))
+
+
+def test_a_worker_crash_costs_only_the_image_that_caused_it(tmp_path):
+    """A crash inside the engine kills its worker process: the pool is rebuilt, the images that were in
+    flight are retried one by one, and only the culprit gets an error record."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from ocr_crash_reader import read_or_die
+    finally:
+        sys.path.pop(0)
+    from vlground.ocr.runner import OcrOptions, _ppocr_records
+
+    words = ["Bakery", "Library", "Pharmacy", "Museum", "Station"]
+    files = []
+    for index, word in enumerate(words):
+        files.append(str(tmp_path / f"{index}.png"))
+        _sign(word).save(files[-1])
+        if index == 1:
+            files.append(str(tmp_path / "crash.png"))
+            _sign("Boom").save(files[-1])
+    records = {r.path: r for r in _ppocr_records(files, OcrOptions(workers=2), read=read_or_die)}
+    assert sorted(records) == sorted(files)  # every input exactly once
+    assert "crashed" in records[str(tmp_path / "crash.png")].error
+    assert {records[f].text for f in files if not f.endswith("crash.png")} == set(words)

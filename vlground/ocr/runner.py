@@ -11,7 +11,10 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,7 +110,10 @@ def _start_worker(threads: int | None) -> None:
     _worker_engine = PPOCREngine(threads=threads)
 
 
-def _worker_read(job: tuple[str, int | None]) -> OcrRecord:
+Job = tuple[str, int | None]  # (path, decompression-bomb limit)
+
+
+def _worker_read(job: Job) -> OcrRecord:
     path, max_image_pixels = job
     return _read_file(path, PPOCR, max_image_pixels, _worker_engine.read)
 
@@ -116,11 +122,11 @@ def _worker_count(options: OcrOptions, files: list[str]) -> int:
     return options.workers or max(1, min(os.cpu_count() or 1, len(files)))
 
 
-def _ppocr_records(files: list[str], options: OcrOptions) -> Iterator[OcrRecord]:
-    jobs = [(path, options.max_image_pixels) for path in files]
+def _ppocr_records(files: list[str], options: OcrOptions, read: Callable[[Job], OcrRecord] = _worker_read) -> Iterator[OcrRecord]:
+    jobs = deque((path, options.max_image_pixels) for path in files)
     workers = _worker_count(options, files)
     if workers == 1:
-        yield from map(_worker_read, jobs)
+        yield from map(read, jobs)
         return
     # Never plain fork: onnxruntime's threads in this process (an earlier engine) would deadlock the
     # copies. A fork server starts clean, imports this module and rapidocr once, and forks workers
@@ -130,8 +136,42 @@ def _ppocr_records(files: list[str], options: OcrOptions) -> Iterator[OcrRecord]
         context.set_forkserver_preload([__name__, "rapidocr_onnxruntime"])
     else:
         context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_start_worker, initargs=(1,)) as pool:
-        yield from pool.imap_unordered(_worker_read, jobs, chunksize=1)
+    while jobs:
+        crashed = yield from _pool_pass(jobs, workers, context, read)
+        for job in crashed:  # each alone: only the image that kills the engine gets an error record
+            yield _alone(job, context, read)
+
+
+def _pool_pass(jobs: deque, workers: int, context, read: Callable[[Job], OcrRecord]) -> Generator[OcrRecord, None, list[Job]]:
+    """Records of `jobs` (taken from the left) read by `workers` processes, one job each in flight.
+    A worker that dies (a crash inside the engine) breaks the pool: the pass then ends and returns
+    the jobs that were in flight, since any of them may be the cause; the rest stay in `jobs`."""
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(1,)) as pool:
+        running: dict = {}
+        while jobs or running:
+            while jobs and len(running) < workers:
+                job = jobs.popleft()
+                running[pool.submit(read, job)] = job
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            crashed = []
+            for future in done:
+                job = running.pop(future)
+                try:
+                    yield future.result()
+                except BrokenProcessPool:
+                    crashed.append(job)
+            if crashed:
+                return crashed + list(running.values())
+    return []
+
+
+def _alone(job: Job, context, read: Callable[[Job], OcrRecord]) -> OcrRecord:
+    with ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker, initargs=(1,)) as pool:
+        try:
+            return pool.submit(read, job).result()
+        except BrokenProcessPool:
+            return OcrRecord.failed(job[0], PPOCR, "the OCR engine crashed on this image (its worker process died); "
+                                    "the other images were read")
 
 
 def _qwen_records(files: list[str], options: OcrOptions, engine: QwenEngine) -> Iterator[OcrRecord]:
