@@ -75,3 +75,14 @@ def test_detect_bad_image_is_a_clear_error(tmp_path):
     bad.write_bytes(b"not an image")
     res = runner.invoke(app, ["detect", str(bad), "a car"])
     assert res.exit_code == 2 and "bad.jpg" in res.stderr
+
+
+def test_detect_prints_a_table_by_default(tiny_checkpoint, photo):
+    res = runner.invoke(app, ["detect", str(photo), "the red car", "--model", str(tiny_checkpoint("qwen2.5-vl")), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("image 260x180: ") and lines[1].split() == ["label", "x1", "y1", "x2", "y2"]
+    found = int(lines[0].split(": ")[1].split()[0])
+    assert len(lines) == 2 + found
+    if not found:  # random weights rarely write a box; the miss is reported, not hidden
+        assert "no box found for 'the red car'" in res.stderr
