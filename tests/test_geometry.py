@@ -2,7 +2,7 @@ import pytest
 from hypothesis import example, given, settings, strategies as st
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as hf_smart_resize
 
-from vlground.geometry import from_pixels, model_input_size, order_box, smart_resize, to_pixels
+from vlground.geometry import from_pixels, model_input_size, smart_resize, to_pixels
 
 sides = st.integers(min_value=1, max_value=9000)
 settings_ = st.sampled_from([(28, 3136, 12845056), (28, 3136, 1280 * 28 * 28), (32, 65536, 16777216), (28, 56 * 56, 256 * 28 * 28)])
@@ -64,6 +64,3 @@ def test_from_pixels_inverts_to_pixels_within_one_unit(x, y):
     again = to_pixels(back, "input_pixels", (870, 1398), (868, 1400))
     assert abs(again[0] - x) <= 870 / 868 and abs(again[1] - y) <= 1398 / 1400 + 1e-9
 
-
-def test_order_box():
-    assert order_box(10, 40, 5, 20) == (5, 20, 10, 40)

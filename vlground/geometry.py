@@ -92,19 +92,6 @@ def from_pixels(
     scale: float = 1000,
 ) -> np.ndarray:
     """The inverse of `to_pixels`, rounded to the integers models write (clamped into the frame)."""
-    unit = to_pixels([1.0, 1.0], frame, image_size, input_size, scale)
-    out = np.asarray(xy, dtype=np.float64).reshape(-1, 2) / unit
+    out = np.asarray(xy, dtype=np.float64).reshape(-1, 2) / frame_scale(frame, image_size, input_size, scale)
     upper = (scale - 1, scale - 1) if frame == "norm1000" else input_size
     return np.clip(np.rint(out), 0, upper).astype(int).reshape(-1)
-
-
-def clip_points(xy: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
-    """Flat x, y pairs clipped into [0, width] x [0, height]."""
-    out = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-    out = np.clip(out, 0, image_size)
-    return out.reshape(-1)
-
-
-def order_box(x1: float, y1: float, x2: float, y2: float) -> tuple[float, float, float, float]:
-    """Corners as (left, top, right, bottom), whichever order the model wrote them in."""
-    return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
