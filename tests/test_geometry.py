@@ -2,7 +2,9 @@ import pytest
 from hypothesis import example, given, settings, strategies as st
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize as hf_smart_resize
 
-from vlground.geometry import from_pixels, model_input_size, smart_resize, to_pixels
+import numpy as np
+
+from vlground.geometry import Frame, model_input_size, smart_resize
 
 sides = st.integers(min_value=1, max_value=9000)
 settings_ = st.sampled_from([(28, 3136, 12845056), (28, 3136, 1280 * 28 * 28), (32, 65536, 16777216), (28, 56 * 56, 256 * 28 * 28)])
@@ -49,18 +51,67 @@ def test_nonpositive_size_is_an_error():
 
 
 def test_frames_to_pixels():
-    assert list(to_pixels([500, 250], "norm1000", (2000, 1000))) == [1000, 250]
-    assert list(to_pixels([999, 999], "norm1000", (999, 999), scale=999)) == [999, 999]
-    assert list(to_pixels([434, 700], "input_pixels", (870, 1398), input_size=(868, 1400))) == pytest.approx([435.0, 699.0])
+    assert list(Frame("norm1000", (2000, 1000)).to_pixels([500, 250])) == [1000, 250]
+    assert list(Frame("norm1000", (999, 999), scale=999).to_pixels([999, 999])) == [999, 999]
+    assert list(Frame("input_pixels", (870, 1398), (868, 1400)).to_pixels([434, 700])) == pytest.approx([435.0, 699.0])
     with pytest.raises(ValueError):
-        to_pixels([1, 2], "input_pixels", (10, 10))
+        Frame("input_pixels", (10, 10))
     with pytest.raises(ValueError):
-        to_pixels([1, 2], "percent", (10, 10))
+        Frame("percent", (10, 10))
 
 
 @given(x=st.floats(0, 870), y=st.floats(0, 1398))
 def test_from_pixels_inverts_to_pixels_within_one_unit(x, y):
-    back = from_pixels([x, y], "input_pixels", (870, 1398), (868, 1400))
-    again = to_pixels(back, "input_pixels", (870, 1398), (868, 1400))
+    frame = Frame("input_pixels", (870, 1398), (868, 1400))
+    again = frame.to_pixels(frame.from_pixels([x, y]))
     assert abs(again[0] - x) <= 870 / 868 and abs(again[1] - y) <= 1398 / 1400 + 1e-9
 
+
+FRAMES = [
+    Frame("norm1000", (640, 480)),
+    Frame("norm1000", (640, 480), scale=999),
+    Frame("input_pixels", (870, 1398), (868, 1400)),
+    Frame.for_family("qwen3-vl", (3000, 200)),
+]
+
+
+@pytest.mark.parametrize("frame", FRAMES, ids=repr)
+@given(x=st.floats(-1e7, 1e7), y=st.floats(-1e7, 1e7))
+def test_from_pixels_clamps_points_outside_the_image_into_the_frame(frame, x, y):
+    # whatever the pixels, what a model would write lies inside its frame
+    out = frame.from_pixels([x, y, -50.0, -50.0, frame.image_size[0] * 3.0, frame.image_size[1] * 3.0])
+    ex, ey = frame.extent
+    assert (out[0::2] >= 0).all() and (out[0::2] <= ex).all() and (out[1::2] >= 0).all() and (out[1::2] <= ey).all()
+    assert list(out[2:4]) == [0, 0] and list(out[4:]) == [ex, ey]
+
+
+def test_for_family_builds_the_frame_each_family_writes_in():
+    assert Frame.for_family("qwen2.5-vl", (1024, 1024)) == Frame("input_pixels", (1024, 1024), (1036, 1036))
+    assert Frame.for_family("qwen2.5-vl", (1024, 1024), (1000, 1000)).sx == 1.024
+    assert Frame.for_family("qwen3-vl", (1000, 700)).input_size == model_input_size("qwen3-vl", (1000, 700))
+    assert Frame.for_family("qwen-vl", (640, 480), scale=999) == Frame("norm1000", (640, 480), None, 999)
+    with pytest.raises(ValueError, match="scale"):
+        Frame.for_family("qwen-vl", (640, 480), scale=0)
+    with pytest.raises(ValueError, match="max_pixels"):
+        Frame.for_family("qwen2.5-vl", (640, 480), max_pixels=0)
+    with pytest.raises(ValueError, match="aspect ratio"):
+        Frame.for_family("qwen2.5-vl", (20000, 20))
+    with pytest.raises(ValueError, match="image size"):
+        Frame("norm1000", (0, 10))
+
+
+def test_boxes_to_pixels_orders_clips_and_drops_garbage():
+    frame = Frame("norm1000", (500, 400))
+    px, kept = frame.boxes_to_pixels(np.array([[900, 1100, -20, 300], [1, 2, 3, np.nan], [1e300, 0, 0, 0], [0, 0, 1000, 1000]]))
+    assert kept.tolist() == [True, False, False, True]
+    assert px.tolist() == [[0.0, 120.0, 450.0, 400.0], [0.0, 0.0, 500.0, 400.0]]
+
+
+def test_place_is_boxes_to_pixels_for_one_item():
+    frame = Frame("input_pixels", (870, 1398), (868, 1400))
+    assert frame.place([754, 208, 125, 169]) == tuple(frame.boxes_to_pixels(np.array([[754, 208, 125, 169]]))[0][0])
+    assert frame.place([434, 2000]) == (435.0, 1398.0)
+    assert frame.place(["1", "2", "3", "4"]) == frame.place([1, 2, 3, 4])
+    assert frame.place([1, 2, 3]) is None and frame.place(["a", 1, 2, 3]) is None and frame.place([10**400, 1, 2, 3]) is None
+    quad = frame.place([0, 0, 868, 0, 868, 1400, 0, 1400])
+    assert quad == ((0.0, 0.0), (870.0, 0.0), (870.0, 1398.0), (0.0, 1398.0))

@@ -3,8 +3,7 @@ import random
 
 from hypothesis import given, settings, strategies as st
 
-from vlground.families import get_family
-from vlground.geometry import model_input_size, to_pixels
+from vlground.geometry import Frame
 from vlground.grammar import format_detections, parse
 from vlground.results import Detection
 from test_grammar import APPLES, CAKE, RECEIPT
@@ -82,9 +81,7 @@ def test_format_then_parse_round_trips(family, size, raw):
     dets = [
         Detection(label=label, box=(min(a, c) * w, min(b, d) * h, max(a, c) * w, max(b, d) * h)) for a, b, c, d, label in raw
     ]
-    fam = get_family(family)
-    seen = model_input_size(fam, size) if fam.frame == "input_pixels" else None
-    unit = to_pixels([1, 1], fam.frame, size, seen)  # one step of the model's integer frame, in pixels
+    unit = Frame.for_family(family, size).to_pixels([1, 1])  # one step of the model's integer frame, in pixels
     back = parse(format_detections(dets, family, size), family, size).detections
     for d in dets:  # each comes back within one step (rounding, and 999 as the largest 0-1000 value)
         assert any(

@@ -6,7 +6,8 @@ Frames a model may write in:
                   script and Qwen3-VL's OCR cookbook divide by 999 instead: pass scale=999 for those.
   "input_pixels"  absolute pixels of the smart-resized model input (Qwen2.5-VL); the pixel on the
                   original image is x / input_width * width.
-Everything else in vlground works in pixels of the ORIGINAL image as displayed (EXIF applied)."""
+Everything else in vlground works in pixels of the ORIGINAL image as displayed (EXIF applied).
+`Frame` is the one object that converts; build it once per image (`Frame.for_family`)."""
 from __future__ import annotations
 
 import math
@@ -26,6 +27,8 @@ def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 31
     The defaults are the released Qwen2/2.5-VL checkpoints' settings, not transformers' class defaults."""
     if height < 1 or width < 1:
         raise ValueError(f"image size must be positive, got {width}x{height}")
+    if not (0 < min_pixels <= max_pixels):
+        raise ValueError(f"min_pixels and max_pixels must satisfy 0 < min_pixels <= max_pixels; got {min_pixels} and {max_pixels}")
     if max(height, width) / min(height, width) > 200:
         raise ValueError(f"aspect ratio must be at most 200, got {max(height, width) / min(height, width):.1f} ({width}x{height})")
     h_bar = round(height / factor) * factor
@@ -58,40 +61,135 @@ def model_input_size(
     return w, h
 
 
-def frame_scale(
-    frame: str, image_size: tuple[int, int], input_size: tuple[int, int] | None = None, scale: float = 1000
-) -> tuple[float, float]:
-    """(sx, sy): original-image pixels per unit of `frame` along x and y."""
-    width, height = image_size
-    if frame == "norm1000":
-        return width / scale, height / scale
-    if frame == "input_pixels":
-        if input_size is None:
-            raise ValueError("the input_pixels frame needs the model input size (width, height)")
-        return width / input_size[0], height / input_size[1]
-    raise ValueError(f"unknown frame {frame!r}; frames: {', '.join(FRAMES)}")
+class Frame:
+    """The frame one model answer is written in, built once per image; every move of coordinates
+    between what the model writes and pixels of the original image goes through it.
+
+    `kind` is "norm1000" (units of 1/`scale` of the original image; scale 1000, or 999 for the
+    protocols that divide by it) or "input_pixels" (pixels of the smart-resized model input
+    `input_size`). Sizes are (width, height). Coordinates are flat x, y, x, y, ... sequences or
+    arrays whose last axis holds them: 2 numbers a point, 4 a box, 8 a quad."""
+
+    __slots__ = ("kind", "image_size", "input_size", "scale", "sx", "sy", "_width", "_height")
+
+    def __init__(
+        self, kind: str, image_size: tuple[int, int], input_size: tuple[int, int] | None = None, scale: float = 1000
+    ) -> None:
+        if kind not in FRAMES:
+            raise ValueError(f"unknown frame {kind!r}; frames: {', '.join(FRAMES)}")
+        width, height = _positive_size(image_size, "image size")
+        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a positive number (1000, or 999 for the protocols that divide by it); got {scale!r}")
+        if input_size is not None:
+            input_size = _positive_size(input_size, "model input size")
+        if kind == "input_pixels":
+            if input_size is None:
+                raise ValueError("the input_pixels frame needs the model input size (width, height)")
+            self.sx, self.sy = width / input_size[0], height / input_size[1]
+        else:
+            self.sx, self.sy = width / scale, height / scale
+        self.kind, self.image_size, self.input_size, self.scale = kind, (width, height), input_size, scale
+        self._width, self._height = float(width), float(height)
+
+    @classmethod
+    def for_family(
+        cls,
+        family: str | Family,
+        image_size: tuple[int, int],
+        input_size: tuple[int, int] | None = None,
+        *,
+        scale: float = 1000,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+    ) -> Frame:
+        """The frame `family` writes in for an image of `image_size`. Without `input_size`, the
+        model input is derived with smart_resize (the released checkpoint's min/max pixels unless
+        given) for every family that resizes; Qwen-VL (squashed to 448x448) has none."""
+        fam = get_family(family)
+        if input_size is None and fam.patch_size is not None:
+            input_size = model_input_size(fam, _positive_size(image_size, "image size"), min_pixels, max_pixels)
+        return cls(fam.frame, image_size, input_size, scale)
+
+    def __repr__(self) -> str:
+        return f"Frame({self.kind!r}, image_size={self.image_size}, input_size={self.input_size}, scale={self.scale})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Frame) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def _key(self) -> tuple:
+        return (self.kind, self.image_size, self.input_size, self.scale)
+
+    @property
+    def extent(self) -> tuple[float, float]:
+        """The largest (x, y) a model writes in this frame: scale - 1 for the 0-1000 frames, the
+        input's width and height for input pixels."""
+        if self.kind == "norm1000":
+            return (self.scale - 1, self.scale - 1)
+        return (float(self.input_size[0]), float(self.input_size[1]))
+
+    def to_pixels(self, xy: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Coordinates in this frame -> the same layout in original-image pixels (float64, not clipped)."""
+        xy = np.asarray(xy, dtype=np.float64)
+        return (xy.reshape(-1, 2) * (self.sx, self.sy)).reshape(xy.shape)
+
+    def from_pixels(self, xy: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Original-image pixels -> the integers a model writes in this frame, clamped into
+        [0, extent] so that no written coordinate lies outside the frame."""
+        xy = np.asarray(xy, dtype=np.float64)
+        out = np.rint(xy.reshape(-1, 2) / (self.sx, self.sy))
+        return np.clip(out, 0, self.extent).astype(int).reshape(xy.shape)
+
+    def boxes_to_pixels(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 4) boxes in this frame -> (pixels, kept): corners put in order and clipped to the
+        image; rows that are not finite numbers of sane magnitude (|x| < 1e12) are not kept."""
+        px = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * (self.sx, self.sy, self.sx, self.sy)
+        with np.errstate(invalid="ignore", over="ignore"):
+            kept = np.abs(px).sum(axis=1) < _SANE
+        px = px[kept]
+        lo = np.minimum(px[:, :2], px[:, 2:])
+        hi = np.maximum(px[:, :2], px[:, 2:])
+        limit = (self._width, self._height)
+        return np.clip(np.concatenate([lo, hi], axis=1), 0.0, limit * 2), kept
+
+    def place(self, coords: Sequence[float]) -> tuple | None:
+        """One item's coordinates (2, 4 or 8 numbers in this frame) in original pixels, clipped to
+        the image, a box's corners in order: a point (x, y), a box (x1, y1, x2, y2) or a quad of four
+        (x, y). None unless they are 2, 4 or 8 finite numbers of sane magnitude. Plain Python: one
+        item is too small for numpy to pay off."""
+        n = len(coords)
+        if n not in (2, 4, 8):
+            return None
+        try:
+            xs = [float(c) * self.sx for c in coords[0::2]]
+            ys = [float(c) * self.sy for c in coords[1::2]]
+        except (TypeError, ValueError, OverflowError):
+            return None
+        if not sum(map(abs, xs)) + sum(map(abs, ys)) < _SANE:  # also false for nan and inf
+            return None
+        if n == 4:
+            xs.sort()
+            ys.sort()
+        w, h = self._width, self._height
+        xs = [0.0 if x < 0.0 else w if x > w else x for x in xs]
+        ys = [0.0 if y < 0.0 else h if y > h else y for y in ys]
+        if n == 4:
+            return (xs[0], ys[0], xs[1], ys[1])
+        return (xs[0], ys[0]) if n == 2 else tuple(zip(xs, ys))
 
 
-def to_pixels(
-    xy: Sequence[float] | np.ndarray,
-    frame: str,
-    image_size: tuple[int, int],
-    input_size: tuple[int, int] | None = None,
-    scale: float = 1000,
-) -> np.ndarray:
-    """Flat x, y, x, y, ... coordinates in `frame` -> the same layout in original-image pixels."""
-    out = np.asarray(xy, dtype=np.float64).reshape(-1, 2) * frame_scale(frame, image_size, input_size, scale)
-    return out.reshape(-1)
+_SANE = 1e12  # |coordinate| sums beyond this (in pixels) are garbage, not geometry
 
 
-def from_pixels(
-    xy: Sequence[float] | np.ndarray,
-    frame: str,
-    image_size: tuple[int, int],
-    input_size: tuple[int, int] | None = None,
-    scale: float = 1000,
-) -> np.ndarray:
-    """The inverse of `to_pixels`, rounded to the integers models write (clamped into the frame)."""
-    out = np.asarray(xy, dtype=np.float64).reshape(-1, 2) / frame_scale(frame, image_size, input_size, scale)
-    upper = (scale - 1, scale - 1) if frame == "norm1000" else input_size
-    return np.clip(np.rint(out), 0, upper).astype(int).reshape(-1)
+def _positive_size(size: tuple[int, int], what: str) -> tuple[int, int]:
+    """`size` as a (width, height) tuple, checked: two finite numbers, each at least 1."""
+    try:
+        width, height = size
+        ok = all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and 1 <= v < math.inf for v in size)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{what} must be two positive numbers (width, height); got {size!r}")
+    return width, height
