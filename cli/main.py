@@ -2,22 +2,73 @@
 import heavy libraries (torch, transformers) inside the commands so `vlground parse` stays instant."""
 from __future__ import annotations
 
-import typer
+from typing import Annotated, Optional
 
+import typer
+from typer import _click as click
+from typer.core import TyperArgument, TyperGroup
+
+from vlground import __version__
 from vlground.cli import detect, eval, ocr, parse
+
+
+_KINDS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH"}
+
+
+def _plain_help(command: click.Command, ctx: click.Context) -> click.Command:
+    """Help in the words click and argparse users know: a flag shows no type, a value its kind in
+    capitals (TEXT, INTEGER, PATH), an argument only its name; not Typer's `<bool>` / `<str>` tags."""
+    for param in [*command.params, command.get_help_option(ctx)]:
+        if param is None:
+            continue
+        if isinstance(param, TyperArgument) or getattr(param, "is_flag", False):
+            param.display_type_rich = lambda ctx: None
+        elif param.metavar is None and not param.type_descriptor.is_choice:
+            kind = param.display_type(None).strip("<>")
+            param.metavar = _KINDS.get(kind, kind.upper())
+    for sub in getattr(command, "commands", {}).values():
+        _plain_help(sub, ctx)
+    return command
+
+
+class _Commands(TyperGroup):
+    """The command group, its own and its subcommands' help made plain (see `_plain_help`) when it parses."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return super(_Commands, _plain_help(self, ctx)).get_params(ctx)
+
 
 app = typer.Typer(
     name="vlground",
+    cls=_Commands,
     help="Visual grounding and OCR with the Qwen-VL family, with boxes on the original image.",
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"vlground {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[Optional[bool], typer.Option("--version", "-V", callback=_print_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+) -> None:
+    """Visual grounding and OCR with the Qwen-VL family, with boxes on the original image."""
+
+
 for module in (parse, detect, ocr, eval):
     module.register(app)
 
 
 def main() -> None:
     app()
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,52 @@
+"""The command line's own conventions: -h everywhere, --version, help without type tags, completion."""
+import re
+
+from typer.testing import CliRunner
+
+import vlground
+from vlground.cli.main import app
+
+runner = CliRunner()
+
+
+def _command_paths():
+    """Every command and command group, as argument lists: [], ["detect"], ["eval", "refcoco"], ..."""
+    import typer
+
+    root = typer.main.get_command(app)
+    paths, todo = [], [([], root)]
+    while todo:
+        path, command = todo.pop()
+        paths.append(path)
+        todo += [([*path, name], sub) for name, sub in getattr(command, "commands", {}).items()]
+    return paths
+
+
+def test_every_command_has_short_help_without_type_tags():
+    paths = _command_paths()
+    assert ["detect"] in paths and ["eval", "refcoco"] in paths and ["bench", "refcoco"] in paths
+    for path in paths:
+        res = runner.invoke(app, [*path, "-h"], terminal_width=200)
+        assert res.exit_code == 0, (path, res.output)
+        assert "Usage:" in res.output and "--help" in res.output
+        tags = re.findall(r"<(?:bool|str|int|float|path|list\[\w+\])>", res.output)
+        assert not tags, (path, tags)
+
+
+def test_value_options_show_their_kind_in_capitals():
+    res = runner.invoke(app, ["detect", "-h"], terminal_width=200)
+    assert re.search(r"--batch-size\s+INTEGER", res.output) and re.search(r"--model\s+TEXT", res.output)
+
+
+def test_version_long_and_short():
+    for flag in ("--version", "-V"):
+        res = runner.invoke(app, [flag])
+        assert res.exit_code == 0 and res.output.strip() == f"vlground {vlground.__version__}"
+
+
+def test_shell_completion_is_available_and_completes_commands():
+    res = runner.invoke(app, ["--show-completion", "bash"], prog_name="vlground")
+    assert res.exit_code == 0 and "complete -o default -F _vlground_completion vlground" in res.output
+    env = {"_VLGROUND_COMPLETE": "complete_bash", "COMP_WORDS": "vlground de", "COMP_CWORD": "1"}
+    res = runner.invoke(app, [], prog_name="vlground", env=env)
+    assert res.output.split() == ["detect"]
