@@ -1,9 +1,14 @@
+import io
+
 import numpy as np
 import pytest
 from PIL import Image, ImageFont
 
 from vlground.grammar import parse
-from vlground.viz import FONT, annotate
+from vlground.ocr.records import OcrLine, OcrRecord
+from vlground.viz import DISPLAY_SIDE, FONT, TILE_SIDE, annotate, png_of, show
+
+RED = (255, 64, 64)  # supervision's palette colour of class 1 (class 0 is purple)
 
 
 def test_boxes_quads_and_points_are_drawn_where_they_are():
@@ -19,6 +24,13 @@ def test_boxes_quads_and_points_are_drawn_where_they_are():
     assert (out[31:36, 298:303] != 255).any()  # the quad's top edge runs from (240, 30) to (360, 36)
 
 
+def test_box_is_drawn_in_its_palette_colour_not_channel_swapped():
+    img = Image.new("RGB", (400, 300), "white")
+    r = parse("<ref>a</ref><box>(0,500),(100,900)</box><ref>b</ref><box>(500,500),(900,900)</box>", "qwen-vl", img.size)
+    out = np.array(annotate(img, r))
+    assert tuple(out[200, 200]) == RED  # left edge of "b" (class 1) at x=200
+
+
 def test_bundled_font_has_latin_and_cjk_glyphs():
     font = ImageFont.truetype(str(FONT), 24)
     shapes = {ch: bytes(font.getmask(ch)) for ch in "Aa击掌"}
@@ -29,3 +41,103 @@ def test_result_of_another_image_is_refused():
     r = parse("<ref>x</ref><box>(0,0),(10,10)</box>", "qwen-vl", (100, 100))
     with pytest.raises(ValueError):
         annotate(Image.new("RGB", (50, 50)), r)
+
+
+def _label_rows(top: int) -> np.ndarray:
+    """Rows where the label of "b" (class 1, a 400x300 image, box top at y=top, left at x=40) is drawn:
+    rows with class 1's colour over several pixels, less the box's own top and bottom edges."""
+    img = Image.new("RGB", (400, 300), "white")
+    r = parse(f"<ref>a</ref><box>(800,800),(900,900)</box><ref>b</ref><box>(100,{top / 0.3:.0f}),(600,900)</box>", "qwen-vl", img.size)
+    out = np.array(annotate(img, r))
+    rows = np.flatnonzero(np.all(out[:, 44:80] == RED, axis=2).sum(axis=1) > 5)
+    return rows[(np.abs(rows - top) > 2) & (np.abs(rows - 270) > 2)]
+
+
+def test_label_at_the_top_edge_goes_just_under_the_box_top():
+    rows = _label_rows(top=3)
+    assert rows.size > 8  # the label is drawn, whole
+    assert rows.min() > 3  # below the box's top edge: nothing cut off above the image or over the edge
+
+
+def test_label_with_room_sits_above_its_box():
+    rows = _label_rows(top=150)
+    assert rows.size > 8 and rows.max() < 150
+
+
+def test_label_at_the_right_edge_stays_inside():
+    img = Image.new("RGB", (400, 300), "white")
+    r = parse("<ref>a</ref><box>(0,0),(1,1)</box><ref>a long label at the right edge</ref><box>(950,500),(999,900)</box>",
+              "qwen-vl", img.size)
+    out = np.array(annotate(img, r))
+    columns = np.flatnonzero(np.all(out[100:160] == RED, axis=2).any(axis=0))
+    assert columns.size > 100 and columns.max() <= 399 and columns.min() < 380  # drawn to the left, whole
+
+
+def test_paths_and_arrays_are_drawn_like_pil_images(tmp_path):
+    img = Image.new("RGB", (200, 100), "white")
+    r = parse("<ref>x</ref><box>(100,100),(600,800)</box>", "qwen-vl", img.size)
+    img.save(tmp_path / "a.png")
+    expected = np.array(annotate(img, r))
+    assert np.array_equal(np.array(annotate(tmp_path / "a.png", r)), expected)
+    assert np.array_equal(np.array(annotate(str(tmp_path / "a.png"), r)), expected)
+    assert np.array_equal(np.array(annotate(np.array(img), r)), expected)
+
+
+def _page(tmp_path):
+    path = tmp_path / "page.png"
+    Image.new("RGB", (300, 200), "white").save(path)
+    record = OcrRecord(
+        path=str(path), engine="pp-ocr", width=300, height=200, text="HELLO\nWORLD",
+        lines=[OcrLine("HELLO", box=(20.0, 40.0, 120.0, 70.0)),
+               OcrLine("WORLD", quad=((20.0, 120.0), (150.0, 110.0), (152.0, 140.0), (22.0, 150.0)))],
+    )
+    return path, record
+
+
+def test_ocr_record_is_drawn_with_its_lines(tmp_path):
+    path, record = _page(tmp_path)
+    out = np.array(show(record))  # the record names its file
+    assert (out[55, 20] != 255).any()  # left edge of the HELLO box
+    assert (out[55, 70] == 255).all()  # inside stays clear
+    assert (out[130, 21] != 255).any()  # left edge of the WORLD quad
+    assert np.array_equal(out, np.array(annotate(path, record)))
+
+
+def test_failed_ocr_record_says_why_it_cannot_be_drawn():
+    with pytest.raises(ValueError, match="unreadable"):
+        show(Image.new("RGB", (10, 10)), OcrRecord.failed("x.png", "pp-ocr", "unreadable file"))
+
+
+def test_show_needs_an_image_when_the_result_does_not_know_it():
+    r = parse("<ref>x</ref><box>(0,0),(10,10)</box>", "qwen-vl", (100, 100))
+    with pytest.raises(ValueError, match="show\\(image, result\\)"):
+        show(r)
+    assert png_of(r) is None  # Jupyter then shows the text form
+
+
+def test_show_with_an_image_is_annotate():
+    img = Image.new("RGB", (200, 100), "white")
+    r = parse("<ref>x</ref><box>(100,100),(600,800)</box>", "qwen-vl", img.size)
+    assert np.array_equal(np.array(show(img, r)), np.array(annotate(img, r)))
+
+
+def test_a_list_of_results_is_a_grid():
+    img = Image.new("RGB", (640, 480), "white")
+    results = [parse(f"<ref>thing {i}</ref><box>(100,100),(600,800)</box>", "qwen-vl", img.size) for i in range(4)]
+    picture = show(img, results, columns=3)
+    assert picture.width == 3 * (TILE_SIDE + 8) and picture.height > 2 * TILE_SIDE  # 3 + 1 tiles
+    first, fourth = np.array(picture)[4:TILE_SIDE, 4:TILE_SIDE], np.array(picture)[TILE_SIDE + 40 :, 4:TILE_SIDE]
+    assert (first != 255).any() and (fourth != 255).any()
+    with pytest.raises(ValueError, match="one image per result"):
+        show([img, img], results)
+
+
+def test_png_of_a_result_that_knows_its_image_is_its_picture_downscaled(tmp_path):
+    path, record = _page(tmp_path)
+    big = Image.new("RGB", (3000, 1500), "white")
+    big_path = tmp_path / "big.png"
+    big.save(big_path)
+    wide = OcrRecord(path=str(big_path), engine="pp-ocr", width=3000, height=1500, lines=[OcrLine("A", box=(10, 10, 900, 400))])
+    for drawable, size in ((record, (300, 200)), (wide, (DISPLAY_SIDE, DISPLAY_SIDE // 2))):
+        png = Image.open(io.BytesIO(png_of(drawable)))
+        assert png.format == "PNG" and png.size == size

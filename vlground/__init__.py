@@ -28,6 +28,7 @@ _EXPORTS = {
     "model_input_size": "vlground.geometry",
     "load_image": "vlground.imageio",
     "annotate": "vlground.viz",
+    "show": "vlground.viz",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,32 +1,56 @@
-"""Drawing results on images with supervision's annotators, for notebooks and `--annotate`.
+"""Drawing results on images with supervision's annotators: `annotate` for one picture, `show` for
+results (one, or a list as a grid) whose image is passed or known, and `png_of`, which is what a
+Result or an OCR record hands Jupyter to display itself.
 
 Labels are drawn with a bundled font that covers Latin and CJK (WenQuanYi Micro Hei, Apache-2.0), so
-a label such as "击掌" is readable rather than a row of boxes."""
+a label such as "击掌" is readable rather than a row of boxes. A label sits above its box when there is
+room and just under the box's top edge when there is not, and never leaves the image."""
 from __future__ import annotations
 
+import io
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
-from vlground.results import Result
+from vlground.imageio import ImageSource, load_image
+from vlground.results import Detection, Result
 
 FONT = Path(__file__).parent / "fonts" / "wqy-microhei.ttc"
+DISPLAY_SIDE = 1024  # longest side of a picture handed to Jupyter, so notebooks stay small
+TILE_SIDE = 320  # longest side of one picture in a grid
 
 
-def annotate(image: Image.Image, result: Result, font_path: str | Path | None = None) -> Image.Image:
-    """A copy of `image` with the result's boxes, quads and points drawn, each labelled with its
-    label (and its text, for OCR lines). `image` must be the original the result refers to."""
+def as_result(drawable: Any) -> Result:
+    """The Result to draw: a Result itself, or an OCR record's lines as detections carrying their text."""
+    if isinstance(drawable, Result):
+        return drawable
+    lines = getattr(drawable, "lines", None)
+    if lines is None:
+        raise TypeError(f"cannot draw a {type(drawable).__name__}: give a Result or an OCR record")
+    if getattr(drawable, "error", None) or drawable.width is None:
+        raise ValueError(f"{drawable.path}: the OCR record has no page to draw ({drawable.error})")
+    detections = [Detection(label=None, box=line.box, quad=line.quad, text=line.text) for line in lines]
+    return Result(detections, drawable.text, (drawable.width, drawable.height))
+
+
+def annotate(image: ImageSource, result: Any, font_path: str | Path | None = None) -> Image.Image:
+    """A copy of `image` (a path, PIL image or array, loaded as the model methods load it) with the
+    result's boxes, quads and points drawn, each labelled with its label and its text (OCR lines).
+    `image` must be the original the result refers to; `result` may also be an OCR record."""
     import supervision as sv
 
-    if image.size != tuple(result.image_size):
-        raise ValueError(f"the result belongs to an image of {result.image_size}, not {image.size}")
-    scene = np.array(image.convert("RGB"))
+    result = as_result(result)
+    picture = load_image(image)
+    if picture.size != tuple(result.image_size):
+        raise ValueError(f"the result belongs to an image of {tuple(result.image_size)}, not {picture.size}")
     detections = result.to_supervision()
     if len(detections) == 0:
-        return Image.fromarray(scene)
-    size = max(12, round(min(image.size) / 40))
-    thickness = max(2, round(min(image.size) / 300))
+        return picture.copy()
+    scene = np.ascontiguousarray(np.array(picture)[:, :, ::-1])  # supervision draws on BGR arrays, as OpenCV does
+    thickness = max(2, round(min(picture.size) / 300))
     boxes = np.array([d.box is not None for d in result.detections])
     points = np.array([d.point is not None for d in result.detections])
     if boxes.any():
@@ -37,7 +61,99 @@ def annotate(image: Image.Image, result: Result, font_path: str | Path | None = 
             scene = sv.draw_polygon(scene, np.rint(d.quad).astype(np.int64), color, thickness)
     if points.any():
         scene = sv.DotAnnotator(radius=thickness * 3).annotate(scene, detections[points])
-    labels = [" ".join(v for v in (d.label, d.text) if v) or "?" for d in result.detections]
-    labeller = sv.RichLabelAnnotator(font_path=str(font_path or FONT), font_size=size, text_padding=max(2, size // 4))
-    annotated = labeller.annotate(scene, detections, labels=labels)
-    return annotated if isinstance(annotated, Image.Image) else Image.fromarray(annotated)
+    labels = [" ".join(" ".join(v.split()) for v in (d.label, d.text) if v) or "?" for d in result.detections]
+    scene = _draw_labels(scene, detections, labels, str(font_path or FONT))
+    return Image.fromarray(np.ascontiguousarray(scene[:, :, ::-1]))
+
+
+def _draw_labels(scene: np.ndarray, detections, labels: list[str], font_path: str) -> np.ndarray:
+    """Labels above their boxes where they fit, else moved down by their height so they start at
+    the box's top edge; supervision's smart positioning keeps them inside the image."""
+    import supervision as sv
+
+    size = max(12, round(min(scene.shape[:2]) / 40))
+    padding = max(2, size // 4)
+    font = ImageFont.truetype(font_path, size)
+    heights = np.array([bottom - top + 2 * padding for _, top, _, bottom in map(font.getbbox, labels)])
+    no_room = detections.xyxy[:, 1] < heights
+    for mask, shift in ((~no_room, 0), (no_room, int(heights[no_room].max(initial=0)))):
+        if mask.any():
+            labeller = sv.RichLabelAnnotator(
+                font_path=font_path, font_size=size, text_padding=padding, text_offset=(0, shift), smart_position=True
+            )
+            scene = labeller.annotate(scene, detections[mask], labels=[t for t, m in zip(labels, mask) if m])
+    return scene
+
+
+def _known_image(result: Any) -> ImageSource | None:
+    """The image a result was answered on (set by the model methods), or an OCR record's file."""
+    image = getattr(result, "image", None)
+    if image is None and not isinstance(result, Result):
+        image = getattr(result, "path", None)
+    return image
+
+
+def _picture(image: ImageSource | None, result: Any) -> Image.Image:
+    image = image if image is not None else _known_image(result)
+    if image is None:
+        raise ValueError("this result does not know its image: pass it, as in vlground.show(image, result)")
+    return annotate(image, result)
+
+
+def _caption(result: Any) -> str:
+    """A grid tile's title: the result's labels, else its text."""
+    result = as_result(result)
+    labels = ", ".join(dict.fromkeys(d.label.strip() for d in result.detections if d.label))
+    return labels or " ".join(result.text.split()) or "(nothing found)"
+
+
+def grid(pictures: Sequence[Image.Image], titles: Sequence[str] | None = None, columns: int = 3) -> Image.Image:
+    """Pictures side by side, `columns` to a row, each shrunk to TILE_SIDE with its title below."""
+    if not pictures:
+        raise ValueError("nothing to show: the list of results is empty")
+    font = ImageFont.truetype(str(FONT), 14)
+    columns = max(1, min(columns, len(pictures)))
+    rows = -(-len(pictures) // columns)
+    title_height = 22 if titles else 0
+    canvas = Image.new("RGB", (columns * (TILE_SIDE + 8), rows * (TILE_SIDE + title_height + 8)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, picture in enumerate(pictures):
+        tile = picture.copy()
+        tile.thumbnail((TILE_SIDE, TILE_SIDE))
+        x = (i % columns) * (TILE_SIDE + 8) + 4
+        y = (i // columns) * (TILE_SIDE + title_height + 8) + 4
+        canvas.paste(tile, (x + (TILE_SIDE - tile.width) // 2, y + (TILE_SIDE - tile.height) // 2))
+        if titles:
+            title = titles[i]
+            while len(title) > 1 and draw.textlength(title, font=font) > TILE_SIDE:
+                title = title[:-2] + "…"
+            draw.text((x, y + TILE_SIDE + 3), title, fill="black", font=font)
+    return canvas
+
+
+def show(image: Any, result: Any = None, *, columns: int = 3) -> Image.Image:
+    """The picture of a result drawn on its image, anywhere (a notebook displays the returned image;
+    a script can save it). `show(image, result)`; `show(result)` when the result knows its image
+    (the model methods' results do; an OCR record names its file); a list of results, with one image
+    for all, a list of images or none, gives a grid titled with each result's text."""
+    if result is None:
+        image, result = None, image
+    if not isinstance(result, (list, tuple)):
+        return _picture(image, result)
+    images = list(image) if isinstance(image, (list, tuple)) else [image] * len(result)
+    if len(images) != len(result):
+        raise ValueError(f"{len(images)} images for {len(result)} results: give one image per result, or one for all")
+    return grid([_picture(i, r) for i, r in zip(images, result)], [_caption(r) for r in result], columns)
+
+
+def png_of(drawable: Any) -> bytes | None:
+    """PNG bytes of a result (or a list of them) drawn on its image, at most DISPLAY_SIDE pixels on
+    a side, for Jupyter's `_repr_png_`; None when the image is not known (Jupyter then shows text)."""
+    items = drawable if isinstance(drawable, (list, tuple)) else [drawable]
+    if not items or any(_known_image(r) is None for r in items):
+        return None
+    picture = show(drawable)
+    picture.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
