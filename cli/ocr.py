@@ -11,13 +11,14 @@ from vlground.cli.errors import fail
 
 def ocr(
     paths: Annotated[list[str], typer.Argument(help="Image files, folders (walked for image files) or quoted globs.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to append one record per input to.")],
+    out: Annotated[str, typer.Option("--out", "-o", help="JSONL file to append one record per input to (locked while the run writes it); '-' writes the records to standard output.")],
     engine: Annotated[str, typer.Option(help="'ppocr' (built in, CPU, offline), a Qwen-VL model (hub id or folder) or an OpenAI-compatible server URL (http://host:8000/v1; its first model).")] = "ppocr",
-    mode: Annotated[str, typer.Option(help="Qwen engine: 'text' (read-text prompt) or 'lines' (text spotting with boxes).")] = "text",
+    mode: Annotated[Optional[str], typer.Option(help="Qwen engine: 'text' (read-text prompt, the default) or 'lines' (text spotting with boxes). The built-in engine always writes lines with boxes.")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders too.")] = False,
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="ppocr: processes, one core each (default: one per core).")] = None,
     batch_size: Annotated[int, typer.Option(help="Qwen engine: images per batch on the device.")] = 8,
-    resume: Annotated[bool, typer.Option(help="Skip the inputs OUT already holds and append the rest.")] = False,
+    resume: Annotated[bool, typer.Option(help="Skip the inputs OUT already holds and append the rest (takes over the lock of a run that was killed).")] = False,
+    retry_failed: Annotated[bool, typer.Option(help="With --resume: read again the inputs whose records are errors (the new record replaces the old).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it already holds results.")] = False,
     txt_dir: Annotated[Optional[Path], typer.Option(help="Also write each image's text under DIR, mirroring the input folders (a/photo.jpg -> DIR/a/photo.jpg.txt).")] = None,
     max_image_pixels: Annotated[Optional[int], typer.Option(help="Refuse images over this many pixels as decompression bombs (default 178956970, as Pillow); 0: no limit.")] = None,
@@ -29,31 +30,44 @@ def ocr(
     """Read the text in every image; exit status 1 when any input failed (its record says why)."""
     from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS
     from vlground.models.weights import WeightsNotFoundError
-    from vlground.ocr.engine import MODES, EngineUnavailableError
-    from vlground.ocr.output import OutputExistsError
+    from vlground.ocr.engine import MODES, PPOCR, EngineUnavailableError
     from vlground.ocr.runner import OcrOptions, run_ocr
+    from vlground.sink import OutputExistsError, OutputLockedError
 
-    if mode not in MODES:
+    _check_flags(resume, retry_failed, overwrite, out)
+    if mode is not None and mode not in MODES:
         fail(f"--mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if engine == PPOCR and mode is not None:
+        fail("--mode is for Qwen engines (--engine MODEL); the built-in engine always writes each line with its box and score")
     if (workers is not None and workers < 1) or batch_size < 1:
         fail("--workers and --batch-size must be at least 1")
     if max_image_pixels is not None and max_image_pixels < 0:
         fail("--max-image-pixels must be positive, or 0 for no limit")
     pixel_limit = DEFAULT_MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels or None
     options = OcrOptions(
-        engine=engine, mode=mode, recursive=recursive, workers=workers, batch_size=batch_size, resume=resume,
-        overwrite=overwrite, txt_dir=txt_dir, progress=progress, device=device, dtype=dtype, max_pixels=max_pixels,
-        max_image_pixels=pixel_limit,
+        engine=engine, mode=mode or "text", recursive=recursive, workers=workers, batch_size=batch_size,
+        resume=resume, retry_failed=retry_failed, overwrite=overwrite, txt_dir=txt_dir, progress=progress,
+        device=device, dtype=dtype, max_pixels=max_pixels, max_image_pixels=pixel_limit,
     )
     try:
         summary = run_ocr(paths, out, options)
-    except (OutputExistsError, IsADirectoryError, EngineUnavailableError, WeightsNotFoundError) as error:
+    except (OutputExistsError, OutputLockedError, IsADirectoryError, EngineUnavailableError, WeightsNotFoundError) as error:
         fail(str(error))
     except Exception as error:  # noqa: BLE001 - unknown models, bad devices: one line, no traceback
         fail(f"{type(error).__name__}: {error}")
     typer.echo(summary.describe(), err=True)
     if not summary.ok:
         raise typer.Exit(130 if summary.interrupted else 1)
+
+
+def _check_flags(resume: bool, retry_failed: bool, overwrite: bool, out: str) -> None:
+    """Flags that contradict each other are refused before any work."""
+    if resume and overwrite:
+        fail("--resume and --overwrite exclude each other: --resume keeps OUT's records, --overwrite drops them")
+    if retry_failed and not resume:
+        fail("--retry-failed works with --resume (it reads again the inputs OUT holds as errors)")
+    if out == "-" and (resume or overwrite):
+        fail("--out - writes to standard output, which has nothing to resume or overwrite; give a file name")
 
 
 def register(app: typer.Typer) -> None:

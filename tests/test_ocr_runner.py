@@ -16,7 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vlground.cli.ocr import register
-from vlground.ocr.output import RecordWriter
+from vlground.ocr.output import open_sink
 from vlground.ocr.records import OcrRecord
 from vlground.ocr.synthetic import Document, Style, render
 
@@ -67,7 +67,7 @@ def test_every_file_gets_one_record_and_the_batch_goes_on(messy_folder, tmp_path
     records = {Path(r["path"]).name: r for r in _records(out)}
     assert set(records) == {"plain.png", "cmyk.jpg", "rotated.jpg", "tiny.png", "strip.png", "empty.png",
                             "truncated.png", "notes.jpg"}
-    assert set(records["plain.png"]) == {"path", "engine", "width", "height", "text", "lines", "error"}
+    assert set(records["plain.png"]) == {"path", "abspath", "engine", "width", "height", "text", "lines", "error"}
     assert records["plain.png"]["text"] == "Fresh Coffee"
     assert records["cmyk.jpg"]["text"] == "Corner Cafe"
     assert records["rotated.jpg"]["text"] == "Main Street"
@@ -135,9 +135,9 @@ def test_a_line_cut_by_a_kill_is_dropped_on_resume(tmp_path):
     out = tmp_path / "r.jsonl"
     whole = OcrRecord(path="a.png", engine="ppocr", width=1, height=1, text="A").to_json()
     out.write_text(whole + "\n" + '{"path": "b.png", "eng')
-    with RecordWriter(out, resume=True) as writer:
-        assert set(writer.done) == {os.path.abspath("a.png")}
-        writer.write(OcrRecord(path="b.png", engine="ppocr", text="B"))
+    with open_sink(out, resume=True) as sink:
+        assert set(sink.done) == {os.path.abspath("a.png")}
+        sink.write(OcrRecord(path="b.png", engine="ppocr", text="B").to_dict())
     assert [r["text"] for r in _records(out)] == ["A", "B"]
 
 
@@ -186,3 +186,19 @@ def test_a_worker_crash_costs_only_the_image_that_caused_it(tmp_path):
     assert sorted(records) == sorted(files)  # every input exactly once
     assert "crashed" in records[str(tmp_path / "crash.png")].error
     assert {records[f].text for f in files if not f.endswith("crash.png")} == set(words)
+
+
+def test_a_second_run_on_the_same_out_is_refused_naming_the_first(tmp_path):
+    from vlground.sink import OutputLock
+
+    _sign("Bakery").save(tmp_path / "a.png")
+    out = tmp_path / "r.jsonl"
+    lock = OutputLock(out)  # as a run in progress holds it
+    try:
+        result = CliRunner().invoke(_app(), ["ocr", str(tmp_path / "a.png"), "--out", str(out)])
+        assert result.exit_code == 2 and f"pid {os.getpid()} on host" in result.stderr
+        assert "another run" in result.stderr and "Traceback" not in result.stderr
+    finally:
+        lock.release()
+    assert not out.exists() or out.read_text() == ""
+    assert CliRunner().invoke(_app(), ["ocr", str(tmp_path / "a.png"), "--out", str(out)]).exit_code == 0

@@ -1,76 +1,47 @@
-"""Where OCR records go: a JSON-lines file appended one durable line at a time, so a crash or a kill
-loses at most the line being written, and a resumed run knows exactly which files are done.
+"""Where OCR records go: the result sink (`vlground.sink`) keyed by input, and the per-image
+plain-text export.
 
-Also the per-image plain-text export."""
+An input's key is its absolute path (names that are not UTF-8 escaped by `escape_path`), plus the
+page for documents. Records carry it as "abspath", so a resumed run finds them from any working
+directory, whatever form (relative, absolute) the paths were given in."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from vlground.ocr.records import OcrRecord
+from vlground.sink import JsonlSink, Record, StreamSink, atomic_write, escape_path
 
 
-class OutputExistsError(FileExistsError):
-    """The output file already holds records and neither resume nor overwrite was asked for."""
+def input_key(abspath: str, page: int | None = None) -> str:
+    """The identity of one input (one page of a document) across runs."""
+    return abspath if page is None else f"{abspath}\x00page {page}"
 
 
-def record_key(path: str) -> str:
-    """The identity of an input across runs: its absolute path (records keep the path as given)."""
-    return os.path.abspath(path)
+def absolute_name(path: str) -> str:
+    """The escaped absolute path of `path`, the "abspath" of its records."""
+    return escape_path(os.path.abspath(path))
 
 
-class RecordWriter:
-    """Appends records to a JSONL file, fsync'ed line by line.
+def record_key(record: Record) -> str:
+    """The key of a record read back from the output; records written before "abspath" existed
+    are keyed by their path taken from the current folder."""
+    abspath = record.get("abspath")
+    if not isinstance(abspath, str):
+        abspath = absolute_name(record["path"])
+    return input_key(abspath, record.get("page"))
 
-    With `resume`, the records already in the file are read first (`done`: key -> failed or not),
-    and a last line cut short by a kill is removed, so no record is duplicated or left broken.
-    Without it, an existing non-empty file is an error unless `overwrite`."""
 
-    def __init__(self, path: str | Path, resume: bool = False, overwrite: bool = False) -> None:
-        self.path = Path(path)
-        self.done: dict[str, bool] = {}
-        if self.path.is_dir():
-            raise IsADirectoryError(f"{self.path} is a folder; --out takes a file name such as results.jsonl")
-        exists = self.path.is_file() and self.path.stat().st_size > 0
-        if exists and resume:
-            self._read_existing()
-        elif exists and not overwrite:
-            raise OutputExistsError(
-                f"{self.path} already holds results; pass --resume to continue it, --overwrite to replace it, "
-                "or choose another --out"
-            )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if overwrite and not resume else 0)
-        self._fd = os.open(self.path, flags, 0o644)
+def open_sink(out: str | Path, resume: bool = False, overwrite: bool = False) -> JsonlSink | StreamSink:
+    """The sink for `--out`: a locked JSONL file, or standard output for "-"."""
+    if str(out) == "-":
+        if resume:
+            raise ValueError("--resume needs an output file; standard output (--out -) holds nothing to resume")
+        return StreamSink()
+    return JsonlSink(out, record_key, resume=resume, overwrite=overwrite)
 
-    def _read_existing(self) -> None:
-        data = self.path.read_bytes()
-        complete = data.rfind(b"\n") + 1
-        if complete < len(data):  # the line being written when the last run was killed
-            os.truncate(self.path, complete)
-        for line in data[:complete].splitlines():
-            try:
-                record = json.loads(line)
-                self.done[record_key(record["path"])] = record.get("error") is not None
-            except (ValueError, KeyError, TypeError):
-                continue  # a foreign or damaged line: leave it, it names no input we can skip
 
-    def write(self, record: OcrRecord) -> None:
-        os.write(self._fd, (record.to_json() + "\n").encode("utf-8"))
-        os.fsync(self._fd)
-        self.done[record_key(record.path)] = record.error is not None
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
-
-    def __enter__(self) -> RecordWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+class TextExportError(OSError):
+    """A .txt export could not be written; the message names the file and why."""
 
 
 def text_export_path(txt_dir: Path, path: str, root: str) -> Path:
@@ -80,7 +51,11 @@ def text_export_path(txt_dir: Path, path: str, root: str) -> Path:
     return txt_dir / (relative + ".txt")
 
 
-def export_text(txt_dir: Path, record: OcrRecord, root: str) -> None:
-    target = text_export_path(txt_dir, record.path, root)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(record.text + "\n" if record.text else "", encoding="utf-8")
+def export_text(txt_dir: Path, path: str, text: str, root: str) -> None:
+    """Write `text` (atomically: a kill leaves the old file or the new one) as the export of `path`."""
+    target = text_export_path(txt_dir, path, root)
+    try:
+        atomic_write(target, text + "\n" if text else "")
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise TextExportError(f"cannot write the text export {escape_path(str(target))}: {reason}") from None

@@ -1,7 +1,10 @@
 """The OCR record: one JSON line per input file, the format `vlground ocr` writes and `vlground eval
 ocr` reads.
 
-    {"path", "engine", "width", "height", "text", "lines": [{"text", "box" | "quad", "score"}], "error"}
+    {"path", "abspath", "engine", "width", "height", "text", "lines": [{"text", "box" | "quad", "score"}], "error"}
+
+`path` is the input as given, `abspath` its absolute path (the key `--resume` matches on); names
+that are not valid UTF-8 are escaped in both (`vlground.sink.escape_path`: byte 0xff -> "\\xff").
 
 Coordinates are pixels of the image as displayed (EXIF orientation applied). `box` is
 [x1, y1, x2, y2]; `quad` is four [x, y] corners clockwise from the top-left of the text. `score` is the
@@ -9,11 +12,12 @@ engine's confidence in [0, 1], or null where the engine gives none (Qwen). A fil
 read has `error` set, width/height null, empty text and no lines."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from vlground.ocr.output import absolute_name
 from vlground.results import Box, Quad
+from vlground.sink import encode_line, escape_path
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,8 @@ class OcrRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "path": self.path,
+            "path": escape_path(self.path),
+            "abspath": absolute_name(self.path),
             "engine": self.engine,
             "width": self.width,
             "height": self.height,
@@ -74,7 +79,7 @@ class OcrRecord:
 
     def to_json(self) -> str:
         """One line of JSON (no newline inside, non-ASCII text kept readable)."""
-        return json.dumps(self.to_dict(), ensure_ascii=False)
+        return encode_line(self.to_dict()).decode("utf-8").rstrip("\n")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OcrRecord:

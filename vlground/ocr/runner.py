@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image
 from vlground.ocr.engine import PPOCR, PPOCREngine, PageText, QwenEngine
 from vlground.ocr.inputs import Inputs, collect_inputs
-from vlground.ocr.output import RecordWriter, export_text, record_key
+from vlground.ocr.output import TextExportError, absolute_name, export_text, input_key, open_sink
 from vlground.ocr.records import OcrRecord
+from vlground.sink import escape_path, pid_alive
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class OcrOptions:
     workers: int | None = None
     batch_size: int = 8
     resume: bool = False
+    retry_failed: bool = False
     overwrite: bool = False
     txt_dir: Path | None = None
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
@@ -45,6 +49,7 @@ class OcrOptions:
     device: str = "auto"
     dtype: str = "auto"
     max_pixels: int | None = None
+    echo_failures: bool = True
 
 
 @dataclass
@@ -61,6 +66,7 @@ class Summary:
     subfolders: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    no_inputs: bool = False
 
     @property
     def images_per_second(self) -> float:
@@ -68,14 +74,19 @@ class Summary:
 
     @property
     def ok(self) -> bool:
-        """False when any input has an error record, from this run or an earlier one."""
-        return self.failed == 0 and self.skipped_failed == 0 and not self.interrupted
+        """False when any input has an error record, from this run or an earlier one, or when
+        there was nothing to read."""
+        return self.failed == 0 and self.skipped_failed == 0 and not self.interrupted and not self.no_inputs
 
     def describe(self) -> str:
+        if self.no_inputs:
+            return ("warning: no image to read: " + (f"{self.not_images} files without an image suffix, " if self.not_images else "")
+                    + f"{self.subfolders} subfolders not entered (use --recursive); nothing written")
         parts = [f"done {self.done}", f"failed {self.failed}", f"{self.seconds:.1f} s",
                  f"{self.images_per_second:.2f} images/s"]
         if self.skipped:
-            parts.append(f"skipped {self.skipped} already in the output ({self.skipped_failed} of them failed)")
+            parts.append(f"skipped {self.skipped} already in the output ({self.skipped_failed} of them failed"
+                         + ("; --retry-failed reads them again)" if self.skipped_failed else ")"))
         if self.not_images:
             parts.append(f"{self.not_images} files in folders without an image suffix not read")
         if self.subfolders:
@@ -103,10 +114,35 @@ def _read_file(path: str, engine: str, max_image_pixels: int | None,
 
 # The engine of a worker process, built once by _start_worker.
 _worker_engine: PPOCREngine | None = None
+_PR_SET_PDEATHSIG = 1
 
 
-def _start_worker(threads: int | None) -> None:
+def _die_with_parent(main_pid: int) -> None:
+    """Make this worker die when the run that started it dies, however it dies (kill -9 included):
+    the kernel kills it when its parent (the fork server, which exits with the main process) goes
+    (Linux prctl PR_SET_PDEATHSIG); elsewhere a thread watches the main process."""
+    try:
+        import ctypes
+
+        armed = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        armed = False
+    if not pid_alive(main_pid):  # the parent may have gone before the signal was armed
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch, args=(main_pid,), daemon=True, name="parent-watch").start()
+
+
+def _watch(main_pid: int) -> None:
+    while pid_alive(main_pid):
+        time.sleep(0.5)
+    os._exit(1)
+
+
+def _start_worker(threads: int | None, main_pid: int | None = None) -> None:
     global _worker_engine
+    if main_pid is not None:
+        _die_with_parent(main_pid)
     _worker_engine = PPOCREngine(threads=threads)
 
 
@@ -146,7 +182,7 @@ def _pool_pass(jobs: deque, workers: int, context, read: Callable[[Job], OcrReco
     """Records of `jobs` (taken from the left) read by `workers` processes, one job each in flight.
     A worker that dies (a crash inside the engine) breaks the pool: the pass then ends and returns
     the jobs that were in flight, since any of them may be the cause; the rest stay in `jobs`."""
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(1,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker, initargs=(1, os.getpid())) as pool:
         running: dict = {}
         while jobs or running:
             while jobs and len(running) < workers:
@@ -166,7 +202,7 @@ def _pool_pass(jobs: deque, workers: int, context, read: Callable[[Job], OcrReco
 
 
 def _alone(job: Job, context, read: Callable[[Job], OcrRecord]) -> OcrRecord:
-    with ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker, initargs=(1,)) as pool:
+    with ProcessPoolExecutor(1, mp_context=context, initializer=_start_worker, initargs=(1, os.getpid())) as pool:
         try:
             return pool.submit(read, job).result()
         except BrokenProcessPool:
@@ -216,42 +252,64 @@ def _start_engine(options: OcrOptions, todo: list[str]) -> Callable[[list[str]],
     return lambda files: _ppocr_records(files, options)
 
 
+def _done_before(key: str, done: dict, options: OcrOptions, summary: Summary) -> bool:
+    """Whether the output already holds `key` (counted as skipped); with `retry_failed`, an input
+    whose record is an error is read again instead."""
+    earlier = done.get(key)
+    if earlier is None:
+        return False
+    failed = earlier.get("error") is not None
+    if failed and options.retry_failed:
+        return False
+    summary.skipped += 1
+    summary.skipped_failed += failed
+    return True
+
+
+def _deliver(record: OcrRecord, sink, options: OcrOptions, root: str, summary: Summary) -> None:
+    """Export the text (a failed export turns the record into an error record, text kept), write
+    the record, count it, and say why it failed on stderr, one line."""
+    if options.txt_dir is not None and record.error is None:
+        try:
+            export_text(options.txt_dir, record.path, record.text, root)
+        except TextExportError as error:
+            record = replace(record, error=f"{error}; the text is in this record, --resume --retry-failed writes it again")
+    sink.write(record.to_dict())
+    summary.done += 1
+    if record.error is not None:
+        summary.failed += 1
+        if options.echo_failures:
+            from tqdm import tqdm
+
+            tqdm.write(f"failed: {escape_path(record.path)}: {record.error}", file=sys.stderr)
+
+
 def run_ocr(paths: Iterable[str], out: str | Path, options: OcrOptions | None = None,
             inputs: Inputs | None = None) -> Summary:
-    """Read every file behind `paths` into `out` (JSONL, one record per file). Raises
-    OutputExistsError before any work when `out` holds results and neither resume nor overwrite
-    is set; EngineUnavailableError / WeightsNotFoundError when the engine cannot start."""
+    """Read every file behind `paths` into `out` (JSONL, one record per file; "-" for standard
+    output). Nothing is written when the paths hold no input at all (`summary.no_inputs`). Raises
+    OutputExistsError / OutputLockedError before any work when `out` holds results and neither
+    resume nor overwrite is set, or another run writes it; EngineUnavailableError /
+    WeightsNotFoundError when the engine cannot start."""
     options = options or OcrOptions()
     inputs = inputs or collect_inputs(list(paths), recursive=options.recursive)
     summary = Summary(not_images=len(inputs.not_images), subfolders=len(inputs.subfolders))
+    if not inputs.files and not inputs.unmatched:
+        summary.no_inputs = True
+        return summary
     root = os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in inputs.files]) if inputs.files else "."
     started = time.perf_counter()
-    with RecordWriter(out, resume=options.resume, overwrite=options.overwrite) as writer:
-        todo: list[str] = []
-        for path in inputs.files:
-            if record_key(path) in writer.done:
-                summary.skipped += 1
-                summary.skipped_failed += writer.done[record_key(path)]
-            else:
-                todo.append(path)
+    with open_sink(out, resume=options.resume, overwrite=options.overwrite) as sink:
+        todo = [path for path in inputs.files if not _done_before(input_key(absolute_name(path)), sink.done, options, summary)]
         # No engine (no model load) when there is nothing left to read.
         records = _start_engine(options, todo)(todo) if todo else (record for record in ())
         for pattern, reason in inputs.unmatched:
-            if record_key(pattern) in writer.done:
-                summary.skipped += 1
-                summary.skipped_failed += 1
-            else:
-                writer.write(OcrRecord.failed(pattern, options.engine, reason))
-                summary.done += 1
-                summary.failed += 1
+            if not _done_before(input_key(absolute_name(pattern)), sink.done, options, summary):
+                _deliver(OcrRecord.failed(pattern, options.engine, reason), sink, options, root, summary)
         bar = _progress_bar(len(todo), options.progress)
         try:
             for record in records:
-                writer.write(record)
-                summary.done += 1
-                summary.failed += record.error is not None
-                if options.txt_dir is not None and record.error is None:
-                    export_text(options.txt_dir, record, root)
+                _deliver(record, sink, options, root, summary)
                 bar.update(1)
         except KeyboardInterrupt:
             summary.interrupted = True
