@@ -1,0 +1,262 @@
+"""The one place where what a user names as input becomes a list of images to read: local files,
+folders, globs, http(s):// URLs and `-` (one image on stdin). Every command expands its inputs here
+and reads each one with `load`, which goes through `vlground.imageio.load_image`.
+
+Rules: a file named by the user is read whatever it is (a bad one fails when read, with its name); a
+folder is walked, not read, and from it only files with an image suffix are taken (the rest are
+counted in `not_images`: a folder of scans often holds notes and ground truth); subfolders only with
+`recursive` (else counted in `subfolders`), symlinked ones included, a symlink that leads back into a
+folder being walked reported as a loop. Each file appears once, in the order given, folders sorted by
+name, a folder's files before its subfolders'. URLs are fetched when read, with a timeout and a size
+limit. stdin is read once, when expanded.
+
+Nothing is dropped in silence: a pattern that matches nothing, a folder that cannot be listed, a
+symlink loop, an unsupported scheme (s3://, ftp://, ...) is a `Source` whose `error` says why, in
+its place in the order, so a batch writes an error record for it and reads the rest.
+
+Names that are not valid UTF-8 (Linux allows any bytes) are kept as the OS gives them in
+`Source.location`, to open the file, and shown in `Source.name` with each undecodable byte written
+as `\\xNN` (Python's "backslashreplace"): `bad\\xffname.png`. Records and messages use `name`, so
+they can always be written as UTF-8."""
+from __future__ import annotations
+
+import glob
+import http.client
+import os
+import re
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterable
+
+from PIL import Image
+
+from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image
+
+STDIN = "-"
+DOWNLOAD_TIMEOUT = 30.0  # seconds for a whole download, connection included
+MAX_DOWNLOAD_BYTES = 64 * 2**20  # also the limit on an image read from stdin
+SUPPORTED = "local files, folders, globs, http(s):// URLs and - (one image on stdin)"
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def image_suffixes() -> frozenset[str]:
+    """Lower-case suffixes (".jpg") of the formats this Pillow can open."""
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def display_name(location: str) -> str:
+    """`location` printable and encodable as UTF-8: bytes of a file name that are not UTF-8 (which
+    Python holds as lone surrogates) become `\\xNN`."""
+    try:
+        raw = os.fsencode(location)
+    except UnicodeEncodeError:  # a lone surrogate that did not come from the file system
+        raw = location.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def is_url(text: str) -> bool:
+    return text[:8].lower().startswith(("http://", "https://"))
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input: `location` is the path as the OS gives it, a URL, or "-"; `error` (when set) why it
+    cannot be read; `data` the bytes of stdin, read once."""
+
+    location: str
+    error: str | None = None
+    data: bytes | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        """The location as records and messages show it (see the module docstring)."""
+        return display_name(self.location)
+
+
+@dataclass
+class Sources:
+    """`items` in order (readable ones and errors); `not_images` files seen in folders and left out
+    by suffix; `subfolders` folders not entered (no recursive)."""
+
+    items: list[Source] = field(default_factory=list)
+    not_images: list[str] = field(default_factory=list)
+    subfolders: list[str] = field(default_factory=list)
+
+    @property
+    def readable(self) -> list[Source]:
+        return [s for s in self.items if s.error is None]
+
+    @property
+    def errors(self) -> list[Source]:
+        return [s for s in self.items if s.error is not None]
+
+    @property
+    def files(self) -> list[str]:
+        """Locations of the readable items (the OCR runner's view)."""
+        return [s.location for s in self.readable]
+
+    @property
+    def unmatched(self) -> list[tuple[str, str]]:
+        """(name, reason) of the items that cannot be read (the OCR runner's view)."""
+        return [(s.name, s.error) for s in self.errors]
+
+    def describe_empty(self) -> str:
+        """Why nothing readable was found, for the warning of a run with no input."""
+        notes = [f"{len(self.not_images)} files without an image suffix" if self.not_images else "",
+                 f"{len(self.subfolders)} subfolders not entered (use --recursive)" if self.subfolders else "",
+                 f"{len(self.errors)} inputs that cannot be read" if self.errors else ""]
+        return "no image found in the inputs" + (f": {', '.join(n for n in notes if n)}" if any(notes) else "")
+
+
+class _Expansion:
+    """The state of one `expand` call: what is found so far, and which files are already in."""
+
+    def __init__(self, recursive: bool, stdin: BinaryIO | None) -> None:
+        self.recursive, self.stdin = recursive, stdin
+        self.suffixes = image_suffixes()
+        self.found = Sources()
+        self.seen: set[str] = set()
+
+    def add(self, location: str, error: str | None = None, data: bytes | None = None) -> None:
+        key = location if error is None and (data is not None or is_url(location)) else os.path.abspath(location)
+        if key not in self.seen:
+            self.seen.add(key)
+            self.found.items.append(Source(location, error, data))
+
+    def argument(self, arg: str) -> None:
+        scheme = _SCHEME.match(arg)
+        if arg == STDIN:
+            self.add(STDIN, *_read_stdin(self.stdin))
+        elif is_url(arg):
+            self.add(arg)
+        elif scheme:
+            self.add(arg, f"{scheme.group(1)}:// sources are not supported; give {SUPPORTED}")
+        elif glob.has_magic(arg) and not os.path.lexists(arg):
+            matches = sorted(glob.glob(arg, recursive=True))
+            if not matches:
+                self.add(arg, "no file matches this pattern")
+            for match in matches:
+                self.path(match)
+        else:
+            self.path(arg)
+
+    def path(self, path: str) -> None:
+        if os.path.isdir(path):
+            self.walk(path)
+        else:
+            self.add(path)  # missing or unreadable files fail when read, with their name
+
+    def walk(self, top: str) -> None:
+        """Depth first, a folder's image files before its subfolders, loops and unreadable folders
+        reported in place."""
+        todo = [(top, frozenset({os.path.realpath(top)}))]
+        while todo:
+            folder, ancestors = todo.pop()
+            subfolders = []
+            for entry, is_dir in self.entries(folder):
+                if not is_dir and Path(entry.name).suffix.lower() in self.suffixes:
+                    self.add(entry.path)
+                elif not is_dir:
+                    self.found.not_images.append(entry.path)
+                elif not self.recursive:
+                    self.found.subfolders.append(entry.path)
+                elif (real := os.path.realpath(entry.path)) in ancestors:
+                    self.add(entry.path, f"symlink loop: leads back to {display_name(real)}, a folder being read")
+                else:
+                    subfolders.append((entry.path, ancestors | {real}))
+            todo += reversed(subfolders)
+
+    def entries(self, folder: str) -> Iterable[tuple[os.DirEntry, bool]]:
+        """The folder's entries by name, each with whether it is a folder; the ones that cannot be
+        told (a symlink loop: ELOOP) and a folder that cannot be listed become error items."""
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as error:
+            self.add(folder, f"cannot list this folder ({error.strerror or error}); the other inputs were read")
+            return
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError as error:
+                self.add(entry.path, f"cannot tell what this is ({error.strerror or error}; a symlink loop?)")
+                continue
+            yield entry, is_dir
+
+
+def expand(paths: Iterable[str], recursive: bool = False, *, stdin: BinaryIO | None = None) -> Sources:
+    """The inputs behind `paths` (see the module docstring for the rules). `stdin` is the stream
+    `-` reads (default: this process's standard input)."""
+    expansion = _Expansion(recursive, stdin)
+    for arg in paths:
+        expansion.argument(os.fspath(arg))
+    return expansion.found
+
+
+def _read_stdin(stream: BinaryIO | None) -> tuple[str | None, bytes | None]:
+    """(error, data) for `-`: one image's bytes, at most MAX_DOWNLOAD_BYTES."""
+    stream = stream if stream is not None else sys.stdin.buffer
+    if stream.isatty():
+        return "- reads one image from stdin, but stdin is a terminal: pipe an image in (... - < photo.jpg)", None
+    data = stream.read(MAX_DOWNLOAD_BYTES + 1)
+    if not data:
+        return "stdin was empty: pipe an image in (... - < photo.jpg)", None
+    if len(data) > MAX_DOWNLOAD_BYTES:
+        return f"more than {MAX_DOWNLOAD_BYTES:,} bytes on stdin, the limit for one image", None
+    return None, data
+
+
+def download(url: str, timeout: float = DOWNLOAD_TIMEOUT, max_bytes: int = MAX_DOWNLOAD_BYTES) -> bytes:
+    """The body of `url`, or ImageLoadError naming the URL: not found, unreachable, slower than
+    `timeout` seconds in all (a server trickling bytes included), or larger than `max_bytes`."""
+    deadline = time.monotonic() + timeout
+    request = urllib.request.Request(url, headers={"User-Agent": "vlground"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise ImageLoadError(url, f"{int(declared):,} bytes is over the download limit of {max_bytes:,}")
+            body = bytearray()
+            while chunk := response.read1(1 << 16):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise ImageLoadError(url, f"more than the download limit of {max_bytes:,} bytes")
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+            return bytes(body)
+    except urllib.error.HTTPError as error:
+        raise ImageLoadError(url, f"the server answered HTTP {error.code} {error.reason}") from None
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, TimeoutError):
+            raise ImageLoadError(url, f"no complete answer within {timeout:g} s") from None
+        raise ImageLoadError(url, f"cannot download ({error.reason})") from None
+    except TimeoutError:
+        raise ImageLoadError(url, f"no complete answer within {timeout:g} s") from None
+    except (http.client.HTTPException, OSError, ValueError) as error:
+        raise ImageLoadError(url, f"download failed ({type(error).__name__}: {error})") from None
+
+
+def load(source: Source, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+         timeout: float = DOWNLOAD_TIMEOUT, max_bytes: int = MAX_DOWNLOAD_BYTES) -> Image.Image:
+    """The image behind `source`, through `load_image` (same orientation, colour and bomb rules for
+    every kind of source). Raises ImageLoadError whose `source` is `source.name`."""
+    if source.error is not None:
+        raise ImageLoadError(source.name, source.error)
+    if source.data is None and not is_url(source.location):
+        try:
+            return load_image(source.location, max_pixels=max_pixels)
+        except ImageLoadError as error:
+            raise ImageLoadError(source.name, error.reason) from None
+    data = source.data if source.data is not None else download(source.location, timeout, max_bytes)
+    with tempfile.NamedTemporaryFile(prefix="vlground-") as spool:  # the file path of load_image, for bytes
+        spool.write(data)
+        spool.flush()
+        try:
+            return load_image(spool.name, max_pixels=max_pixels)
+        except ImageLoadError as error:
+            raise ImageLoadError(source.name, error.reason) from None
