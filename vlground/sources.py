@@ -16,8 +16,7 @@ its place in the order, so a batch writes an error record for it and reads the r
 
 Names that are not valid UTF-8 (Linux allows any bytes) are kept as the OS gives them in
 `Source.location`, to open the file, and shown in `Source.name` with each undecodable byte written
-as `\\xNN` (Python's "backslashreplace"): `bad\\xffname.png`. Records and messages use `name`, so
-they can always be written as UTF-8."""
+as `\\xNN` (`vlground.sink.escape_path`, the form records and resume keys use): `bad\\xffname.png`."""
 from __future__ import annotations
 
 import glob
@@ -36,6 +35,7 @@ from typing import BinaryIO, Iterable
 from PIL import Image
 
 from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image
+from vlground.sink import escape_path
 
 STDIN = "-"
 DOWNLOAD_TIMEOUT = 30.0  # seconds for a whole download, connection included
@@ -47,16 +47,6 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 def image_suffixes() -> frozenset[str]:
     """Lower-case suffixes (".jpg") of the formats this Pillow can open."""
     return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
-
-
-def display_name(location: str) -> str:
-    """`location` printable and encodable as UTF-8: bytes of a file name that are not UTF-8 (which
-    Python holds as lone surrogates) become `\\xNN`."""
-    try:
-        raw = os.fsencode(location)
-    except UnicodeEncodeError:  # a lone surrogate that did not come from the file system
-        raw = location.encode("utf-8", "surrogatepass")
-    return raw.decode("utf-8", "backslashreplace")
 
 
 def is_url(text: str) -> bool:
@@ -75,7 +65,7 @@ class Source:
     @property
     def name(self) -> str:
         """The location as records and messages show it (see the module docstring)."""
-        return display_name(self.location)
+        return escape_path(self.location)
 
 
 @dataclass
@@ -166,7 +156,7 @@ class _Expansion:
                 elif not self.recursive:
                     self.found.subfolders.append(entry.path)
                 elif (real := os.path.realpath(entry.path)) in ancestors:
-                    self.add(entry.path, f"symlink loop: leads back to {display_name(real)}, a folder being read")
+                    self.add(entry.path, f"symlink loop: leads back to {escape_path(real)}, a folder being read")
                 else:
                     subfolders.append((entry.path, ancestors | {real}))
             todo += reversed(subfolders)
