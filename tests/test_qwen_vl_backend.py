@@ -26,12 +26,12 @@ def folders(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def chat(folders) -> QwenVLBackend:
-    return QwenVLBackend.load(folders["chat"], get_family(folders["chat"]), "cpu", "fp32")
+    return QwenVLBackend.load(folders["chat"], get_family(folders["chat"]), device="cpu", dtype="fp32")
 
 
 @pytest.fixture(scope="module")
 def base(folders) -> QwenVLBackend:
-    return QwenVLBackend.load(folders["base"], get_family(folders["base"]), "cpu", "fp32")
+    return QwenVLBackend.load(folders["base"], get_family(folders["base"]), device="cpu", dtype="fp32")
 
 
 def _images(sizes) -> list[Image.Image]:
@@ -113,7 +113,7 @@ def test_chat_stops_at_im_end_and_min_new_tokens_holds_it_off(chat, monkeypatch)
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 def test_half_precision_runs(folders, dtype):
-    backend = QwenVLBackend.load(folders["base"], get_family(folders["base"]), "cpu", dtype)
+    backend = QwenVLBackend.load(folders["base"], get_family(folders["base"]), device="cpu", dtype=dtype)
     assert backend.model.lm_head.weight.dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     [answer] = backend.generate([Request(_images([(80, 20)])[0], build_prompt("ground", backend.family, phrase="a cat"))],
                                 GenerationOptions(max_new_tokens=4, min_new_tokens=4))

@@ -21,7 +21,7 @@ class Scripted(Backend):
         self.oom_above = oom_above
         self.batches = []
 
-    def _generate_batch(self, requests, options):
+    def _generate_batch(self, requests, budgets, options):
         if self.oom_above is not None and len(requests) > self.oom_above:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         self.batches.append([r.prompt.text for r in requests])
@@ -120,3 +120,91 @@ def test_an_unsupported_model_is_refused_before_its_weights_are_fetched(tmp_path
     with pytest.raises(UnknownFamilyError, match="llava"):
         models.load_backend("acme/llava-finetune", device="cpu")
     assert fetched == [models.CONFIG_PATTERNS]
+
+
+class Recording(Scripted):
+    """A Scripted backend that also keeps the budgets and options each batch was given."""
+
+    def __init__(self, family):
+        super().__init__(family, lambda r: "")
+        self.calls = []
+
+    def _generate_batch(self, requests, budgets, options):
+        self.calls.append((list(budgets), options))
+        return super()._generate_batch(requests, budgets, options)
+
+
+def test_generation_options_reach_the_backend_as_one_object_or_as_keywords():
+    from vlground.options import GenerationOptions as PublicOptions
+
+    assert PublicOptions is GenerationOptions  # one type, whichever module it is imported from
+    img = Image.new("RGB", (20, 20))
+    chosen = GenerationOptions(max_new_tokens=5, do_sample=True, temperature=0.7, top_p=0.9, batch_size=2)
+    as_object, as_keywords = Recording("qwen3-vl"), Recording("qwen3-vl")
+    Model(as_object).ask([img] * 3, "q", options=chosen)
+    Model(as_keywords).ask([img] * 3, "q", max_new_tokens=5, do_sample=True, temperature=0.7, top_p=0.9, batch_size=2)
+    assert as_object.calls == as_keywords.calls == [([5, 5], chosen), ([5], chosen)]
+    # keywords on top of an object override its fields
+    Model(as_object).ask(img, "q", options=chosen, max_new_tokens=9)
+    assert as_object.calls[-1] == ([9], GenerationOptions(max_new_tokens=9, do_sample=True, temperature=0.7, top_p=0.9, batch_size=2))
+
+
+def test_max_new_tokens_is_resolved_once_from_the_task_unless_set():
+    backend = Recording("qwen-vl")
+    model = Model(backend)
+    img = Image.new("RGB", (20, 20))
+    model.ground(img, "the dog")
+    model.caption(img)
+    model.ground(img, "the dog", max_new_tokens=3)
+    assert [budgets for budgets, _ in backend.calls] == [[28], [512], [3]]
+
+
+def test_bad_options_are_refused_naming_the_option():
+    from vlground.options import LoadOptions, OptionsError
+
+    model = Model(Recording("qwen3-vl"))
+    img = Image.new("RGB", (20, 20))
+    with pytest.raises(OptionsError, match="unknown option.*max_tokens.*valid: .*max_new_tokens"):
+        model.ask(img, "q", max_tokens=3)
+    with pytest.raises(OptionsError, match="batch_size must be an integer >= 1"):
+        model.ask(img, "q", batch_size=0)
+    with pytest.raises(OptionsError, match="temperature must be > 0"):
+        GenerationOptions(do_sample=True, temperature=0)
+    with pytest.raises(OptionsError, match="top_p"):
+        GenerationOptions(top_p=1.5)
+    with pytest.raises(OptionsError, match="min_pixels <= max_pixels"):
+        LoadOptions(min_pixels=10, max_pixels=5)
+    with pytest.raises(OptionsError, match="unknown dtype"):
+        LoadOptions(dtype="int3")
+    with pytest.raises(OptionsError, match="merge_adapter=True needs an adapter"):
+        LoadOptions(merge_adapter=True)
+    assert "sk-secret" not in repr(LoadOptions(api_key="sk-secret"))
+
+
+def test_load_options_reach_the_transformers_backend_as_one_object_or_as_keywords(tiny_checkpoint):
+    import vlground
+    from vlground.options import LoadOptions
+
+    path = tiny_checkpoint("qwen2.5-vl")
+    by_object = vlground.load_model(path, LoadOptions(device="cpu", min_pixels=5000, max_pixels=60000))
+    by_keywords = vlground.load_model(path, device="cpu", min_pixels=5000, max_pixels=60000)
+    for model in (by_object, by_keywords):
+        assert dict(model.backend.processor.image_processor.size) == {"shortest_edge": 5000, "longest_edge": 60000}
+    with pytest.raises(NotImplementedError, match="adapter"):
+        vlground.load_model(path, device="cpu", adapter=str(path))
+
+
+def test_the_runtime_is_chosen_apart_from_the_family(tiny_checkpoint):
+    import vlground.models as models
+    from vlground.families import FAMILIES
+    from vlground.options import OptionsError
+
+    assert FAMILIES["qwen2.5-vl"].runtimes == ("transformers", "server")
+    assert FAMILIES["qwen-vl"].runtimes == ("qwen-vl-native",)  # a base model has no chat server
+    assert models.load_backend(tiny_checkpoint("qwen3-vl"), runtime="transformers", device="cpu").runtime == "transformers"
+    with pytest.raises(OptionsError, match="qwen3-vl runs locally on transformers, not qwen-vl-native"):
+        models.load_backend(tiny_checkpoint("qwen3-vl"), runtime="qwen-vl-native")
+    with pytest.raises(OptionsError, match="needs the server's API base URL"):
+        models.load_backend(tiny_checkpoint("qwen3-vl"), runtime="server")
+    for runtime in models.RUNTIMES:
+        assert models.runtime_class(runtime).runtime == runtime

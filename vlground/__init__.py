@@ -16,6 +16,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_model": "vlground.tasks",
     "Model": "vlground.tasks",
+    "LoadOptions": "vlground.options",
+    "GenerationOptions": "vlground.options",
     "parse": "vlground.grammar",
     "format_detections": "vlground.grammar",
     "build_prompt": "vlground.prompts",

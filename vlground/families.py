@@ -22,12 +22,14 @@ class Family:
     original image) or "input_pixels" (absolute pixels of the smart-resized model input).
     `patch_size * merge_size` is smart_resize's factor; min/max pixels are the released checkpoints'.
     `prompts` maps a task to its template; `raw_prompts` are prefix completions for base models
-    (`<img></img>` marks where the image goes)."""
+    (`<img></img>` marks where the image goes). `runtimes` lists the runtimes (keys of
+    `vlground.models.RUNTIMES`) that can run the family, the default first: the runtime is chosen
+    apart from the family, so one Qwen2.5-VL checkpoint runs on transformers or behind a server."""
 
     name: str
     dialect: str
     frame: str
-    runtime: str
+    runtimes: tuple[str, ...]
     model_types: tuple[str, ...]
     hub_pattern: str
     hub_ids: tuple[str, ...]
@@ -45,6 +47,11 @@ class Family:
         if self.patch_size is None or self.merge_size is None:
             raise ValueError(f"{self.name} squashes images to a fixed size; it has no smart_resize factor")
         return self.patch_size * self.merge_size
+
+    @property
+    def runtime(self) -> str:
+        """The runtime a checkpoint folder of this family loads on by default."""
+        return self.runtimes[0]
 
 
 _VQA = "{question}\nAnswer the question using a single word or phrase."
@@ -64,7 +71,7 @@ FAMILIES: dict[str, Family] = {
             name="qwen-vl",
             dialect="qwen-vl",
             frame="norm1000",
-            runtime="qwen-vl-native",
+            runtimes=("qwen-vl-native",),
             model_types=("qwen",),
             hub_pattern=r"qwen-vl(?!-chat)\b",
             hub_ids=("Qwen/Qwen-VL",),
@@ -84,7 +91,7 @@ FAMILIES: dict[str, Family] = {
             name="qwen-vl-chat",
             dialect="qwen-vl",
             frame="norm1000",
-            runtime="qwen-vl-native",
+            runtimes=("qwen-vl-native", "server"),
             model_types=("qwen",),
             hub_pattern=r"qwen-vl-chat\b",
             hub_ids=("Qwen/Qwen-VL-Chat",),
@@ -102,7 +109,7 @@ FAMILIES: dict[str, Family] = {
             name="qwen2-vl",
             dialect="qwen2-vl",
             frame="norm1000",
-            runtime="transformers",
+            runtimes=("transformers", "server"),
             model_types=("qwen2_vl",),
             hub_pattern=r"qwen2-vl",
             hub_ids=("Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2-VL-7B-Instruct", "Qwen/Qwen2-VL-72B-Instruct"),
@@ -124,7 +131,7 @@ FAMILIES: dict[str, Family] = {
             name="qwen2.5-vl",
             dialect="json",
             frame="input_pixels",
-            runtime="transformers",
+            runtimes=("transformers", "server"),
             model_types=("qwen2_5_vl",),
             hub_pattern=r"qwen2\.5-vl",
             hub_ids=("Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct", "Qwen/Qwen2.5-VL-32B-Instruct", "Qwen/Qwen2.5-VL-72B-Instruct"),
@@ -138,7 +145,7 @@ FAMILIES: dict[str, Family] = {
             name="qwen3-vl",
             dialect="json",
             frame="norm1000",
-            runtime="transformers",
+            runtimes=("transformers", "server"),
             model_types=("qwen3_vl", "qwen3_vl_moe"),
             hub_pattern=r"qwen3-vl",
             hub_ids=("Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-8B-Instruct", "Qwen/Qwen3-VL-32B-Instruct", "Qwen/Qwen3-VL-30B-A3B-Instruct", "Qwen/Qwen3-VL-235B-A22B-Instruct"),
@@ -178,6 +185,19 @@ def _from_folder(path: Path) -> Family:
     return matches[0]
 
 
+def family_from_name(name: str) -> Family:
+    """The family of a family name or a hub id (or any name whose last part looks like one), read
+    from the name alone: never from a file, so it is safe on names a server reports."""
+    key = str(name)
+    if key.lower() in FAMILIES:
+        return FAMILIES[key.lower()]
+    repo_name = key.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].lower()
+    for family in FAMILIES.values():
+        if re.search(family.hub_pattern, repo_name):
+            return family
+    raise UnknownFamilyError(f"unknown model family {key!r}; known families: {_known()}")
+
+
 def get_family(name_or_path: str | Path | Family) -> Family:
     """The family of a family name ("qwen2.5-vl"), a hub id ("Qwen/Qwen2.5-VL-7B-Instruct") or a
     local checkpoint folder (by its config.json `model_type`)."""
@@ -189,8 +209,4 @@ def get_family(name_or_path: str | Path | Family) -> Family:
     path = Path(key).expanduser()
     if path.is_dir():
         return _from_folder(path)
-    repo_name = key.rsplit("/", 1)[-1].lower()
-    for family in FAMILIES.values():
-        if re.search(family.hub_pattern, repo_name):
-            return family
-    raise UnknownFamilyError(f"unknown model family {key!r}; known families: {_known()}")
+    return family_from_name(key)

@@ -1,4 +1,9 @@
-"""One backend per runtime; the family registry says which runtime a checkpoint needs."""
+"""One backend per runtime. The runtime is chosen apart from the family: the family registry lists
+the runtimes that can run it (`Family.runtimes`), the name says where the model is (an http(s) URL is
+a server), and `LoadOptions.runtime` may pick another one the family supports.
+
+Adding a runtime: one module with a `Backend` subclass (`load(source, family, options)` and
+`_generate_batch`), one line in RUNTIMES, and its name in the `runtimes` of the families it runs."""
 from __future__ import annotations
 
 import importlib
@@ -6,48 +11,62 @@ from pathlib import Path
 
 from vlground.families import Family, UnknownFamilyError, get_family
 from vlground.models.base import Backend
-from vlground.models.server import ServerBackend, is_server_url
+from vlground.models.server import is_server_url
 from vlground.models.weights import CONFIG_PATTERNS, resolve_checkpoint
+from vlground.options import LoadOptions, OptionsError, with_overrides
 
 # runtime name -> "module:class"; imported on first use so `import vlground` stays light
 RUNTIMES = {
     "transformers": "vlground.models.hf:HFBackend",
     "qwen-vl-native": "vlground.models.qwen_vl.backend:QwenVLBackend",
+    "server": "vlground.models.server:ServerBackend",
 }
 
 
-def load_backend(
-    name_or_path: str | Path,
-    device: str = "auto",
-    dtype: str = "auto",
-    min_pixels: int | None = None,
-    max_pixels: int | None = None,
-    attn_implementation: str | None = None,
-    served_model: str | None = None,
-) -> Backend:
-    """The backend for a hub id or checkpoint folder, its family read from the registry or the
-    checkpoint's config.json. Raises WeightsNotFoundError or UnknownFamilyError with advice.
+def runtime_class(runtime: str) -> type[Backend]:
+    """The Backend class of a runtime name."""
+    if runtime not in RUNTIMES:
+        raise OptionsError(f"unknown runtime {runtime!r}; runtimes: {', '.join(RUNTIMES)}")
+    module, cls = RUNTIMES[runtime].split(":")
+    return getattr(importlib.import_module(module), cls)
 
-    An http(s):// URL is an OpenAI-compatible server's API base (see `ServerBackend.connect`):
-    `served_model` names the model there, min/max_pixels must be the server's own settings."""
-    if is_server_url(name_or_path):
-        if device != "auto" or dtype != "auto" or attn_implementation is not None:
-            raise ValueError("device, dtype and attention apply to local models; a server runs the model its own way")
-        return ServerBackend.connect(str(name_or_path), served_model, min_pixels=min_pixels, max_pixels=max_pixels)
-    if served_model is not None:
-        raise ValueError(f"served_model applies to a server URL (http://...), not to {name_or_path}")
-    try:  # fail before a long download when the model is not one we can run
-        get_family(name_or_path)
+
+def load_backend(name_or_path: str | Path, options: LoadOptions | None = None, **keywords) -> Backend:
+    """The backend for a hub id, checkpoint folder or server URL, with `options` (or the same
+    fields as keywords: device=, dtype=, min_pixels=, ...). The family comes from the registry or the
+    checkpoint's config.json (a server: from its model list). Raises WeightsNotFoundError,
+    UnknownFamilyError or OptionsError with advice."""
+    options = with_overrides(LoadOptions, options, keywords)
+    if is_server_url(name_or_path) or options.runtime == "server":
+        return _load_server(str(name_or_path), options)
+    if options.server_only:
+        names = list(options.server_only)
+        raise OptionsError(f"{', '.join(names)} {'applies' if len(names) == 1 else 'apply'} to a server URL "
+                           f"(http://...), not to {name_or_path}")
+    _check_family_early(name_or_path)
+    path = resolve_checkpoint(name_or_path)
+    family = get_family(path)  # the checkpoint's own config has the last word
+    runtime = options.runtime or family.runtime
+    if runtime not in family.runtimes or runtime == "server":
+        raise OptionsError(f"{family.name} runs locally on {', '.join(r for r in family.runtimes if r != 'server')}, not {runtime}")
+    return runtime_class(runtime).load(path, family, options)
+
+
+def _load_server(url: str, options: LoadOptions) -> Backend:
+    if not is_server_url(url):
+        raise OptionsError(f"runtime 'server' needs the server's API base URL (http://host:port/v1), not {url!r}")
+    if options.local_only:
+        raise OptionsError(
+            f"{', '.join(options.local_only)} apply to local models; a server runs the model its own way"
+        )
+    return runtime_class("server").load(url, None, options)
+
+
+def _check_family_early(name_or_path: str | Path) -> Family:
+    """The family, told before a long download when the model is not one we can run."""
+    try:
+        return get_family(name_or_path)
     except UnknownFamilyError:
         if Path(name_or_path).expanduser().is_dir():
             raise
-        get_family(resolve_checkpoint(name_or_path, CONFIG_PATTERNS))  # a fine-tune under another name
-    path = resolve_checkpoint(name_or_path)
-    family: Family = get_family(path)  # the checkpoint's own config has the last word
-    module, cls = RUNTIMES[family.runtime].split(":")
-    backend_cls = getattr(importlib.import_module(module), cls)
-    if family.runtime == "transformers":
-        return backend_cls.load(path, family, device, dtype, min_pixels, max_pixels, attn_implementation)
-    if min_pixels is not None or max_pixels is not None:
-        raise ValueError(f"{family.name} squashes every image to a fixed size; min/max pixels do not apply")
-    return backend_cls.load(path, family, device, dtype)
+        return get_family(resolve_checkpoint(name_or_path, CONFIG_PATTERNS))  # a fine-tune under another name

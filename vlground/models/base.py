@@ -1,18 +1,24 @@
-"""What every runtime shares: the request and answer types, and batching that survives memory limits.
+"""What every runtime shares: the request and answer types, and ONE batching mechanism.
 
-A backend implements `_generate_batch` for one batch; `Backend.generate` forms the batches (similar
-image sizes together, so padding stays small), splits a batch in two on out-of-memory until it fits,
-and returns answers in the order of the requests."""
+A backend implements `_generate_batch` for one batch (a local model runs it as one forward pass, a
+server sends its requests concurrently); `Backend.generate`, which no backend overrides, resolves
+each request's token budget once, forms the batches (similar image sizes together, so padding stays
+small), splits a batch in two on out-of-memory until it fits, and returns answers in the order of
+the requests. With `errors="record"` a failed request becomes a `Generation` with `error` set and
+the others go on; with "raise" (the default) the first failure is raised."""
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
 
 from PIL import Image
 
 from vlground.families import Family
+from vlground.options import GenerationOptions, LoadOptions
 from vlground.prompts import Prompt
 
 log = logging.getLogger("vlground")
@@ -20,6 +26,7 @@ log = logging.getLogger("vlground")
 # Tokens that end a chat answer (or pad it after the end) in the Qwen2-VL generations; grounding tokens
 # are not among them.
 STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
+ERROR_HANDLING = ("raise", "record")
 
 
 @dataclass(frozen=True)
@@ -34,26 +41,18 @@ class Request:
 class Generation:
     """The model's answer. `text` keeps grounding tokens (<ref>, <|box_start|>, ...) and drops only
     control tokens (padding, end of turn). `input_size` is the (width, height) the model actually saw,
-    from the processor's output, never an assumption; None where the model squashes to a fixed size."""
+    from the processor's output, never an assumption; None where the model squashes to a fixed size.
+    `error` is the exception that kept this request from an answer (then `text` is empty)."""
 
     text: str
     input_size: tuple[int, int] | None = None
-
-
-@dataclass(frozen=True)
-class GenerationOptions:
-    """Decoding settings shared by all backends. Greedy by default, so results are reproducible.
-    `min_new_tokens` pins output length (benchmarks)."""
-
-    max_new_tokens: int | None = None
-    min_new_tokens: int = 0
-    batch_size: int = 8
-    do_sample: bool = False
-    temperature: float = 1.0
+    error: BaseException | None = field(default=None, compare=False)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
     """True for the errors torch raises when an accelerator or the host runs out of memory."""
+    if isinstance(error, MemoryError):
+        return True
     import torch
 
     if isinstance(error, torch.OutOfMemoryError):
@@ -71,13 +70,23 @@ def plan_batches(requests: Sequence[Request], batch_size: int) -> list[list[int]
 
 
 class Backend(ABC):
-    """A loaded model of one family, able to answer batches of requests."""
+    """A loaded model of one family, able to answer batches of requests. `runtime` names the entry
+    of `vlground.models.RUNTIMES` it implements; `load(source, family, options)` builds one."""
 
     family: Family
+    runtime: ClassVar[str] = ""
+
+    @classmethod
+    def load(cls, source: str | Path, family: Family, options: LoadOptions) -> Backend:
+        """The backend for checkpoint folder (or server URL) `source` of `family`."""
+        raise NotImplementedError(f"{cls.__name__} cannot be loaded by name; build it directly")
 
     @abstractmethod
-    def _generate_batch(self, requests: Sequence[Request], options: GenerationOptions) -> list[Generation]:
-        """Answers for one batch, in order. May raise out-of-memory; the caller splits and retries."""
+    def _generate_batch(self, requests: Sequence[Request], budgets: Sequence[int],
+                        options: GenerationOptions) -> list[Generation]:
+        """Answers for one batch, in order; request i may write at most `budgets[i]` new tokens.
+        May raise out-of-memory (the caller splits and retries), or return a Generation with `error`
+        for a request that failed on its own."""
 
     def _free_memory(self) -> None:
         """Release cached accelerator memory after an out-of-memory error."""
@@ -91,22 +100,42 @@ class Backend(ABC):
         requests: Sequence[Request],
         options: GenerationOptions | None = None,
         progress: Callable[[int], None] | None = None,
+        *,
+        errors: str = "raise",
     ) -> list[Generation]:
-        """Answers for all requests, in their order. `progress(n)` is called as n more are done."""
+        """Answers for all requests, in their order. `progress(n)` is called as n more are done.
+        `errors`: "raise" the first failure, or "record" it in that request's Generation and go on
+        (a batch that fails as a whole is retried one request at a time, so one bad input does not
+        cost its neighbours their answers)."""
+        if errors not in ERROR_HANDLING:
+            raise ValueError(f"errors must be one of {', '.join(ERROR_HANDLING)}, got {errors!r}")
         options = options or GenerationOptions()
+        budgets = [options.budget(r.prompt.max_new_tokens) for r in requests]
         answers: list[Generation | None] = [None] * len(requests)
         for batch in plan_batches(requests, options.batch_size):
-            for index, answer in zip(batch, self._generate_splitting(requests, batch, options)):
+            done = self._generate_recording(requests, budgets, batch, options) if errors == "record" else \
+                self._generate_splitting(requests, budgets, batch, options)
+            for index, answer in zip(batch, done):
+                if answer.error is not None and errors == "raise":
+                    raise answer.error
                 answers[index] = answer
             if progress:
                 progress(len(batch))
         return answers  # type: ignore[return-value]
 
-    def _generate_splitting(
-        self, requests: Sequence[Request], batch: list[int], options: GenerationOptions
-    ) -> list[Generation]:
+    def _generate_recording(self, requests, budgets, batch: list[int], options) -> list[Generation]:
         try:
-            return self._generate_batch([requests[i] for i in batch], options)
+            return self._generate_splitting(requests, budgets, batch, options)
+        except Exception as error:  # noqa: BLE001 -- recorded, never swallowed
+            if len(batch) == 1:
+                log.warning("request failed: %s", error)
+                return [Generation(text="", error=error)]
+        log.warning("a batch of %d failed; retrying its requests one at a time", len(batch))
+        return [self._generate_recording(requests, budgets, [i], options)[0] for i in batch]
+
+    def _generate_splitting(self, requests, budgets, batch: list[int], options) -> list[Generation]:
+        try:
+            return self._generate_batch([requests[i] for i in batch], [budgets[i] for i in batch], options)
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
@@ -120,8 +149,8 @@ class Backend(ABC):
         self._free_memory()
         half = len(batch) // 2
         log.warning("out of memory on a batch of %d; retrying as %d + %d", len(batch), half, len(batch) - half)
-        return self._generate_splitting(requests, batch[:half], options) + self._generate_splitting(
-            requests, batch[half:], options
+        return self._generate_splitting(requests, budgets, batch[:half], options) + self._generate_splitting(
+            requests, budgets, batch[half:], options
         )
 
 

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vlground.families import Family
-from vlground.models.base import STOP_TOKENS, Backend, Generation, GenerationOptions, Request, resolve_device_dtype
+from vlground.models.base import STOP_TOKENS, Backend, Generation, Request, resolve_device_dtype
 from vlground.models.weights import WeightsNotFoundError
-
+from vlground.options import GenerationOptions, LoadOptions, with_overrides
 
 
 def default_attn_implementation(device: str) -> str:
@@ -112,6 +112,17 @@ def _check_checkpoint(path: Path, family: Family) -> None:
         )
 
 
+def apply_adapter(model, options: LoadOptions):
+    """The model with `options.adapter` (a PEFT adapter folder) on top, merged into the weights when
+    `options.merge_adapter`; the model itself without one."""
+    if options.adapter is None:
+        return model
+    raise NotImplementedError(
+        f"cannot apply the adapter {options.adapter}: adapter loading is not available in this version; "
+        "merge the adapter into the checkpoint and load the merged folder"
+    )
+
+
 class HFBackend(Backend):
     """A transformers model and its processor, answering batches of (image, prompt) requests.
 
@@ -139,40 +150,39 @@ class HFBackend(Backend):
         self._stop_ids = torch.tensor(sorted(i for i in stop if i is not None))
         self._pad_id = self.tokenizer.pad_token_id
 
+    runtime = "transformers"
+
     @classmethod
-    def load(
-        cls,
-        path: Path,
-        family: Family,
-        device: str = "auto",
-        dtype: str = "auto",
-        min_pixels: int | None = None,
-        max_pixels: int | None = None,
-        attn_implementation: str | None = None,
-    ) -> HFBackend:
-        """Load the checkpoint in folder `path` (see `resolve_checkpoint`). device/dtype "auto": CUDA in
-        bf16 when available, else CPU in fp32. min/max_pixels override the checkpoint's smart_resize
-        bounds. Remote code is never run."""
+    def load(cls, path: Path, family: Family, options: LoadOptions | None = None, **keywords) -> HFBackend:
+        """Load the checkpoint in folder `path` (see `resolve_checkpoint`) with `options` (or the same
+        fields as keywords). device/dtype "auto": CUDA in bf16 when available, else CPU in fp32.
+        min/max_pixels override the checkpoint's smart_resize bounds. Remote code is never run."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
+        options = with_overrides(LoadOptions, options, keywords)
         path = Path(path)
         _check_checkpoint(path, family)
-        device, torch_dtype = resolve_device_dtype(device, dtype)
+        device, torch_dtype = resolve_device_dtype(options.device, options.dtype)
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
-        set_pixel_limits(processor, min_pixels, max_pixels)
+        set_pixel_limits(processor, options.min_pixels, options.max_pixels)
         model = AutoModelForImageTextToText.from_pretrained(
             path,
             dtype=torch_dtype,
-            attn_implementation=attn_implementation or default_attn_implementation(device),
+            attn_implementation=options.attn_implementation or default_attn_implementation(device),
             trust_remote_code=False,
         )
+        model = apply_adapter(model, options)
         return cls(model.to(device).eval(), processor, family)
 
     def _generation_config(self, max_new_tokens: int, options: GenerationOptions):
         """The checkpoint's generation settings (repetition penalty, end tokens) with our decoding
         choice on top; greedy clears the sampling knobs so transformers does not warn about them."""
         config = copy.deepcopy(self.model.generation_config)
-        sampling = dict(temperature=options.temperature) if options.do_sample else dict(temperature=None, top_p=None, top_k=None)
+        if options.do_sample:
+            sampling = dict(temperature=options.temperature, top_p=options.top_p, top_k=options.top_k)
+            sampling = {k: v for k, v in sampling.items() if v is not None}
+        else:
+            sampling = dict(temperature=None, top_p=None, top_k=None)
         config.update(
             do_sample=options.do_sample,
             max_new_tokens=max_new_tokens,
@@ -202,10 +212,11 @@ class HFBackend(Backend):
         sizes = [(w * self.patch_size, h * self.patch_size) for _, h, w in inputs["image_grid_thw"].tolist()]
         return inputs.to(self.device), sizes
 
-    def _generate_batch(self, requests: Sequence[Request], options: GenerationOptions) -> list[Generation]:
+    def _generate_batch(self, requests: Sequence[Request], budgets: Sequence[int],
+                        options: GenerationOptions) -> list[Generation]:
         import torch
 
-        limits = [options.max_new_tokens or r.prompt.max_new_tokens for r in requests]
+        limits = list(budgets)
         try:
             new_tokens, sizes = self._run(requests, self._generation_config(max(limits), options))
         except torch.OutOfMemoryError as error:

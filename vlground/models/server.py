@@ -15,12 +15,13 @@ import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
-from vlground.families import Family, UnknownFamilyError, get_family
+from vlground.families import Family, UnknownFamilyError, family_from_name
 from vlground.geometry import model_input_size
-from vlground.models.base import STOP_TOKENS, Backend, Generation, GenerationOptions, Request
+from vlground.models.base import STOP_TOKENS, Backend, Generation, Request
+from vlground.options import GenerationOptions, LoadOptions, with_overrides
 
 DEFAULT_TIMEOUT = 300.0
 # how images travel: PNG is lossless (the server sees our pixels exactly), JPEG 5-10x smaller for photos
@@ -49,7 +50,7 @@ class ServerBackend(Backend):
     def __init__(self, base_url: str, family: Family, served_model: str, *, api_key: str | None = None,
                  timeout: float = DEFAULT_TIMEOUT, min_pixels: int | None = None, max_pixels: int | None = None,
                  image_format: str = "png"):
-        if not family.chat:
+        if "server" not in family.runtimes:  # the registry's word: Qwen-VL base is not a chat model
             raise ValueError(
                 f"{family.name} is a base model that completes a raw prompt; an OpenAI-compatible server "
                 "answers chat turns only. Serve a chat model (e.g. Qwen/Qwen-VL-Chat) or load this one locally"
@@ -66,6 +67,21 @@ class ServerBackend(Backend):
         self.min_pixels = min_pixels
         self.max_pixels = max_pixels
         self.image_format = image_format
+
+    runtime = "server"
+
+    @classmethod
+    def load(cls, source: str, family: Family | None, options: LoadOptions | None = None, **keywords) -> ServerBackend:
+        """The backend for the server at API base `source` with `options` (or its fields as keywords):
+        served_model, api_key, timeout, image_format, min/max_pixels. `family`: None to tell it from
+        the served model's name."""
+        options = with_overrides(LoadOptions, options, keywords)
+        settings = dict(min_pixels=options.min_pixels, max_pixels=options.max_pixels, image_format=options.image_format)
+        timeout = options.timeout or DEFAULT_TIMEOUT
+        if family is not None:
+            return cls(source, family, options.served_model or family.hub_ids[0], api_key=options.api_key,
+                       timeout=timeout, **settings)
+        return cls.connect(source, options.served_model, api_key=options.api_key, timeout=timeout, **settings)
 
     @classmethod
     def connect(cls, base_url: str, served_model: str | None = None, *, api_key: str | None = None,
@@ -90,32 +106,18 @@ class ServerBackend(Backend):
             )
         return cls(base_url, family, served_model, api_key=api_key, timeout=timeout, **settings)
 
-    def generate(self, requests: Sequence[Request], options: GenerationOptions | None = None,
-                 progress: Callable[[int], None] | None = None) -> list[Generation]:
-        """Answers in the order of the requests, with at most `options.batch_size` in flight at once.
-        The first failure cancels the requests not yet sent and is raised."""
-        options = options or GenerationOptions()
-        if options.batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        with ThreadPoolExecutor(max_workers=options.batch_size) as pool:
-            futures = [pool.submit(self._complete, r, options) for r in requests]
-            try:
-                for future in as_completed(futures):
-                    future.result()
-                    if progress:
-                        progress(1)
-            except BaseException:
-                pool.shutdown(cancel_futures=True)
-                raise
-        return [f.result() for f in futures]
+    def _generate_batch(self, requests: Sequence[Request], budgets: Sequence[int],
+                        options: GenerationOptions) -> list[Generation]:
+        """The batch's requests all in flight at once (the shared `generate` keeps at most
+        `options.batch_size` per batch); a request that fails gets its error, the others their answers."""
+        with ThreadPoolExecutor(max_workers=max(1, len(requests))) as pool:
+            futures = [pool.submit(self._complete, r, b, options) for r, b in zip(requests, budgets)]
+            return [_answer_or_error(f) for f in futures]
 
-    def _generate_batch(self, requests: Sequence[Request], options: GenerationOptions) -> list[Generation]:
-        return self.generate(requests, options)
-
-    def _complete(self, request: Request, options: GenerationOptions) -> Generation:
+    def _complete(self, request: Request, budget: int, options: GenerationOptions) -> Generation:
         if not request.prompt.chat:
             raise ValueError("a chat server needs chat prompts; this prompt is a raw completion (chat=False)")
-        answer = self._post("/chat/completions", self._payload(request, options))
+        answer = self._post("/chat/completions", self._payload(request, budget, options))
         try:
             text = answer["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
@@ -124,7 +126,7 @@ class ServerBackend(Backend):
             raise ServerError(f"{self.base_url}/chat/completions answered without a choice's message: {json.dumps(answer)[:300]}")
         return Generation(text=_until_stop(text), input_size=self._input_size(request.image.size))
 
-    def _payload(self, request: Request, options: GenerationOptions) -> dict:
+    def _payload(self, request: Request, budget: int, options: GenerationOptions) -> dict:
         image = io.BytesIO()
         pil_format, save_options = IMAGE_FORMATS[self.image_format]
         request.image.save(image, format=pil_format, **save_options)
@@ -135,8 +137,9 @@ class ServerBackend(Backend):
                 {"type": "image_url", "image_url": {"url": url}},
                 {"type": "text", "text": request.prompt.text},
             ]}],
-            "max_tokens": options.max_new_tokens or request.prompt.max_new_tokens,
+            "max_tokens": budget,
             "temperature": options.temperature if options.do_sample else 0.0,
+            **({"top_p": options.top_p} if options.do_sample and options.top_p is not None else {}),
             # vLLM/SGLang extensions (other servers ignore them): keep grounding tokens (Qwen2-VL's
             # <|box_start|> ...) in the text, and pin a minimum length for benchmarks
             "skip_special_tokens": False,
@@ -195,9 +198,17 @@ def _advice(status: int) -> str:
     return "the server failed; check its log"
 
 
-def _family_or_none(name: str | None) -> Family | None:
+def _answer_or_error(future: Future) -> Generation:
     try:
-        return get_family(name) if name else None
+        return future.result()
+    except (ServerError, ValueError) as error:
+        return Generation(text="", error=error)
+
+
+def _family_or_none(name: object) -> Family | None:
+    """The family a name says, from the name alone: a server's words are never read as a local path."""
+    try:
+        return family_from_name(name) if isinstance(name, str) and name else None
     except UnknownFamilyError:
         return None
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import torch
 
 from vlground.families import Family
-from vlground.models.base import Backend, Generation, GenerationOptions, Request, resolve_device_dtype
+from vlground.models.base import Backend, Generation, Request, resolve_device_dtype
 from vlground.models.qwen_vl.checkpoint import load_model
 from vlground.models.qwen_vl.model import KVCache, QwenVL
 from vlground.models.qwen_vl.tokenizer import EncodedPrompt, QwenVLTokenizer
 from vlground.models.qwen_vl.vision import preprocess
+from vlground.options import GenerationOptions, LoadOptions, OptionsError, with_overrides
 
 
 class QwenVLBackend(Backend):
@@ -25,11 +26,20 @@ class QwenVLBackend(Backend):
         self.tokenizer = tokenizer
         self.family = family
 
+    runtime = "qwen-vl-native"
+
     @classmethod
-    def load(cls, path: Path, family: Family, device: str = "auto", dtype: str = "auto") -> QwenVLBackend:
-        """The checkpoint folder `path` (see `vlground.models.weights.resolve_checkpoint`) on `device`
-        ("auto", "cpu", "cuda", ...) in `dtype` ("auto", "bf16", "fp16", "fp32")."""
-        device, torch_dtype = resolve_device_dtype(device, dtype)
+    def load(cls, path: Path, family: Family, options: LoadOptions | None = None, **keywords) -> QwenVLBackend:
+        """The checkpoint folder `path` (see `vlground.models.weights.resolve_checkpoint`) with
+        `options` (or its fields as keywords): `device` ("auto", "cpu", "cuda", ...) and `dtype`
+        ("auto", "bf16", "fp16", "fp32"). The image is always squashed to 448x448, so min/max pixels
+        are refused, as are options of other runtimes."""
+        options = with_overrides(LoadOptions, options, keywords)
+        unused = [n for n in ("min_pixels", "max_pixels", "attn_implementation", "adapter") if getattr(options, n) is not None]
+        if unused:
+            raise OptionsError(f"{family.name} squashes every image to a fixed size with its own attention; "
+                               f"{', '.join(unused)} do not apply")
+        device, torch_dtype = resolve_device_dtype(options.device, options.dtype)
         tokenizer = QwenVLTokenizer.from_checkpoint(path)
         return cls(load_model(Path(path), device, torch_dtype), tokenizer, family)
 
@@ -42,9 +52,9 @@ class QwenVLBackend(Backend):
         return self.tokenizer.chat_prompt(prompt.text) if prompt.chat else self.tokenizer.raw_prompt(prompt.text)
 
     @torch.inference_mode()
-    def _generate_batch(self, requests: Sequence[Request], options: GenerationOptions) -> list[Generation]:
+    def _generate_batch(self, requests: Sequence[Request], budgets: Sequence[int],
+                        options: GenerationOptions) -> list[Generation]:
         prompts = [self.encode_prompt(r) for r in requests]
-        budgets = [options.max_new_tokens or r.prompt.max_new_tokens for r in requests]
         stops = [self.tokenizer.stop_ids(r.prompt.chat) for r in requests]
         new_ids = self._decode(prompts, [r.image for r in requests], max(budgets), stops, options)
         answers = []
@@ -88,7 +98,15 @@ class QwenVLBackend(Backend):
     def _pick(logits: torch.Tensor, options: GenerationOptions) -> torch.Tensor:
         if not options.do_sample:
             return logits.argmax(dim=-1)
-        probs = torch.softmax(logits / max(options.temperature, 1e-5), dim=-1)
+        logits = logits / options.temperature
+        if options.top_k is not None:
+            kth = torch.topk(logits, min(options.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        probs = torch.softmax(logits, dim=-1)
+        if options.top_p is not None:  # keep the smallest set of tokens whose probability reaches top_p
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            outside = sorted_probs.cumsum(dim=-1) - sorted_probs >= options.top_p
+            probs = probs.scatter(-1, order, sorted_probs.masked_fill(outside, 0.0))
         return torch.multinomial(probs, 1)[:, 0]
 
 
