@@ -1,0 +1,317 @@
+"""An evaluation as one self-contained HTML file: the headline numbers and the protocol that made
+them, plots, and the samples worth looking at.
+
+    write_report("refcoco.html", scores, ground_truth=samples, image_root="coco/train2014")
+
+`scores` is what `vlground.eval` returns (RefCOCO, TextVQA, DocVQA or OCR scores). RefCOCO gets, per
+split, accuracy against the IoU threshold (0.1 to 0.9), the IoU histogram, the worst samples with
+ground truth and prediction drawn on their images (when the images are at hand) and every unparsable
+answer with its raw text; TextVQA and DocVQA get the score histogram and the worst questions with the
+normalized answers; OCR the per-document error rates. Images and plots are embedded as data: URIs,
+so the file opens anywhere, offline, and can be mailed or archived as it is."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+WORST = 12  # samples or questions listed as the worst
+UNPARSABLE_SHOWN = 50
+THUMBNAIL_SIDE = 360
+PERCENT_KEYS = {"accuracy", "centre_accuracy", "anls", "cer", "wer", "mean_document_cer"}
+STYLE = """
+body { font-family: sans-serif; margin: 2em; max-width: 1200px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+td, th { border: 1px solid #ccc; padding: 3px 8px; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+.plots img { max-width: 48%; margin-right: 1%; }
+.samples { display: flex; flex-wrap: wrap; gap: 12px; }
+figure { margin: 0; width: 360px; }
+figcaption { font-size: 0.85em; }
+code, pre { white-space: pre-wrap; word-break: break-all; }
+"""
+
+
+def write_report(
+    path: str | Path,
+    scores: Any,
+    *,
+    ground_truth: Sequence[Any] | None = None,
+    image_root: str | Path | None = None,
+    context: dict[str, str] | None = None,
+) -> Path:
+    """Write the report of `scores` to `path` (atomically: a temporary file renamed into place) and
+    return the path. `ground_truth` is the list the scores were computed on (RefCOCO samples: boxes,
+    sentences and images; VQA questions: the human answers; OCR references); `image_root` is where
+    relative image names of RefCOCO samples are found. `context` lines (command, model, files) are
+    shown with the protocol."""
+    kind, body = _body(scores, ground_truth, image_root)
+    summary = scores.summary()
+    sections = [_headline(kind, summary, _protocol_text(kind, summary), context or {}), *body]
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{kind} evaluation</title>'
+        f"<style>{STYLE}</style></head><body><h1>{kind} evaluation</h1>\n" + "\n".join(sections) + "\n</body></html>\n"
+    )
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(page, encoding="utf-8")
+    os.replace(temporary, path)
+    return path
+
+
+def _body(scores: Any, ground_truth, image_root) -> tuple[str, list[str]]:
+    from vlground.eval.docvqa import ANLSScores
+    from vlground.eval.ocr import OCRScores
+    from vlground.eval.refcoco import RefCOCOScores
+    from vlground.eval.textvqa import VQAScores
+
+    if isinstance(scores, RefCOCOScores):
+        return "RefCOCO", _refcoco(scores, ground_truth, Path(image_root) if image_root is not None else None)
+    if isinstance(scores, VQAScores):
+        return "TextVQA", _answers(scores, ground_truth, "accuracy")
+    if isinstance(scores, ANLSScores):
+        return "DocVQA", _answers(scores, ground_truth, "ANLS")
+    if isinstance(scores, OCRScores):
+        return "OCR", _ocr(scores)
+    raise ValueError(f"no report for {type(scores).__name__}: give RefCOCO, TextVQA, DocVQA or OCR scores")
+
+
+def _protocol_text(kind: str, summary: dict) -> str:
+    """What the named protocol does, from the registries the scores came from."""
+    if kind == "RefCOCO":
+        from vlground.eval.refcoco import get_protocol
+
+        return f"{summary['protocol']}: {get_protocol(summary['protocol']).summary}"
+    if kind == "TextVQA":
+        from vlground.eval.textvqa import VQA_PROTOCOLS
+
+        return f"{summary['protocol']}: {VQA_PROTOCOLS[summary['protocol']].summary}"
+    if kind == "DocVQA":
+        return "ANLS as the DocVQA challenge evaluator computes it (scores below the threshold count 0)"
+    return "corpus-level CER and WER after collapsing whitespace runs"
+
+
+# --- HTML pieces ------------------------------------------------------------------------------
+
+
+def _number(key: str, value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value * 100:.2f}%" if key in PERCENT_KEYS else f"{value:.4f}"
+    return html.escape(str(value))
+
+
+def _table(headers: Sequence[str] | None, rows: Sequence[Sequence[Any]]) -> str:
+    """A table of already-formatted cells (no header row without `headers`); strings are escaped,
+    `_Raw` cells are not."""
+    head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr>" if headers else ""
+    body = "".join("<tr>" + "".join(f"<td>{_cell(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table>{head}{body}</table>"
+
+
+class _Raw(str):
+    """HTML that goes into a table cell as it is."""
+
+
+def _cell(value: Any) -> str:
+    return value if isinstance(value, _Raw) else html.escape(str(value))
+
+
+def _headline(kind: str, summary: dict, protocol: str, context: dict[str, str]) -> str:
+    numbers = [(k, _number(k, v)) for k, v in summary.items() if not isinstance(v, (dict, list)) and k != "protocol"]
+    lines = [("protocol", protocol), *context.items()]
+    return (
+        "<h2>Headline</h2>" + _table(["metric", "value"], numbers)
+        + "<h2>Protocol</h2>" + _table(None, lines)
+    )
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _plot(draw: Callable[[Any], None], alt: str) -> str:
+    """An <img> of a matplotlib figure drawn by `draw(axes)`, as an embedded PNG (Agg, no pyplot state)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.6, 3.6), dpi=100, layout="constrained")
+    draw(figure.subplots())
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return f'<img src="{_data_uri(buffer.getvalue(), "image/png")}" alt="{html.escape(alt)}">'
+
+
+def _histogram(values: np.ndarray, xlabel: str, title: str, marker: float | None = None) -> str:
+    def draw(ax):
+        ax.hist(values, bins=np.linspace(0, 1, 21), color="#4c72b0", edgecolor="white")
+        if marker is not None:
+            ax.axvline(marker, color="#c44e52", linestyle="--", label=f"{marker}")
+        ax.set(xlabel=xlabel, ylabel="samples", title=title, xlim=(0, 1))
+
+    return _plot(draw, title)
+
+
+# --- RefCOCO ----------------------------------------------------------------------------------
+
+
+def _refcoco(scores, samples, image_root: Path | None) -> list[str]:
+    summary = scores.summary()
+    splits = {"all": summary} | summary["splits"]
+    split_rows = [
+        (name, s["n"], f"{s['mean_iou']:.4f}", s["unparsable"], *(_number("accuracy", v) for v in s["accuracy_at"].values()))
+        for name, s in splits.items()
+    ]
+    thresholds = [f"acc@{t}" for t in summary["accuracy_at"]]
+    return [
+        "<h2>Per split</h2>" + _table(["split", "samples", "mean IoU", "unparsable", *thresholds], split_rows),
+        '<div class="plots">' + _threshold_plot(summary) + _iou_histograms(scores) + "</div>",
+        _worst_samples(scores, samples, image_root),
+        _unparsable(scores, samples),
+    ]
+
+
+def _threshold_plot(summary: dict) -> str:
+    def draw(ax):
+        curves = {"all": summary["accuracy_at"]} | {name: s["accuracy_at"] for name, s in summary["splits"].items()}
+        for name, at in curves.items():
+            ax.plot([float(t) for t in at], [v * 100 for v in at.values()], marker="o", label=name)
+        ax.set(xlabel="IoU threshold", ylabel="accuracy (%)", title="Accuracy against the IoU threshold", ylim=(0, 100))
+        ax.grid(alpha=0.3)
+        ax.legend()
+
+    return _plot(draw, "accuracy against the IoU threshold")
+
+
+def _iou_histograms(scores) -> str:
+    splits = np.array(scores.splits, dtype=object)
+    mask = np.ones(len(splits), dtype=bool) if scores.counted is None else scores.counted
+
+    def draw(ax):
+        names = list(dict.fromkeys(scores.splits))
+        ax.hist([scores.ious[(splits == name) & mask] for name in names], bins=np.linspace(0, 1, 11), label=names)
+        ax.axvline(0.5, color="#c44e52", linestyle="--")
+        ax.set(xlabel="IoU with the ground truth", ylabel="samples", title="IoU histogram", xlim=(0, 1))
+        ax.legend()
+
+    return _plot(draw, "IoU histogram")
+
+
+def _sample_image(sample, image_root: Path | None):
+    """The sample's image as the ground truth names or embeds it, or None when it is not at hand."""
+    from PIL import Image
+
+    from vlground.imageio import ImageLoadError, load_image
+
+    source = Image.open(io.BytesIO(sample.image_bytes)) if sample.image_bytes is not None else None
+    if source is None and sample.image is not None:
+        path = Path(sample.image)
+        source = path if path.is_absolute() or image_root is None else image_root / path
+    try:
+        return load_image(source) if source is not None else None
+    except ImageLoadError:
+        return None
+
+
+def _drawn_sample(sample, pred_box: np.ndarray | None, image_root: Path | None) -> str:
+    """An <img> of the sample with its ground truth and prediction (None: no box) drawn, or a note
+    saying why it cannot be shown."""
+    from vlground.results import Detection, Result
+    from vlground.viz import annotate
+
+    image = _sample_image(sample, image_root)
+    if image is None:
+        return "<p><i>image not at hand</i></p>"
+    if image.size != (sample.width, sample.height):
+        return f"<p><i>image is {image.size}, the ground truth says {(sample.width, sample.height)}</i></p>"
+    detections = [Detection("ground truth", box=tuple(sample.box))]
+    if pred_box is not None and not np.isnan(pred_box).any():
+        detections.append(Detection("prediction", box=tuple(float(v) for v in pred_box)))
+    picture = annotate(image, Result(detections, "", image.size))
+    picture.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=80)
+    return f'<img src="{_data_uri(buffer.getvalue(), "image/jpeg")}" alt="{html.escape(sample.sent)}">'
+
+
+def _worst_samples(scores, samples, image_root: Path | None) -> str:
+    order = np.argsort(scores.ious, kind="stable")[:WORST]
+    if samples is None:
+        rows = [(int(i), scores.splits[i], f"{scores.ious[i]:.3f}") for i in order]
+        return "<h2>Worst samples</h2>" + _table(["index", "split", "IoU"], rows)
+    figures = []
+    for i in order:
+        sample = samples[i]
+        caption = f"#{i} {sample.split}: “{sample.sent}” — IoU {scores.ious[i]:.3f}"
+        if not scores.present[i]:
+            caption += " (no prediction)"
+        elif not scores.parsed[i]:
+            caption += " (unparsable)"
+        pred_box = scores.pred_boxes[i] if scores.parsed[i] else None  # an unparsable answer's stand-in box is not drawn
+        figures.append(f"<figure>{_drawn_sample(sample, pred_box, image_root)}"
+                       f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return "<h2>Worst samples</h2><p>ground truth and prediction drawn, lowest IoU first</p>" \
+        f'<div class="samples">{"".join(figures)}</div>'
+
+
+def _unparsable(scores, samples) -> str:
+    rows_at = np.flatnonzero(scores.present & ~scores.parsed)
+    rows = []
+    for i in rows_at[:UNPARSABLE_SHOWN]:
+        record = scores.alignment.records[i]
+        raw = record.get("text") if record.get("text") is not None else record.get("error") or record.get("box")
+        sent = samples[i].sent if samples is not None else ""
+        rows.append((int(i), sent, _Raw(f"<code>{html.escape(repr(raw))}</code>")))
+    shown = f" (first {UNPARSABLE_SHOWN})" if len(rows_at) > UNPARSABLE_SHOWN else ""
+    if not rows:
+        return "<h2>Unparsable answers</h2><p>none</p>"
+    return f"<h2>Unparsable answers: {len(rows_at)}{shown}</h2>" + _table(["index", "expression", "raw answer"], rows)
+
+
+# --- answers (TextVQA, DocVQA) and OCR -------------------------------------------------------------
+
+
+def _normalizers(scores) -> tuple[Callable[[str], str], Callable[[list[str]], list[str]]]:
+    """How the protocol normalizes (the prediction, the human answers) before comparing them."""
+    from vlground.eval.docvqa import _normalize as anls_normalize
+    from vlground.eval.textvqa import VQA_PROTOCOLS, VQAScores
+
+    if isinstance(scores, VQAScores):
+        protocol = VQA_PROTOCOLS[scores.protocol]
+        return protocol.prediction, protocol.answers
+    return anls_normalize, lambda answers: [anls_normalize(a) for a in answers]
+
+
+def _answers(scores, questions, metric: str) -> list[str]:
+    values = np.array([q["score"] for q in scores.per_question], dtype=float)
+    order = np.argsort(values, kind="stable")[:WORST]
+    prediction, answers = _normalizers(scores)
+    rows = []
+    for i in order:
+        q = scores.per_question[i]
+        normalized = "" if q["answer"] is None else prediction(q["answer"])
+        humans = answers(list(questions[i].answers)) if questions is not None else []
+        counted = ", ".join(f"{a} ×{n}" if n > 1 else a for a, n in Counter(humans).most_common())
+        rows.append((q["question_id"], "(none)" if q["answer"] is None else q["answer"], normalized, counted, f"{q['score']:.3f}"))
+    return [
+        '<div class="plots">' + _histogram(values, metric, f"{metric} per question") + "</div>",
+        f"<h2>Worst questions</h2>"
+        + _table(["question", "answer", "normalized", "human answers (as compared)", metric], rows),
+    ]
+
+
+def _ocr(scores) -> list[str]:
+    docs = scores.per_document
+    values = np.array([min(1.0, d["cer"]) for d in docs], dtype=float)
+    order = np.argsort(-values, kind="stable")[:WORST]
+    rows = [(docs[i]["path"], f"{docs[i]['cer'] * 100:.2f}%", docs[i]["char_edits"], docs[i]["ref_chars"],
+             docs[i]["error"] or "") for i in order]
+    return [
+        '<div class="plots">' + _histogram(values, "CER (capped at 1)", "CER per document") + "</div>",
+        "<h2>Worst documents</h2>" + _table(["document", "CER", "edits", "reference characters", "error"], rows),
+    ]
