@@ -2,11 +2,15 @@
 
 `run_refcoco_bench` writes three files into its output folder:
 - `predictions.jsonl`: one line per sample as it is answered ({"index", "id", "sent", "text": raw model
-  output, "box": first detection in original pixels or null, "error"}), flushed after every batch. A
-  rerun with the same folder skips the samples already there, so an interrupted run goes on where it
-  stopped; a cut-off last line is dropped and redone.
-- `samples.jsonl`: per sample IoU, hit, centre hit, parse status, both boxes and the model text.
-- `report.json`: the scores (`RefCOCOScores.summary`), errors, and the worst samples by IoU.
+  output, "box": first detection in original pixels or null, "error"}), written through
+  `vlground.sink.JsonlSink`: each line fsync'ed as it is written, the file locked against a second
+  run, never rewritten in place (a kill at any moment keeps every finished prediction). A rerun with
+  the same folder skips the samples already there, so an interrupted run goes on where it stopped;
+  a cut-off last line is dropped and redone.
+- `samples.jsonl`: per sample IoU, hit, centre hit, parse status, both boxes and the model text
+  (`RefCOCOScores.rows`), written atomically.
+- `report.json`: the scores (`RefCOCOScores.summary`), errors, and the worst samples by IoU, written
+  atomically.
 An image that cannot be loaded, or a batch the model fails on, becomes an `error` line and counts as
 a miss; the run goes on."""
 from __future__ import annotations
@@ -21,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from vlground.eval.errors import EvalInputError
-from vlground.eval.refcoco import RefCOCOScores, score_refcoco
+from vlground.eval.inputs import InputProblems
+from vlground.eval.refcoco import score_refcoco
 from vlground.eval.refcoco_data import RefSample
 
 log = logging.getLogger("vlground")
@@ -40,22 +45,22 @@ class BenchRun:
     gt: str
 
 
-def _read_done(path: Path, samples: Sequence[RefSample]) -> dict[int, dict]:
-    """Predictions already written for these samples, by index; rewrites the file without a
-    cut-off last line or lines that do not belong to these samples."""
-    if not path.is_file():
-        return {}
-    done: dict[int, dict] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-            index = record["index"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue
+def _prediction_key(samples: Sequence[RefSample]):
+    """The sink key of a prediction line: its index, for lines that belong to these samples (same
+    index, same sentence); other lines name no sample and are left as they are."""
+
+    def key(record: dict) -> str | None:
+        index = record["index"]
         if isinstance(index, int) and 0 <= index < len(samples) and record.get("sent") == samples[index].sent:
-            done.setdefault(index, record)
-    path.write_text("".join(json.dumps(done[i], ensure_ascii=False) + "\n" for i in sorted(done)), encoding="utf-8")
-    return done
+            return str(index)
+        return None
+
+    return key
+
+
+def _gt_folder(gt_name: str) -> Path | None:
+    gt = Path(gt_name)
+    return gt if gt.is_dir() else gt.parent if gt.exists() else None
 
 
 def _load(sample: RefSample, image_root: Path | None):
@@ -107,6 +112,8 @@ def _answer_chunk(model, samples: Sequence[RefSample], indices: list[int], image
 
 
 def _check_run(out: Path, run: BenchRun) -> None:
+    from vlground.sink import atomic_write
+
     marker = out / RUN
     if marker.is_file():
         previous = json.loads(marker.read_text(encoding="utf-8"))
@@ -115,31 +122,7 @@ def _check_run(out: Path, run: BenchRun) -> None:
                 f"{out} holds a run of {previous.get('model')} on {previous.get('gt')}; "
                 "use another --out folder, or delete this one to start over"
             )
-    marker.write_text(json.dumps(asdict(run)), encoding="utf-8")
-
-
-def _sample_rows(samples: Sequence[RefSample], records: Sequence[dict], scores: RefCOCOScores) -> list[dict]:
-    rows = []
-    for i, (sample, record) in enumerate(zip(samples, records)):
-        pred = scores.pred_boxes[i]
-        rows.append(
-            {
-                "index": i,
-                "id": sample.id,
-                "split": sample.split,
-                "sent": sample.sent,
-                "image": sample.image,
-                "gt_box": list(sample.box),
-                "pred_box": None if np.isnan(pred).any() else [float(v) for v in pred],
-                "iou": float(scores.ious[i]),
-                "hit": bool(scores.hits[i]),
-                "centre_hit": bool(scores.centre[i]),
-                "parsed": bool(scores.parsed[i]),
-                "text": record.get("text"),
-                "error": record.get("error"),
-            }
-        )
-    return rows
+    atomic_write(marker, json.dumps(asdict(run), ensure_ascii=False).encode("utf-8", "backslashreplace"))
 
 
 def run_refcoco_bench(
@@ -156,43 +139,59 @@ def run_refcoco_bench(
     protocol: str = "family",
     worst: int = 20,
     progress: Callable[[int, int], None] | None = None,
+    problems: InputProblems | None = None,
 ) -> dict:
     """Answer every sample not yet in `out`, then score all of them; returns the report.
 
     `model` is a loaded vlground model: `model.family`, and `model.ground(images, phrases,
     batch_size=, max_new_tokens=)` returning Results with `.raw` and `.detections`. `model_name` and
     `gt_name` identify the run in `out`. `progress(done, total)` is called after each chunk of
-    4 x batch_size samples."""
+    4 x batch_size samples. `image_root` defaults to the folder of `gt_name` (the GT file's
+    folder, or the GT folder itself). The report's `failed_all` is true when no sample could be
+    answered at all (a wrong image root, a broken model), `first_error` says why."""
+    from vlground.sink import JsonlSink, OutputLockedError
+
     samples = list(samples)[:limit] if limit is not None else list(samples)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _check_run(out, BenchRun(model=model_name, gt=gt_name))
-    root = Path(image_root) if image_root is not None else None
-    predictions = out / PREDICTIONS
-    done = _read_done(predictions, samples)
-    todo = [i for i in range(len(samples)) if i not in done]
+    root = Path(image_root) if image_root is not None else _gt_folder(gt_name)
     chunk = max(1, batch_size) * 4
     options = {"batch_size": batch_size, "max_new_tokens": max_new_tokens}
-    with predictions.open("a", encoding="utf-8") as sink:
+    try:
+        sink = JsonlSink(out / PREDICTIONS, _prediction_key(samples), resume=True)
+    except (OutputLockedError, IsADirectoryError) as error:
+        raise EvalInputError(str(error)) from None
+    with sink:
+        todo = [i for i in range(len(samples)) if str(i) not in sink.done]
         for start in range(0, len(todo), chunk):
             for record in _answer_chunk(model, samples, todo[start : start + chunk], root, options):
-                done[record["index"]] = record
-                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
-            sink.flush()
+                sink.write(record)
             if progress:
-                progress(len(done), len(samples))
-    records = [done[i] for i in range(len(samples))]
-    scores = score_refcoco(samples, records, protocol, model.family)
-    rows = _sample_rows(samples, records, scores)
-    (out / SAMPLES).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+                progress(len(sink.done), len(samples))
+        records = [sink.done[str(i)] for i in range(len(samples))]
+    return _report(model, model_name, gt_name, samples, records, out, protocol=protocol, worst=worst,
+                   answered=len(todo), problems=problems)
+
+
+def _report(model, model_name, gt_name, samples, records, out: Path, *, protocol, worst, answered, problems) -> dict:
+    """Score the records, write samples.jsonl and report.json atomically, return the report."""
+    from vlground.sink import atomic_write, atomic_write_records
+
+    scores = score_refcoco(samples, records, protocol, model.family, problems=problems)
+    rows = scores.rows(records)
+    atomic_write_records(out / SAMPLES, rows)
+    errors = [r["error"] for r in records if r["error"] is not None]
     order = np.argsort(scores.ious, kind="stable")[:worst]
     report = {
         "model": model_name,
         "gt": gt_name,
         **scores.summary(),
-        "errors": sum(r["error"] is not None for r in records),
-        "answered_this_run": len(todo),
+        "errors": len(errors),
+        "failed_all": bool(records) and len(errors) == len(records),
+        "first_error": errors[0] if errors else None,
+        "answered_this_run": answered,
         "worst": [rows[i] for i in order],
     }
-    (out / REPORT).write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    atomic_write(out / REPORT, json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8", "backslashreplace"))
     return report

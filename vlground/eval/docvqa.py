@@ -8,18 +8,19 @@ script measures them), so padding the prediction with spaces lowers the normaliz
 its answers, or 0 when that is below the threshold (0.5)."""
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from rapidfuzz.distance import Levenshtein
 
-from vlground.eval.errors import GroundTruthError
-from vlground.eval.predictions import Alignment, align, answer_text
+from vlground.eval.benchmark import Benchmark, Option
+from vlground.eval.inputs import InputProblems
+from vlground.eval.questions import AnswerScores, Question, answers_for, load_questions
 
 ID_KEYS = ("questionId", "question_id", "id")
 ANLS_THRESHOLD = 0.5
+EXPECTED = '{"data": [{"questionId", "answers": [...]}]} as in val_v1.0.json'
 
 
 def _normalize(text: str) -> str:
@@ -41,51 +42,45 @@ def anls_score(prediction: str, answers: Sequence[str], threshold: float = ANLS_
     return 0.0 if score < threshold else score
 
 
-@dataclass(frozen=True)
-class DocQuestion:
-    question_id: str
-    answers: list[str]
-
-
-def load_docvqa(path: str | Path) -> list[DocQuestion]:
+def load_docvqa(path: str | Path, problems: InputProblems | None = None) -> list[Question]:
     """Questions from a DocVQA/InfographicVQA annotation file (`{"data": [{"questionId", "answers"}]}`)."""
-    path = Path(path)
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))["data"]
-        return [DocQuestion(str(row["questionId"]), [str(a) for a in row["answers"]]) for row in rows]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise GroundTruthError(
-            f"{path}: not DocVQA ground truth ({type(error).__name__}: {error}); expected "
-            '{"data": [{"questionId", "answers": [...]}]} as in val_v1.0.json'
-        ) from None
+    return load_questions(path, benchmark="DocVQA", id_key="questionId", expected=EXPECTED, problems=problems)
 
 
-@dataclass
-class ANLSScores:
-    per_question: list[dict]
-    alignment: Alignment
-    malformed: int = 0
+@dataclass(kw_only=True)
+class ANLSScores(AnswerScores):
+    metric: str = "anls"
 
-    def summary(self) -> dict:
-        scores = [q["score"] for q in self.per_question]
-        return {
-            "anls": sum(scores) / len(scores) if scores else 0.0,
-            "n": len(scores),
-            "no_answer": sum(q["answer"] is None for q in self.per_question),
-            **self.alignment.counts(),
-            "malformed": self.malformed,
-        }
+    @staticmethod
+    def describe(summary: dict) -> list[str]:
+        return [f"ANLS {summary['anls']:.4f} on {summary['n']} questions ({summary['no_answer']} without an answer)"]
 
 
 def score_docvqa(
-    questions: Sequence[DocQuestion], records: Sequence[dict], threshold: float = ANLS_THRESHOLD, *, malformed: int = 0
+    questions: Sequence[Question], records: Sequence[dict], threshold: float = ANLS_THRESHOLD, *, malformed: int = 0,
+    problems: InputProblems | None = None,
 ) -> ANLSScores:
     """ANLS of `records` ({"questionId", "answer"}) on `questions`; a question without an answer
     scores 0 and is counted in `no_answer` (the reference script refuses such a submission)."""
-    alignment = align([q.question_id for q in questions], records, ID_KEYS)
-    per_question = []
-    for question, record in zip(questions, alignment.records):
-        answer = answer_text(record)
-        score = anls_score(answer, question.answers, threshold) if answer is not None else 0.0
-        per_question.append({"question_id": question.question_id, "answer": answer, "score": score})
-    return ANLSScores(per_question, alignment, malformed)
+    alignment, answers = answers_for(questions, records, ID_KEYS)
+    per_question = [
+        {"question_id": q.question_id, "answer": answer, "score": anls_score(answer, q.answers, threshold) if answer is not None else 0.0}
+        for q, answer in zip(questions, answers)
+    ]
+    return ANLSScores(per_question=per_question, alignment=alignment, malformed=malformed,
+                      problems=problems if problems is not None else InputProblems())
+
+
+BENCHMARK = Benchmark(
+    name="docvqa",
+    items="questions",
+    help="DocVQA / InfographicVQA ANLS, as the challenge evaluator computes it.",
+    gt_help="Ground truth: val_v1.0.json (DocVQA) or the InfographicVQA equivalent.",
+    pred_help="Predictions: JSON lines, or a JSON array [{\"questionId\", \"answer\"}].",
+    rows_option="per-question",
+    rows_help="Write each question's score to this JSON-lines file.",
+    load=load_docvqa,
+    score=score_docvqa,
+    options=(Option("threshold", ANLS_THRESHOLD, "ANLS threshold: scores below it count 0.", type=float),),
+    protocols=(("anls", "challenge evaluator: normalized Levenshtein over raw lengths, threshold 0.5"),),
+)

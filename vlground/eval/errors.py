@@ -12,3 +12,8 @@ class GroundTruthError(EvalInputError):
 
 class PredictionFileError(EvalInputError):
     """The prediction file cannot be read at all (single bad lines are counted, not raised)."""
+
+
+class NothingToScore(EvalInputError):
+    """The inputs hold no sample to score (an empty file, or every item refused): a run, not a usage
+    error, that produced no number; the CLI exits with status 1."""

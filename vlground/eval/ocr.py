@@ -4,18 +4,24 @@ Rates are corpus-level, as OCR papers report them: total edit distance over tota
 (characters for CER, whitespace-separated words for WER), plus the per-document mean of CER. Before
 comparing, whitespace runs become one space (line breaks are layout, not content); `ignore_case`
 lowercases both sides. A prediction with an `error`, or none at all, is scored as empty text (every
-reference character deleted) and counted, never skipped."""
+reference character deleted) and counted, never skipped.
+
+References and predictions are matched by file name: a reference file `receipt.jpg.txt` (what
+`vlground ocr --txt-dir` writes) belongs to the image named receipt.jpg, a reference `receipt.txt`
+or a `{"path": "scans/receipt.png"}` line to any image whose name without extension is receipt."""
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from rapidfuzz.distance import Levenshtein
 
+from vlground.eval.benchmark import Benchmark, Option
 from vlground.eval.errors import GroundTruthError
-from vlground.eval.predictions import Alignment, align
+from vlground.eval.inputs import InputProblems, InvalidValue, json_value, repeated_id, text
+from vlground.eval.predictions import align
+from vlground.eval.scores import Scores, mean
 
 
 @dataclass(frozen=True)
@@ -32,33 +38,71 @@ def document_key(path: str) -> str:
     return Path(path).with_suffix("").name
 
 
-def load_transcriptions(path: str | Path) -> list[Transcription]:
-    """References from JSON lines `{"path": image, "text": reference}` or from a folder of `.txt`
-    files named like the images (`a.png` -> `a.txt`, searched recursively)."""
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(path.rglob("*.txt"))
-        if not files:
-            raise GroundTruthError(f"{path}: no .txt reference files in this folder")
-        items = [Transcription(document_key(str(f)), str(f), f.read_text(encoding="utf-8")) for f in files]
-    else:
-        items = []
+def reference_file_key(path: Path) -> str:
+    """The key of a reference .txt file: its name without ".txt" (`receipt.jpg.txt` -> receipt.jpg,
+    `a.txt` -> a)."""
+    return path.name[: -len(".txt")]
+
+
+def prediction_key(path: str, references: set[str]) -> str:
+    """A prediction's key among `references`: its full file name when a reference has it, else
+    its name without extension."""
+    name = Path(path).name
+    return name if name in references else document_key(path)
+
+
+def _read_folder(path: Path, problems: InputProblems) -> list[Transcription]:
+    files = sorted(f for f in path.rglob("*.txt") if f.is_file())
+    items = []
+    for file in files:
         try:
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                if line.strip():
-                    row = json.loads(line)
-                    items.append(Transcription(document_key(row["path"]), row["path"], str(row["text"])))
+            items.append(Transcription(reference_file_key(file), str(file), file.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError) as error:
-            raise GroundTruthError(f"{path}: cannot read references ({error})") from None
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise GroundTruthError(
-                f'{path}:{number}: not a reference line ({type(error).__name__}: {error}); expected {{"path", "text"}}'
-            ) from None
-    keys = [t.key for t in items]
-    repeated = sorted({k for k in keys if keys.count(k) > 1})
-    if repeated:
-        raise GroundTruthError(f"{path}: several references share the file name {repeated[:5]}; names must be unique")
+            problems.refuse_gt(str(file), f"cannot be read as UTF-8 text ({error})")
     return items
+
+
+def _read_lines(path: Path, problems: InputProblems) -> list[Transcription]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise GroundTruthError(f"{path}: cannot read references ({error})") from None
+    items = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json_value(line)
+            if not isinstance(row, dict) or "path" not in row or "text" not in row:
+                raise InvalidValue('is not an object with "path" and "text"')
+            reference = text(row["path"], "path")
+            items.append(Transcription(document_key(reference), reference, text(row["text"], "text")))
+        except (ValueError, InvalidValue) as error:
+            problems.refuse_gt(f"{path}:{number}", f'not a reference line ({error}); expected {{"path", "text"}}')
+    return items
+
+
+def load_transcriptions(path: str | Path, problems: InputProblems | None = None) -> list[Transcription]:
+    """References from JSON lines `{"path": image, "text": reference}` or from a folder of `.txt`
+    files named like the images (`a.png.txt` or `a.txt` for a.png, searched recursively). A
+    reference whose text is not a string, or whose name another reference already has, is refused."""
+    path = Path(path)
+    problems = problems if problems is not None else InputProblems()
+    if path.is_dir():
+        items = _read_folder(path, problems)
+        if not items and not problems.items:
+            raise GroundTruthError(f"{path}: no .txt reference files in this folder")
+    else:
+        items = _read_lines(path, problems)
+    seen: dict[str, str] = {}
+    unique = []
+    for item in items:
+        reason = repeated_id(seen, item.key, item.path)
+        if reason is None:
+            unique.append(item)
+        else:
+            problems.refuse_gt(item.path, f"{reason}; reference file names must be unique")
+    return unique
 
 
 def _normalize(text: str, ignore_case: bool) -> str:
@@ -66,13 +110,11 @@ def _normalize(text: str, ignore_case: bool) -> str:
     return text.lower() if ignore_case else text
 
 
-@dataclass
-class OCRScores:
+@dataclass(kw_only=True)
+class OCRScores(Scores):
     per_document: list[dict]
-    alignment: Alignment
-    malformed: int = 0
 
-    def summary(self) -> dict:
+    def headline(self) -> dict:
         docs = self.per_document
         chars = sum(d["ref_chars"] for d in docs)
         words = sum(d["ref_words"] for d in docs)
@@ -81,39 +123,62 @@ class OCRScores:
         return {
             "cer": char_edits / chars if chars else float(char_edits > 0),
             "wer": word_edits / words if words else float(word_edits > 0),
-            "mean_document_cer": sum(d["cer"] for d in docs) / len(docs) if docs else 0.0,
+            "mean_document_cer": mean(d["cer"] for d in docs),
             "n": len(docs),
             "errors": sum(d["error"] is not None for d in docs),
-            **self.alignment.counts(),
-            "malformed": self.malformed,
         }
+
+    def rows(self) -> list[dict]:
+        return self.per_document
+
+    @staticmethod
+    def describe(summary: dict) -> list[str]:
+        return [f"CER {summary['cer'] * 100:.2f}%  WER {summary['wer'] * 100:.2f}% on {summary['n']} documents "
+                f"({summary['errors']} without text)"]
+
+
+def _document(reference: Transcription, record: dict | None, ignore_case: bool) -> dict:
+    error = None if record is not None else "no prediction"
+    if record is not None and record.get("error"):
+        error = str(record["error"])
+    predicted = record.get("text") if record is not None and not error else ""
+    ref = _normalize(reference.text, ignore_case)
+    hyp = _normalize(predicted if isinstance(predicted, str) else "", ignore_case)
+    char_edits = Levenshtein.distance(ref, hyp)
+    word_edits = Levenshtein.distance(ref.split(), hyp.split())
+    return {
+        "path": reference.path,
+        "ref_chars": len(ref),
+        "ref_words": len(ref.split()),
+        "char_edits": char_edits,
+        "word_edits": word_edits,
+        "cer": char_edits / len(ref) if ref else float(char_edits > 0),
+        "error": error,
+    }
 
 
 def score_ocr(
-    references: Sequence[Transcription], records: Sequence[dict], *, ignore_case: bool = False, malformed: int = 0
+    references: Sequence[Transcription], records: Sequence[dict], *, ignore_case: bool = False, malformed: int = 0,
+    problems: InputProblems | None = None,
 ) -> OCRScores:
     """Edit distances of `vlground ocr` output records ({"path", "text", "error"}) against `references`."""
-    keyed = [dict(r, _key=document_key(r["path"])) if isinstance(r.get("path"), str) else r for r in records]
+    known = {t.key for t in references}
+    keyed = [dict(r, _key=prediction_key(r["path"], known)) if isinstance(r.get("path"), str) else r for r in records]
     alignment = align([t.key for t in references], keyed, ("_key",), by_id_only=True)
-    per_document = []
-    for reference, record in zip(references, alignment.records):
-        error = None if record is not None else "no prediction"
-        if record is not None and record.get("error"):
-            error = str(record["error"])
-        predicted = record.get("text") if record is not None and not error else ""
-        ref = _normalize(reference.text, ignore_case)
-        hyp = _normalize(predicted if isinstance(predicted, str) else "", ignore_case)
-        char_edits = Levenshtein.distance(ref, hyp)
-        word_edits = Levenshtein.distance(ref.split(), hyp.split())
-        per_document.append(
-            {
-                "path": reference.path,
-                "ref_chars": len(ref),
-                "ref_words": len(ref.split()),
-                "char_edits": char_edits,
-                "word_edits": word_edits,
-                "cer": char_edits / len(ref) if ref else float(char_edits > 0),
-                "error": error,
-            }
-        )
-    return OCRScores(per_document, alignment, malformed)
+    per_document = [_document(reference, record, ignore_case) for reference, record in zip(references, alignment.records)]
+    return OCRScores(per_document=per_document, alignment=alignment, malformed=malformed,
+                     problems=problems if problems is not None else InputProblems())
+
+
+BENCHMARK = Benchmark(
+    name="ocr",
+    items="reference texts",
+    help="Character and word error rates of OCR output (whitespace runs count as one space).",
+    gt_help='References: JSON lines {"path", "text"}, or a folder of .txt files named like the images (a.png.txt or a.txt).',
+    pred_help="The JSON lines `vlground ocr` writes.",
+    rows_option="per-document",
+    rows_help="Write each document's edit counts to this JSON-lines file.",
+    load=load_transcriptions,
+    score=score_ocr,
+    options=(Option("ignore_case", False, "Lowercase both sides before comparing.", type=bool),),
+)

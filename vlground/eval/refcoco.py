@@ -25,19 +25,24 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from pathlib import Path
 
 import numpy as np
 
+from vlground.eval.benchmark import Benchmark, Option, require_items
 from vlground.eval.boxes import THRESHOLDS, accuracy_at, centre_hit, iou
-from vlground.eval.predictions import Alignment, align
-from vlground.eval.refcoco_data import RefSample
-from vlground.families import Family, get_family
+from vlground.eval.errors import EvalInputError
+from vlground.eval.inputs import InputProblems, InvalidValue, four_numbers
+from vlground.eval.predictions import align
+from vlground.eval.refcoco_data import RefSample, load_refcoco
+from vlground.eval.scores import Scores
+from vlground.families import Family, UnknownFamilyError, get_family
 
 Coords = tuple[float, float, float, float]
 PREDICTION_ID_KEYS = ("id", "question_id", "sent_id")
 
 
-class ProtocolError(ValueError):
+class ProtocolError(EvalInputError):
     """A protocol cannot score these inputs (an unknown name, or a family it needs is missing)."""
 
 
@@ -243,30 +248,39 @@ def _input_size(record: dict) -> tuple[int, int] | None:
     return None
 
 
-def _pixel_box(value) -> Coords | None:
-    """A record's "box" as four floats, or None for null or anything that is not four numbers."""
-    try:
-        x1, y1, x2, y2 = (float(v) for v in value)
-    except (TypeError, ValueError):
+def _pixel_box(value, where: str, problems: InputProblems) -> Coords | None:
+    """A record's "box" as four floats; None for null, and for anything but four numbers (a
+    string of digits included), which is also refused."""
+    if value is None:
         return None
-    return (x1, y1, x2, y2)
+    try:
+        return four_numbers(value, "box")
+    except InvalidValue as error:
+        problems.refuse_prediction(where, str(error))
+        return None
 
 
-@dataclass
-class RefCOCOScores:
+def _row_box(box: np.ndarray, readable: bool) -> list[float] | None:
+    return [float(v) for v in box] if readable else None
+
+
+@dataclass(kw_only=True)
+class RefCOCOScores(Scores):
     """Per-sample results in ground-truth order and the summary numbers built from them.
     `pred_boxes` are pixels (NaN rows: no box); `parsed` is False for unreadable or missing answers."""
 
     protocol: str
-    splits: list[str]
+    samples: Sequence[RefSample]
     ious: np.ndarray
     centre: np.ndarray
     parsed: np.ndarray
     present: np.ndarray
     pred_boxes: np.ndarray
-    alignment: Alignment
-    malformed: int = 0
     counted: np.ndarray | None = None
+
+    @property
+    def splits(self) -> list[str]:
+        return [s.split for s in self.samples]
 
     @property
     def hits(self) -> np.ndarray:
@@ -286,18 +300,43 @@ class RefCOCOScores:
             "unparsable": int((self.present & ~self.parsed)[mask].sum()),
         }
 
-    def summary(self) -> dict:
-        """The JSON `vlground eval refcoco --json` prints: accuracy is a fraction in [0, 1]."""
-        everything = np.ones(len(self.ious), dtype=bool)
-        split_names = np.array(self.splits, dtype=object)
+    def headline(self) -> dict:
+        """Accuracy is a fraction in [0, 1], as `vlground eval refcoco --json` prints it."""
+        return {"protocol": self.protocol, **self._numbers(np.ones(len(self.ious), dtype=bool))}
+
+    def details(self) -> dict:
+        splits = self.splits
+        split_names = np.array(splits, dtype=object)
         return {
-            "protocol": self.protocol,
-            **self._numbers(everything),
-            **self.alignment.counts(),
-            "malformed": self.malformed,
             "dropped": 0 if self.counted is None else int((~self.counted).sum()),
-            "splits": {s: self._numbers(split_names == s) for s in dict.fromkeys(self.splits)},
+            "splits": {s: self._numbers(split_names == s) for s in dict.fromkeys(splits)},
         }
+
+    def rows(self, records: Sequence[dict] | None = None) -> list[dict]:
+        """One row per sample: IoU, hit, centre hit, parse status, both boxes in pixels (pred_box
+        None where no box was read); with `records` (one per sample), their "text" and "error" too."""
+        readable = self.present & self.parsed
+        rows = [
+            {"index": i, "id": s.id, "split": s.split, "sent": s.sent, "image": s.image, "gt_box": list(s.box),
+             "pred_box": _row_box(self.pred_boxes[i], readable[i]), "iou": float(self.ious[i]), "hit": bool(self.hits[i]),
+             "centre_hit": bool(self.centre[i]), "parsed": bool(self.parsed[i])}
+            for i, s in enumerate(self.samples)
+        ]
+        if records is not None:
+            for row, record in zip(rows, records):
+                row.update(text=record.get("text"), error=record.get("error"))
+        return rows
+
+    @staticmethod
+    def describe(summary: dict) -> list[str]:
+        lines = [
+            f"protocol {summary['protocol']}: accuracy@0.5 {summary['accuracy'] * 100:.2f} on {summary['n']} samples, "
+            f"mean IoU {summary['mean_iou']:.4f}, centre {summary['centre_accuracy'] * 100:.2f}, unparsable {summary['unparsable']}",
+            "  accuracy at IoU " + "  ".join(f"{t}: {v * 100:.2f}" for t, v in summary["accuracy_at"].items()),
+        ]
+        for name, split in summary["splits"].items():
+            lines.append(f"  {name}: {split['accuracy'] * 100:.2f} on {split['n']} (unparsable {split['unparsable']})")
+        return lines
 
 
 def score_refcoco(
@@ -308,6 +347,7 @@ def score_refcoco(
     *,
     malformed: int = 0,
     counted: np.ndarray | None = None,
+    problems: InputProblems | None = None,
 ) -> RefCOCOScores:
     """Score prediction records against `samples` under `protocol`. The regex protocols read all
     texts at once with pyarrow (RE2), falling back to the reference's Python logic for the rows RE2
@@ -317,6 +357,7 @@ def score_refcoco(
     scored (see `reference_run_kept`); per-sample arrays still cover every sample."""
     proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
     fam = get_family(family) if family is not None else None
+    problems = problems if problems is not None else InputProblems()
     alignment = align([s.id for s in samples], records, PREDICTION_ID_KEYS)
     n = len(samples)
     sizes = np.fromiter(chain.from_iterable((s.width, s.height) for s in samples), dtype=np.int64, count=2 * n).reshape(n, 2)
@@ -330,7 +371,7 @@ def score_refcoco(
     parsed = np.zeros(n, dtype=bool)
     for i in np.flatnonzero(present):
         if texts[i] is None:
-            box = _pixel_box(alignment.records[i].get("box"))
+            box = _pixel_box(alignment.records[i].get("box"), f"prediction for sample {i}", problems)
             if box is not None:
                 pixel_boxes[i], parsed[i] = box, True
     from_text = np.array([t is not None for t in texts], dtype=bool)
@@ -353,7 +394,7 @@ def score_refcoco(
     pred_pixels[~present] = np.nan
     return RefCOCOScores(
         protocol=proto.name,
-        splits=[s.split for s in samples],
+        samples=samples,
         ious=ious,
         centre=centre,
         parsed=parsed,
@@ -361,6 +402,7 @@ def score_refcoco(
         pred_boxes=pred_pixels,
         alignment=alignment,
         malformed=malformed,
+        problems=problems,
         counted=None if counted is None else np.asarray(counted, dtype=bool),
     )
 
@@ -379,3 +421,55 @@ def reference_run_kept(n: int, gpus: int = 1, batch_size: int = 1) -> np.ndarray
         kept[begin : begin + size // batch_size * batch_size] = True
         begin += size
     return kept
+
+
+def load_samples(gt: Path, *, split: str | None = None, problems: InputProblems, **options) -> list[RefSample]:
+    """`load_refcoco` for a run: NothingToScore when no sample is left (options as `load_refcoco`)."""
+    return require_items(load_refcoco(gt, split=split, problems=problems, **options), gt, problems, "samples", {"split": split})
+
+
+def score_reference_run(
+    samples: Sequence[RefSample],
+    records: Sequence[dict],
+    *,
+    protocol: str = "family",
+    family: str | None = None,
+    reference_gpus: int = 1,
+    reference_batch_size: int = 1,
+    malformed: int = 0,
+    problems: InputProblems | None = None,
+) -> RefCOCOScores:
+    """`score_refcoco` limited to what Qwen-VL's script scores when run on `reference_gpus`
+    processes with `--batch-size reference_batch_size` (all samples for 1 and 1)."""
+    counted = None
+    if (reference_gpus, reference_batch_size) != (1, 1):
+        counted = reference_run_kept(len(samples), reference_gpus, reference_batch_size)
+    try:
+        return score_refcoco(samples, records, protocol, family, malformed=malformed, counted=counted, problems=problems)
+    except UnknownFamilyError as error:
+        raise EvalInputError(str(error)) from None
+
+
+BENCHMARK = Benchmark(
+    name="refcoco",
+    items="samples",
+    help="Referring-expression accuracy (IoU >= 0.5) and more, under a named protocol.",
+    gt_help="Ground truth: Qwen-VL jsonl, a refs(...).p file or refer data folder, or lmms-lab parquet (file or folder).",
+    pred_help="Predictions: JSON lines {\"text\"} or {\"box\"}, or a JSON array of objects.",
+    rows_option="per-sample",
+    rows_help="Write IoU, hit and boxes per sample to this JSON-lines file.",
+    load=load_refcoco,
+    score=score_reference_run,
+    options=(
+        Option("protocol", "family", "family (default: the family's grammar and frame), qwen-vl or lmms-eval."),
+        Option("family", None, "Model family or hub id whose grammar reads the text (protocol family).", flags=("--family", "-f")),
+        Option("dataset", None, "refer data: refcoco, refcoco+ or refcocog (GT is then the data folder).", loader=True),
+        Option("split_by", None, "refer data: unc, google or umd (default unc; umd for refcocog).", loader=True),
+        Option("split", None, "Keep one split (val, testA, testB, test); default: all but train.", loader=True),
+        Option("instances", None, "refer data: instances.json (default: beside the refs file).", type=Path, loader=True),
+        Option("reference_gpus", 1, "Count only what Qwen-VL's script scores when run on this many GPUs ...", type=int, min=1),
+        Option("reference_batch_size", 1, "... with this --batch-size (its drop_last=True skips each GPU's last partial batch).",
+               type=int, min=1),
+    ),
+    protocols=tuple((name, p.summary) for name, p in PROTOCOLS.items()),
+)

@@ -6,7 +6,12 @@
 - lmms-lab's parquet (`data/val-00000-of-00004.parquet`, ...): one row per object with its sentences
   in `answer`, the image bytes in `image` and a COCO (x, y, width, height) `bbox`; a row with k
   sentences becomes k samples, as lmms-eval explodes it.
-Every sample's box is converted once, here, to (x1, y1, x2, y2) pixels with x2 = x + width."""
+Every sample's box is converted once, here, to (x1, y1, x2, y2) pixels with x2 = x + width.
+
+Every value is checked before use (`vlground.eval.inputs`): a line, ref or row whose box, size,
+sentence or id is of the wrong type or impossible, or whose id repeats, is refused by the
+`problems` log the caller passes (skipped and counted, or an error under --strict); without one,
+the first refused item is a GroundTruthError. A file that is not the format at all is always one."""
 from __future__ import annotations
 
 import io
@@ -17,6 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vlground.eval.errors import GroundTruthError
+from vlground.eval.inputs import (
+    InputProblems,
+    InvalidValue,
+    gt_box,
+    identifier,
+    image_side,
+    json_value,
+    repeated_id,
+    text,
+    xywh_box,
+)
 
 EVAL_SPLITS_EXCLUDE = ("train",)
 DEFAULT_SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
@@ -48,6 +64,7 @@ def load_refcoco(
     split: str | None = None,
     instances: str | Path | None = None,
     keep_images: bool = False,
+    problems: InputProblems | None = None,
 ) -> list[RefSample]:
     """Samples from `path`, whichever of the three formats it is.
 
@@ -58,51 +75,78 @@ def load_refcoco(
     `split` keeps one split; without it, refer data gives every split but train. `keep_images` keeps
     the parquet's image bytes (needed to run a model, not to score)."""
     path = Path(path)
+    problems = problems if problems is not None else InputProblems()
     if not path.exists():
         raise GroundTruthError(f"{path}: no such file or folder")
     if dataset is not None or path.suffix in (".p", ".pkl"):
-        return _load_refer(path, dataset, split_by, split, instances)
-    if path.suffix == ".parquet" or (path.is_dir() and any(path.rglob("*.parquet"))):
-        return _load_parquet(path, split, keep_images)
-    if path.is_file():
-        return _load_jsonl(path, split)
-    raise GroundTruthError(
-        f"{path}: a folder without parquet files; for lichengunc/refer data pass --dataset (refcoco, refcoco+, refcocog)"
+        samples = _load_refer(path, dataset, split_by, split, instances, problems)
+    elif path.suffix == ".parquet" or (path.is_dir() and any(path.rglob("*.parquet"))):
+        samples = _load_parquet(path, split, keep_images, problems)
+    elif path.is_file():
+        samples = _load_jsonl(path, split, problems)
+    else:
+        raise GroundTruthError(
+            f"{path}: a folder without parquet files; for lichengunc/refer data pass --dataset (refcoco, refcoco+, refcocog)"
+        )
+    return _unique_ids(samples, path, problems)
+
+
+def _unique_ids(samples: list[RefSample], path: Path, problems: InputProblems) -> list[RefSample]:
+    """The samples without those whose id repeats an earlier one of the same split (predictions
+    align by id)."""
+    seen: dict[str, str] = {}
+    kept = []
+    for index, sample in enumerate(samples):
+        reason = None if sample.id is None else repeated_id(seen, f"{sample.split}/{sample.id}", f"sample {index}")
+        if reason is None:
+            kept.append(sample)
+        else:
+            problems.refuse_gt(f"{path}: sample {index}", reason)
+    return kept
+
+
+def _jsonl_sample(row, path: Path) -> RefSample:
+    if not isinstance(row, dict):
+        raise InvalidValue(f"is {type(row).__name__}, not an object")
+    missing = [k for k in ("sent", "bbox", "width", "height") if k not in row]
+    if missing:
+        raise InvalidValue(f"has no {', '.join(map(repr, missing))}")
+    image = row.get("image")
+    return RefSample(
+        id=_optional_id(row, ("id", "question_id", "sent_id")),
+        sent=text(row["sent"], "sent"),
+        box=gt_box(row["bbox"]),
+        width=image_side(row["width"], "width"),
+        height=image_side(row["height"], "height"),
+        split=text(row.get("split") or path.stem, "split"),
+        image=None if image is None else text(image, "image"),
     )
 
 
-def _load_jsonl(path: Path, split: str | None) -> list[RefSample]:
+def _load_jsonl(path: Path, split: str | None, problems: InputProblems) -> list[RefSample]:
     samples = []
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                x1, y1, x2, y2 = (float(v) for v in row["bbox"])
-                sample = RefSample(
-                    id=_optional_id(row, ("id", "question_id", "sent_id")),
-                    sent=str(row["sent"]),
-                    box=(x1, y1, x2, y2),
-                    width=int(row["width"]),
-                    height=int(row["height"]),
-                    split=str(row.get("split") or path.stem),
-                    image=row.get("image"),
-                )
-            except (ValueError, KeyError, TypeError) as error:
-                raise GroundTruthError(
-                    f"{path}:{number}: not a Qwen-VL RefCOCO line ({type(error).__name__}: {error}); each line needs "
-                    '"image", "sent", "bbox" [x1, y1, x2, y2], "width", "height"'
-                ) from None
-            if split is None or sample.split == split:
-                samples.append(sample)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise GroundTruthError(f"{path}: cannot read ground truth ({error})") from None
+    expected = 'each line needs "image", "sent", "bbox" [x1, y1, x2, y2], "width", "height"'
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            sample = _jsonl_sample(json_value(line), path)
+        except (ValueError, InvalidValue) as error:
+            problems.refuse_gt(f"{path}:{number}", f"not a Qwen-VL RefCOCO line ({error}); {expected}")
+            continue
+        if split is None or sample.split == split:
+            samples.append(sample)
     return samples
 
 
 def _optional_id(row: dict, keys: tuple[str, ...]) -> str | None:
     for key in keys:
         if row.get(key) is not None:
-            return str(row[key])
+            return identifier(row[key], key)
     return None
 
 
@@ -114,7 +158,74 @@ class _PlainDataUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refuses to load {module}.{name}: a refs file holds plain data only")
 
 
-def _load_refer(path: Path, dataset: str | None, split_by: str | None, split: str | None, instances: str | Path | None) -> list[RefSample]:
+# What a damaged or hostile pickle can raise while being read as plain data: truncation, unknown
+# opcodes or extension codes, lengths larger than memory, text that is not UTF-8, nesting too deep.
+_PICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, MemoryError, OverflowError, RecursionError, TypeError, KeyError, IndexError, AttributeError)
+
+
+def _read_refs(refs_path: Path) -> list:
+    try:
+        refs = _PlainDataUnpickler(io.BytesIO(refs_path.read_bytes()), encoding="latin1").load()
+    except OSError as error:
+        raise GroundTruthError(f"{refs_path}: cannot read ({error})") from None
+    except _PICKLE_ERRORS as error:
+        raise GroundTruthError(f"{refs_path}: not refer data ({type(error).__name__}: {error})") from None
+    if not isinstance(refs, list):
+        raise GroundTruthError(f"{refs_path}: not refer data (it holds a {type(refs).__name__}, not a list of refs)")
+    return refs
+
+
+def _read_instances(instances_path: Path, problems: InputProblems) -> tuple[dict, dict]:
+    """COCO images by id ((file name, width, height)) and annotation boxes by id (corners)."""
+    from vlground.eval.questions import read_json
+
+    coco = read_json(instances_path, "COCO instances", '{"images": [...], "annotations": [...]}')
+    if not isinstance(coco, dict) or not isinstance(coco.get("images"), list) or not isinstance(coco.get("annotations"), list):
+        raise GroundTruthError(f"{instances_path}: not COCO instances (needs lists under 'images' and 'annotations')")
+    images, boxes = {}, {}
+    for table, target, read in (("images", images, _coco_image), ("annotations", boxes, _coco_box)):
+        for index, entry in enumerate(coco[table]):
+            try:
+                key, value = read(entry)
+            except (InvalidValue, KeyError, TypeError) as error:
+                problems.refuse_gt(f"{instances_path}: {table}[{index}]", f"{type(error).__name__}: {error}")
+                continue
+            target[key] = value
+    return images, boxes
+
+
+def _coco_image(entry: dict):
+    return entry["id"], (text(entry["file_name"], "file_name"), image_side(entry["width"], "width"), image_side(entry["height"], "height"))
+
+
+def _coco_box(entry: dict):
+    return entry["id"], xywh_box(entry["bbox"])
+
+
+def _ref_samples(ref, images: dict, boxes: dict) -> list[RefSample]:
+    if not isinstance(ref, dict):
+        raise InvalidValue(f"is {type(ref).__name__}, not a ref (a dict with split, ann_id, image_id, sentences)")
+    missing = [k for k in ("split", "ann_id", "image_id", "sentences") if k not in ref]
+    if missing:
+        raise InvalidValue(f"has no {', '.join(map(repr, missing))}")
+    split = text(ref["split"], "split")
+    if ref["ann_id"] not in boxes or ref["image_id"] not in images:
+        raise InvalidValue(f"names annotation {ref['ann_id']!r} / image {ref['image_id']!r}, which the instances lack (or refused)")
+    if not isinstance(ref["sentences"], list):
+        raise InvalidValue("'sentences' is not a list")
+    file_name, width, height = images[ref["image_id"]]
+    samples = []
+    for sentence in ref["sentences"]:
+        if not isinstance(sentence, dict) or "sent_id" not in sentence or "sent" not in sentence:
+            raise InvalidValue("a sentence is not a dict with 'sent_id' and 'sent'")
+        samples.append(RefSample(id=identifier(sentence["sent_id"], "sent_id"), sent=text(sentence["sent"], "sent"),
+                                 box=boxes[ref["ann_id"]], width=width, height=height, split=split, image=file_name))
+    return samples
+
+
+def _load_refer(
+    path: Path, dataset: str | None, split_by: str | None, split: str | None, instances: str | Path | None, problems: InputProblems
+) -> list[RefSample]:
     if path.is_dir():
         if dataset is None:
             raise GroundTruthError(f"{path} is a folder: pass --dataset (refcoco, refcoco+, refcocog) to read refer data")
@@ -126,35 +237,20 @@ def _load_refer(path: Path, dataset: str | None, split_by: str | None, split: st
     for needed in (refs_path, instances_path):
         if not needed.is_file():
             raise GroundTruthError(f"{needed}: no such file (refer data needs refs(SPLIT_BY).p and instances.json)")
-    try:
-        with refs_path.open("rb") as handle:
-            refs = _PlainDataUnpickler(handle, encoding="latin1").load()
-        coco = json.loads(instances_path.read_text(encoding="utf-8"))
-        images = {image["id"]: image for image in coco["images"]}
-        boxes = {ann["id"]: ann["bbox"] for ann in coco["annotations"]}
-    except (OSError, pickle.UnpicklingError, EOFError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise GroundTruthError(f"{refs_path} / {instances_path}: not refer data ({type(error).__name__}: {error})") from None
+    refs = _read_refs(refs_path)
+    images, boxes = _read_instances(instances_path, problems)
     samples = []
-    for ref in refs:
-        if (split is not None and ref["split"] != split) or (split is None and ref["split"] in EVAL_SPLITS_EXCLUDE):
-            continue
+    for index, ref in enumerate(refs):
         try:
-            x, y, w, h = (float(v) for v in boxes[ref["ann_id"]])
-            image = images[ref["image_id"]]
-        except KeyError as error:
-            raise GroundTruthError(f"{refs_path}: ref {ref.get('ref_id')} names {error} that {instances_path} lacks") from None
-        for sentence in ref["sentences"]:
-            samples.append(
-                RefSample(
-                    id=str(sentence["sent_id"]),
-                    sent=sentence["sent"],
-                    box=(x, y, x + w, y + h),
-                    width=int(image["width"]),
-                    height=int(image["height"]),
-                    split=ref["split"],
-                    image=image["file_name"],
-                )
-            )
+            ref_samples = _ref_samples(ref, images, boxes)
+        except InvalidValue as error:
+            where = f"ref {ref.get('ref_id', index)!r}" if isinstance(ref, dict) else f"ref {index}"
+            problems.refuse_gt(f"{refs_path}: {where}", str(error))
+            continue
+        ref_split = ref_samples[0].split if ref_samples else ref["split"]
+        if (split is not None and ref_split != split) or (split is None and ref_split in EVAL_SPLITS_EXCLUDE):
+            continue
+        samples += ref_samples
     return samples
 
 
@@ -167,9 +263,30 @@ def _parquet_split(file: Path) -> str:
     return match["split"] if match else file.parent.name
 
 
-def _load_parquet(path: Path, split: str | None, keep_images: bool) -> list[RefSample]:
-    import pyarrow.parquet as pq
+def _parquet_samples(row: dict, split: str, keep_images: bool) -> list[RefSample]:
     from PIL import Image
+
+    encoded = row["image"]["bytes"] if isinstance(row["image"], dict) else None
+    if not isinstance(encoded, bytes):
+        raise InvalidValue("'image' holds no encoded image bytes")
+    try:
+        with Image.open(io.BytesIO(encoded)) as image:
+            width, height = image.size
+    except (OSError, Image.DecompressionBombError, ValueError) as error:  # a bomb is refused before it is decoded
+        raise InvalidValue(f"its image cannot be read ({type(error).__name__}: {error})") from None
+    box = xywh_box(row["bbox"])
+    if not isinstance(row["answer"], list):
+        raise InvalidValue("'answer' is not a list of sentences")
+    return [
+        RefSample(id=f"{identifier(row['question_id'], 'question_id')}#{k}", sent=text(sent, "answer"), box=box, width=width,
+                  height=height, split=split, image=row["file_name"], image_bytes=encoded if keep_images else None)
+        for k, sent in enumerate(row["answer"])
+    ]
+
+
+def _load_parquet(path: Path, split: str | None, keep_images: bool, problems: InputProblems) -> list[RefSample]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
     samples = []
@@ -180,26 +297,15 @@ def _load_parquet(path: Path, split: str | None, keep_images: bool) -> list[RefS
         try:
             table = pq.ParquetFile(file)
             batches = table.iter_batches(batch_size=256, columns=["question_id", "image", "answer", "bbox", "file_name"])
+            row_number = 0
             for batch in batches:
                 for row in batch.to_pylist():
-                    encoded = row["image"]["bytes"]
-                    with Image.open(io.BytesIO(encoded)) as image:
-                        width, height = image.size
-                    x, y, w, h = (float(v) for v in row["bbox"])
-                    for k, sent in enumerate(row["answer"]):
-                        samples.append(
-                            RefSample(
-                                id=f"{row['question_id']}#{k}",
-                                sent=sent,
-                                box=(x, y, x + w, y + h),
-                                width=width,
-                                height=height,
-                                split=file_split,
-                                image=row["file_name"],
-                                image_bytes=encoded if keep_images else None,
-                            )
-                        )
-        except (OSError, KeyError, TypeError, ValueError) as error:
+                    try:
+                        samples += _parquet_samples(row, file_split, keep_images)
+                    except InvalidValue as error:
+                        problems.refuse_gt(f"{file}: row {row_number}", str(error))
+                    row_number += 1
+        except (OSError, KeyError, TypeError, ValueError, pa.ArrowException, MemoryError) as error:
             raise GroundTruthError(
                 f"{file}: not lmms-lab RefCOCO parquet ({type(error).__name__}: {error}); expected columns "
                 "question_id, image, answer, bbox, file_name"

@@ -8,16 +8,18 @@ min(1, matches among the other 9 / 3), where answers are told apart by position,
 Qwen-VL's published TextVQA numbers used "vqa-v2"; the TextVQA leaderboard uses "textvqa"."""
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlground.eval.errors import GroundTruthError
-from vlground.eval.predictions import Alignment, align, answer_text
+from vlground.eval.benchmark import Benchmark, Option
+from vlground.eval.errors import EvalInputError
+from vlground.eval.inputs import InputProblems
+from vlground.eval.questions import AnswerScores, Question, answers_for, load_questions
 from vlground.eval.vqa_normalize import evalai_answer, vqa_answers, vqa_prediction
 
 ID_KEYS = ("question_id", "questionId", "id")
+EXPECTED = '{"data": [{"question_id", "answers": [...]}]} as in TextVQA_0.5.1_val.json'
 
 
 @dataclass(frozen=True)
@@ -41,28 +43,11 @@ VQA_PROTOCOLS = {
 }
 
 
-@dataclass(frozen=True)
-class Question:
-    question_id: str
-    answers: list[str]
-
-
-def load_textvqa(path: str | Path) -> list[Question]:
+def load_textvqa(path: str | Path, problems: InputProblems | None = None) -> list[Question]:
     """Questions from TextVQA_0.5.1_val.json (`data[*].question_id`, `answers` as strings) or a VQA
     annotation file (`annotations[*].answers[*].answer`)."""
-    path = Path(path)
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-        rows = content["data"] if "data" in content else content["annotations"]
-        return [
-            Question(str(row["question_id"]), [a["answer"] if isinstance(a, dict) else str(a) for a in row["answers"]])
-            for row in rows
-        ]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
-        raise GroundTruthError(
-            f"{path}: not TextVQA ground truth ({type(error).__name__}: {error}); expected "
-            '{"data": [{"question_id", "answers": [...]}]} as in TextVQA_0.5.1_val.json'
-        ) from None
+    return load_questions(path, benchmark="TextVQA", id_key="question_id", expected=EXPECTED,
+                          tables=("data", "annotations"), problems=problems)
 
 
 def question_score(prediction: str, answers: Sequence[str]) -> float:
@@ -74,36 +59,45 @@ def question_score(prediction: str, answers: Sequence[str]) -> float:
     return sum(min(1.0, (matches - (a == prediction)) / 3) for a in answers) / len(answers)
 
 
-@dataclass
-class VQAScores:
-    protocol: str
-    per_question: list[dict]
-    alignment: Alignment
-    malformed: int = 0
+@dataclass(kw_only=True)
+class VQAScores(AnswerScores):
+    metric: str = "accuracy"
 
-    def summary(self) -> dict:
-        scores = [q["score"] for q in self.per_question]
-        return {
-            "protocol": self.protocol,
-            "accuracy": sum(scores) / len(scores) if scores else 0.0,
-            "n": len(scores),
-            "no_answer": sum(q["answer"] is None for q in self.per_question),
-            **self.alignment.counts(),
-            "malformed": self.malformed,
-        }
+    @staticmethod
+    def describe(summary: dict) -> list[str]:
+        return [f"protocol {summary['protocol']}: accuracy {summary['accuracy'] * 100:.2f} on {summary['n']} "
+                f"questions ({summary['no_answer']} without an answer)"]
 
 
-def score_textvqa(questions: Sequence[Question], records: Sequence[dict], protocol: str = "textvqa", *, malformed: int = 0) -> VQAScores:
+def score_textvqa(
+    questions: Sequence[Question], records: Sequence[dict], protocol: str = "textvqa", *, malformed: int = 0,
+    problems: InputProblems | None = None,
+) -> VQAScores:
     """Accuracy of `records` ({"question_id", "answer"}) on `questions`; a question without an
     answer scores 0 and is counted in `no_answer`."""
     if protocol not in VQA_PROTOCOLS:
-        raise ValueError(f"unknown TextVQA protocol {protocol!r}; protocols: {', '.join(VQA_PROTOCOLS)}")
+        raise EvalInputError(f"unknown TextVQA protocol {protocol!r}; protocols: {', '.join(VQA_PROTOCOLS)}")
     proto = VQA_PROTOCOLS[protocol]
-    alignment = align([q.question_id for q in questions], records, ID_KEYS)
+    alignment, answers = answers_for(questions, records, ID_KEYS)
     per_question = []
-    for question, record in zip(questions, alignment.records):
-        answer = answer_text(record)
+    for question, answer in zip(questions, answers):
         normalized = proto.prediction(answer) if answer is not None else None
         score = question_score(normalized, proto.answers(question.answers)) if normalized is not None else 0.0
         per_question.append({"question_id": question.question_id, "answer": answer, "normalized": normalized, "score": score})
-    return VQAScores(protocol, per_question, alignment, malformed)
+    return VQAScores(protocol=protocol, per_question=per_question, alignment=alignment, malformed=malformed,
+                     problems=problems if problems is not None else InputProblems())
+
+
+BENCHMARK = Benchmark(
+    name="textvqa",
+    items="questions",
+    help="TextVQA accuracy (soft VQA score over the 10 human answers).",
+    gt_help="Ground truth: TextVQA_0.5.1_val.json, or a VQA annotation file.",
+    pred_help="Predictions: JSON lines, or a JSON array of objects (the EvalAI submission).",
+    rows_option="per-question",
+    rows_help="Write each question's normalized answer and score to this JSON-lines file.",
+    load=load_textvqa,
+    score=score_textvqa,
+    options=(Option("protocol", "textvqa", "textvqa (official EvalAI normalization) or vqa-v2 (Qwen-VL's VQA evaluator)."),),
+    protocols=tuple((name, p.summary) for name, p in VQA_PROTOCOLS.items()),
+)
