@@ -35,6 +35,10 @@ def _png_header_only(path: Path, width: int, height: int) -> None:
     (3, (40, 20), (37, 17)),   # rotated 180
     (6, (20, 40), (17, 2)),    # rotated 90 clockwise to display: the corner moves top-right
     (8, (20, 40), (2, 37)),    # rotated 90 counter-clockwise: bottom-left
+    (2, (40, 20), (37, 2)),    # mirrored left-right: top-right
+    (4, (40, 20), (2, 17)),    # mirrored top-bottom: bottom-left
+    (5, (20, 40), (2, 2)),     # transposed (mirror + rotation): width and height swap, the corner stays
+    (7, (20, 40), (17, 37)),   # transversed: width and height swap, the corner goes bottom-right
 ])
 def test_exif_orientation_is_applied(tmp_path, orientation, size, blue_at):
     path = tmp_path / "photo.jpg"

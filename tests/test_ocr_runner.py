@@ -202,3 +202,155 @@ def test_a_second_run_on_the_same_out_is_refused_naming_the_first(tmp_path):
         lock.release()
     assert not out.exists() or out.read_text() == ""
     assert CliRunner().invoke(_app(), ["ocr", str(tmp_path / "a.png"), "--out", str(out)]).exit_code == 0
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below `pid`, from /proc (zombies count as gone)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            state, parent = stat.rsplit(")", 1)[1].split()[:2]
+            if state != "Z":
+                children.setdefault(int(parent), []).append(int(entry))
+    found, stack = set(), [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.add(child)
+            stack.append(child)
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                alive.add(pid)
+        except OSError:
+            pass
+    return alive
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc (Linux)")
+def test_workers_die_with_the_main_process_after_sigkill(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(8):
+        _sign(f"Dock {index}", size=24).save(folder / f"{index}.png")
+    out = tmp_path / "r.jsonl"
+    process = subprocess.Popen([sys.executable, "-c", _CLI, "ocr", str(folder), "--out", str(out), "--workers", "2"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 1):
+        time.sleep(0.05)
+    tree = _descendants(process.pid)
+    assert len(tree) >= 3, "the fork server and two workers were to be running"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 20
+    while _alive(tree) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(tree), f"orphans left running: {sorted(_alive(tree))}"
+
+
+def test_relative_inputs_resume_from_another_working_directory(tmp_path, monkeypatch):
+    """Resume matches inputs by absolute path: the same files named differently, from elsewhere,
+    are not read again."""
+    images = tmp_path / "data" / "imgs"
+    images.mkdir(parents=True)
+    for word in ("Bakery", "Museum"):
+        _sign(word).save(images / f"{word}.png")
+    out = tmp_path / "r.jsonl"
+    monkeypatch.chdir(tmp_path / "data")
+    first = CliRunner().invoke(_app(), ["ocr", "imgs", "--out", str(out)])
+    assert first.exit_code == 0, first.stderr
+    assert sorted(r["path"] for r in _records(out)) == ["imgs/Bakery.png", "imgs/Museum.png"]
+    monkeypatch.chdir(tmp_path)
+    again = CliRunner().invoke(_app(), ["ocr", "data/imgs", str(images / "Museum.png"), "--out", str(out), "--resume"])
+    assert again.exit_code == 0, again.stderr
+    assert "done 0" in again.stderr and "skipped 2" in again.stderr and len(_records(out)) == 2
+
+
+def test_a_name_that_is_not_utf8_gets_a_record_and_resumes(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _sign("Bakery").save(os.path.join(os.fsencode(folder), b"bad\xffname.png"))
+    _sign("Museum").save(folder / "good.png")
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(_app(), ["ocr", str(folder), "--out", str(out), "--txt-dir", str(tmp_path / "txt")])
+    assert result.exit_code == 0, result.stderr
+    raw = out.read_bytes()
+    raw.decode("utf-8")  # strict UTF-8 throughout
+    records = {Path(r["path"]).name: r for r in _records(out)}
+    assert records["bad\\xffname.png"]["text"] == "Bakery" and records["good.png"]["text"] == "Museum"
+    assert records["bad\\xffname.png"]["abspath"] == str(folder) + "/bad\\xffname.png"
+    assert (os.fsencode(tmp_path / "txt") + b"/bad\xffname.png.txt") in [os.path.join(os.fsencode(tmp_path / "txt"), n)
+                                                                          for n in os.listdir(os.fsencode(tmp_path / "txt"))]
+    resumed = CliRunner().invoke(_app(), ["ocr", str(folder), "--out", str(out), "--resume"])
+    assert resumed.exit_code == 0 and "done 0" in resumed.stderr and "skipped 2" in resumed.stderr
+
+
+def test_a_failing_text_export_is_an_error_record_and_resume_retries_it(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for word in ("Bakery", "Museum", "Station"):
+        _sign(word).save(folder / f"{word}.png")
+    txt = tmp_path / "txt"
+    (txt / "Museum.png.txt").mkdir(parents=True)  # a folder where the .txt is to go
+    out = tmp_path / "r.jsonl"
+    args = ["ocr", str(folder), "--out", str(out), "--txt-dir", str(txt), "--workers", "1"]
+    result = CliRunner().invoke(_app(), args)
+    assert result.exit_code == 1
+    records = {Path(r["path"]).name: r for r in _records(out)}
+    assert len(records) == 3 and records["Station.png"]["error"] is None  # the batch went on
+    assert "cannot write the text export" in records["Museum.png"]["error"] and records["Museum.png"]["text"] == "Museum"
+    assert result.stderr.count("failed: ") == 1 and "Museum.png: cannot write the text export" in result.stderr
+    assert (txt / "Station.png.txt").read_text() == "Station\n"
+
+    reported = CliRunner().invoke(_app(), args + ["--resume"])
+    assert reported.exit_code == 1 and "1 of them failed; --retry-failed" in reported.stderr
+    (txt / "Museum.png.txt").rmdir()
+    retried = CliRunner().invoke(_app(), args + ["--resume", "--retry-failed"])
+    assert retried.exit_code == 0, retried.stderr
+    assert "done 1" in retried.stderr and (txt / "Museum.png.txt").read_text() == "Museum\n"
+    final = _records(out)  # compacted: one record per input, in the original order
+    assert [Path(r["path"]).name for r in final] == ["Bakery.png", "Museum.png", "Station.png"]
+    assert all(r["error"] is None for r in final)
+
+
+def test_flags_that_clash_or_do_nothing_are_refused(tmp_path):
+    _sign("Bakery").save(tmp_path / "a.png")
+    image, out = str(tmp_path / "a.png"), str(tmp_path / "r.jsonl")
+    cases = {
+        ("--resume", "--overwrite"): "exclude each other",
+        ("--mode", "lines"): "--mode is for Qwen engines",
+        ("--retry-failed",): "works with --resume",
+    }
+    for flags, message in cases.items():
+        result = CliRunner().invoke(_app(), ["ocr", image, "--out", out, *flags])
+        assert result.exit_code == 2 and message in result.stderr, (flags, result.stderr)
+    assert not Path(out).exists()
+    refused = CliRunner().invoke(_app(), ["ocr", image, "--out", "-", "--resume"])
+    assert refused.exit_code == 2 and "standard output" in refused.stderr
+
+
+def test_out_dash_writes_jsonl_to_stdout(tmp_path):
+    _sign("Bakery").save(tmp_path / "a.png")
+    result = subprocess.run([sys.executable, "-c", _CLI, "ocr", str(tmp_path / "a.png"), "--out", "-"],
+                            capture_output=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    (record,) = [json.loads(line) for line in result.stdout.decode("utf-8").splitlines()]
+    assert record["text"] == "Bakery" and b"done 1" in result.stderr
+    assert not (tmp_path / "-").exists()
+
+
+def test_a_folder_without_images_is_a_warning_and_exit_1(tmp_path):
+    (tmp_path / "notes.txt").write_text("no pictures here")
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(_app(), ["ocr", str(tmp_path), "--out", str(out)])
+    assert result.exit_code == 1 and "warning: no image to read" in result.stderr
+    assert "1 files without an image suffix" in result.stderr and not out.exists()
