@@ -2,6 +2,7 @@
 import heavy libraries (torch, transformers) inside the commands so `vlground parse` stays instant."""
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Optional
 
 import typer
@@ -9,7 +10,7 @@ from typer import _click as click
 from typer.core import TyperArgument, TyperGroup
 
 from vlground import __version__
-from vlground.cli import detect, eval, ocr, parse
+from vlground.cli import detect, eval, label, ocr, parse
 
 
 _KINDS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH"}
@@ -37,6 +38,27 @@ class _Commands(TyperGroup):
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         return super(_Commands, _plain_help(self, ctx)).get_params(ctx)
 
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        """As click's, but a usage error (unknown option, bad value, missing argument) is one line
+        on stderr with exit status 2, like every other error of the command."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            status = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as error:
+            typer.echo(error.ctx.get_help(), nl=False)  # rich prints the help itself and returns ""
+            sys.exit(2)
+        except click.exceptions.UsageError as error:
+            hint = f" ({error.ctx.command_path} -h for help)" if error.ctx is not None else ""
+            typer.echo(f"error: {error.format_message()}{hint}", err=True)
+            sys.exit(2)
+        except click.exceptions.ClickException as error:
+            typer.echo(f"error: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            sys.exit(130)
+        sys.exit(status if isinstance(status, int) else 0)
+
 
 app = typer.Typer(
     name="vlground",
@@ -62,7 +84,7 @@ def _options(
     """Visual grounding and OCR with the Qwen-VL family, with boxes on the original image."""
 
 
-for module in (parse, detect, ocr, eval):
+for module in (parse, detect, ocr, label, eval):
     module.register(app)
 
 

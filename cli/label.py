@@ -1,0 +1,57 @@
+"""`vlground label`: auto-label images with every instance of the categories, as a COCO or YOLO
+dataset or label records (JSON lines)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vlground.cli.errors import fail
+
+
+def label(
+    paths: Annotated[list[str], typer.Argument(help="Image files, folders, quoted globs, URLs, or pyarrow URIs (s3://bucket/dir, gs://..., file:///dir).")],
+    category: Annotated[list[str], typer.Option("--category", "-c", help="A category to find; repeat for several (class ids follow this order).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="jsonl: the records file; coco, yolo: the dataset folder (records.jsonl kept inside).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="coco (instances.json), yolo (images/, labels/, data.yaml) or jsonl.")] = "jsonl",
+    model: Annotated[Optional[str], typer.Option(help="Hub id, local folder or OpenAI-compatible server URL; default $VLGROUND_MODEL, else Qwen/Qwen3-VL-4B-Instruct.")] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders too.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass (requests in flight for a server).")] = 8,
+    max_new_tokens: Annotated[Optional[int], typer.Option(min=1, help="Cap on the tokens of each answer.")] = None,
+    resume: Annotated[bool, typer.Option(help="Skip the images OUT already holds and label the rest.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT's records if it already holds some.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto, bf16, fp16 or fp32.")] = "auto",
+    min_pixels: Annotated[Optional[int], typer.Option(help="Smallest model input in pixels (Qwen2-VL and later).")] = None,
+    max_pixels: Annotated[Optional[int], typer.Option(help="Largest model input in pixels (Qwen2-VL and later).")] = None,
+    ray: Annotated[Optional[str], typer.Option(help="Run on Ray: 'local' (a cluster on this machine), 'auto' (the cluster this machine is in) or ray://host:10001.")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="With --ray: model replicas (actors).")] = 1,
+    gpus_per_worker: Annotated[float, typer.Option(min=0, help="With --ray: GPUs per replica (0.5: two share one).")] = 0.0,
+    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar on stderr (default: when it is a terminal).")] = None,
+) -> None:
+    """Find every instance of the categories in each image; exit status 1 when any image failed (its record says why)."""
+    from vlground.labeling import LabelOptions, run_label
+    from vlground.sink import OutputExistsError, OutputLockedError
+
+    if (workers != 1 or gpus_per_worker) and ray is None:
+        fail("--workers and --gpus-per-worker apply with --ray; without it the model runs in this process")
+    try:
+        options = LabelOptions(
+            categories=tuple(category), format=fmt, model=model, recursive=recursive, batch_size=batch_size,
+            max_new_tokens=max_new_tokens, resume=resume, overwrite=overwrite, device=device, dtype=dtype,
+            min_pixels=min_pixels, max_pixels=max_pixels, progress=progress, ray=ray, workers=workers,
+            gpus_per_worker=gpus_per_worker,
+        )
+        summary = run_label(paths, out, options)
+    except (ValueError, OutputExistsError, OutputLockedError, IsADirectoryError) as error:
+        fail(str(error))
+    except Exception as error:  # noqa: BLE001 - missing weights, unknown models, a cluster that cannot be reached
+        fail(f"{type(error).__name__}: {error}")
+    typer.echo(summary.describe(), err=True)
+    if not summary.ok:
+        raise typer.Exit(130 if summary.interrupted else 1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(label)

@@ -1,0 +1,126 @@
+"""`vlground label` in one process with a tiny model: every input gets one record, the datasets load
+in pycocotools and supervision, --resume continues, bad options fail in one line, and Ray is never
+imported."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from vlground.cli.main import app
+
+SIZES = {"a.png": (64, 48), "b.jpg": (72, 56), "c.png": (40, 80)}
+CATEGORIES = ["cat", "dog"]
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """Three images, a file that is not one despite its suffix, and a note that is not read."""
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for name, size in SIZES.items():
+        Image.new("RGB", size, (40 * len(name), 90, 200)).save(images / name)
+    (images / "broken.jpg").write_bytes(b"not an image")
+    (images / "notes.txt").write_text("ground truth elsewhere")
+    return images
+
+
+def label(*args: str):
+    return CliRunner().invoke(app, ["label", *args])
+
+
+def model_args(tiny_checkpoint) -> list[str]:
+    return ["--model", str(tiny_checkpoint("qwen2.5-vl")), "--max-new-tokens", "8", "-c", CATEGORIES[0], "-c", CATEGORIES[1]]
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_coco_dataset_holds_what_the_model_found(folder, tmp_path, tiny_checkpoint):
+    from pycocotools.coco import COCO
+
+    import vlground
+
+    out = tmp_path / "coco"
+    result = label(str(folder), "--format", "coco", "--out", str(out), *model_args(tiny_checkpoint))
+    assert result.exit_code == 1, result.output  # the broken file failed, the rest were labelled
+    assert "done 4, failed 1" in result.output and "1 files in folders without an image suffix" in result.output
+    written = {Path(r["path"]).name: r for r in records(out / "records.jsonl")}
+    assert sorted(written) == ["a.png", "b.jpg", "broken.jpg", "c.png"]
+    assert written["broken.jpg"]["error"] and written["broken.jpg"]["width"] is None
+    # each record is what the detect task answers on that image
+    model = vlground.load_model(tiny_checkpoint("qwen2.5-vl"))
+    expected = model.detect([str(folder / n) for n in SIZES], CATEGORIES, max_new_tokens=8)
+    for (name, size), answer in zip(SIZES.items(), expected):
+        assert (written[name]["width"], written[name]["height"]) == size
+        assert written[name]["detections"] == answer.to_dict()["detections"]
+        assert written[name]["text"] == answer.text and written[name]["error"] is None
+    coco = COCO(str(out / "instances.json"))
+    assert sorted((i["file_name"], i["width"], i["height"]) for i in coco.imgs.values()) == sorted(
+        (n, *s) for n, s in SIZES.items())
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == CATEGORIES
+
+
+def test_yolo_and_jsonl_formats(folder, tmp_path, tiny_checkpoint):
+    import supervision as sv
+    import yaml
+
+    out = tmp_path / "yolo"
+    assert label(str(folder / "a.png"), str(folder / "c.png"), "--format", "yolo", "--out", str(out),
+                 *model_args(tiny_checkpoint)).exit_code == 0
+    assert yaml.safe_load((out / "data.yaml").read_text())["names"] == CATEGORIES
+    assert sorted(p.name for p in (out / "labels").iterdir()) == ["a.txt", "c.txt"]
+    dataset = sv.DetectionDataset.from_yolo(str(out / "images"), str(out / "labels"), str(out / "data.yaml"))
+    assert len(dataset) == 2 and dataset.classes == CATEGORIES
+    jsonl = tmp_path / "labels.jsonl"
+    assert label(str(folder / "b.jpg"), "--out", str(jsonl), *model_args(tiny_checkpoint)).exit_code == 0
+    (record,) = records(jsonl)
+    assert set(record) == {"path", "model", "width", "height", "detections", "text", "error"}
+
+
+def test_resume_labels_only_what_is_missing(folder, tmp_path, tiny_checkpoint):
+    first = tmp_path / "first"
+    first.mkdir()
+    for name in ("a.png", "b.jpg"):
+        shutil.copy(folder / name, first / name)
+    out = tmp_path / "labels.jsonl"
+    assert label(str(first), "--out", str(out), *model_args(tiny_checkpoint)).exit_code == 0
+    refused = label(str(first), "--out", str(out), *model_args(tiny_checkpoint))
+    assert refused.exit_code == 2 and "--resume" in refused.output
+    shutil.copy(folder / "c.png", first / "c.png")
+    with out.open("a") as handle:
+        handle.write('{"path": "cut short by a kill')
+    resumed = label(str(first), "--out", str(out), "--resume", *model_args(tiny_checkpoint))
+    assert resumed.exit_code == 0, resumed.output
+    assert "done 1" in resumed.output and "skipped 2" in resumed.output
+    assert sorted(Path(r["path"]).name for r in records(out)) == ["a.png", "b.jpg", "c.png"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--workers", "2"], "--workers and --gpus-per-worker apply with --ray"),
+    (["--format", "voc"], "unknown format 'voc'"),
+    (["--category", " "], "none of them empty"),
+])
+def test_bad_options_fail_in_one_line(folder, tmp_path, args, message):
+    extra = [] if "--category" in args else ["-c", "cat"]
+    result = label(str(folder), "--out", str(tmp_path / "o.jsonl"), *extra, *args)
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+def test_a_job_without_ray_never_imports_ray(folder, tmp_path, tiny_checkpoint):
+    script = ("import sys; from vlground.cli.main import app\n"
+              "try:\n    app(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+              "print('ray imported' if 'ray' in sys.modules else 'no ray')")
+    args = ["label", str(folder / "a.png"), "--out", str(tmp_path / "o.jsonl"), *model_args(tiny_checkpoint)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "no ray", done.stderr[-2000:]
+    assert len(records(tmp_path / "o.jsonl")) == 1
