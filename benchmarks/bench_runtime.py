@@ -29,8 +29,9 @@ import transformers
 from PIL import Image
 
 from vlground.families import get_family
-from vlground.models.base import GenerationOptions, Request
+from vlground.models.base import Request
 from vlground.models.hf import HFBackend, default_attn_implementation, set_pixel_limits, use_packed_vision_attention
+from vlground.options import GenerationOptions
 from vlground.prompts import build_prompt
 from vlground.testing.hf import build_config, build_processor, generation_config, model_class
 

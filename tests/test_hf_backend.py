@@ -9,9 +9,10 @@ from PIL import Image
 from vlground.families import get_family
 from vlground.geometry import model_input_size
 from vlground.grammar import parse
-from vlground.models.base import GenerationOptions, Request
+from vlground.models.base import Request
 from vlground.models.hf import HFBackend
 from vlground.models.weights import WeightsNotFoundError
+from vlground.options import GenerationOptions
 from vlground.prompts import build_prompt
 from vlground.testing.hf import TINY_FAMILIES
 

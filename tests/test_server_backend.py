@@ -1,6 +1,7 @@
 """The OpenAI-compatible server backend against a real HTTP server on 127.0.0.1 that imitates vLLM's
 API: the request shape, boxes in original pixels from the derived input size, order under
-concurrency, model discovery, API keys, clear errors, and the CLI pointed at a URL."""
+concurrency, model discovery, API keys, clear errors, and the CLI pointed at a URL; and, against raw
+sockets, the transport's limits (deadline, body size, retries, redirects) a real server cannot show."""
 from __future__ import annotations
 
 import base64
@@ -256,3 +257,181 @@ def test_ocr_command_with_a_server_url(serve, picture, tmp_path):
     [record] = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert record["text"] == "HELLO WORLD" and record["engine"] == server.url and record["error"] is None
     assert server.chats[0][1]["messages"][0]["content"][1]["text"] == "Read all the text in the image."
+
+
+class RawServer:
+    """A loopback server that hands each accepted connection to `behave(conn)`: faults a real server
+    is not made to show (trickling, huge bodies)."""
+
+    def __init__(self, behave):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        self.behave = behave
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn):
+        with conn:
+            conn.recv(1 << 20)  # the request (small in these tests)
+            try:
+                self.behave(conn)
+            except OSError:
+                pass  # the client hung up
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def raw_server():
+    started = []
+    yield lambda behave: started.append(RawServer(behave)) or started[-1]
+    for server in started:
+        server.close()
+
+
+def _trickle_body(conn):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n")
+    for _ in range(100):
+        conn.sendall(b" ")
+        time.sleep(0.5)
+
+
+def _trickle_headers(conn):
+    for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 100:
+        conn.sendall(bytes([byte]))
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("behave", [_trickle_body, _trickle_headers])
+def test_the_timeout_is_a_deadline_for_the_whole_answer(raw_server, picture, behave):
+    server = raw_server(behave)
+    model = vlground.Model(ServerBackend.connect(server.url, QWEN25, timeout=1.5))
+    started = time.monotonic()
+    with pytest.raises(ServerError, match="did not answer within 1.5 s"):
+        model.ground(picture, "the cat")
+    assert time.monotonic() - started < 3.0  # every byte came within the socket timeout, the call did not
+
+
+def test_an_answer_over_the_size_limit_is_refused_unread(raw_server, picture):
+    from vlground.models.server import HTTPPolicy
+
+    sent = []
+
+    def declared_huge(conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 50000000\r\n\r\n")
+        sent.append(conn.send(b"x" * 65536))
+
+    def chunked_endless(conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(200):
+            conn.sendall(b"10000\r\n" + b"x" * 65536 + b"\r\n")
+
+    for behave in (declared_huge, chunked_endless):
+        server = raw_server(behave)
+        backend = ServerBackend.connect(server.url, QWEN25, policy=HTTPPolicy(max_body=1_000_000, timeout=10))
+        with pytest.raises(ServerError, match="over the 1000000 byte limit"):
+            vlground.Model(backend).ground(picture, "the cat")
+
+
+def test_429_and_503_are_retried_honouring_retry_after_then_given_up(serve, picture):
+    from vlground.models.server import HTTPPolicy
+
+    statuses = iter([429, 503])
+
+    def flaky(body):
+        status = next(statuses, 200)
+        return (status, {"message": "busy"}) if status != 200 else completion("a cat")
+
+    server = serve(flaky)
+    started = time.monotonic()
+    backend = ServerBackend.connect(server.url, QWEN25, policy=HTTPPolicy(backoff=0.3))
+    assert vlground.Model(backend).caption(picture, grounded=False).text == "a cat"
+    assert len(server.chats) == 3 and time.monotonic() - started >= 0.3 + 0.6
+
+    always = serve(lambda body: (503, {"message": "overloaded"}))
+    backend = ServerBackend.connect(always.url, QWEN25, policy=HTTPPolicy(backoff=0.01, retries=2))
+    with pytest.raises(ServerError, match=r"HTTP 503 \(unavailable\), still unavailable after 3 tries.*giving up"):
+        vlground.Model(backend).caption(picture)
+    assert len(always.chats) == 3
+
+
+def test_a_retry_after_beyond_the_limit_gives_up_at_once(raw_server, picture):
+    def later(conn):
+        conn.sendall(b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3600\r\nContent-Length: 0\r\n\r\n")
+
+    server = raw_server(later)
+    started = time.monotonic()
+    with pytest.raises(ServerError, match="asked to retry after 3600 s, more than the 60 s allowed"):
+        vlground.Model(ServerBackend.connect(server.url, QWEN25)).caption(picture)
+    assert time.monotonic() - started < 2
+
+
+def test_redirects_are_refused_and_the_key_never_leaves(serve, raw_server, picture):
+    elsewhere = serve(lambda body: completion("stolen"))
+
+    def redirect(conn):
+        conn.sendall(f"HTTP/1.1 302 Found\r\nLocation: {elsewhere.url}/chat/completions\r\nContent-Length: 0\r\n\r\n".encode())
+
+    server = raw_server(redirect)
+    backend = ServerBackend.connect(server.url, QWEN25, api_key="sk-secret")
+    with pytest.raises(ServerError, match="redirected \\(HTTP 302\\).*not followed"):
+        vlground.Model(backend).caption(picture)
+    assert elsewhere.requests == []
+
+
+def test_nothing_the_server_lists_is_read_as_a_local_path(serve, tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    server = serve(models=[{"id": "vision", "root": str(tmp_path)}])
+    with pytest.raises(UnknownFamilyError, match="'vision'"):
+        vlground.load_model(server.url)  # a folder on THIS machine says nothing about the server's model
+
+
+def test_extensions_are_dropped_once_a_server_refuses_them_by_name(serve, picture, caplog):
+    import logging
+
+    def strict(body):  # what transformers serve does with fields outside the OpenAI API
+        unexpected = {"skip_special_tokens", "min_tokens", "top_k"} & set(body)
+        if unexpected:
+            return 422, {"detail": f"Unexpected fields in the request: {unexpected}"}
+        return completion('[{"bbox_2d": [161, 119, 322, 238], "label": "cat"}]')
+
+    server = serve(strict)
+    model = vlground.load_model(server.url, served_model=QWEN25)
+    with caplog.at_level(logging.WARNING, logger="vlground"):
+        first = model.ground(picture, "the cat", min_new_tokens=2)
+        second = model.ground(picture, "the cat")
+    assert first.detections[0].xyxy == pytest.approx(CAT_BOX) == second.detections[0].xyxy
+    sent = [body for _, body in server.chats]
+    assert len(sent) == 3 and "skip_special_tokens" in sent[0] and "min_tokens" in sent[0]
+    assert all("skip_special_tokens" not in body and "min_tokens" not in body for body in sent[1:])
+    assert caplog.text.count("refuses vLLM's request extensions") == 1 and "min_new_tokens" in caplog.text
+    other = serve(lambda body: (422, {"detail": "image too large"}))
+    with pytest.raises(ServerError, match="HTTP 422: .*image too large"):
+        vlground.load_model(other.url, served_model=QWEN25).caption(picture)
+    assert len(other.chats) == 1  # a refusal that names no extension is not retried
+
+
+def test_with_errors_recorded_a_failing_request_does_not_cost_the_others(serve, picture):
+    from vlground.models.base import Request
+    from vlground.options import GenerationOptions
+    from vlground.prompts import build_prompt
+
+    def reply(body):
+        question = body["messages"][0]["content"][1]["text"].split()[0]
+        return (500, {"message": "engine hiccup"}) if question == "q2" else completion(question)
+
+    backend = vlground.load_model(serve(reply).url, served_model=QWEN25).backend
+    requests = [Request(picture, build_prompt("ask", backend.family, question=f"q{i}")) for i in range(5)]
+    answers = backend.generate(requests, GenerationOptions(batch_size=2), errors="record")
+    assert [a.text for a in answers] == ["q0", "q1", "", "q3", "q4"]
+    assert isinstance(answers[2].error, ServerError) and "engine hiccup" in str(answers[2].error)
+    with pytest.raises(ServerError, match="engine hiccup"):
+        backend.generate(requests, GenerationOptions(batch_size=2))

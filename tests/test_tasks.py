@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from vlground.families import get_family
-from vlground.models.base import Backend, Generation, GenerationOptions, Request, plan_batches
+from vlground.models.base import Backend, Generation, Request, plan_batches
+from vlground.options import GenerationOptions
 from vlground.prompts import build_prompt
 from vlground.tasks import Model
 
@@ -135,9 +136,9 @@ class Recording(Scripted):
 
 
 def test_generation_options_reach_the_backend_as_one_object_or_as_keywords():
-    from vlground.options import GenerationOptions as PublicOptions
+    import vlground
 
-    assert PublicOptions is GenerationOptions  # one type, whichever module it is imported from
+    assert vlground.GenerationOptions is GenerationOptions and vlground.LoadOptions.__module__ == "vlground.options"
     img = Image.new("RGB", (20, 20))
     chosen = GenerationOptions(max_new_tokens=5, do_sample=True, temperature=0.7, top_p=0.9, batch_size=2)
     as_object, as_keywords = Recording("qwen3-vl"), Recording("qwen3-vl")
@@ -208,3 +209,4 @@ def test_the_runtime_is_chosen_apart_from_the_family(tiny_checkpoint):
         models.load_backend(tiny_checkpoint("qwen3-vl"), runtime="server")
     for runtime in models.RUNTIMES:
         assert models.runtime_class(runtime).runtime == runtime
+        assert models.runtime_class(runtime).generate is Backend.generate  # one batching mechanism for all

@@ -1,36 +1,40 @@
 """The server runtime: a model served behind an OpenAI-compatible `/v1/chat/completions` endpoint
-(vLLM, SGLang, ...), for when the model does not fit, or should not run, on this machine.
+(vLLM, SGLang, transformers serve, ...), for when the model does not fit, or should not run, on this machine.
 
 Each request is one user turn: the image as a PNG data URL, then the prompt text. The server resizes
 the image itself, so the input size Qwen2.5-VL writes its pixel coordinates in is computed here with
 smart_resize from the min/max pixels the server's processor uses: they must match the server's
 settings (vLLM: `--mm-processor-kwargs`), or Qwen2.5-VL boxes land in the wrong place.
-Standard library only: no client package to install."""
+
+vLLM's request extensions (`skip_special_tokens: false`, `min_tokens`, `top_k`) are sent until a
+server refuses them by name (transformers serve answers HTTP 422); the request is then sent again
+without them, and so are later ones. What is lost without them: grounding tokens the server strips
+(Qwen2-VL's <|box_start|>... tags: boxes are still read from the bare coordinates, their labels are
+not), and min_new_tokens and top_k are not applied. The transport's limits (deadline, body size,
+retries, no redirects) are in `vlground.models.http_client`."""
 from __future__ import annotations
 
 import base64
-import http.client
+import dataclasses
 import io
-import json
+import logging
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from vlground.families import Family, UnknownFamilyError, family_from_name
 from vlground.geometry import model_input_size
 from vlground.models.base import STOP_TOKENS, Backend, Generation, Request
+from vlground.models.http_client import HTTPPolicy, HTTPStatusError, ServerError, request_json
 from vlground.options import GenerationOptions, LoadOptions, with_overrides
 
-DEFAULT_TIMEOUT = 300.0
+__all__ = ["DEFAULT_TIMEOUT", "HTTPPolicy", "ServerBackend", "ServerError", "is_server_url"]
+
+log = logging.getLogger("vlground")
+
+DEFAULT_TIMEOUT = HTTPPolicy().timeout
 # how images travel: PNG is lossless (the server sees our pixels exactly), JPEG 5-10x smaller for photos
 IMAGE_FORMATS = {"png": ("PNG", {"compress_level": 1}), "jpeg": ("JPEG", {"quality": 95})}
-
-
-class ServerError(OSError):
-    """The server could not be reached, refused a request, or answered something unusable; the
-    message names the URL and what to check."""
 
 
 def is_server_url(name: object) -> bool:
@@ -44,12 +48,15 @@ class ServerBackend(Backend):
 
     `min_pixels`/`max_pixels`: the server processor's smart_resize bounds (default: the released
     checkpoint's, which is what vLLM uses unless told otherwise). `api_key` is sent as a bearer
-    token (default: $OPENAI_API_KEY). `timeout`: seconds to wait for each answer. `image_format`:
+    token (default: $OPENAI_API_KEY). `timeout`: seconds for each request, whole answer included;
+    `policy` the other transport limits (answer size, retries; see HTTPPolicy). `image_format`:
     "png" or "jpeg" (see IMAGE_FORMATS), for links where upload size matters."""
 
+    runtime = "server"
+
     def __init__(self, base_url: str, family: Family, served_model: str, *, api_key: str | None = None,
-                 timeout: float = DEFAULT_TIMEOUT, min_pixels: int | None = None, max_pixels: int | None = None,
-                 image_format: str = "png"):
+                 timeout: float | None = None, min_pixels: int | None = None, max_pixels: int | None = None,
+                 image_format: str = "png", policy: HTTPPolicy | None = None):
         if "server" not in family.runtimes:  # the registry's word: Qwen-VL base is not a chat model
             raise ValueError(
                 f"{family.name} is a base model that completes a raw prompt; an OpenAI-compatible server "
@@ -63,12 +70,11 @@ class ServerBackend(Backend):
         self.family = family
         self.served_model = served_model
         self.headers = _auth(api_key)
-        self.timeout = timeout
+        self.policy = _policy(policy, timeout)
+        self.takes_extensions = True  # until the server refuses them
         self.min_pixels = min_pixels
         self.max_pixels = max_pixels
         self.image_format = image_format
-
-    runtime = "server"
 
     @classmethod
     def load(cls, source: str, family: Family | None, options: LoadOptions | None = None, **keywords) -> ServerBackend:
@@ -77,24 +83,22 @@ class ServerBackend(Backend):
         the served model's name."""
         options = with_overrides(LoadOptions, options, keywords)
         settings = dict(min_pixels=options.min_pixels, max_pixels=options.max_pixels, image_format=options.image_format)
-        timeout = options.timeout or DEFAULT_TIMEOUT
-        if family is not None:
-            return cls(source, family, options.served_model or family.hub_ids[0], api_key=options.api_key,
-                       timeout=timeout, **settings)
-        return cls.connect(source, options.served_model, api_key=options.api_key, timeout=timeout, **settings)
+        served = options.served_model or (family.hub_ids[0] if family is not None else None)
+        return cls.connect(source, served, api_key=options.api_key, timeout=options.timeout, **settings)
 
     @classmethod
     def connect(cls, base_url: str, served_model: str | None = None, *, api_key: str | None = None,
-                timeout: float = DEFAULT_TIMEOUT, **settings) -> ServerBackend:
+                timeout: float | None = None, policy: HTTPPolicy | None = None, **settings) -> ServerBackend:
         """The backend for the server at `base_url`. The family comes from `served_model` (a hub id);
         without one, or when it is an alias, from the server's /models list: its first model, and the
         checkpoint (`root`) vLLM reports it was loaded from. `settings` (min/max_pixels, image_format)
         and the other arguments: see the class."""
         family = _family_or_none(served_model)
         if family is None:
-            listing = _fetch(base_url.rstrip("/") + "/models", _auth(api_key), timeout).get("data") or []
+            listing = request_json(base_url.rstrip("/") + "/models", _auth(api_key), _policy(policy, timeout)).get("data")
+            listing = [m for m in listing if isinstance(m, dict)] if isinstance(listing, list) else []
             if served_model is None:
-                if not listing or "id" not in listing[0]:
+                if not listing or not isinstance(listing[0].get("id"), str):
                     raise ServerError(f"{base_url} lists no model at /models; pass the served model's name (--served-model)")
                 served_model = listing[0]["id"]
             entry = next((m for m in listing if m.get("id") == served_model), {})
@@ -104,7 +108,7 @@ class ServerBackend(Backend):
                 f"cannot tell the family of the served model {served_model!r}; serve it under its hub id "
                 "(e.g. Qwen/Qwen2.5-VL-7B-Instruct) or pass that id as served_model (--served-model)"
             )
-        return cls(base_url, family, served_model, api_key=api_key, timeout=timeout, **settings)
+        return cls(base_url, family, served_model, api_key=api_key, timeout=timeout, policy=policy, **settings)
 
     def _generate_batch(self, requests: Sequence[Request], budgets: Sequence[int],
                         options: GenerationOptions) -> list[Generation]:
@@ -117,16 +121,31 @@ class ServerBackend(Backend):
     def _complete(self, request: Request, budget: int, options: GenerationOptions) -> Generation:
         if not request.prompt.chat:
             raise ValueError("a chat server needs chat prompts; this prompt is a raw completion (chat=False)")
-        answer = self._post("/chat/completions", self._payload(request, budget, options))
+        payload, extensions = self._payload(request, budget, options), _extensions(options)
+        url = self.base_url + "/chat/completions"
         try:
-            text = answer["choices"][0]["message"]["content"]
-        except (KeyError, IndexError, TypeError):
-            text = None
+            answer = request_json(url, self.headers, self.policy, {**payload, **extensions} if self.takes_extensions else payload)
+        except HTTPStatusError as error:
+            if not (self.takes_extensions and error.status in (400, 422) and any(n in error.body for n in extensions)):
+                raise
+            self._refused_extensions(list(extensions))
+            answer = request_json(url, self.headers, self.policy, payload)
+        choices = answer.get("choices")
+        message = choices[0].get("message") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+        text = message.get("content") if isinstance(message, dict) else None
         if not isinstance(text, str):
-            raise ServerError(f"{self.base_url}/chat/completions answered without a choice's message: {json.dumps(answer)[:300]}")
+            raise ServerError(f"{url} answered without a choice's message: {str(answer)[:300]}")
         return Generation(text=_until_stop(text), input_size=self._input_size(request.image.size))
 
+    def _refused_extensions(self, names: list[str]) -> None:
+        if self.takes_extensions:
+            log.warning("%s refuses vLLM's request extensions (%s); sending standard fields only: grounding tokens "
+                        "it strips are lost (boxes are still read, Qwen2-VL labels are not), and min_new_tokens "
+                        "and top_k are not applied", self.base_url, ", ".join(names))
+        self.takes_extensions = False
+
     def _payload(self, request: Request, budget: int, options: GenerationOptions) -> dict:
+        """The standard OpenAI chat request (fields every compatible server takes)."""
         image = io.BytesIO()
         pil_format, save_options = IMAGE_FORMATS[self.image_format]
         request.image.save(image, format=pil_format, **save_options)
@@ -139,13 +158,11 @@ class ServerBackend(Backend):
             ]}],
             "max_tokens": budget,
             "temperature": options.temperature if options.do_sample else 0.0,
-            **({"top_p": options.top_p} if options.do_sample and options.top_p is not None else {}),
-            # vLLM/SGLang extensions (other servers ignore them): keep grounding tokens (Qwen2-VL's
-            # <|box_start|> ...) in the text, and pin a minimum length for benchmarks
-            "skip_special_tokens": False,
         }
-        if options.min_new_tokens:
-            payload["min_tokens"] = options.min_new_tokens
+        if options.do_sample and options.top_p is not None:
+            payload["top_p"] = options.top_p
+        if options.seed is not None:
+            payload["seed"] = options.seed
         return payload
 
     def _input_size(self, image_size: tuple[int, int]) -> tuple[int, int] | None:
@@ -154,48 +171,25 @@ class ServerBackend(Backend):
             return None
         return model_input_size(self.family, image_size, self.min_pixels, self.max_pixels)
 
-    def _post(self, path: str, payload: dict) -> dict:
-        return _fetch(self.base_url + path, self.headers, self.timeout, payload)
-
-
 def _auth(api_key: str | None) -> dict[str, str]:
     key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-def _fetch(url: str, headers: dict[str, str], timeout: float, payload: dict | None = None) -> dict:
-    """The JSON answer to a GET (or a POST of `payload`); every failure becomes a ServerError that
-    names the URL and what to check."""
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, headers={**headers, "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = response.read()
-    except urllib.error.HTTPError as error:
-        detail = error.read().decode("utf-8", "replace")[:300]
-        raise ServerError(f"{url} answered HTTP {error.code}: {detail}; {_advice(error.code)}") from error
-    except (OSError, http.client.HTTPException) as error:  # refused, timed out, dropped mid-answer
-        reason = getattr(error, "reason", error)
-        if isinstance(reason, TimeoutError):
-            raise ServerError(f"{url} did not answer within {timeout:g} s; raise the timeout or check the server's load") from error
-        raise ServerError(f"cannot reach {url} ({reason}); check that the server is running and the host and port are right") from error
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
-        raise ServerError(f"{url} answered something that is not a JSON object: {body[:200]!r}; is this an OpenAI-compatible API base?")
-    return answer
+def _policy(policy: HTTPPolicy | None, timeout: float | None) -> HTTPPolicy:
+    policy = policy or HTTPPolicy()
+    return dataclasses.replace(policy, timeout=timeout) if timeout is not None else policy
 
 
-def _advice(status: int) -> str:
-    if status in (401, 403):
-        return "check the API key (api_key, or the OPENAI_API_KEY environment variable)"
-    if status == 404:
-        return "check that the URL is the API base (it usually ends in /v1) and the model name is one the server lists at /v1/models"
-    if 400 <= status < 500:
-        return "the server refused the request; its message says why (an image too large for its context, a wrong model name, ...)"
-    return "the server failed; check its log"
+def _extensions(options: GenerationOptions) -> dict:
+    """vLLM/SGLang fields beyond the OpenAI API: keep grounding tokens (Qwen2-VL's <|box_start|> ...)
+    in the text, pin a minimum length (benchmarks), top-k sampling."""
+    extensions: dict = {"skip_special_tokens": False}
+    if options.min_new_tokens:
+        extensions["min_tokens"] = options.min_new_tokens
+    if options.do_sample and options.top_k is not None:
+        extensions["top_k"] = options.top_k
+    return extensions
 
 
 def _answer_or_error(future: Future) -> Generation:
