@@ -3,7 +3,10 @@ errors for folders that are not loadable."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,9 +15,8 @@ from safetensors.torch import load_file, save_file
 
 from vlground.models.qwen_vl.checkpoint import CheckpointError, key_map, load_model, read_config, weight_files
 from vlground.models.qwen_vl.model import QwenVL, QwenVLConfig
+from qwen_vl_reference import reference_config, reference_facts
 from vlground.testing.qwen_vl import make_tiny_qwen_vl
-
-REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "qwen_vl_v1"
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +33,8 @@ def _state(model: QwenVL) -> dict[str, torch.Tensor]:
 
 
 def test_key_map_names_exactly_the_released_weights_with_their_shapes():
-    reference = json.loads((REFERENCE / "reference.json").read_text())
-    config = QwenVLConfig.from_dict(json.loads((REFERENCE / "config.json").read_text()))
+    reference = reference_facts()
+    config = QwenVLConfig.from_dict(reference_config())
     with torch.device("meta"):
         shapes = {k: list(v.shape) for k, v in QwenVL(config).state_dict().items()}
     names = key_map(config)
@@ -113,3 +115,68 @@ def test_folders_without_weights_config_or_shards_say_what_is_wrong(tiny, tmp_pa
     (folder / "config.json").unlink()
     with pytest.raises(CheckpointError, match="no config.json"):
         read_config(folder)
+
+
+def _edit_config(folder: Path, **fields) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    visual = fields.pop("visual", {})
+    config.update(fields)
+    config["visual"].update(visual)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+LOAD_AND_MEASURE = """
+import resource, sys, torch
+from vlground.models.qwen_vl.checkpoint import CheckpointError, load_model
+for folder in sys.argv[1:]:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        load_model(folder, "cpu", torch.float32)
+        outcome = "loaded"
+    except CheckpointError as error:
+        outcome = f"refused: {error}"
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 2**20
+    print(f"{grown:.3f} {outcome}")
+"""
+TOO_BIG = [
+    ({"hidden_size": 65536}, r"lm_head\.weight has shape \(151936, 128\), config\.json implies \(151936, 65536\)"),
+    ({"num_hidden_layers": 30_000_000}, r"num_hidden_layers=30000000 but the weights hold 2 such layers"),
+    ({"visual": {"layers": 10_000_000}}, r"visual\.layers=10000000 but the weights hold 2 such layers"),
+    ({"vocab_size": 10**9}, r"config\.json implies \(1000000000, 128\)"),
+]
+
+
+def test_a_config_that_does_not_fit_the_weights_is_refused_before_anything_is_allocated(tiny, tmp_path):
+    """In a fresh process, so peak memory is measured: refusing each config grows the peak by under
+    0.2 GiB (3e7 layers used to build for minutes and ~13 GB; hidden 65536 asks for 40 GB)."""
+    folders = []
+    for number, (fields, _) in enumerate(TOO_BIG):
+        folders.append(_copy(tiny, tmp_path / str(number)))
+        _edit_config(folders[-1], **fields)
+    done = subprocess.run([sys.executable, "-c", LOAD_AND_MEASURE, *map(str, folders)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == len(TOO_BIG)
+    for line, (_, message) in zip(lines, TOO_BIG):
+        grown, outcome = line.split(" ", 1)
+        assert outcome.startswith("refused:") and re.search(message, outcome), outcome
+        assert float(grown) < 0.2, line
+
+
+def test_a_pickle_holding_more_than_tensors_is_refused_with_a_clear_error(tiny, tmp_path):
+    folder = _copy(tiny, tmp_path)
+    (folder / "model.safetensors").unlink()
+    weights = load_file(tiny / "model.safetensors")
+    weights["payload"] = Path("/etc/passwd")  # any object a weights-only unpickler must not build
+    torch.save(weights, folder / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match=r"refused to load .*pytorch_model\.bin: it holds objects other than tensors"):
+        load_model(folder, "cpu", torch.float32)
+
+
+def test_a_truncated_safetensors_file_is_a_clear_error(tiny, tmp_path):
+    folder = _copy(tiny, tmp_path)
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"cannot read .*model\.safetensors as a safetensors file"):
+        load_model(folder, "cpu", torch.float32)

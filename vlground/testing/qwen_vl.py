@@ -55,6 +55,7 @@ _ANSWERS = [
     "0123456789 Picture user assistant system You are a helpful assistant.",
 ]
 WEIGHT_FORMATS = ("safetensors", "bin")
+REFERENCE_SEED = 20261126  # the seed of the reference checkpoint in tests/data/qwen_vl_v1
 
 
 def _tiny_ranks() -> dict[bytes, int]:
@@ -69,27 +70,39 @@ def _tiny_ranks() -> dict[bytes, int]:
     return ranks
 
 
-def _weights(config: QwenVLConfig, known_ids: list[int], seed: int) -> dict[str, torch.Tensor]:
-    """Random weights under the original key names: norms near 1, small biases, matrices scaled by
-    fan-in, the resampler's fixed sin-cos table as released."""
+POS_TABLE_KEY = "transformer.visual.attn_pool.pos_embed"
+
+
+def draw_weights(config: QwenVLConfig, seed: int) -> dict[str, torch.Tensor]:
+    """Random float32 weights under the original key names, drawn from numpy's PCG64 (`seed`) in sorted
+    key order: norms near 1, small biases, matrices scaled by fan-in. The resampler's fixed sin-cos
+    table is computed, not drawn (it takes nothing from the generator). With the reference config and
+    seed 20261126 this is the checkpoint the original code's logits in tests/data were computed on."""
     with torch.device("meta"):
         shapes = {k: tuple(v.shape) for k, v in QwenVL(config).state_dict().items()}
-    generator = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     weights = {}
     for original, native in sorted(key_map(config).items()):
+        if original == POS_TABLE_KEY:
+            table = sincos_table_2d(config.vision.output_dim, int(np.sqrt(config.vision.n_queries)))
+            weights[original] = torch.from_numpy(table)
+            continue
         shape = shapes[native]
-        x = torch.randn(shape, generator=generator)
+        x = rng.standard_normal(shape).astype(np.float32)
         leaf = native.rsplit(".", 1)[-1]
         if "norm" in native and leaf == "weight":
             x = 1.0 + 0.1 * x
         elif leaf == "bias":
             x = 0.02 * x
         else:
-            x = x * (0.5 / np.sqrt(shape[-1]))
-        weights[original] = x
-    weights["transformer.visual.attn_pool.pos_embed"] = torch.from_numpy(
-        sincos_table_2d(config.vision.output_dim, int(np.sqrt(config.vision.n_queries)))
-    )
+            x = (x.astype(np.float64) * (0.5 / np.sqrt(shape[-1]))).astype(np.float32)  # scaled in float64, as drawn
+        weights[original] = torch.from_numpy(x)
+    return weights
+
+
+def _tiny_weights(config: QwenVLConfig, known_ids: list[int], seed: int) -> dict[str, torch.Tensor]:
+    """`draw_weights` in bf16, with the lm_head rows of ids outside the tiny vocabulary zeroed."""
+    weights = draw_weights(config, seed)
     keep = torch.zeros(config.vocab_size, dtype=torch.bool)
     keep[known_ids] = True
     weights["lm_head.weight"][~keep] = 0.0
@@ -119,6 +132,14 @@ def _save(weights: dict[str, torch.Tensor], folder: Path, weight_format: str, sh
         (folder / f"{stem}.{suffix}.index.json").write_text(json.dumps(index, indent=2))
 
 
+def _write_config_and_ranks(folder: Path, config: dict) -> dict[bytes, int]:
+    folder.mkdir(parents=True, exist_ok=True)
+    ranks = _tiny_ranks()
+    (folder / TIKTOKEN_FILE).write_text("".join(f"{base64.b64encode(t).decode()} {r}\n" for t, r in ranks.items()))
+    (folder / "config.json").write_text(json.dumps(config, indent=1))
+    return ranks
+
+
 def make_tiny_qwen_vl(
     path: str | Path, chat: bool = True, *, weight_format: str = "safetensors", shards: int = 1, seed: int = 0
 ) -> Path:
@@ -126,14 +147,21 @@ def make_tiny_qwen_vl(
     `weight_format` "safetensors" or "bin" and `shards` choose the weight layout (an index json is
     written for more than one shard), as the releases ship either."""
     folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    ranks = _tiny_ranks()
-    (folder / TIKTOKEN_FILE).write_text("".join(f"{base64.b64encode(t).decode()} {r}\n" for t, r in ranks.items()))
-    (folder / "config.json").write_text(json.dumps(TINY_CONFIG, indent=1))
+    ranks = _write_config_and_ranks(folder, TINY_CONFIG)
     generation = {"chat_format": "chatml" if chat else "raw", "eos_token_id": SPECIAL_TOKENS["<|endoftext|>"],
                   "pad_token_id": SPECIAL_TOKENS["<|endoftext|>"], "max_new_tokens": 512, "do_sample": False}
     (folder / "generation_config.json").write_text(json.dumps(generation, indent=1))
     config = QwenVLConfig.from_dict(TINY_CONFIG)
     answer_ids = [*ranks.values(), *(SPECIAL_TOKENS[t] for t in (*GROUNDING_TAGS, "<|endoftext|>", "<|im_start|>", "<|im_end|>"))]
-    _save(_weights(config, answer_ids, seed), folder, weight_format, shards)
+    _save(_tiny_weights(config, answer_ids, seed), folder, weight_format, shards)
+    return folder
+
+
+def make_reference_qwen_vl(path: str | Path, config: dict, seed: int = REFERENCE_SEED) -> Path:
+    """Write the checkpoint the original code's reference logits were computed on: `config` (an original
+    config.json) with `draw_weights(seed)` in float32, nothing masked, in one safetensors file. The
+    tiktoken file is the tiny one: the reference prompt's ids are stored with the reference."""
+    folder = Path(path)
+    _write_config_and_ranks(folder, config)
+    _save(draw_weights(QwenVLConfig.from_dict(config), seed), folder, "safetensors", 1)
     return folder

@@ -8,7 +8,9 @@ is about one shard. A missing or unexpected key is an error naming the keys; GPT
 from __future__ import annotations
 
 import json
+import pickle
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -18,6 +20,8 @@ from vlground.models.qwen_vl.model import QwenVL, QwenVLConfig
 # Constant buffers that some exports of the original code carry (rotary frequencies, causal masks);
 # the native model recomputes them, so they are skipped rather than reported as unexpected.
 IGNORED_KEYS = re.compile(r".*\.(rotary_emb\.inv_freq|attn\.bias|attn\.masked_bias|logn_tensor)$")
+LLM_LAYER = re.compile(r"transformer\.h\.(\d+)\.")
+VISION_LAYER = re.compile(r"transformer\.visual\.transformer\.resblocks\.(\d+)\.")
 INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 SINGLE_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -115,15 +119,44 @@ def weight_files(folder: Path) -> list[Path]:
 
 
 def read_weight_file(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of one weight file on the CPU (memory-mapped where the format allows)."""
+    """Tensors of one weight file on the CPU (memory-mapped where the format allows). A pickle holding
+    anything but tensors is refused."""
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(path)
+        with _safetensors_errors(path):
+            return load_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"refused to load {path}: it holds objects other than tensors, which could run code when unpickled "
+            f"({str(error).splitlines()[0]}); use a safetensors or plain tensor checkpoint from a source you trust"
+        ) from error
     except Exception as error:
         raise CheckpointError(f"cannot read {path} as a PyTorch weight file ({error}); download it again") from error
+
+
+def weight_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Shape of every tensor in one weight file, from its header (safetensors) or its memory-mapped
+    pickle (PyTorch): no tensor data is read."""
+    if path.suffix != ".safetensors":
+        return {k: tuple(t.shape) for k, t in read_weight_file(path).items()}
+    from safetensors import safe_open
+
+    with _safetensors_errors(path), safe_open(path, framework="pt") as f:
+        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+
+
+@contextmanager
+def _safetensors_errors(path: Path):
+    """A file that is not valid safetensors (truncated, a bad header) becomes a CheckpointError."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"cannot read {path} as a safetensors file ({error}); download it again") from error
 
 
 def _describe(keys: set[str], limit: int = 8) -> str:
@@ -131,34 +164,38 @@ def _describe(keys: set[str], limit: int = 8) -> str:
     return ", ".join(shown) + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def load_model(folder: Path, device: str | torch.device, dtype: torch.dtype) -> QwenVL:
-    """The model of `folder` with its weights on `device` in `dtype`, in eval mode."""
-    config = read_config(folder)
+def _layer_count(keys: set[str], pattern: re.Pattern) -> int:
+    return len({m.group(1) for k in keys if (m := pattern.match(k))})
+
+
+def check_against_weights(folder: Path, config: QwenVLConfig, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Refuse a config.json that does not describe these weights, before anything is built: layer
+    counts first (a config asking for millions of layers must not even list their names), then every
+    weight's shape, then missing and unexpected weights."""
+    for what, asked, pattern in [
+        ("num_hidden_layers", config.num_layers, LLM_LAYER),
+        ("visual.layers", config.vision.layers, VISION_LAYER),
+    ]:
+        held = _layer_count(set(shapes), pattern)
+        if asked > held:  # more layers in the weights than asked for are reported as unexpected below
+            raise CheckpointError(
+                f"{folder}/config.json says {what}={asked} but the weights hold {held} such layers; "
+                "the config does not belong to these weights: download the checkpoint again"
+            )
     names = key_map(config)
     with torch.device("meta"):
-        model = QwenVL(config)
-    expected = dict(model.state_dict())
-    seen: set[str] = set()
-    unexpected: set[str] = set()
-    for path in weight_files(folder):
-        tensors = read_weight_file(path)
-        state = {}
-        for key, tensor in tensors.items():
-            if key not in names:
-                if not IGNORED_KEYS.fullmatch(key):
-                    unexpected.add(key)
-                continue
-            native = names[key]
-            if tuple(tensor.shape) != tuple(expected[native].shape):
-                raise CheckpointError(
-                    f"{path.name}: {key} has shape {tuple(tensor.shape)}, config.json implies {tuple(expected[native].shape)}"
-                )
-            state[native] = tensor.to(device=device, dtype=dtype)
-            seen.add(key)
-        if not unexpected:
-            model.load_state_dict(state, strict=False, assign=True)
-        del tensors, state
-    missing = set(names) - seen
+        implied = {k: tuple(v.shape) for k, v in QwenVL(config).state_dict().items()}
+    wrong = [
+        f"{key} has shape {shape}, config.json implies {implied[names[key]]}"
+        for key, shape in sorted(shapes.items()) if key in names and shape != implied[names[key]]
+    ]
+    if wrong:
+        raise CheckpointError(
+            f"{folder}: config.json does not match the weights' shapes ({'; '.join(wrong[:4])}"
+            f"{f' and {len(wrong) - 4} more' if len(wrong) > 4 else ''}); download the checkpoint again"
+        )
+    missing = set(names) - set(shapes)
+    unexpected = {k for k in shapes if k not in names and not IGNORED_KEYS.fullmatch(k)}
     if missing or unexpected:
         problems = []
         if missing:
@@ -169,5 +206,23 @@ def load_model(folder: Path, device: str | torch.device, dtype: torch.dtype) -> 
             f"{folder} does not match a Qwen-VL (v1) model of its config.json ({'; '.join(problems)}); "
             "check the download is complete and that this is Qwen/Qwen-VL or Qwen/Qwen-VL-Chat"
         )
+
+
+def load_model(folder: Path, device: str | torch.device, dtype: torch.dtype) -> QwenVL:
+    """The model of `folder` with its weights on `device` in `dtype`, in eval mode. The config is
+    checked against the weights' shapes (read from the file headers) before anything is allocated."""
+    config = read_config(folder)
+    files = weight_files(folder)
+    shapes = {}
+    for path in files:
+        shapes.update(weight_shapes(path))
+    check_against_weights(folder, config, shapes)
+    names = key_map(config)
+    with torch.device("meta"):
+        model = QwenVL(config)
+    for path in files:
+        state = {names[k]: t.to(device=device, dtype=dtype) for k, t in read_weight_file(path).items() if k in names}
+        model.load_state_dict(state, strict=False, assign=True)
+        del state
     model.vision.resampler.pos_table.requires_grad_(False)
     return model.eval()
