@@ -48,10 +48,10 @@ def write_report(
     context: dict[str, str] | None = None,
 ) -> Path:
     """Write the report of `scores` to `path` (atomically: a temporary file renamed into place) and
-    return the path. `ground_truth` is the list the scores were computed on (RefCOCO samples: boxes,
-    sentences and images; VQA questions: the human answers; OCR references); `image_root` is where
-    relative image names of RefCOCO samples are found. `context` lines (command, model, files) are
-    shown with the protocol."""
+    return the path. The ground truth (RefCOCO samples: boxes, sentences and images; VQA questions:
+    the human answers) is the one the scores hold, unless `ground_truth` gives it; `image_root` is
+    where relative image names of RefCOCO samples are found. `context` lines (command, model, files)
+    are shown with the protocol."""
     kind, body = _body(scores, ground_truth, image_root)
     summary = scores.summary()
     sections = [_headline(kind, summary, _protocol_text(kind, summary), context or {}), *body]
@@ -72,15 +72,16 @@ def _body(scores: Any, ground_truth, image_root) -> tuple[str, list[str]]:
     from vlground.eval.refcoco import RefCOCOScores
     from vlground.eval.textvqa import VQAScores
 
+    if not isinstance(scores, (RefCOCOScores, VQAScores, ANLSScores, OCRScores)):
+        raise ValueError(f"no report for {type(scores).__name__}: give RefCOCO, TextVQA, DocVQA or OCR scores")
+    items = ground_truth if ground_truth is not None else (list(scores.ground_truth) or None)
     if isinstance(scores, RefCOCOScores):
-        return "RefCOCO", _refcoco(scores, ground_truth, Path(image_root) if image_root is not None else None)
+        return "RefCOCO", _refcoco(scores, items, Path(image_root) if image_root is not None else None)
     if isinstance(scores, VQAScores):
-        return "TextVQA", _answers(scores, ground_truth, "accuracy")
+        return "TextVQA", _answers(scores, items, "accuracy")
     if isinstance(scores, ANLSScores):
-        return "DocVQA", _answers(scores, ground_truth, "ANLS")
-    if isinstance(scores, OCRScores):
-        return "OCR", _ocr(scores)
-    raise ValueError(f"no report for {type(scores).__name__}: give RefCOCO, TextVQA, DocVQA or OCR scores")
+        return "DocVQA", _answers(scores, items, "ANLS")
+    return "OCR", _ocr(scores)
 
 
 def _protocol_text(kind: str, summary: dict) -> str:
@@ -126,9 +127,11 @@ def _cell(value: Any) -> str:
 def _headline(kind: str, summary: dict, protocol: str, context: dict[str, str]) -> str:
     numbers = [(k, _number(k, v)) for k, v in summary.items() if not isinstance(v, (dict, list)) and k != "protocol"]
     lines = [("protocol", protocol), *context.items()]
+    refused = summary.get("invalid_inputs") or []
     return (
         "<h2>Headline</h2>" + _table(["metric", "value"], numbers)
         + "<h2>Protocol</h2>" + _table(None, lines)
+        + (f"<h2>Refused inputs (first {len(refused)})</h2>" + _table(None, [(r,) for r in refused]) if refused else "")
     )
 
 
@@ -136,25 +139,41 @@ def _data_uri(data: bytes, mime: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _plot(draw: Callable[[Any], None], alt: str) -> str:
-    """An <img> of a matplotlib figure drawn by `draw(axes)`, as an embedded PNG (Agg, no pyplot state)."""
+def plots(scores: Any) -> dict[str, bytes]:
+    """The report's plots as PNG bytes, by title (in a notebook: `IPython.display.Image(png)`)."""
+    from vlground.eval.ocr import OCRScores
+    from vlground.eval.refcoco import RefCOCOScores
+
+    if isinstance(scores, RefCOCOScores):
+        return {"Accuracy against the IoU threshold": _threshold_plot(scores.summary()), "IoU histogram": _iou_histograms(scores)}
+    if isinstance(scores, OCRScores):
+        return {"CER per document": _histogram([min(1.0, d["cer"]) for d in scores.per_document], "CER (capped at 1)", "CER per document")}
+    metric = "ANLS" if scores.metric == "anls" else scores.metric
+    return {f"{metric} per question": _histogram([q["score"] for q in scores.per_question], metric, f"{metric} per question")}
+
+
+def _plot_row(scores: Any) -> str:
+    images = "".join(f'<img src="{_data_uri(png, "image/png")}" alt="{html.escape(title)}">' for title, png in plots(scores).items())
+    return f'<div class="plots">{images}</div>'
+
+
+def _png(draw: Callable[[Any], None]) -> bytes:
+    """A matplotlib figure drawn by `draw(axes)`, as PNG (Agg, no pyplot state)."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(5.6, 3.6), dpi=100, layout="constrained")
     draw(figure.subplots())
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    return f'<img src="{_data_uri(buffer.getvalue(), "image/png")}" alt="{html.escape(alt)}">'
+    return buffer.getvalue()
 
 
-def _histogram(values: np.ndarray, xlabel: str, title: str, marker: float | None = None) -> str:
+def _histogram(values: Sequence[float], xlabel: str, title: str) -> bytes:
     def draw(ax):
-        ax.hist(values, bins=np.linspace(0, 1, 21), color="#4c72b0", edgecolor="white")
-        if marker is not None:
-            ax.axvline(marker, color="#c44e52", linestyle="--", label=f"{marker}")
-        ax.set(xlabel=xlabel, ylabel="samples", title=title, xlim=(0, 1))
+        ax.hist(np.asarray(values, dtype=float), bins=np.linspace(0, 1, 21), color="#4c72b0", edgecolor="white")
+        ax.set(xlabel=xlabel, ylabel="items", title=title, xlim=(0, 1))
 
-    return _plot(draw, title)
+    return _png(draw)
 
 
 # --- RefCOCO ----------------------------------------------------------------------------------
@@ -170,13 +189,13 @@ def _refcoco(scores, samples, image_root: Path | None) -> list[str]:
     thresholds = [f"acc@{t}" for t in summary["accuracy_at"]]
     return [
         "<h2>Per split</h2>" + _table(["split", "samples", "mean IoU", "unparsable", *thresholds], split_rows),
-        '<div class="plots">' + _threshold_plot(summary) + _iou_histograms(scores) + "</div>",
+        _plot_row(scores),
         _worst_samples(scores, samples, image_root),
         _unparsable(scores, samples),
     ]
 
 
-def _threshold_plot(summary: dict) -> str:
+def _threshold_plot(summary: dict) -> bytes:
     def draw(ax):
         curves = {"all": summary["accuracy_at"]} | {name: s["accuracy_at"] for name, s in summary["splits"].items()}
         for name, at in curves.items():
@@ -185,10 +204,10 @@ def _threshold_plot(summary: dict) -> str:
         ax.grid(alpha=0.3)
         ax.legend()
 
-    return _plot(draw, "accuracy against the IoU threshold")
+    return _png(draw)
 
 
-def _iou_histograms(scores) -> str:
+def _iou_histograms(scores) -> bytes:
     splits = np.array(scores.splits, dtype=object)
     mask = np.ones(len(splits), dtype=bool) if scores.counted is None else scores.counted
 
@@ -199,7 +218,7 @@ def _iou_histograms(scores) -> str:
         ax.set(xlabel="IoU with the ground truth", ylabel="samples", title="IoU histogram", xlim=(0, 1))
         ax.legend()
 
-    return _plot(draw, "IoU histogram")
+    return _png(draw)
 
 
 def _sample_image(sample, image_root: Path | None):
@@ -299,7 +318,7 @@ def _answers(scores, questions, metric: str) -> list[str]:
         counted = ", ".join(f"{a} ×{n}" if n > 1 else a for a, n in Counter(humans).most_common())
         rows.append((q["question_id"], "(none)" if q["answer"] is None else q["answer"], normalized, counted, f"{q['score']:.3f}"))
     return [
-        '<div class="plots">' + _histogram(values, metric, f"{metric} per question") + "</div>",
+        _plot_row(scores),
         f"<h2>Worst questions</h2>"
         + _table(["question", "answer", "normalized", "human answers (as compared)", metric], rows),
     ]
@@ -312,6 +331,6 @@ def _ocr(scores) -> list[str]:
     rows = [(docs[i]["path"], f"{docs[i]['cer'] * 100:.2f}%", docs[i]["char_edits"], docs[i]["ref_chars"],
              docs[i]["error"] or "") for i in order]
     return [
-        '<div class="plots">' + _histogram(values, "CER (capped at 1)", "CER per document") + "</div>",
+        _plot_row(scores),
         "<h2>Worst documents</h2>" + _table(["document", "CER", "edits", "reference characters", "error"], rows),
     ]
