@@ -148,6 +148,55 @@ def test_hf_load_refuses_incomplete_or_foreign_checkpoints(checkpoints, tmp_path
         HFBackend.load(checkpoints["qwen2-vl"], get_family("qwen2-vl"), device="cpu", min_pixels=10**6, max_pixels=10**5)
 
 
+def _broken_copy(source, folder, drop=(), config=None, template=None):
+    """A copy of checkpoint `source` without the files `drop`, with `config(dict)` applied to its
+    config.json and `template` as its chat template."""
+    import json
+    import shutil
+
+    shutil.copytree(source, folder)
+    for name in drop:
+        (folder / name).unlink()
+    if config is not None:
+        data = json.loads((folder / "config.json").read_text())
+        config(data)
+        (folder / "config.json").write_text(json.dumps(data))
+    if template is not None:
+        (folder / "chat_template.jinja").write_text(template)
+    return folder
+
+
+def _shrink_mlp(data):
+    data["text_config"]["intermediate_size"] = 96
+
+
+BROKEN = {
+    "no tokenizer.json": (dict(drop=["tokenizer.json"]), r"does not spell the image token <\|image_pad\|>.*no tokenizer.json"),
+    "sandbox": (dict(template="{{ ''.__class__.__mro__[1].__subclasses__() }}"), "chat template .*cannot be rendered .*SecurityError"),
+    "size mismatch": (dict(config=_shrink_mlp), r"6 weights do not have the shapes config.json describes \(e.g. .*mlp"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_a_broken_checkpoint_fails_at_load_with_one_clear_line(checkpoints, tmp_path, case):
+    from typer.testing import CliRunner
+
+    from vlground.cli.main import app
+    from vlground.models.weights import InvalidCheckpointError
+
+    changes, message = BROKEN[case]
+    folder = _broken_copy(checkpoints["qwen2.5-vl"], tmp_path / "Qwen2.5-VL-broken", **changes)
+    with pytest.raises(InvalidCheckpointError, match=message):
+        HFBackend.load(folder, get_family("qwen2.5-vl"), device="cpu")
+    image = tmp_path / "photo.png"
+    Image.new("RGB", (64, 48)).save(image)
+    result = CliRunner().invoke(app, ["detect", str(image), "a cat", "--model", str(folder), "--device", "cpu"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    # one line (beside transformers' progress bar): no loading report table before it
+    [line] = [text for text in result.stderr.strip().splitlines() if "Loading weights" not in text]
+    assert line.startswith("error: ") and str(folder) in line
+
+
 def test_hf_packed_vision_attention_matches_one_call_per_window(checkpoints):
     """The Qwen2.5-VL tower with all windows in one padded call gives the features of transformers' own
     per-window loop, for images with partial edge windows and one large enough for the per-image path."""

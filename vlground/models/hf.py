@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from vlground.families import Family
 from vlground.models.base import STOP_TOKENS, Backend, Generation, Request, resolve_device_dtype
-from vlground.models.weights import WeightsNotFoundError
+from vlground.models.weights import InvalidCheckpointError, WeightsNotFoundError
 from vlground.options import GenerationOptions, LoadOptions, with_overrides
+
+log = logging.getLogger("vlground")
 
 
 def default_attn_implementation(device: str) -> str:
@@ -123,6 +127,58 @@ def apply_adapter(model, options: LoadOptions):
     )
 
 
+@contextmanager
+def _quiet_transformers():
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def _check_chat_template(path: Path, processor) -> None:
+    """Render the chat template once at load: a template the jinja sandbox refuses, or one that
+    fails, is a load error naming the file, not a failure on the first image."""
+    from jinja2 import TemplateError
+
+    message = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe this image."}]}]
+    try:
+        processor.apply_chat_template(message, add_generation_prompt=True, tokenize=False)
+    except (TemplateError, ValueError, TypeError, KeyError) as error:
+        reason = " ".join(str(error).split())[:200]
+        raise InvalidCheckpointError(
+            f"{path}: the chat template (chat_template.jinja or tokenizer_config.json) cannot be rendered "
+            f"({type(error).__name__}: {reason}); restore the original checkpoint's template"
+        ) from error
+
+
+def _check_loaded(path: Path, processor, model, info: dict) -> None:
+    """Weights of the shapes config.json describes, and a tokenizer that spells the image token as
+    the single id the model replaces with image features."""
+    mismatched = sorted(info.get("mismatched_keys") or ())
+    if mismatched:
+        key, stored, expected = mismatched[0]
+        raise InvalidCheckpointError(
+            f"{path}: {len(mismatched)} weights do not have the shapes config.json describes (e.g. {key}: "
+            f"{tuple(stored)} in the weights, {tuple(expected)} from the config); use the config.json that came with these weights"
+        )
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        log.warning("%s: %d weights are missing from the checkpoint and were initialized at random (e.g. %s); "
+                    "answers will be wrong unless that is intended", path, len(missing), missing[0])
+    token = getattr(processor, "image_token", "<|image_pad|>")
+    ids = processor.tokenizer(token, add_special_tokens=False)["input_ids"]
+    if ids != [model.config.image_token_id]:
+        absent = "" if (path / "tokenizer.json").is_file() else " (the folder has no tokenizer.json)"
+        raise InvalidCheckpointError(
+            f"{path}: the tokenizer does not spell the image token {token} as id {model.config.image_token_id}"
+            f"{absent}; copy tokenizer.json and tokenizer_config.json from the original checkpoint"
+        )
+
+
 class HFBackend(Backend):
     """A transformers model and its processor, answering batches of (image, prompt) requests.
 
@@ -165,12 +221,17 @@ class HFBackend(Backend):
         device, torch_dtype = resolve_device_dtype(options.device, options.dtype)
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
         set_pixel_limits(processor, options.min_pixels, options.max_pixels)
-        model = AutoModelForImageTextToText.from_pretrained(
-            path,
-            dtype=torch_dtype,
-            attn_implementation=options.attn_implementation or default_attn_implementation(device),
-            trust_remote_code=False,
-        )
+        _check_chat_template(path, processor)
+        with _quiet_transformers():  # its loading report becomes our one-line error or warning below
+            model, info = AutoModelForImageTextToText.from_pretrained(
+                path,
+                dtype=torch_dtype,
+                attn_implementation=options.attn_implementation or default_attn_implementation(device),
+                trust_remote_code=False,
+                ignore_mismatched_sizes=True,
+                output_loading_info=True,
+            )
+        _check_loaded(path, processor, model, info)
         model = apply_adapter(model, options)
         return cls(model.to(device).eval(), processor, family)
 

@@ -12,6 +12,12 @@ class WeightsNotFoundError(FileNotFoundError):
     """The checkpoint is neither a local folder nor in (or reachable through) the hub cache."""
 
 
+class InvalidCheckpointError(ValueError):
+    """The folder holds a checkpoint that cannot answer correctly (a tokenizer without the image
+    token, a chat template the sandbox refuses, weights of another shape than config.json says);
+    found at load, the one-line message names the file at fault and what to do."""
+
+
 def resolve_checkpoint(name_or_path: str | Path, patterns: list[str] = WEIGHT_PATTERNS) -> Path:
     """A local folder holding the checkpoint of `name_or_path` (a folder or a hub id); for a hub id,
     only the files matching `patterns` are fetched (CONFIG_PATTERNS: just enough to tell the family)."""
