@@ -3,10 +3,12 @@ divisor and threshold apart from the textbook formula."""
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
 from vlground.eval.docvqa import anls_score, load_docvqa, score_docvqa
+from vlground.eval.questions import Question
 
 
 @pytest.mark.parametrize(
@@ -35,3 +37,13 @@ def test_scores_a_submission_against_val_json(tmp_path):
     summary = score_docvqa(questions, [{"questionId": "11", "answer": "1 may 1999"}, {"questionId": 10, "answer": "12.0"}]).summary()
     assert summary["n"] == 2 and summary["aligned_by"] == "id"
     assert summary["anls"] == pytest.approx((1 - 1 / 5 + 1.0) / 2)
+
+
+def test_vectorized_anls_equals_the_per_question_formula():
+    rng = random.Random(9)
+    pool = ["abc", "abd   ", "  The  Cat ", "the cat", "\u00df", "s", "", "1 May 1999", "1 may 1999", "$12.00", "12.0", "x\x1cy", "x y"]
+    questions = [Question(str(i), [rng.choice(pool) for _ in range(rng.randint(0, 3))]) for i in range(300)]
+    records = [{"questionId": str(i), "answer": rng.choice(pool)} for i in range(300) if i % 5]
+    scores = [q["score"] for q in score_docvqa(questions, records).per_question]
+    by_id = {r["questionId"]: r["answer"] for r in records}
+    assert scores == [anls_score(by_id[q.question_id], q.answers) if q.question_id in by_id else 0.0 for q in questions]

@@ -230,3 +230,12 @@ def test_reference_run_layout_drops_each_ranks_last_partial_batch():
     records = [{"box": [0, 0, 10, 10]}] * 3 + [{"text": "none"}]
     summary = score_refcoco(samples, records, "qwen-vl", counted=reference_run_kept(4, 1, 3)).summary()
     assert (summary["accuracy"], summary["n"], summary["dropped"]) == (1.0, 3, 1)
+
+
+def test_qwen_vl_scores_an_unreadable_answer_as_the_zero_box_not_as_no_box():
+    # evaluate_grounding.py turns it into (0, 0, 0, 0): IoU 0, but its centre (0, 0) lies on a
+    # ground-truth box that touches the origin; a NaN box would have no centre at all
+    scores = score_refcoco([sample((0, 0, 10, 10)), sample((5, 5, 10, 10))], [{"text": "no idea"}, {"text": "(1,2"}], "qwen-vl")
+    assert scores.centre.tolist() == [True, False] and scores.hits.tolist() == [False, False]
+    assert scores.summary()["centre_accuracy"] == 0.5 and scores.summary()["unparsable"] == 2
+    np.testing.assert_array_equal(scores.pred_boxes, np.zeros((2, 4)))

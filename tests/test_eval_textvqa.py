@@ -3,10 +3,13 @@ chosen so that a plausible simplification scores it differently."""
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
+from vlground.eval.questions import Question
 from vlground.eval.textvqa import VQA_PROTOCOLS, load_textvqa, question_score, score_textvqa
+from vlground.eval.vqa_columns import NORMALIZERS, normalize_column
 from vlground.eval.vqa_normalize import evalai_answer, process_punctuation, vqa_prediction
 
 
@@ -70,3 +73,43 @@ def test_a_question_without_an_answer_scores_zero_and_is_counted(tmp_path):
     summary = scores.summary()
     assert (summary["accuracy"], summary["no_answer"], summary["missing"], summary["unmatched"]) == (pytest.approx(1 / 3), 2, 2, 1)
     assert [q["score"] for q in scores.per_question] == [1.0, 0.0, 0.0]
+
+
+def test_a_question_with_fewer_than_ten_answers_divides_by_their_number():
+    # 3 x min(1, 2/3) over 3 answers is 2/3 (over 10 it would be 0.2); 6 x 1 over 6 is 1.0 (not 0.6)
+    questions = [Question("1", ["x"] * 3), Question("2", ["b"] * 4 + ["c"] * 2)]
+    records = [{"question_id": "1", "answer": "x"}, {"question_id": "2", "answer": "b"}]
+    for protocol in VQA_PROTOCOLS:
+        scores = [q["score"] for q in score_textvqa(questions, records, protocol).per_question]
+        assert scores == [pytest.approx(2 / 3), 1.0], protocol
+    assert question_score("x", ["x"] * 3) == pytest.approx(2 / 3)
+
+
+PIECES = ["a", "the", "an", "Two", "none", "dont", "Im", "isnt", " ", "  ", "\t", "\n", "\v", "\x1c", ".", "..", "5", "3.5",
+          ",", "1,000", "?", "'s", "/", "-", " -", "- ", "(", ")", "x", "é", "İ", "ß", "٣", "\u00a0", "!", "@", "`", "\\", "_",
+          "=", "+", ">", "<", '"', "{", "}", "[", "]", ";", "Nokia", "'", "yes", "o'clock", "oclock", "*"]
+
+
+def random_texts(seed, count, ascii_only=False):
+    rng = random.Random(seed)
+    pieces = [p for p in PIECES if p.isascii()] if ascii_only else PIECES
+    return ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 12))) for _ in range(count)]
+
+
+def test_column_normalizers_equal_the_per_string_references():
+    texts = random_texts(1, 1500) + random_texts(2, 1500, ascii_only=True) + ["." * 40 + "x", "." * 33 + "5", ""]
+    for name, (_, reference) in NORMALIZERS.items():
+        assert normalize_column(texts, name) == [reference(t) for t in texts], name
+
+
+def test_vectorized_scores_equal_the_per_question_formula():
+    rng = random.Random(5)
+    pool = random_texts(3, 40, ascii_only=True) + ["Nokia", "nokia", "two", "2", "x y", "x,y"]
+    questions = [Question(str(i), [rng.choice(pool) for _ in range(rng.randint(0, 10))]) for i in range(400)]
+    records = [{"question_id": str(i), "answer": rng.choice(pool)} for i in range(0, 400, 1) if i % 7]
+    for name, protocol in VQA_PROTOCOLS.items():
+        scores = score_textvqa(questions, records, name).per_question
+        by_id = {r["question_id"]: r["answer"] for r in records}
+        expected = [question_score(protocol.prediction(by_id[q.question_id]), protocol.answers(q.answers)) if q.question_id in by_id
+                    else 0.0 for q in questions]
+        assert [q["score"] for q in scores] == expected, name

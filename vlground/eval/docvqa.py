@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from rapidfuzz.distance import Levenshtein
 
 from vlground.eval.benchmark import Benchmark, Option
@@ -56,6 +57,37 @@ class ANLSScores(AnswerScores):
         return [f"ANLS {summary['anls']:.4f} on {summary['n']} questions ({summary['no_answer']} without an answer)"]
 
 
+def anls_scores(predictions: Sequence[str | None], answers: Sequence[str], counts: np.ndarray, threshold: float = ANLS_THRESHOLD) -> np.ndarray:
+    """`anls_score` of every question at once: question i has the prediction `predictions[i]` (None
+    scores 0) and the next `counts[i]` of the flat `answers`. The distances of all (answer,
+    prediction) pairs come from one rapidfuzz `cpdist` call; divisors and minima are numpy's."""
+    from rapidfuzz.process import cpdist
+
+    rows = np.repeat(np.arange(len(predictions)), counts)
+    answered = np.array([p is not None for p in predictions], dtype=bool)
+    pairs = np.flatnonzero(answered[rows])
+    out = np.zeros(len(predictions))
+    if pairs.size == 0:
+        return out
+    pair_rows = rows[pairs]
+    raw_answers = [answers[i] for i in pairs.tolist()]
+    raw_predictions = [predictions[r] for r in pair_rows.tolist()]
+    distance = cpdist([_normalize(a) for a in raw_answers], [_normalize(p) for p in raw_predictions],
+                      scorer=Levenshtein.distance, workers=1)
+    length = np.maximum(_upper_lengths(raw_answers), _upper_lengths(raw_predictions))
+    values = np.zeros(pairs.size)
+    np.divide(distance, length, out=values, where=length > 0)
+    starts = np.flatnonzero(np.r_[True, pair_rows[1:] != pair_rows[:-1]])
+    score = 1 - np.minimum.reduceat(values, starts)
+    out[pair_rows[starts]] = np.where(score < threshold, 0.0, score)
+    return out
+
+
+def _upper_lengths(texts: list[str]) -> np.ndarray:
+    """len(text.upper()), the reference's divisor ("ß".upper() is "SS")."""
+    return np.fromiter((len(t.upper()) for t in texts), dtype=np.int64, count=len(texts))
+
+
 def score_docvqa(
     questions: Sequence[Question], records: Sequence[dict], threshold: float = ANLS_THRESHOLD, *, malformed: int = 0,
     problems: InputProblems | None = None,
@@ -63,11 +95,10 @@ def score_docvqa(
     """ANLS of `records` ({"questionId", "answer"}) on `questions`; a question without an answer
     scores 0 and is counted in `no_answer` (the reference script refuses such a submission)."""
     alignment, answers = answers_for(questions, records, ID_KEYS)
-    per_question = [
-        {"question_id": q.question_id, "answer": answer, "score": anls_score(answer, q.answers, threshold) if answer is not None else 0.0}
-        for q, answer in zip(questions, answers)
-    ]
-    return ANLSScores(per_question=per_question, alignment=alignment, malformed=malformed,
+    counts = np.array([len(q.answers) for q in questions], dtype=np.int64)
+    scores = anls_scores(answers, [a for q in questions for a in q.answers], counts, threshold).tolist()
+    per_question = [{"question_id": q.question_id, "answer": a, "score": score} for q, a, score in zip(questions, answers, scores)]
+    return ANLSScores(per_question=per_question, alignment=alignment, ground_truth=questions, malformed=malformed,
                       problems=problems if problems is not None else InputProblems())
 
 

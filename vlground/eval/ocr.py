@@ -166,7 +166,7 @@ def score_ocr(
     keyed = [dict(r, _key=prediction_key(r["path"], known)) if isinstance(r.get("path"), str) else r for r in records]
     alignment = align([t.key for t in references], keyed, ("_key",), by_id_only=True)
     per_document = [_document(reference, record, ignore_case) for reference, record in zip(references, alignment.records)]
-    return OCRScores(per_document=per_document, alignment=alignment, malformed=malformed,
+    return OCRScores(per_document=per_document, alignment=alignment, ground_truth=references, malformed=malformed,
                      problems=problems if problems is not None else InputProblems())
 
 

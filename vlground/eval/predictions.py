@@ -79,10 +79,11 @@ def answer_text(record: dict | None) -> str | None:
     """The answer string of a VQA prediction record ("answer", else "text"), or None."""
     if record is None:
         return None
-    for key in ("answer", "text"):
-        if isinstance(record.get(key), str):
-            return record[key]
-    return None
+    answer = record.get("answer")
+    if isinstance(answer, str):
+        return answer
+    text = record.get("text")
+    return text if isinstance(text, str) else None
 
 
 def align(gt_ids: Sequence[str | None], records: Sequence[dict], id_keys: Sequence[str], *, by_id_only: bool = False) -> Alignment:

@@ -270,13 +270,16 @@ class RefCOCOScores(Scores):
     `pred_boxes` are pixels (NaN rows: no box); `parsed` is False for unreadable or missing answers."""
 
     protocol: str
-    samples: Sequence[RefSample]
     ious: np.ndarray
     centre: np.ndarray
     parsed: np.ndarray
     present: np.ndarray
     pred_boxes: np.ndarray
     counted: np.ndarray | None = None
+
+    @property
+    def samples(self) -> Sequence[RefSample]:
+        return self.ground_truth
 
     @property
     def splits(self) -> list[str]:
@@ -394,7 +397,7 @@ def score_refcoco(
     pred_pixels[~present] = np.nan
     return RefCOCOScores(
         protocol=proto.name,
-        samples=samples,
+        ground_truth=samples,
         ious=ious,
         centre=centre,
         parsed=parsed,

@@ -2,6 +2,7 @@
 inputs (alignment, malformed prediction lines, refused items) so a number never hides what it lacks."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vlground.eval.inputs import InputProblems
@@ -12,9 +13,11 @@ from vlground.eval.predictions import Alignment
 class Scores:
     """Subclasses give `headline()` (the benchmark's numbers, `n` among them), `rows()` (one dict
     per ground-truth item, what `--per-question` and its kin write) and `describe(summary)` (the
-    text form); `summary()` is the JSON `--json` prints."""
+    text form); `summary()` is the JSON `--json` prints. `ground_truth` holds the items scored, in
+    the order of the rows."""
 
     alignment: Alignment
+    ground_truth: Sequence = ()
     malformed: int = 0
     problems: InputProblems = field(default_factory=InputProblems)
 

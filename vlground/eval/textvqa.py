@@ -12,11 +12,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from vlground.eval.benchmark import Benchmark, Option
 from vlground.eval.errors import EvalInputError
 from vlground.eval.inputs import InputProblems
 from vlground.eval.questions import AnswerScores, Question, answers_for, load_questions
-from vlground.eval.vqa_normalize import evalai_answer, vqa_answers, vqa_prediction
+from vlground.eval.vqa_columns import NORMALIZERS, normalize_column
 
 ID_KEYS = ("question_id", "questionId", "id")
 EXPECTED = '{"data": [{"question_id", "answers": [...]}]} as in TextVQA_0.5.1_val.json'
@@ -24,21 +26,39 @@ EXPECTED = '{"data": [{"question_id", "answers": [...]}]} as in TextVQA_0.5.1_va
 
 @dataclass(frozen=True)
 class VQAProtocol:
-    """How a protocol normalizes the prediction and a question's human answers."""
+    """How a protocol normalizes the prediction and a question's human answers: by the normalizers
+    of `vqa_columns.NORMALIZERS` named here; `varied_answers_only` leaves a question's answers as
+    they are when they are all the same string (Qwen-VL's vqa_eval.py)."""
 
     name: str
     summary: str
-    prediction: Callable[[str], str]
-    answers: Callable[[list[str]], list[str]]
+    prediction_normalizer: str
+    answer_normalizer: str
+    varied_answers_only: bool = False
+
+    def prediction(self, text: str) -> str:
+        return NORMALIZERS[self.prediction_normalizer][1](text)
+
+    def answers(self, answers: list[str]) -> list[str]:
+        if self.varied_answers_only and len(set(answers)) <= 1:
+            return list(answers)
+        return [NORMALIZERS[self.answer_normalizer][1](a) for a in answers]
+
+    def all_answers(self, questions: Sequence[Question]) -> list[str]:
+        """Every question's answers, normalized, one flat list (column-wise `answers`)."""
+        if not self.varied_answers_only:
+            return normalize_column([a for q in questions for a in q.answers], self.answer_normalizer)
+        varied = [len(set(q.answers)) > 1 for q in questions]
+        done = iter(normalize_column([a for q, v in zip(questions, varied) if v for a in q.answers], self.answer_normalizer))
+        return [next(done) if v else a for q, v in zip(questions, varied) for a in q.answers]
 
 
 VQA_PROTOCOLS = {
     p.name: p
     for p in [
-        VQAProtocol("textvqa", "official EvalAI/mmf: prediction and all answers normalized alike",
-                    evalai_answer, lambda answers: [evalai_answer(a) for a in answers]),
+        VQAProtocol("textvqa", "official EvalAI/mmf: prediction and all answers normalized alike", "evalai", "evalai"),
         VQAProtocol("vqa-v2", "Qwen-VL's vqa_eval.py: prediction normalized; answers punctuation only, if not all equal",
-                    vqa_prediction, vqa_answers),
+                    "vqa_prediction", "vqa_punctuation", varied_answers_only=True),
     ]
 }
 
@@ -57,6 +77,28 @@ def question_score(prediction: str, answers: Sequence[str]) -> float:
         return 0.0
     matches = sum(a == prediction for a in answers)
     return sum(min(1.0, (matches - (a == prediction)) / 3) for a in answers) / len(answers)
+
+
+def leave_one_out_scores(predictions: Sequence[str | None], answers: Sequence[str], counts: np.ndarray) -> np.ndarray:
+    """`question_score` of every question at once: question i has the prediction `predictions[i]`
+    (None scores 0) and the next `counts[i]` of the flat `answers`. Each answer's term is summed
+    in answer order, one answer position at a time, so every float equals the per-question sum."""
+    import pyarrow as pa
+
+    n = len(predictions)
+    rows = np.repeat(np.arange(n), counts)
+    codes = pa.array(list(answers) + list(predictions), type=pa.string()).dictionary_encode().indices
+    codes = np.asarray(codes.fill_null(-1), dtype=np.int64)
+    equal = codes[: len(answers)] == codes[len(answers) :][rows]
+    matches = np.bincount(rows[equal], minlength=n)
+    terms = np.minimum(1.0, (matches[rows] - equal) / 3)
+    position = np.arange(len(answers)) - np.repeat(np.cumsum(counts) - counts, counts)
+    total = np.zeros(n)
+    for j in range(int(counts.max(initial=0))):
+        at = position == j
+        total[rows[at]] += terms[at]
+    answered = np.array([p is not None for p in predictions], dtype=bool) & (counts > 0)
+    return np.where(answered, total / np.maximum(counts, 1), 0.0)
 
 
 @dataclass(kw_only=True)
@@ -79,12 +121,17 @@ def score_textvqa(
         raise EvalInputError(f"unknown TextVQA protocol {protocol!r}; protocols: {', '.join(VQA_PROTOCOLS)}")
     proto = VQA_PROTOCOLS[protocol]
     alignment, answers = answers_for(questions, records, ID_KEYS)
-    per_question = []
-    for question, answer in zip(questions, answers):
-        normalized = proto.prediction(answer) if answer is not None else None
-        score = question_score(normalized, proto.answers(question.answers)) if normalized is not None else 0.0
-        per_question.append({"question_id": question.question_id, "answer": answer, "normalized": normalized, "score": score})
-    return VQAScores(protocol=protocol, per_question=per_question, alignment=alignment, malformed=malformed,
+    given = [i for i, a in enumerate(answers) if a is not None]
+    normalized: list[str | None] = [None] * len(questions)
+    for i, text in zip(given, normalize_column([answers[i] for i in given], proto.prediction_normalizer)):
+        normalized[i] = text
+    counts = np.array([len(q.answers) for q in questions], dtype=np.int64)
+    scores = leave_one_out_scores(normalized, proto.all_answers(questions), counts).tolist()
+    per_question = [
+        {"question_id": q.question_id, "answer": a, "normalized": t, "score": score}
+        for q, a, t, score in zip(questions, answers, normalized, scores)
+    ]
+    return VQAScores(protocol=protocol, per_question=per_question, alignment=alignment, ground_truth=questions, malformed=malformed,
                      problems=problems if problems is not None else InputProblems())
 
 

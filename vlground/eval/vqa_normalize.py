@@ -3,8 +3,8 @@
 Two processors are built from the same steps:
 - `evalai_answer` is the official TextVQA/EvalAI processor (mmf's EvalAIAnswerProcessor): lowercase,
   delete "," and "?", split off "'s", then the punctuation and digit/article steps.
-- `vqa_prediction` / `vqa_answer` are the VQA-v2 evaluator as Qwen-VL ships it (eval_mm/vqa_eval.py):
-  the prediction gets punctuation + digit/article processing; a ground-truth answer gets punctuation
+- `vqa_prediction` and `process_punctuation` (for the answers) are the VQA-v2 evaluator as Qwen-VL
+  ships it (eval_mm/vqa_eval.py): the prediction gets punctuation + digit/article processing; a ground-truth answer gets punctuation
   only, is never lowercased, and only when a question's answers are not all equal.
 
 Quirks kept on purpose: the punctuation rule looks at the ORIGINAL text to choose between deleting a
@@ -86,11 +86,3 @@ def vqa_prediction(text: str) -> str:
     """A prediction under Qwen-VL's VQA evaluator: whitespace, punctuation, digits and articles."""
     text = text.replace("\n", " ").replace("\t", " ").strip()
     return process_digit_article(process_punctuation(text))
-
-
-def vqa_answers(answers: list[str]) -> list[str]:
-    """Ground-truth answers under Qwen-VL's VQA evaluator: punctuation only, and only when the
-    answers are not all the same string (no lowercasing, no digit/article step)."""
-    if len(set(answers)) > 1:
-        return [process_punctuation(a) for a in answers]
-    return list(answers)
