@@ -74,7 +74,7 @@ def _body(scores: Any, ground_truth, image_root) -> tuple[str, list[str]]:
 
     if not isinstance(scores, (RefCOCOScores, VQAScores, ANLSScores, OCRScores)):
         raise ValueError(f"no report for {type(scores).__name__}: give RefCOCO, TextVQA, DocVQA or OCR scores")
-    items = ground_truth if ground_truth is not None else (list(scores.ground_truth) or None)
+    items = ground_truth if ground_truth is not None else (list(getattr(scores, "ground_truth", ())) or None)
     if isinstance(scores, RefCOCOScores):
         return "RefCOCO", _refcoco(scores, items, Path(image_root) if image_root is not None else None)
     if isinstance(scores, VQAScores):
