@@ -141,3 +141,12 @@ def test_png_of_a_result_that_knows_its_image_is_its_picture_downscaled(tmp_path
     for drawable, size in ((record, (300, 200)), (wide, (DISPLAY_SIDE, DISPLAY_SIDE // 2))):
         png = Image.open(io.BytesIO(png_of(drawable)))
         assert png.format == "PNG" and png.size == size
+
+
+def test_a_shrunk_picture_is_drawn_after_shrinking_at_the_scaled_place():
+    img = Image.new("RGB", (2000, 1000), "white")
+    r = parse("<ref>x</ref><box>(100,500),(600,900)</box>", "qwen-vl", img.size)  # x from 200 px, y from 500 px
+    small = np.array(show(img, r, side=500))
+    assert small.shape == (250, 500, 3)
+    assert (small[180, 50] != 255).any() and (small[180, 56] == 255).all()  # a crisp left edge at x = 200 / 4
+    assert (small[100:123, 52:70] != 255).any()  # the label, above the box top at y = 125

@@ -43,9 +43,7 @@ def annotate(image: ImageSource, result: Any, font_path: str | Path | None = Non
     import supervision as sv
 
     result = as_result(result)
-    picture = load_image(image)
-    if picture.size != tuple(result.image_size):
-        raise ValueError(f"the result belongs to an image of {tuple(result.image_size)}, not {picture.size}")
+    picture = _checked(load_image(image), result)
     detections = result.to_supervision()
     if len(detections) == 0:
         return picture.copy()
@@ -64,6 +62,12 @@ def annotate(image: ImageSource, result: Any, font_path: str | Path | None = Non
     labels = [" ".join(" ".join(v.split()) for v in (d.label, d.text) if v) or "?" for d in result.detections]
     scene = _draw_labels(scene, detections, labels, str(font_path or FONT))
     return Image.fromarray(np.ascontiguousarray(scene[:, :, ::-1]))
+
+
+def _checked(picture: Image.Image, result: Result) -> Image.Image:
+    if picture.size != tuple(result.image_size):
+        raise ValueError(f"the result belongs to an image of {tuple(result.image_size)}, not {picture.size}")
+    return picture
 
 
 def _draw_labels(scene: np.ndarray, detections, labels: list[str], font_path: str) -> np.ndarray:
@@ -93,16 +97,34 @@ def _known_image(result: Any) -> ImageSource | None:
     return image
 
 
-def _picture(image: ImageSource | None, result: Any) -> Image.Image:
+def _picture(image: ImageSource | None, result: Any, side: int | None) -> Image.Image:
+    """`result` drawn on its image; with `side`, on the image shrunk to at most `side` pixels a side
+    (the geometry scaled with it), so that lines and labels keep a readable size."""
     image = image if image is not None else _known_image(result)
     if image is None:
         raise ValueError("this result does not know its image: pass it, as in vlground.show(image, result)")
-    return annotate(image, result)
+    result = as_result(result)
+    picture = _checked(load_image(image), result)
+    if side is None or max(picture.size) <= side:
+        return annotate(picture, result)
+    small = picture.copy()
+    small.thumbnail((side, side))
+    sx, sy = small.width / picture.width, small.height / picture.height
+
+    def move(xy):
+        return None if xy is None else tuple(v * (sy if i % 2 else sx) for i, v in enumerate(xy))
+
+    detections = [
+        Detection(d.label, box=move(d.box), point=move(d.point), quad=d.quad and tuple(map(move, d.quad)), text=d.text)
+        for d in result.detections
+    ]
+    return annotate(small, Result(detections, result.text, small.size))
 
 
 def _caption(result: Any) -> str:
-    """A grid tile's title: the result's labels, else its text."""
-    result = as_result(result)
+    """A grid tile's title: an OCR record's file name; a result's labels, else its text."""
+    if not isinstance(result, Result):
+        return Path(result.path).name
     labels = ", ".join(dict.fromkeys(d.label.strip() for d in result.detections if d.label))
     return labels or " ".join(result.text.split()) or "(nothing found)"
 
@@ -131,19 +153,26 @@ def grid(pictures: Sequence[Image.Image], titles: Sequence[str] | None = None, c
     return canvas
 
 
-def show(image: Any, result: Any = None, *, columns: int = 3) -> Image.Image:
+def show(
+    image: Any, result: Any = None, *, side: int | None = None, columns: int = 3, titles: Sequence[str] | None = None
+) -> Image.Image:
     """The picture of a result drawn on its image, anywhere (a notebook displays the returned image;
     a script can save it). `show(image, result)`; `show(result)` when the result knows its image
     (the model methods' results do; an OCR record names its file); a list of results, with one image
-    for all, a list of images or none, gives a grid titled with each result's text."""
+    for all, a list of images or none, gives a grid, each picture TILE_SIDE pixels at most and titled
+    with `titles` or with its result's labels (else its text). `side` shrinks a single picture to at
+    most that many pixels a side (drawn after shrinking, so labels stay legible)."""
     if result is None:
         image, result = None, image
     if not isinstance(result, (list, tuple)):
-        return _picture(image, result)
+        return _picture(image, result, side)
     images = list(image) if isinstance(image, (list, tuple)) else [image] * len(result)
     if len(images) != len(result):
         raise ValueError(f"{len(images)} images for {len(result)} results: give one image per result, or one for all")
-    return grid([_picture(i, r) for i, r in zip(images, result)], [_caption(r) for r in result], columns)
+    if titles is not None and len(titles) != len(result):
+        raise ValueError(f"{len(titles)} titles for {len(result)} results")
+    pictures = [_picture(i, r, TILE_SIDE) for i, r in zip(images, result)]
+    return grid(pictures, titles or [_caption(r) for r in result], columns)
 
 
 def png_of(drawable: Any) -> bytes | None:
@@ -152,8 +181,8 @@ def png_of(drawable: Any) -> bytes | None:
     items = drawable if isinstance(drawable, (list, tuple)) else [drawable]
     if not items or any(_known_image(r) is None for r in items):
         return None
-    picture = show(drawable)
-    picture.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
+    picture = show(drawable, side=DISPLAY_SIDE)
+    picture.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))  # a grid of many rows
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
