@@ -150,3 +150,16 @@ def test_a_shrunk_picture_is_drawn_after_shrinking_at_the_scaled_place():
     assert small.shape == (250, 500, 3)
     assert (small[180, 50] != 255).any() and (small[180, 56] == 255).all()  # a crisp left edge at x = 200 / 4
     assert (small[100:123, 52:70] != 255).any()  # the label, above the box top at y = 125
+
+
+def test_ocr_words_are_drawn_as_thin_grey_outlines_under_their_line():
+    """Any record with lines works (an OcrRecord whose lines carry OcrWord objects is one)."""
+    from types import SimpleNamespace as Record
+
+    words = [Record(text="HELLO", box=(20.0, 40.0, 60.0, 70.0), quad=None), Record(text="YOU", box=(70.0, 40.0, 120.0, 70.0), quad=None)]
+    record = Record(path="p.png", error=None, width=300, height=200, text="HELLO YOU",
+                    lines=[Record(text="HELLO YOU", box=(10.0, 30.0, 140.0, 80.0), quad=None, words=words)])
+    out = np.array(annotate(Image.new("RGB", (300, 200), "white"), record))
+    assert tuple(out[55, 70]) == (140, 140, 140)  # left edge of the second word
+    assert (out[55, 10] != 255).any() and tuple(out[55, 10]) != (140, 140, 140)  # the line, in its own colour
+    assert (out[45:65, 25:55] == 255).all()  # words are not labelled

@@ -21,10 +21,12 @@ from vlground.results import Detection, Result
 FONT = Path(__file__).parent / "fonts" / "wqy-microhei.ttc"
 DISPLAY_SIDE = 1024  # longest side of a picture handed to Jupyter, so notebooks stay small
 TILE_SIDE = 320  # longest side of one picture in a grid
+WORD_COLOR = "#8c8c8c"  # OCR words, under their lines' colours
 
 
 def as_result(drawable: Any) -> Result:
-    """The Result to draw: a Result itself, or an OCR record's lines as detections carrying their text."""
+    """The Result to draw: a Result itself, or an OCR record's lines as detections carrying their
+    text, and their words (where the engine gives them) as detections marked `attributes["word"]`."""
     if isinstance(drawable, Result):
         return drawable
     lines = getattr(drawable, "lines", None)
@@ -33,22 +35,42 @@ def as_result(drawable: Any) -> Result:
     if getattr(drawable, "error", None) or drawable.width is None:
         raise ValueError(f"{drawable.path}: the OCR record has no page to draw ({drawable.error})")
     detections = [Detection(label=None, box=line.box, quad=line.quad, text=line.text) for line in lines]
+    detections += [
+        Detection(label=None, box=word.box, quad=word.quad, attributes={"word": True})
+        for line in lines for word in getattr(line, "words", ())
+    ]
     return Result(detections, drawable.text, (drawable.width, drawable.height))
 
 
 def annotate(image: ImageSource, result: Any, font_path: str | Path | None = None) -> Image.Image:
     """A copy of `image` (a path, PIL image or array, loaded as the model methods load it) with the
-    result's boxes, quads and points drawn, each labelled with its label and its text (OCR lines).
-    `image` must be the original the result refers to; `result` may also be an OCR record."""
+    result's boxes, quads and points drawn, each labelled with its label and its text (OCR lines;
+    an OCR record's words, where it has them, as thin grey outlines). `image` must be the original
+    the result refers to; `result` may also be an OCR record."""
     import supervision as sv
 
     result = as_result(result)
     picture = _checked(load_image(image), result)
-    detections = result.to_supervision()
-    if len(detections) == 0:
-        return picture.copy()
     scene = np.ascontiguousarray(np.array(picture)[:, :, ::-1])  # supervision draws on BGR arrays, as OpenCV does
     thickness = max(2, round(min(picture.size) / 300))
+    shapes = []
+    for d in result.detections:
+        if d.attributes.get("word"):
+            x1, y1, x2, y2 = d.xyxy
+            corners = d.quad if d.quad is not None else ((x1, y1), (x2, y1), (x2, y2), (x1, y2))
+            scene = sv.draw_polygon(scene, np.rint(corners).astype(np.int64), sv.Color.from_hex(WORD_COLOR), max(1, thickness // 2))
+        else:
+            shapes.append(d)
+    if shapes:
+        scene = _draw_shapes(scene, Result(shapes, result.text, result.image_size), thickness, str(font_path or FONT))
+    return Image.fromarray(np.ascontiguousarray(scene[:, :, ::-1]))
+
+
+def _draw_shapes(scene: np.ndarray, result: Result, thickness: int, font_path: str) -> np.ndarray:
+    """Boxes, quads and points in their class colours, then their labels."""
+    import supervision as sv
+
+    detections = result.to_supervision()
     boxes = np.array([d.box is not None for d in result.detections])
     points = np.array([d.point is not None for d in result.detections])
     if boxes.any():
@@ -60,8 +82,7 @@ def annotate(image: ImageSource, result: Any, font_path: str | Path | None = Non
     if points.any():
         scene = sv.DotAnnotator(radius=thickness * 3).annotate(scene, detections[points])
     labels = [" ".join(" ".join(v.split()) for v in (d.label, d.text) if v) or "?" for d in result.detections]
-    scene = _draw_labels(scene, detections, labels, str(font_path or FONT))
-    return Image.fromarray(np.ascontiguousarray(scene[:, :, ::-1]))
+    return _draw_labels(scene, detections, labels, font_path)
 
 
 def _checked(picture: Image.Image, result: Result) -> Image.Image:
@@ -90,9 +111,10 @@ def _draw_labels(scene: np.ndarray, detections, labels: list[str], font_path: st
 
 
 def _known_image(result: Any) -> ImageSource | None:
-    """The image a result was answered on (set by the model methods), or an OCR record's file."""
+    """The image a result was answered on (set by the model methods), or an OCR record's file
+    (not for a page of a document: its path names the PDF or TIFF, not the page image)."""
     image = getattr(result, "image", None)
-    if image is None and not isinstance(result, Result):
+    if image is None and not isinstance(result, Result) and getattr(result, "page", None) is None:
         image = getattr(result, "path", None)
     return image
 
@@ -115,7 +137,8 @@ def _picture(image: ImageSource | None, result: Any, side: int | None) -> Image.
         return None if xy is None else tuple(v * (sy if i % 2 else sx) for i, v in enumerate(xy))
 
     detections = [
-        Detection(d.label, box=move(d.box), point=move(d.point), quad=d.quad and tuple(map(move, d.quad)), text=d.text)
+        Detection(d.label, box=move(d.box), point=move(d.point), quad=d.quad and tuple(map(move, d.quad)), text=d.text,
+                  attributes=d.attributes)
         for d in result.detections
     ]
     return annotate(small, Result(detections, result.text, small.size))
