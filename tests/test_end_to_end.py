@@ -24,33 +24,60 @@ def photo(tmp_path_factory):
     return path
 
 
+# What each family writes for a box, in its own frame. On the 260x180 photo: the 0..1000 frames give
+# (26, 36, 130, 144) and (156, 18, 234, 171); Qwen2.5-VL writes pixels of its 252x168 model input
+# (smart_resize, factor 28), which are the same two boxes on the photo.
+CAR, TREE = (26.0, 36.0, 130.0, 144.0), (156.0, 18.0, 234.0, 171.0)
+ANSWERS = {
+    "qwen-vl": {"the red car": "(100,200),(500,800)</box>", "a tree": "(600,100),(900,950)</box>"},
+    "qwen-vl-chat": {"the red car": "<ref>the red car</ref><box>(100,200),(500,800)</box>",
+                     "a tree": "<ref>a tree</ref><box>(600,100),(900,950)</box>"},
+    "qwen2-vl": {
+        "the red car": "<|object_ref_start|>the red car<|object_ref_end|><|box_start|>(100,200),(500,800)<|box_end|>",
+        "a tree": "<|object_ref_start|>a tree<|object_ref_end|><|box_start|>(600,100),(900,950)<|box_end|>"},
+    "qwen2.5-vl": {
+        "the red car": '```json\n[{"bbox_2d": [25.2, 33.6, 126, 134.4], "label": "the red car"}]\n```',
+        "a tree": '[{"bbox_2d": [151.2, 16.8, 226.8, 159.6], "label": "a tree"}]'},
+    "qwen3-vl": {"the red car": '[{"bbox_2d": [100, 200, 500, 800], "label": "the red car"}]',
+                 "a tree": 'Here: [{"bbox_2d": [600, 100, 900, 950], "label": "a tree"}]'},
+}
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_python_api_end_to_end(family, tiny_checkpoint, photo):
+    from vlground.testing.forced import forced_answers
+
     model = vlground.load_model(tiny_checkpoint(family), device="cpu")
     assert model.family.name == family
-    results = model.ground([photo, photo], ["the red car", "a tree"], max_new_tokens=12)
+    with forced_answers(model.backend, ANSWERS[family]):
+        results = model.ground([photo, photo], ["the red car", "a tree"], max_new_tokens=60)
     assert [r.image_size for r in results] == [(260, 180), (260, 180)]
-    for r in results:
-        assert r.raw  # the model answered something, and parsing it did not fail
-        for d in r.detections:
-            x1, y1, x2, y2 = d.xyxy
-            assert 0 <= x1 <= x2 <= 260 and 0 <= y1 <= y2 <= 180
-    caption = model.caption(photo, max_new_tokens=6)
+    # one batch, two rows with their own answers: a permuted, mis-cut or mis-framed row shows here
+    assert [[(d.label, d.xyxy) for d in r.detections] for r in results] == [
+        [("the red car", pytest.approx(CAR, abs=0.01))], [("a tree", pytest.approx(TREE, abs=0.01))]]
+    caption = model.caption(photo, max_new_tokens=6)  # unforced: random weights still answer a Result
     assert isinstance(caption, vlground.Result)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_detect_cli_json(family, tiny_checkpoint, photo, tmp_path):
+    from vlground.testing.forced import forced_loading
+
     out = tmp_path / "annotated.png"
-    res = runner.invoke(
-        app,
-        ["detect", str(photo), "the red car", "a tree", "--model", str(tiny_checkpoint(family)), "--device", "cpu",
-         "--json", "--annotate", str(out)],
-    )
+    with forced_loading(ANSWERS[family]):
+        res = runner.invoke(
+            app,
+            ["detect", str(photo), "the red car", "a tree", "--model", str(tiny_checkpoint(family)), "--device", "cpu",
+             "--json", "--annotate", str(out)],
+        )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert set(data) == {"detections", "text"}
-    assert Image.open(out).size == (260, 180)
+    assert [(d["label"], d["box"]) for d in data["detections"]] == [
+        ("the red car", pytest.approx(list(CAR), abs=0.01)), ("a tree", pytest.approx(list(TREE), abs=0.01))]
+    drawn = np.asarray(Image.open(out).convert("RGB"), dtype=int)
+    assert drawn.shape == (180, 260, 3)
+    assert (drawn != np.asarray(Image.open(photo).convert("RGB"), dtype=int)).any()  # the boxes were drawn
 
 
 def test_detect_missing_weights_is_a_clear_error(tmp_path, photo):
@@ -61,7 +88,8 @@ def test_detect_missing_weights_is_a_clear_error(tmp_path, photo):
     )
     assert proc.returncode == 2
     assert "Qwen/Qwen2.5-VL-7B-Instruct" in proc.stderr and "HF_HOME" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert "hf download Qwen/Qwen2.5-VL-7B-Instruct" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_detect_unsupported_model_type_is_a_clear_error(tmp_path, photo):
@@ -78,11 +106,15 @@ def test_detect_bad_image_is_a_clear_error(tmp_path):
 
 
 def test_detect_prints_a_table_by_default(tiny_checkpoint, photo):
-    res = runner.invoke(app, ["detect", str(photo), "the red car", "--model", str(tiny_checkpoint("qwen2.5-vl")), "--device", "cpu"])
+    from vlground.testing.forced import forced_loading
+
+    with forced_loading(ANSWERS["qwen2.5-vl"]):
+        res = runner.invoke(app, ["detect", str(photo), "the red car", "--model", str(tiny_checkpoint("qwen2.5-vl")), "--device", "cpu"])
     assert res.exit_code == 0, res.output
     lines = res.stdout.splitlines()
-    assert lines[0].startswith("image 260x180: ") and lines[1].split() == ["label", "x1", "y1", "x2", "y2"]
-    found = int(lines[0].split(": ")[1].split()[0])
-    assert len(lines) == 2 + found
-    if not found:  # random weights rarely write a box; the miss is reported, not hidden
-        assert "no box found for 'the red car'" in res.stderr
+    assert lines[0] == "image 260x180: 1 found" and lines[1].split() == ["label", "x1", "y1", "x2", "y2"]
+    assert lines[2].split() == ["the", "red", "car", "26.0", "36.0", "130.0", "144.0"]
+    with forced_loading({"the red car": "I see no car."}):
+        res = runner.invoke(app, ["detect", str(photo), "the red car", "--model", str(tiny_checkpoint("qwen2.5-vl")), "--device", "cpu"])
+    assert res.exit_code == 0 and res.stdout.splitlines()[0] == "image 260x180: 0 found"
+    assert "no box found for 'the red car'" in res.stderr  # the miss is reported, not hidden

@@ -33,9 +33,7 @@ def resolve_checkpoint(name_or_path: str | Path, patterns: list[str] = WEIGHT_PA
         return Path(snapshot_download(name, allow_patterns=patterns))
     except Exception as error:  # offline, gated, missing: all end in the same advice
         raise WeightsNotFoundError(
-            f"cannot find the weights of {name} ({type(error).__name__}). Provide them one of these ways:\n"
-            f"  - pass a local folder: --model /path/to/{name.split('/')[-1]}\n"
-            f"  - download once with network access: huggingface-cli download {name}\n"
-            f"  - point HF_HOME (or HF_HUB_CACHE) at a cache that already holds {name}\n"
-            "Set HF_HUB_OFFLINE=1 to use the cache without trying the network."
+            f"cannot find the weights of {name} ({type(error).__name__}): pass a local folder "
+            f"(--model /path/to/{name.split('/')[-1]}), run `hf download {name}` with network access, or point "
+            f"HF_HOME (or HF_HUB_CACHE) at a cache that holds it (HF_HUB_OFFLINE=1 uses the cache without the network)"
         ) from error

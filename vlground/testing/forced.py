@@ -1,0 +1,132 @@
+"""Forced answers for tiny random checkpoints: the model writes a chosen text, token by token, through
+the real load -> prompt -> generate -> decode -> parse path, so a test can check actual pixel boxes.
+
+Random weights answer noise that rarely holds a box, so end-to-end tests could only check types. Here
+the model still runs every forward pass (vision tower, prefill, KV cache, batching, left padding);
+only the scores it picks the next token from are replaced by ones that choose the next token of the
+answer chosen for that row's prompt, then the end of turn. Rows of one batch get their own answers,
+so a permuted or mis-cut batch shows. In-process only (a subprocess or a server is not patched)."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+
+Answers = dict[str, str] | Callable[[str], str]
+
+
+def answer_for(answers: Answers, prompt_text: str) -> str:
+    """The answer chosen for a prompt: `answers(prompt_text)`, or the value of the first key of the
+    dict that occurs in the prompt text. No match is an error naming the prompt (a test must not
+    quietly run on noise)."""
+    if callable(answers):
+        return answers(prompt_text)
+    for key, answer in answers.items():
+        if key in prompt_text:
+            return answer
+    raise KeyError(f"no forced answer for the prompt {prompt_text[-200:]!r}; keys: {list(answers)}")
+
+
+@contextmanager
+def forced_answers(backend, answers: Answers) -> Iterator[None]:
+    """While active, `backend` (an HFBackend or a QwenVLBackend on CPU) answers each prompt with
+    `answer_for(answers, prompt)`; `answers` maps a piece of the prompt text (e.g. the phrase) to the
+    answer, or is a function of the prompt text."""
+    runtime = getattr(backend, "runtime", "")
+    if runtime == "transformers":
+        patch = _force_transformers(backend, answers)
+    elif runtime == "qwen-vl-native":
+        patch = _force_native(backend, answers)
+    else:
+        raise TypeError(f"forced answers work on local tiny models (transformers, qwen-vl-native), not {type(backend).__name__}")
+    with patch:
+        yield
+
+
+@contextmanager
+def forced_loading(answers: Answers) -> Iterator[None]:
+    """While active, every model loaded through `vlground.load_model` (the CLI's included, in this
+    process) answers with forced answers."""
+    import vlground.tasks as tasks
+
+    original = tasks.load_backend
+    entered = []
+
+    def load_backend(*args, **kwargs):
+        backend = original(*args, **kwargs)
+        patch = forced_answers(backend, answers)
+        patch.__enter__()
+        entered.append(patch)
+        return backend
+
+    tasks.load_backend = load_backend
+    try:
+        yield
+    finally:
+        tasks.load_backend = original
+        for patch in reversed(entered):
+            patch.__exit__(None, None, None)
+
+
+class _Forcing:
+    """A transformers logits processor: row r gets its target's token at the current step."""
+
+    def __init__(self, targets: list[list[int]], prompt_length: int):
+        self.targets, self.prompt_length = targets, prompt_length
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        step = input_ids.shape[1] - self.prompt_length
+        return _one_hot_scores(scores, [t[min(step, len(t) - 1)] for t in self.targets])
+
+
+def _one_hot_scores(scores: torch.Tensor, tokens: list[int]) -> torch.Tensor:
+    forced = torch.full_like(scores, float("-inf"))
+    forced[torch.arange(len(tokens)), torch.tensor(tokens)] = 0.0
+    return forced
+
+
+@contextmanager
+def _force_transformers(backend, answers: Answers) -> Iterator[None]:
+    from transformers import LogitsProcessorList
+
+    model, tokenizer = backend.model, backend.tokenizer
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    original = model.generate
+
+    def generate(*args, **kwargs):
+        input_ids = kwargs["input_ids"]
+        prompts = tokenizer.batch_decode(input_ids, skip_special_tokens=False)
+        targets = [tokenizer.encode(answer_for(answers, p), add_special_tokens=False) + [end] for p in prompts]
+        kwargs["logits_processor"] = LogitsProcessorList([_Forcing(targets, input_ids.shape[1])])
+        return original(*args, **kwargs)
+
+    model.generate = generate
+    try:
+        yield
+    finally:
+        del model.generate
+
+
+@contextmanager
+def _force_native(backend, answers: Answers) -> Iterator[None]:
+    model, tokenizer = backend.model, backend.tokenizer
+    state: dict = {}
+    decode, logits = backend._decode, model.logits
+
+    def forced_decode(prompts, *args, **kwargs):
+        texts = [tokenizer.decode(p.ids) for p in prompts]
+        state["targets"] = [tokenizer.encode(answer_for(answers, t)) + [tokenizer.eod_id] for t in texts]
+        state["step"] = 0
+        return decode(prompts, *args, **kwargs)
+
+    def forced_logits(hidden):
+        scores = logits(hidden)  # the real head still runs
+        step, state["step"] = state["step"], state["step"] + 1
+        return _one_hot_scores(scores, [t[min(step, len(t) - 1)] for t in state["targets"]])
+
+    backend._decode, model.logits = forced_decode, forced_logits
+    try:
+        yield
+    finally:
+        del backend._decode, model.logits
