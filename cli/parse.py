@@ -35,8 +35,9 @@ def parse(
     from vlground.families import UnknownFamilyError, get_family
     from vlground.grammar import parse as parse_text
 
-    if text == "-":
-        text = sys.stdin.read()
+    if text == "-":  # bytes that are not UTF-8 become U+FFFD rather than an error
+        stream = getattr(sys.stdin, "buffer", None)
+        text = stream.read().decode("utf-8", "replace") if stream is not None else sys.stdin.read()
     if image is not None:
         from vlground.imageio import ImageLoadError, image_size as read_size
 
@@ -53,8 +54,18 @@ def parse(
     except UnknownFamilyError as error:
         fail(str(error))
     seen = _size(input_size, "--input-size") if input_size else None
-    result = parse_text(text, fam, size, seen, scale=scale, min_pixels=min_pixels, max_pixels=max_pixels)
-    typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+    try:
+        result = parse_text(text, fam, size, seen, scale=scale, min_pixels=min_pixels, max_pixels=max_pixels)
+    except ValueError as error:  # the sizes or scale given, never the text: parse reads any text
+        fail(f"{error}; check --image-size, --input-size, --scale, --min-pixels and --max-pixels")
+    typer.echo(json_line(result.to_dict()))
+
+
+def json_line(value: object) -> str:
+    """`value` as one line of JSON, non-ASCII text written as itself; a lone surrogate (which
+    UTF-8 cannot encode, e.g. from a model's "\\ud800") is written as its JSON escape \\uXXXX, so
+    the line is valid JSON and reads back to the same string."""
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def prompt(

@@ -5,8 +5,11 @@ x to the right and y down, boxes as (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:  # supervision pulls in heavy modules; import it only when converting
     import supervision as sv
@@ -71,14 +74,70 @@ class Detection:
         )
 
 
-@dataclass(frozen=True)
 class Result:
-    """A parsed model answer: detections on the original image plus the answer's plain text."""
+    """A parsed model answer: detections on the original image plus the answer's plain text.
 
-    detections: list[Detection]
-    text: str
-    image_size: tuple[int, int]
-    raw: str = ""
+    Built from Detection objects, or (by the parser, for speed) from columns of boxes: then the
+    Detection objects are made the first time `detections` is read, and `xyxy` needs none.
+    Treat it as immutable."""
+
+    __slots__ = ("_detections", "_columns", "text", "image_size", "raw")
+
+    def __init__(self, detections: Sequence[Detection], text: str, image_size: tuple[int, int], raw: str = "") -> None:
+        self._detections: list[Detection] | None = list(detections)
+        self._columns: tuple | None = None
+        self.text, self.image_size, self.raw = text, image_size, raw
+
+    @classmethod
+    def from_boxes(
+        cls,
+        boxes: np.ndarray,
+        labels: list[str | None],
+        texts: list[str | None] | None,
+        attributes: list[dict[str, Any] | None] | None,
+        text: str,
+        image_size: tuple[int, int],
+        raw: str = "",
+    ) -> Result:
+        """A Result of boxes only, as columns: `boxes` (N, 4) float pixels, corners in order, and
+        per box its label, text and attributes (`texts`/`attributes` None when no box has any)."""
+        result = cls((), text, image_size, raw)
+        result._detections = None
+        result._columns = (np.asarray(boxes, dtype=np.float64).reshape(-1, 4), labels, texts, attributes)
+        return result
+
+    @property
+    def detections(self) -> list[Detection]:
+        if self._detections is None:
+            boxes, labels, texts, attributes = self._columns
+            n = len(labels)
+            self._detections = [
+                Detection(label, box=tuple(box), text=t, attributes=a or {})
+                for label, box, t, a in zip(labels, boxes.tolist(), texts or [None] * n, attributes or [None] * n)
+            ]
+        return self._detections
+
+    @property
+    def xyxy(self) -> np.ndarray:
+        """(N, 4) float64: the axis-aligned box of every detection (points as empty boxes)."""
+        if self._columns is not None:
+            return self._columns[0]
+        return np.array([d.xyxy for d in self._detections], dtype=np.float64).reshape(-1, 4)
+
+    def __len__(self) -> int:
+        return len(self._columns[1]) if self._detections is None else len(self._detections)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Result):
+            return NotImplemented
+        return (self.detections, self.text, tuple(self.image_size), self.raw) == (
+            other.detections, other.text, tuple(other.image_size), other.raw,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # equal by content, which is mutable lists
+
+    def __repr__(self) -> str:
+        return f"Result(detections={self.detections!r}, text={self.text!r}, image_size={self.image_size!r}, raw={self.raw!r})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"detections": [d.to_dict() for d in self.detections], "text": self.text}
@@ -86,12 +145,11 @@ class Result:
     def to_supervision(self) -> sv.Detections:
         """`supervision.Detections` with `xyxy` (quads and points as their bounding boxes) and the
         labels, texts and kinds in `data` ("class_name", "text", "kind")."""
-        import numpy as np
         import supervision as sv
 
-        if not self.detections:
+        if not len(self):
             return sv.Detections.empty()
-        xyxy = np.array([d.xyxy for d in self.detections], dtype=np.float32)
+        xyxy = self.xyxy.astype(np.float32)
         labels = [d.label or "" for d in self.detections]
         names = sorted(set(labels))
         return sv.Detections(

@@ -5,7 +5,6 @@ writes detections the way a model of that family would (for prompts and training
 one registry entry: an extractor (text -> items in the model's frame) and a formatter (the inverse)."""
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 from dataclasses import dataclass
@@ -16,21 +15,22 @@ from vlground.families import Family, get_family
 from vlground.geometry import Frame
 from vlground.grammar import json_items, markup, tags
 from vlground.grammar.items import Extraction, RawItem
+from vlground.grammar.placement import place
 from vlground.results import Detection, Result
 
 
 def _extract_json_family(text: str) -> Extraction:
     """JSON first; document answers (HTML data-bbox, markdown image comments) and plain lines otherwise."""
     found = json_items.extract(text)
-    if found.items:
+    if found:
         return found
     for extractor, marker in ((markup.extract_html, "data-bbox"), (markup.extract_markdown, "<!--")):
         if marker in text:
             found = extractor(text)
-            if found.items:
+            if found:
                 return found
     plain = markup.extract_plain(text)
-    return plain if plain.items else Extraction(items=[], text=text.strip())
+    return plain if plain else Extraction(text=text.strip())
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,6 @@ DIALECTS: dict[str, Dialect] = {
     "qwen2-vl": Dialect(lambda t: tags.extract(t, tags.QWEN2_VL), lambda i: tags.format_items(i, tags.QWEN2_VL)),
     "json": Dialect(_extract_json_family, json_items.format_items),
 }
-
-
-def _detection(item: RawItem, xy: tuple) -> Detection:
-    if len(item.coords) == 4:
-        return Detection(item.label, box=xy, text=item.text, attributes=item.attributes)
-    if len(item.coords) == 2:
-        return Detection(item.label, point=xy, text=item.text, attributes=item.attributes)
-    return Detection(item.label, quad=xy, text=item.text, attributes=item.attributes)
 
 
 def parse(
@@ -74,18 +66,7 @@ def parse(
     repeats (a known generation loop) kept once."""
     fam = get_family(family)
     frame = Frame.for_family(fam, image_size, input_size, scale=scale, min_pixels=min_pixels, max_pixels=max_pixels)
-    extraction = DIALECTS[fam.dialect].extract(text)
-    detections: list[Detection] = []
-    keys: set[tuple] = set()
-    for item in extraction.items:
-        xy = frame.place(item.coords)
-        if xy is None:
-            continue
-        key = (item.label, xy, item.text, json.dumps(item.attributes, sort_keys=True, default=str) if item.attributes else "")
-        if key not in keys:
-            keys.add(key)
-            detections.append(_detection(item, xy))
-    return Result(detections=detections, text=extraction.text, image_size=frame.image_size, raw=text)
+    return place(DIALECTS[fam.dialect].extract(text), frame, text)
 
 
 def format_detections(

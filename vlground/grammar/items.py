@@ -1,23 +1,26 @@
-"""What a dialect extractor hands back: things still in the model's own frame, before geometry."""
+"""What a dialect extractor hands back: things still in the model's own frame, before geometry,
+and the checks every value from a model answer passes before it is kept."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from collections.abc import Sequence
 from typing import Any
 
 NUMBER = r"-?\d+(?:\.\d+)?"
-# "(x,y)" with optional spaces: the coordinate pair of the tag dialects.
+# "(x,y)" with optional spaces: the coordinate pair of the tag dialects. Each quantifier runs over a
+# class its neighbours cannot match, so a failed attempt costs at most one pass over what it read.
 PAIR = re.compile(rf"\(\s*({NUMBER})\s*,\s*({NUMBER})\s*\)")
 
 KINDS = {2: "point", 4: "box", 8: "quad"}
+MAX_DEPTH = 32  # containers nested deeper than this in an answer are not read (no answer needs it)
 
 
 @dataclass(slots=True)
 class RawItem:
-    """One grounded thing as written: `coords` is flat x, y, ... in the model's frame
-    (2 numbers: point, 4: box, 8: quad). Extractors may pass values as the model wrote them
-    (numbers or numeric strings); `parse` drops items whose coordinates are not numbers."""
+    """One grounded thing in the model's frame, as the formatters write it: `coords` is flat
+    x, y, ... (2 numbers: point, 4: box, 8: quad)."""
 
     label: str | None
     coords: Sequence[Any]
@@ -29,12 +32,29 @@ class RawItem:
         return KINDS[len(self.coords)]
 
 
-@dataclass
+@dataclass(slots=True)
 class Extraction:
-    """An extractor's answer: the items found and the answer's text with the markup taken out."""
+    """An extractor's answer, held as columns (one entry per item found) because answers of
+    hundreds of items are common: `coords` as written (numbers or numeric strings, checked and
+    converted by `parse`), `labels`, `texts` and `attributes` (None when there are none), and the
+    answer's text with the markup taken out."""
 
-    items: list[RawItem]
-    text: str
+    text: str = ""
+    coords: list[Sequence[Any]] = field(default_factory=list)
+    labels: list[str | None] = field(default_factory=list)
+    texts: list[str | None] = field(default_factory=list)
+    attributes: list[dict[str, Any] | None] = field(default_factory=list)
+
+    def add(self, label: str | None, coords: Sequence[Any], text: str | None = None, attributes: dict | None = None) -> int:
+        """Append one item; its index (extractors that learn an item's text later set texts[index])."""
+        self.coords.append(coords)
+        self.labels.append(label)
+        self.texts.append(text)
+        self.attributes.append(attributes or None)
+        return len(self.coords) - 1
+
+    def __len__(self) -> int:
+        return len(self.coords)
 
 
 def pairs(s: str) -> tuple[float, ...]:
@@ -48,3 +68,53 @@ def clean_label(label: str | None) -> str | None:
         return None
     label = " ".join(label.split())
     return label or None
+
+
+def label_of(value: Any) -> str | None:
+    """A label or text as the model wrote it: a string, or a finite number written out; anything
+    else (containers, bytes, booleans, null) is no label."""
+    if type(value) is str:
+        return clean_label(value)
+    if type(value) in (int, float) and math.isfinite(value) and abs(value) < 1e300:
+        return str(value)
+    return None
+
+
+def json_safe(value: Any, depth: int = 0) -> tuple[bool, Any]:
+    """(ok, value) where value is `value` made of JSON's own types: tuples become lists, keys must
+    be strings (integers are written as strings, as JSON does), and anything else (sets, bytes,
+    non-finite numbers, deeper than MAX_DEPTH) is not ok. Keeps every result JSON-serializable."""
+    kind = type(value)
+    if value is None or kind in (str, bool):
+        return True, value
+    if kind is int:
+        return abs(value) < 2**63, value
+    if kind is float:
+        return math.isfinite(value), value
+    if depth >= MAX_DEPTH:
+        return False, None
+    if kind in (list, tuple):
+        out = []
+        for v in value:
+            ok, v = json_safe(v, depth + 1)
+            if ok:
+                out.append(v)
+        return True, out
+    if kind is dict:
+        return True, safe_attributes(value, depth + 1)
+    return False, None
+
+
+def safe_attributes(obj: dict, depth: int = 0, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The entries of `obj` under string keys (integer keys written as strings) whose values are
+    JSON-safe, less the keys in `skip`; the rest is left out."""
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        if type(k) is int:
+            k = str(k)
+        elif type(k) is not str or k in skip:
+            continue
+        ok, v = json_safe(v, depth)
+        if ok:
+            out[k] = v
+    return out

@@ -17,13 +17,6 @@ class TagSet:
     box: tuple[str, str]
     quad: tuple[str, str]
 
-    def pattern(self) -> re.Pattern[str]:
-        alternatives = [
-            rf"{re.escape(o)}(?P<{name}>.*?){re.escape(c)}"
-            for name, (o, c) in (("ref", self.ref), ("box", self.box), ("quad", self.quad))
-        ]
-        return re.compile("|".join(alternatives), re.S)
-
 
 QWEN_VL = TagSet(ref=("<ref>", "</ref>"), box=("<box>", "</box>"), quad=("<quad>", "</quad>"))
 QWEN2_VL = TagSet(
@@ -31,38 +24,62 @@ QWEN2_VL = TagSet(
     box=("<|box_start|>", "<|box_end|>"),
     quad=("<|quad_start|>", "<|quad_end|>"),
 )
-_PATTERNS = {QWEN_VL: QWEN_VL.pattern(), QWEN2_VL: QWEN2_VL.pattern()}
 # Stripped form: two or four "(x,y)" pairs separated by commas, as left when the tags were removed.
 _BARE_GROUP = re.compile(rf"\(\s*{NUMBER}\s*,\s*{NUMBER}\s*\)(?:\s*,\s*\(\s*{NUMBER}\s*,\s*{NUMBER}\s*\)){{1,3}}")
 _ANY_TAG = re.compile(r"<\|?/?[a-z_]+\|?>")
 
 
+def spans(text: str, tags: TagSet) -> list[tuple[str, int, int, str]]:
+    """(kind, start, end, inside) of every closed ref, box or quad, left to right, as a lazy
+    `open(.*?)close` would find them, in one forward pass: an opening tag with no closing tag after
+    it means no later one of that kind can close either, so that kind is not looked for again."""
+    kinds = {"ref": tags.ref, "box": tags.box, "quad": tags.quad}
+    next_open = {kind: text.find(o) for kind, (o, _) in kinds.items()}
+    out = []
+    while True:
+        live = [(at, kind) for kind, at in next_open.items() if at >= 0]
+        if not live:
+            return out
+        at, kind = min(live)
+        opening, closing = kinds[kind]
+        close = text.find(closing, at + len(opening))
+        if close < 0:
+            next_open[kind] = -1
+            continue
+        end = close + len(closing)
+        out.append((kind, at, end, text[at + len(opening) : close]))
+        for k, (o, _) in kinds.items():
+            if 0 <= next_open[k] < end:
+                next_open[k] = text.find(o, end)
+
+
 def extract(text: str, tags: TagSet) -> Extraction:
     """Items and plain text of an answer in the tag grammar `tags` (or with its tags stripped)."""
-    matches = list(_PATTERNS[tags].finditer(text))
-    if not any(m.group("box") is not None or m.group("quad") is not None for m in matches):
+    found = spans(text, tags)
+    if not any(kind != "ref" for kind, _, _, _ in found):
         return _extract_bare(text)
-    items: list[RawItem] = []
+    out = Extraction()
     label = None
     plain: list[str] = []
     last = 0
-    for m in matches:
-        plain.append(text[last : m.start()])
-        last = m.end()
-        if m.group("ref") is not None:
-            label = clean_label(m.group("ref"))
-            plain.append(m.group("ref"))
+    for kind, start, end, inside in found:
+        plain.append(text[last:start])
+        last = end
+        if kind == "ref":
+            label = clean_label(inside)
+            plain.append(inside)
             continue
-        coords = pairs(m.group("box") if m.group("box") is not None else m.group("quad"))
-        wanted = 4 if m.group("box") is not None else 8
+        coords = pairs(inside)
+        wanted = 4 if kind == "box" else 8
         if len(coords) >= wanted:  # a cut-off or garbled group is not a box
-            items.append(RawItem(label=label, coords=coords[:wanted]))
+            out.add(label, coords[:wanted])
     plain.append(text[last:])
-    return Extraction(items=items, text=_tidy("".join(plain)))
+    out.text = _tidy("".join(plain))
+    return out
 
 
 def _extract_bare(text: str) -> Extraction:
-    items: list[RawItem] = []
+    out = Extraction()
     label = None
     plain: list[str] = []
     last = 0
@@ -75,9 +92,10 @@ def _extract_bare(text: str) -> Extraction:
             continue
         written = clean_label(_ANY_TAG.sub("", before).strip(" ,.;:\n"))
         label = written or label  # consecutive boxes share the label written before the first
-        items.append(RawItem(label=label, coords=coords))
+        out.add(label, coords)
     plain.append(text[last:])
-    return Extraction(items=items, text=_tidy(_ANY_TAG.sub("", "".join(plain))))
+    out.text = _tidy(_ANY_TAG.sub("", "".join(plain)))
+    return out
 
 
 def format_items(items: list[RawItem], tags: TagSet) -> str:
