@@ -120,3 +120,42 @@ def test_end_to_end_on_a_tiny_checkpoint(tmp_path):
     assert all(isinstance(r["text"], str) for r in lines[:2])
     rerun = CliRunner().invoke(app, args)
     assert rerun.exit_code == 0 and json.loads(rerun.stdout)["answered_this_run"] == 0
+
+
+def test_resuming_only_appends_to_predictions(tmp_path):
+    # a rewrite in place lost 300,000 predictions to a kill; the file may only grow (a foreign line stays)
+    gt = make_gt(tmp_path, ["cat", "dog", "bird"])
+    samples = load_refcoco(gt)
+    run_refcoco_bench(ScriptedModel(), "scripted", samples, tmp_path / "out", gt_name=str(gt), image_root=tmp_path, limit=2)
+    predictions = tmp_path / "out" / "predictions.jsonl"
+    with predictions.open("a") as handle:
+        handle.write('{"note": "a line of another tool"}\n')
+    before, inode = predictions.read_bytes(), predictions.stat().st_ino
+    report = run_refcoco_bench(ScriptedModel(), "scripted", samples, tmp_path / "out", gt_name=str(gt), image_root=tmp_path)
+    after = predictions.read_bytes()
+    assert after.startswith(before) and predictions.stat().st_ino == inode
+    assert report["answered_this_run"] == 2 and len(after.splitlines()) == 5
+
+
+def test_a_second_run_on_the_same_folder_is_refused_while_the_first_writes(tmp_path):
+    from vlground.sink import JsonlSink
+
+    gt = make_gt(tmp_path, ["cat"])
+    with JsonlSink(tmp_path / "out" / "predictions.jsonl", key=lambda r: None, resume=True):
+        with pytest.raises(EvalInputError, match="being written by another run"):
+            bench(tmp_path, ScriptedModel(), gt)
+
+
+def test_a_wrong_image_root_says_so_and_exits_1(tmp_path, monkeypatch):
+    import vlground
+    from vlground.cli.eval import register
+
+    gt = make_gt(tmp_path, ["cat", "dog"])
+    monkeypatch.setattr(vlground, "load_model", lambda *args, **kwargs: ScriptedModel())
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["bench", "refcoco", "--model", "scripted", "--gt", str(gt), "--out", str(tmp_path / "run"),
+                                      "--image-root", str(tmp_path / "elsewhere")])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert "every one of the 3 samples failed" in result.stderr and "--image-root" in result.stderr
+    assert "elsewhere/img.png" in result.stderr and "Traceback" not in result.output

@@ -7,12 +7,12 @@ prediction is `missing` (scored as wrong), a prediction that matches nothing is 
 that is not a JSON object is `malformed` (it keeps its place, so order alignment stays right)."""
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from vlground.eval.errors import PredictionFileError
+from vlground.eval.inputs import json_value
 
 
 @dataclass
@@ -33,8 +33,8 @@ def read_predictions(path: str | Path) -> PredictionFile:
         raise PredictionFileError(f"{path}: cannot read predictions ({error})") from None
     if text.lstrip().startswith("["):
         try:
-            items = json.loads(text)
-        except json.JSONDecodeError as error:
+            items = json_value(text)
+        except ValueError as error:
             raise PredictionFileError(f"{path}: starts with '[' but is not a JSON array ({error})") from None
         malformed = [i + 1 for i, item in enumerate(items) if not isinstance(item, dict)]
         return PredictionFile([item if isinstance(item, dict) else {} for item in items], malformed)
@@ -43,8 +43,8 @@ def read_predictions(path: str | Path) -> PredictionFile:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = json_value(line)
+        except ValueError:
             record = None
         if not isinstance(record, dict):
             malformed.append(number)

@@ -31,7 +31,7 @@ import numpy as np
 
 from vlground.eval.benchmark import Benchmark, Option, require_items
 from vlground.eval.boxes import THRESHOLDS, accuracy_at, centre_hit, iou
-from vlground.eval.errors import EvalInputError
+from vlground.eval.errors import EvalInputError, GroundTruthError
 from vlground.eval.inputs import InputProblems, InvalidValue, four_numbers
 from vlground.eval.predictions import align
 from vlground.eval.refcoco_data import RefSample, load_refcoco
@@ -364,6 +364,9 @@ def score_refcoco(
     alignment = align([s.id for s in samples], records, PREDICTION_ID_KEYS)
     n = len(samples)
     sizes = np.fromiter(chain.from_iterable((s.width, s.height) for s in samples), dtype=np.int64, count=2 * n).reshape(n, 2)
+    empty = np.flatnonzero((sizes <= 0).any(axis=1))
+    if empty.size:  # the loaders refuse such samples; built by hand, they would divide by zero
+        raise GroundTruthError(f"sample {int(empty[0])} has the image size {tuple(int(v) for v in sizes[empty[0]])}; sizes must be positive")
     gt_pixels = np.fromiter(chain.from_iterable(s.box for s in samples), dtype=np.float64, count=4 * n).reshape(n, 4)
     present = np.array([r is not None for r in alignment.records], dtype=bool)
     texts: list[str | None] = [

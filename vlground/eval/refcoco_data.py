@@ -94,14 +94,14 @@ def load_refcoco(
 def _unique_ids(samples: list[RefSample], path: Path, problems: InputProblems) -> list[RefSample]:
     """The samples without those whose id repeats an earlier one of the same split (predictions
     align by id)."""
-    seen: dict[str, str] = {}
+    seen: dict[str, dict[str, str]] = {}
     kept = []
     for index, sample in enumerate(samples):
-        reason = None if sample.id is None else repeated_id(seen, f"{sample.split}/{sample.id}", f"sample {index}")
+        reason = None if sample.id is None else repeated_id(seen.setdefault(sample.split, {}), sample.id, f"sample {index}")
         if reason is None:
             kept.append(sample)
         else:
-            problems.refuse_gt(f"{path}: sample {index}", reason)
+            problems.refuse_gt(f"{path}: sample {index} (split {sample.split!r})", reason)
     return kept
 
 

@@ -83,13 +83,12 @@ def leave_one_out_scores(predictions: Sequence[str | None], answers: Sequence[st
     """`question_score` of every question at once: question i has the prediction `predictions[i]`
     (None scores 0) and the next `counts[i]` of the flat `answers`. Each answer's term is summed
     in answer order, one answer position at a time, so every float equals the per-question sum."""
-    import pyarrow as pa
-
     n = len(predictions)
     rows = np.repeat(np.arange(n), counts)
-    codes = pa.array(list(answers) + list(predictions), type=pa.string()).dictionary_encode().indices
-    codes = np.asarray(codes.fill_null(-1), dtype=np.int64)
-    equal = codes[: len(answers)] == codes[len(answers) :][rows]
+    ids: dict[str, int] = {}
+    answer_codes = np.fromiter((ids.setdefault(a, len(ids)) for a in answers), dtype=np.int64, count=len(answers))
+    prediction_codes = np.fromiter((-1 if p is None else ids.get(p, -2) for p in predictions), dtype=np.int64, count=n)
+    equal = answer_codes == prediction_codes[rows]
     matches = np.bincount(rows[equal], minlength=n)
     terms = np.minimum(1.0, (matches[rows] - equal) / 3)
     position = np.arange(len(answers)) - np.repeat(np.cumsum(counts) - counts, counts)

@@ -101,6 +101,14 @@ def _rejoin(pc, pa, lists, n: int, kept: np.ndarray, words):
     return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), words), " ")
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def normalize_column(texts: Sequence[str], normalizer: str) -> list[str]:
     """`NORMALIZERS[normalizer]`'s reference applied to every string: each distinct string once, by
     the column steps where it is plain ASCII with at most 32 periods, by the reference elsewhere."""
@@ -108,7 +116,13 @@ def normalize_column(texts: Sequence[str], normalizer: str) -> list[str]:
     import pyarrow.compute as pc
 
     steps, reference = NORMALIZERS[normalizer]
-    encoded = pa.array(texts, type=pa.string()).dictionary_encode()
+    try:
+        column = pa.array(texts, type=pa.string())
+    except UnicodeEncodeError:  # lone surrogates (from JSON escapes) have no UTF-8 form: those by the reference
+        unencodable = {i for i, t in enumerate(texts) if not _encodable(t)}
+        rest = iter(normalize_column([t for i, t in enumerate(texts) if i not in unencodable], normalizer))
+        return [reference(t) if i in unencodable else next(rest) for i, t in enumerate(texts)]
+    encoded = column.dictionary_encode()
     distinct = encoded.dictionary
     if len(distinct) == 0:
         return []
