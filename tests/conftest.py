@@ -21,6 +21,17 @@ def one_torch_thread():
 
 
 @pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster of 2 CPUs for every Ray test (starting one costs seconds); yields its
+    address, which a subprocess joins with `--ray ADDRESS`."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
     """tiny_checkpoint(family) -> folder of a tiny random checkpoint, built once per session."""
     built = {}

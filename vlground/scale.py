@@ -200,7 +200,9 @@ def _pass(items: list[str], worker: Worker, settings: RaySettings, batch_size: i
     with warnings.catch_warnings():  # the retry limit has no named parameter in Ray 2.60 yet
         warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
         dataset = dataset.map_batches(
-            _actor_class(worker), batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=settings.workers),
+            _actor_class(worker), batch_size=batch_size,
+            # one task in flight per actor: a dying worker then takes down only its own batch
+            compute=ray.data.ActorPoolStrategy(size=settings.workers, max_tasks_in_flight_per_actor=1),
             num_cpus=settings.cpus_per_worker, num_gpus=settings.gpus_per_worker or None,
             max_restarts=-1, max_task_retries=settings.retries,
         )
