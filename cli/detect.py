@@ -1,82 +1,157 @@
-"""`vlground detect`: boxes for referring expressions (or every instance) on one image."""
+"""`vlground detect`: boxes for referring expressions (or every instance) on images. Arguments only;
+the work is in `vlground.detect_runs` and the inputs come from `vlground.sources`.
+
+Which arguments are images: the leading ones that are sources (an existing file or folder, a glob,
+an http(s):// URL, `-`); the rest are queries. A query that looks like an image (an existing path, a
+URL, a name ending in an image suffix such as b.jpg) is refused rather than guessed at: put every
+image first, or give the queries with --query, and then every argument is an image."""
 from __future__ import annotations
 
-import json
+import glob
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from vlground.cli.errors import fail
+from vlground.cli.errors import fail, one_line, reported
+from vlground.cli.flags import Device, MaxNewTokens, Quiet
 
 
-def detect(
-    image: Annotated[Path, typer.Argument(help="The image.")],
-    queries: Annotated[list[str], typer.Argument(help="Referring expressions (or categories with --all).")],
-    model: Annotated[Optional[str], typer.Option(help="Hub id, local folder or OpenAI-compatible server URL (http://host:8000/v1); default $VLGROUND_MODEL, else Qwen/Qwen3-VL-4B-Instruct.")] = None,
-    served_model: Annotated[Optional[str], typer.Option(help="With a server URL: the model's name there (default: the server's first model).")] = None,
-    all_instances: Annotated[bool, typer.Option("--all", help="Every instance of each query, not one box per expression.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (the schema of `vlground parse`).")] = False,
-    annotate: Annotated[Optional[Path], typer.Option(help="Write the image with the boxes drawn to this file.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), bf16, fp16 or fp32.")] = "auto",
-    min_pixels: Annotated[Optional[int], typer.Option(help="Smallest model input in pixels (Qwen2-VL and later).")] = None,
-    max_pixels: Annotated[Optional[int], typer.Option(help="Largest model input in pixels (Qwen2-VL and later).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Queries per forward pass.")] = 8,
-) -> None:
-    """Find what each query names in IMAGE, in pixels of the image as displayed."""
-    from vlground.families import UnknownFamilyError
-    from vlground.imageio import ImageLoadError, load_image
-    from vlground.results import Result
-    from vlground.tasks import load_model
+def _is_source(arg: str) -> bool:
+    from vlground.sources import STDIN, is_url
 
-    try:
-        picture = load_image(image)
-    except ImageLoadError as error:
-        fail(str(error))
-    try:
-        vlm = load_model(model, device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels, served_model=served_model)
-    except (UnknownFamilyError, ValueError, OSError) as error:  # OSError: weights or files missing, server unreachable
-        fail(str(error))
-    except MemoryError as error:
-        fail(f"out of memory while loading the model: {error}; try --dtype bf16 or a smaller model")
-    try:
-        if all_instances:
-            answers = [vlm.detect(picture, q, batch_size=batch_size) for q in queries]
-        else:
-            answers = vlm.ground([picture], list(queries), batch_size=batch_size)
-    except (MemoryError, OSError) as error:  # OSError: a server that fails or cannot be reached
-        fail(str(error))
-    detections = []
-    for query, answer in zip(queries, answers):
-        found = answer.detections if all_instances else answer.detections[:1]
-        for d in found:
-            d.label = d.label or query
-            if not all_instances:
-                d.attributes = {**d.attributes, "query": query}
-        detections.extend(found)
-    missing = [q for q, a in zip(queries, answers) if not a.detections]
-    result = Result(detections=detections, text="\n".join(a.text for a in answers if a.text), image_size=picture.size)
-    if annotate is not None:
-        from vlground.viz import annotate as draw
-
-        draw(picture, result).save(annotate)
-    if as_json:
-        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
-    else:
-        _print_table(result, picture.size)
-    for q in missing:
-        typer.echo(f"warning: no box found for {q!r}", err=True)
+    return arg == STDIN or is_url(arg) or "://" in arg or os.path.lexists(arg) or glob.has_magic(arg)
 
 
-def _print_table(result, size: tuple[int, int]) -> None:
-    typer.echo(f"image {size[0]}x{size[1]}: {len(result.detections)} found")
+def _image_like(arg: str) -> str | None:
+    """Why a query looks like an image, or None."""
+    from vlground.sources import image_suffixes
+
+    if _is_source(arg) and not glob.has_magic(arg):
+        return "it is an existing file, a URL or -"
+    if Path(arg).suffix.lower() in image_suffixes():
+        return f"it ends in {Path(arg).suffix}, but there is no such file"
+    return None
+
+
+def split_arguments(arguments: list[str], queries: list[str]) -> tuple[list[str], list[str]]:
+    """(sources, queries) by the rule of the module docstring; `fail` on what cannot be told apart."""
+    if queries:
+        return arguments, queries
+    count = next((i for i, a in enumerate(arguments) if not _is_source(a)), len(arguments))
+    sources, rest = arguments[:count], arguments[count:]
+    if not sources:
+        fail(f"{arguments[0]}: no such file, folder or URL; give the images first, then the queries")
+    if not rest:
+        fail('no query: give what to find after the images (vlground detect photo.jpg "the red car"), or with --query')
+    for arg in rest:
+        why = _image_like(arg)
+        if why is not None and arg == rest[0]:
+            fail(f"{arg}: no such file; give existing images first, then the queries, or the queries with --query")
+        if why is not None:
+            fail(f"{arg!r} comes after the query {rest[0]!r} but looks like an image ({why}); "
+                 f"put every image before the queries, or give the queries with --query")
+    return sources, rest
+
+
+def _print_table(title: str, result) -> None:
+    typer.echo(f"{title} {result.image_size[0]}x{result.image_size[1]}: {len(result.detections)} found")
     rows = [("label", "x1", "y1", "x2", "y2")]
     for d in result.detections:
         rows.append((d.label or "", *(f"{v:.1f}" for v in d.xyxy)))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         typer.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+
+
+def _reporter(single: bool, as_json: bool, to_stdout: bool, annotating: bool, model_name: str):
+    """What the console shows for each input: the table or JSON (unless records go to --out), and
+    on stderr the failures and the queries nothing was found for."""
+    from vlground.sink import encode_line
+
+    def report(detected, bar) -> None:
+        say = (lambda m: bar.write(m, file=sys.stderr)) if not bar.disable else (lambda m: typer.echo(m, err=True))
+        name = detected.source.name
+        if detected.error is not None:
+            say(f"{'error' if single else 'failed'}: {name}: {one_line(detected.error)}")
+            return
+        if to_stdout and as_json:
+            record = detected.result.to_dict() if single else detected.record(model_name)
+            typer.echo(encode_line(record).decode("utf-8"), nl=False)
+        elif to_stdout:
+            _print_table("image" if single else name, detected.result)
+        where = "" if single else f" in {name}"
+        for query in detected.missing:
+            say(f"warning: no box found for {query!r}{where}")
+        if annotating and not detected.result.detections:
+            say(f"warning: nothing found{where}; its drawn copy has no boxes")
+
+    return report
+
+
+def detect(
+    arguments: Annotated[list[str], typer.Argument(metavar="IMAGE... QUERY", show_default=False, help="Images (files, folders, quoted globs, http(s):// URLs, - for stdin), then the referring expressions (or categories with --all).")],
+    query: Annotated[Optional[list[str]], typer.Option("--query", help="A query (repeat for several); then every argument is an image.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Hub id, local folder or OpenAI-compatible server URL (http://host:8000/v1); default $VLGROUND_MODEL, else Qwen/Qwen3-VL-4B-Instruct.")] = None,
+    served_model: Annotated[Optional[str], typer.Option(help="With a server URL: the model's name there (default: the server's first model).")] = None,
+    all_instances: Annotated[bool, typer.Option("--all", help="Every instance of each query, not one box per expression.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one image: the schema of `vlground parse`; several: one label record per line).")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Append one label record per image to this JSONL file instead of printing.")] = None,
+    resume: Annotated[bool, typer.Option(help="Skip the images OUT already holds and append the rest.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it already holds results.")] = False,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders too.")] = False,
+    annotate: Annotated[Optional[Path], typer.Option(help="Draw the boxes: to this image file (one image), or into this existing folder (several; names kept).")] = None,
+    device: Device = "auto",
+    dtype: Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), bf16, fp16 or fp32.")] = "auto",
+    min_pixels: Annotated[Optional[int], typer.Option(min=1, help="Smallest model input in pixels (Qwen2-VL and later).")] = None,
+    max_pixels: Annotated[Optional[int], typer.Option(min=1, help="Largest model input in pixels (Qwen2-VL and later).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch (all their queries together).")] = 8,
+    max_new_tokens: MaxNewTokens = None,
+    quiet: Quiet = False,
+) -> None:
+    """Find what each query names in each image, in pixels of the image as displayed. Exit status 1
+    when an input failed or no image was found; 2 for a wrong argument, before any model is loaded."""
+    from contextlib import nullcontext
+
+    from vlground.detect_runs import AnnotationTarget, DetectJob, run_detect
+    from vlground.labeling import record_key
+    from vlground.options import GenerationOptions, LoadOptions
+    from vlground.sink import JsonlSink
+    from vlground.sources import expand, load
+    from vlground.tasks import load_model
+
+    names, queries = split_arguments(list(arguments), list(query or []))
+    sources = expand(names, recursive=recursive)
+    single = (len(names) == 1 and len(sources.items) == 1 and out is None
+              and not os.path.isdir(names[0]) and not glob.has_magic(names[0]))
+    if not sources.readable and not single:
+        for source in sources.errors:
+            typer.echo(f"failed: {source.name}: {source.error}", err=True)
+        typer.echo(f"warning: {sources.describe_empty()}; nothing to do", err=True)
+        raise typer.Exit(1)
+    with reported(ValueError):
+        job = DetectJob(tuple(queries), all_instances, GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens))
+        annotations = AnnotationTarget(annotate, sources) if annotate is not None else None
+        if single and (sources.items[0].error is not None or os.path.isfile(names[0])):
+            load(sources.items[0])  # one image that cannot be read is an argument error, told before the model loads
+        options = LoadOptions(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels, served_model=served_model)
+        sink = JsonlSink(out, record_key, resume=resume, overwrite=overwrite, flag="--out") if out is not None else None
+    model_name = model or os.environ.get("VLGROUND_MODEL") or "default"
+
+    def open_model():
+        with reported(ValueError, OSError):  # OSError: files missing, server unreachable
+            return load_model(model, options)
+
+    report = _reporter(single, as_json, out is None, annotations is not None, model_name)
+    with sink if sink is not None else nullcontext():
+        summary = run_detect(open_model, model_name, sources.items, job, sink=sink, annotations=annotations,
+                             report=report, progress=False if quiet or single else None)
+    if not quiet and not single:
+        typer.echo(summary.describe(), err=True)
+    if not summary.ok:
+        raise typer.Exit(130 if summary.interrupted else 2 if single else 1)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,25 @@
+"""Options several commands share, declared once so they read and fail the same everywhere.
+
+`Device` is checked while the command line is parsed, so an absent GPU is an error before any
+model is opened: `device: Device = "auto"` in a command's signature is all a command needs."""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from vlground.cli.errors import fail
+
+
+def _checked_device(value: str) -> str:
+    from vlground.device import DeviceUnavailableError, check_device
+
+    try:
+        return check_device(value)
+    except DeviceUnavailableError as error:
+        fail(f"--device: {error}")
+
+
+Device = Annotated[str, typer.Option(callback=_checked_device, help="auto (a GPU when there is one), cpu, cuda, cuda:1, mps.")]
+MaxNewTokens = Annotated[Optional[int], typer.Option(min=1, help="Cap on generated tokens per answer (default: the task's own budget).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line on stderr; warnings and errors still show.")]

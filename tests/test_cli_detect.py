@@ -1,0 +1,249 @@
+"""`vlground detect` over folders, globs, URLs and stdin: one label record per image, resumable; the
+arguments and outputs checked before any work; nothing empty or failed passes in silence.
+
+Boxes that must be exact come from a model served on 127.0.0.1 behind the real server backend (a
+stand-in for vLLM that answers "the cat" with a box and anything else with nothing); the batching of
+a real network is checked on a tiny random checkpoint."""
+import functools
+import http.server
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from vlground.cli.main import app
+from vlground.detect_runs import DetectJob, merge_answers, run_detect
+from vlground.results import Detection, Result
+from vlground.sources import expand
+
+QWEN25 = "Qwen/Qwen2.5-VL-7B-Instruct"
+CAT_ANSWER = '[{"bbox_2d": [161, 119, 322, 238], "label": "cat"}]'
+CAT_BOX = [160.0, 120.0, 320.0, 240.0]  # CAT_ANSWER on a 640x480 image
+runner = CliRunner()
+
+
+class Served:
+    """A vLLM-like chat endpoint: the box for prompts that mention "the cat", no box otherwise."""
+
+    def __init__(self):
+        self.bodies = []
+        served = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):  # noqa: N802
+                self._send({"object": "list", "data": [{"id": QWEN25, "object": "model"}]})
+
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                served.bodies.append(body)
+                prompt = " ".join(part.get("text", "") for m in body["messages"] for part in m["content"])
+                text = CAT_ANSWER if "the cat" in prompt else "[]"
+                self._send({"object": "chat.completion", "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]})
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.model = ["--model", f"http://127.0.0.1:{self.httpd.server_address[1]}/v1", "--served-model", QWEN25]
+
+
+@pytest.fixture
+def served():
+    server = Served()
+    yield server
+    server.httpd.shutdown()
+
+
+def _photo(path, size=(640, 480)):
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    _photo(folder / "cat1.png")
+    _photo(folder / "cat2.jpg")
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.png").write_bytes(b"not a png")
+    return folder
+
+
+def _records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_folder_gives_one_record_per_image_and_resumes(served, photos, tmp_path):
+    out = tmp_path / "boxes.jsonl"
+    res = runner.invoke(app, ["detect", str(photos), "the cat", "--out", str(out), *served.model])
+    assert res.exit_code == 1, res.output  # broken.png failed, and says so
+    records = {os.path.basename(r["path"]): r for r in _records(out)}
+    assert set(records) == {"cat1.png", "cat2.jpg", "broken.png"}
+    for name in ("cat1.png", "cat2.jpg"):
+        [box] = records[name]["detections"]
+        assert (box["label"], box["attributes"]) == ("cat", {"query": "the cat"})
+        assert box["box"] == pytest.approx(CAT_BOX, abs=1)
+        assert (records[name]["width"], records[name]["height"], records[name]["error"]) == (640, 480, None)
+    assert "not an image" in records["broken.png"]["error"]
+    assert "failed: " in res.stderr and "broken.png" in res.stderr
+    assert "detect: 3 images" in res.stderr and "1 failed" in res.stderr
+    asked = len(served.bodies)
+    _photo(photos / "cat3.png")
+    res = runner.invoke(app, ["detect", str(photos), "the cat", "--out", str(out), "--resume", *served.model])
+    assert len(served.bodies) == asked + 1  # only the new image was asked about
+    assert len(_records(out)) == 4 and "already in the output (1 of them failed)" in res.stderr
+    res = runner.invoke(app, ["detect", str(photos), "the cat", "--out", str(out), *served.model])
+    assert res.exit_code == 2 and "--resume" in res.stderr  # never appended to by accident
+
+
+def test_several_images_print_a_table_or_a_record_each(served, photos):
+    cat1, cat2 = str(photos / "cat1.png"), str(photos / "cat2.jpg")
+    res = runner.invoke(app, ["detect", cat1, cat2, "the cat", "a dog", "--json", *served.model])
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["path"] for r in lines] == [cat1, cat2]
+    assert all([d["attributes"]["query"] for d in r["detections"]] == ["the cat"] for r in lines)
+    assert "no box found for 'a dog' in " + cat1 in res.stderr
+    res = runner.invoke(app, ["detect", str(photos / "cat*"), "the cat", *served.model])
+    assert res.stdout.splitlines()[0] == f"{cat1} 640x480: 1 found"
+
+
+def test_max_new_tokens_reaches_the_model(served, photos):
+    res = runner.invoke(app, ["detect", str(photos / "cat1.png"), "the cat", "--max-new-tokens", "7", *served.model])
+    assert res.exit_code == 0, res.output
+    assert [b["max_tokens"] for b in served.bodies] == [7]
+
+
+def test_an_image_from_a_url(served, photos):
+    files = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(photos)))
+    threading.Thread(target=files.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{files.server_address[1]}"
+    try:
+        res = runner.invoke(app, ["detect", f"{base}/cat1.png", "the cat", "--json", *served.model])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.stdout)["detections"][0]["box"] == pytest.approx(CAT_BOX, abs=1)
+        res = runner.invoke(app, ["detect", f"{base}/gone.png", "the cat", *served.model])
+        assert res.exit_code == 2 and f"{base}/gone.png" in res.stderr and "HTTP 404" in res.stderr
+    finally:
+        files.shutdown()
+
+
+def test_an_image_on_stdin(served, photos):
+    proc = subprocess.run([sys.executable, "-m", "vlground.cli.main", "detect", "-", "the cat", "--json", *served.model],
+                          input=(photos / "cat1.png").read_bytes(), capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["detections"][0]["box"] == pytest.approx(CAT_BOX, abs=1)
+
+
+def test_annotations_are_checked_before_the_model_and_drawn_after(served, photos, tmp_path):
+    cat1 = str(photos / "cat1.png")
+    nowhere = ["--model", str(tmp_path / "no-model")]  # any model work would be a weights error
+    for target, says in [("out.xyz", ".xyz is not an image format"), ("missing/out.png", "does not exist")]:
+        res = runner.invoke(app, ["detect", cat1, "the cat", "--annotate", str(tmp_path / target), *nowhere])
+        assert res.exit_code == 2 and says in res.stderr and "no-model" not in res.stderr, res.output
+    res = runner.invoke(app, ["detect", str(photos), "the cat", "--annotate", str(tmp_path / "drawn"), *nowhere])
+    assert res.exit_code == 2 and "names a folder" in res.stderr
+    res = runner.invoke(app, ["detect", str(photos), "the cat", "--annotate", str(photos), *nowhere])
+    assert res.exit_code == 2 and "would overwrite" in res.stderr
+    (tmp_path / "drawn").mkdir()
+    res = runner.invoke(app, ["detect", str(photos), "the cat", "--annotate", str(tmp_path / "drawn"), *served.model])
+    assert sorted(os.listdir(tmp_path / "drawn")) == ["cat1.png", "cat2.jpg"]
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "drawn" / "cat1.png")), np.asarray(Image.open(cat1)))
+    res = runner.invoke(app, ["detect", cat1, "a dog", "--annotate", str(tmp_path / "none.png"), *served.model])
+    assert res.exit_code == 0 and "nothing found; its drawn copy has no boxes" in res.stderr
+
+
+def test_queries_are_never_mistaken_for_images_nor_images_for_queries(photos, tmp_path):
+    cat1 = str(photos / "cat1.png")
+    nowhere = ["--model", str(tmp_path / "no-model")]
+    cases = [
+        ([cat1, "b.jpg", "the cat"], "b.jpg: no such file"),
+        ([cat1, "the cat", cat1], "comes after the query 'the cat' but looks like an image"),
+        ([cat1, "the cat", "dog.png"], "looks like an image"),
+        (["the cat"], "the cat: no such file, folder or URL"),
+        ([cat1], "no query"),
+    ]
+    for args, says in cases:
+        res = runner.invoke(app, ["detect", *args, *nowhere])
+        assert res.exit_code == 2 and says in res.stderr and len(res.stderr.splitlines()) == 1, (args, res.output)
+    res = runner.invoke(app, ["detect", cat1, "--query", "b.jpg", *nowhere])  # --query: the argument is an image
+    assert res.exit_code == 2 and "no-model" in res.stderr  # it went as far as the model
+
+
+def test_inputs_without_images_warn_and_exit_1(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("x")
+    nowhere = ["--model", str(tmp_path / "no-model")]
+    for source, says in [("empty", "no image found"), ("notes", "1 files without an image suffix"),
+                         ("empty/*.jpg", "no file matches this pattern")]:
+        res = runner.invoke(app, ["detect", str(tmp_path / source), "a cat", *nowhere])
+        assert res.exit_code == 1 and "warning: " in res.stderr and says in res.stderr, (source, res.output)
+        assert "no-model" not in res.stderr
+
+
+def test_every_input_failing_is_exit_1_with_the_reasons(served, tmp_path):
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"broken")
+    res = runner.invoke(app, ["detect", str(tmp_path), "the cat", *served.model])
+    assert res.exit_code == 1 and res.stderr.count("not an image") == 2 and "2 failed" in res.stderr
+
+
+def test_wrong_values_name_their_flag_before_any_work(photos, tmp_path):
+    nowhere = ["--model", str(tmp_path / "no-model")]
+    for flag, value in [("--batch-size", "0"), ("--max-new-tokens", "0"), ("--max-pixels", "0"), ("--batch-size", "x")]:
+        res = runner.invoke(app, ["detect", str(photos / "cat1.png"), "a cat", flag, value, *nowhere])
+        assert res.exit_code == 2 and flag in res.stderr and len(res.stderr.splitlines()) == 1, res.output
+
+
+def test_quiet_drops_the_summary_and_a_forced_bar_shows_rate(served, photos, capsys):
+    res = runner.invoke(app, ["detect", str(photos / "cat*"), "the cat", "--quiet", *served.model])
+    assert res.exit_code == 0 and "detect:" not in res.stderr
+    from vlground.tasks import load_model
+
+    sources = expand([str(photos / "cat*")]).items
+    model = lambda: load_model(served.model[1], served_model=QWEN25)  # noqa: E731
+    summary = run_detect(model, "m", sources, DetectJob(("the cat",)), progress=True)
+    assert summary.done == 2 and "img/s" in capsys.readouterr().err
+
+
+def test_merge_answers_labels_with_the_query_and_keeps_one_box_per_expression():
+    box = Detection(label=None, box=(1, 2, 3, 4))
+    named = Detection(label="cat", box=(5, 6, 7, 8))
+    answers = [Result(detections=[box, named], text="a", image_size=(10, 10)), Result(detections=[], text="", image_size=(10, 10))]
+    grounded, missing = merge_answers(["the cat", "a dog"], answers, all_instances=False)
+    assert [(d.label, d.attributes) for d in grounded.detections] == [("the cat", {"query": "the cat"})]
+    assert missing == ["a dog"] and grounded.image_size == (10, 10)
+    every, _ = merge_answers(["the cat", "a dog"], answers, all_instances=True)
+    assert [d.label for d in every.detections] == ["the cat", "cat"]
+    assert box.label is None  # the model's answer is left as it was
+
+
+def test_a_tiny_model_answers_a_folder_in_batches(tiny_checkpoint, photos, tmp_path):
+    out = tmp_path / "boxes.jsonl"
+    (photos / "broken.png").unlink()
+    res = runner.invoke(app, ["detect", str(photos), "the cat", "a tree", "--out", str(out), "--batch-size", "2",
+                              "--max-new-tokens", "6", "--model", str(tiny_checkpoint("qwen2.5-vl")), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    records = _records(out)
+    assert [os.path.basename(r["path"]) for r in records] == ["cat1.png", "cat2.jpg"]
+    assert all(r["error"] is None and (r["width"], r["height"]) == (640, 480) for r in records)
