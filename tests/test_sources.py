@@ -42,6 +42,12 @@ def test_folder_takes_images_by_suffix_and_counts_the_rest(folder):
     assert [os.path.basename(p) for p in found.subfolders] == ["sub"]
 
 
+def test_extra_suffixes_are_taken_from_folders(folder):
+    (folder / "scan.PDF").write_bytes(b"%PDF-1.4")
+    assert "scan.PDF" not in _names(expand([str(folder)]), folder)
+    assert "scan.PDF" in _names(expand([str(folder)], extra_suffixes={".pdf"}), folder)
+
+
 def test_recursive_lists_a_folders_files_before_its_subfolders(folder):
     (folder / "sub" / "deeper").mkdir()
     (folder / "sub" / "deeper" / "d.png").write_bytes(_png())

@@ -106,9 +106,9 @@ class Sources:
 class _Expansion:
     """The state of one `expand` call: what is found so far, and which files are already in."""
 
-    def __init__(self, recursive: bool, stdin: BinaryIO | None) -> None:
+    def __init__(self, recursive: bool, stdin: BinaryIO | None, extra_suffixes: Iterable[str]) -> None:
         self.recursive, self.stdin = recursive, stdin
-        self.suffixes = image_suffixes()
+        self.suffixes = image_suffixes() | {s.lower() for s in extra_suffixes}
         self.found = Sources()
         self.seen: set[str] = set()
 
@@ -179,10 +179,12 @@ class _Expansion:
             yield entry, is_dir
 
 
-def expand(paths: Iterable[str], recursive: bool = False, *, stdin: BinaryIO | None = None) -> Sources:
+def expand(paths: Iterable[str], recursive: bool = False, *, stdin: BinaryIO | None = None,
+           extra_suffixes: Iterable[str] = ()) -> Sources:
     """The inputs behind `paths` (see the module docstring for the rules). `stdin` is the stream
-    `-` reads (default: this process's standard input)."""
-    expansion = _Expansion(recursive, stdin)
+    `-` reads (default: this process's standard input); `extra_suffixes` (".pdf") are taken from
+    folders besides the image suffixes, for a caller that reads more than images."""
+    expansion = _Expansion(recursive, stdin, extra_suffixes)
     for arg in paths:
         expansion.argument(os.fspath(arg))
     return expansion.found
