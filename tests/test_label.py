@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -36,8 +37,9 @@ def label(*args: str):
     return CliRunner().invoke(app, ["label", *args])
 
 
-def model_args(tiny_checkpoint) -> list[str]:
-    return ["--model", str(tiny_checkpoint("qwen2.5-vl")), "--max-new-tokens", "8", "-c", CATEGORIES[0], "-c", CATEGORIES[1]]
+def model_args(tiny_checkpoint, max_new_tokens: int = 8) -> list[str]:
+    return ["--model", str(tiny_checkpoint("qwen2.5-vl")), "--max-new-tokens", str(max_new_tokens),
+            "-c", CATEGORIES[0], "-c", CATEGORIES[1]]
 
 
 def records(path: Path) -> list[dict]:
@@ -67,6 +69,33 @@ def test_coco_dataset_holds_what_the_model_found(folder, tmp_path, tiny_checkpoi
     assert sorted((i["file_name"], i["width"], i["height"]) for i in coco.imgs.values()) == sorted(
         (n, *s) for n, s in SIZES.items())
     assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == CATEGORIES
+
+
+def test_forced_boxes_reach_coco_and_yolo_in_pixels(folder, tmp_path, tiny_checkpoint):
+    """The tiny model made to answer a known box (input-pixel frame of Qwen2.5-VL): each dataset holds
+    it in pixels of each image, whatever size the processor resized it to."""
+    import supervision as sv
+
+    from vlground.geometry import model_input_size
+    from vlground.testing.forced import forced_loading
+
+    answer = '[{"bbox_2d": [28, 0, 56, 28], "label": "dog"}, {"bbox_2d": [0, 0, 28, 56], "label": "cats"}]'
+    images = [str(folder / n) for n in SIZES]
+    with forced_loading({"cat, dog": answer}):
+        for fmt in ("coco", "yolo"):
+            result = label(*images, "--format", fmt, "--out", str(tmp_path / fmt), *model_args(tiny_checkpoint, 200))
+            assert result.exit_code == 0, result.output
+    coco = sv.DetectionDataset.from_coco(str(folder), str(tmp_path / "coco" / "instances.json"))
+    yolo = sv.DetectionDataset.from_yolo(str(tmp_path / "yolo" / "images"), str(tmp_path / "yolo" / "labels"),
+                                         str(tmp_path / "yolo" / "data.yaml"))
+    for dataset in (coco, yolo):
+        assert dataset.classes == CATEGORIES
+        by_name = {Path(path).name: found for path, _, found in dataset}
+        for name, (width, height) in SIZES.items():
+            sx, sy = (s / i for s, i in zip((width, height), model_input_size("qwen2.5-vl", (width, height))))
+            expected = [[28 * sx, 0, 56 * sx, 28 * sy], [0, 0, 28 * sx, min(56 * sy, height)]]
+            np.testing.assert_allclose(by_name[name].xyxy, expected, atol=0.01)
+            assert by_name[name].class_id.tolist() == [1, 0]  # dog, then "cats" read as cat
 
 
 def test_yolo_and_jsonl_formats(folder, tmp_path, tiny_checkpoint):

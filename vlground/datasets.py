@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vlground.results import Detection, Result
+from vlground.sink import atomic_write, escape_path
 
 FORMATS = ("coco", "yolo", "jsonl")
 COCO_FILE = "instances.json"
@@ -67,6 +68,12 @@ class LabelRecord:
         return cls(path=d["path"], model=d.get("model") or "", width=d.get("width"), height=d.get("height"),
                    detections=[Detection.from_dict(x) for x in d.get("detections") or []],
                    text=d.get("text") or "", error=d.get("error"))
+
+
+def label_key(record: dict[str, Any]) -> str:
+    """A label record's input across runs (the resume key): the absolute path, a URI as it is."""
+    path = record["path"]
+    return path if "://" in path else escape_path(os.path.abspath(path))
 
 
 def read_label_records(path: str | Path) -> list[LabelRecord]:
@@ -161,16 +168,6 @@ def common_root(paths: Sequence[str]) -> str:
     return os.path.commonpath(local) if local else os.getcwd()
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `path` whole or not at all: a temporary file beside it, fsync'ed, renamed over it."""
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(temp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-
-
 def coco_dataset(records: Iterable[LabelRecord], categories: Sequence[str], root: str | None = None) -> tuple[dict, DatasetStats]:
     """The COCO instances dict of `records` (error records left out) and what went into it.
     `file_name` is each image's path relative to `root` (default: the folder holding them all)."""
@@ -194,7 +191,7 @@ def write_coco(records: Iterable[LabelRecord], path: str | Path, categories: Seq
     coco, stats = coco_dataset(records, categories, root)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(coco, ensure_ascii=False))
+    atomic_write(path, json.dumps(coco, ensure_ascii=False))
     return stats
 
 
@@ -264,7 +261,7 @@ def write_yolo(records: Iterable[LabelRecord], folder: str | Path, categories: S
         os.replace(path, folder / part)
         shutil.rmtree(old, ignore_errors=True)
     data = {"path": str(folder.resolve()), "train": "images", "val": "images", "nc": len(categories), "names": list(categories)}
-    atomic_write_text(folder / YOLO_YAML, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    atomic_write(folder / YOLO_YAML, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return stats
 
 

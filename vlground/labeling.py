@@ -15,7 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlground.datasets import COCO_FILE, FORMATS, DatasetStats, LabelRecord, read_label_records, write_coco, write_yolo
+from vlground.datasets import (COCO_FILE, FORMATS, DatasetStats, LabelRecord, label_key, read_label_records, write_coco,
+                               write_yolo)
 from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
 from vlground.ocr.runner import Summary
 from vlground.sink import JsonlSink, escape_path
@@ -74,12 +75,6 @@ class LabelSummary(Summary):
 def records_path(out: str | Path, fmt: str) -> Path:
     """Where the records go: OUT itself for jsonl, OUT/records.jsonl for a dataset folder."""
     return Path(out) if fmt == "jsonl" else Path(out) / RECORDS
-
-
-def record_key(record: dict) -> str:
-    """An input's identity across runs: its absolute path (a URI as it is)."""
-    path = record["path"]
-    return path if "://" in path else escape_path(os.path.abspath(path))
 
 
 class Labeler:
@@ -172,10 +167,10 @@ def run_label(paths: Iterable[str], out: str | Path, options: LabelOptions) -> L
     summary = LabelSummary(not_images=len(inputs.not_images), subfolders=len(inputs.subfolders))
     labeler = Labeler(options)
     started = time.perf_counter()
-    with JsonlSink(records_path(out, options.format), record_key, resume=options.resume, overwrite=options.overwrite) as sink:
+    with JsonlSink(records_path(out, options.format), label_key, resume=options.resume, overwrite=options.overwrite) as sink:
         todo = []
         for item, error in inputs.items:
-            earlier = sink.done.get(record_key({"path": escape_path(item)}))
+            earlier = sink.done.get(label_key({"path": escape_path(item)}))
             if earlier is not None:
                 summary.skipped += 1
                 summary.skipped_failed += earlier.get("error") is not None
@@ -198,7 +193,7 @@ def _drain(records: Iterator[dict], sink: JsonlSink, summary: LabelSummary, tota
     bar = _progress_bar(total, progress)
     try:
         for record in records:
-            if record_key(record) in sink.done:
+            if label_key(record) in sink.done:
                 continue  # an input answered twice (a retried worker) is written once
             sink.write(record)
             summary.done += 1
