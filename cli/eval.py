@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlground.cli.errors import fail
+from vlground.cli.flags import Device
 from vlground.eval.registry import BENCHMARKS
 
 eval_app = typer.Typer(help="Score predictions exactly as the reference evaluators do.", no_args_is_help=True)
@@ -17,6 +18,7 @@ bench_app = typer.Typer(help="Run a model over a benchmark, write its prediction
 
 GT = Annotated[Path, typer.Option("--gt", help="Ground-truth file (or folder).")]
 STRICT = Annotated[bool, typer.Option("--strict", help="Make refused inputs (wrong types, impossible values, repeated ids, malformed lines) errors instead of counting and skipping them.")]
+REPORT = Annotated[Optional[Path], typer.Option(help="Also write one self-contained HTML report (numbers, plots, worst samples) to this file.")]
 AS_JSON = Annotated[bool, typer.Option("--json", help="Print the scores as one JSON object (fractions, not percent).")]
 
 
@@ -32,7 +34,8 @@ def _warn(summary: dict) -> None:
         typer.echo(f"warning: {summary['invalid']} inputs refused and not scored (first: {named}); --strict makes them errors", err=True)
 
 
-def _run_benchmark(benchmark, gt: Path, pred: Path, rows_path: Optional[Path], as_json: bool, strict: bool, options: dict) -> None:
+def _run_benchmark(benchmark, gt: Path, pred: Path, rows_path: Optional[Path], report: Optional[Path], as_json: bool, strict: bool,
+                   options: dict) -> None:
     from vlground.eval.errors import EvalInputError, NothingToScore
     from vlground.sink import atomic_write_records
 
@@ -49,7 +52,18 @@ def _run_benchmark(benchmark, gt: Path, pred: Path, rows_path: Optional[Path], a
             atomic_write_records(rows_path, scores.rows())
         except OSError as error:
             fail(f"{rows_path}: cannot write ({error.strerror or error})")
+    if report is not None:
+        _write_report(report, scores, gt.parent if gt.is_file() else gt, {"command": f"vlground eval {benchmark.name}", "gt": str(gt), "pred": str(pred)})
     typer.echo(json.dumps(summary) if as_json else "\n".join(scores.describe(summary)))
+
+
+def _write_report(path: Path, scores, image_root: Optional[Path], context: dict) -> None:
+    from vlground.report import write_report
+
+    try:
+        write_report(path, scores, image_root=image_root, context=context)
+    except OSError as error:
+        fail(f"{path}: cannot write the report ({error.strerror or error})")
 
 
 def _parameter(name: str, annotation, default) -> inspect.Parameter:
@@ -73,15 +87,16 @@ def _eval_command(benchmark):
     rows_name = benchmark.rows_option.replace("-", "_")
 
     def command(**values) -> None:
-        gt, pred, rows_path = values.pop("gt"), values.pop("pred"), values.pop(rows_name)
+        gt, pred, rows_path, report = values.pop("gt"), values.pop("pred"), values.pop(rows_name), values.pop("report")
         as_json, strict = values.pop("as_json"), values.pop("strict")
-        _run_benchmark(benchmark, gt, pred, rows_path, as_json, strict, values)
+        _run_benchmark(benchmark, gt, pred, rows_path, report, as_json, strict, values)
 
     parameters = [
         _parameter("gt", Annotated[Path, typer.Option("--gt", help=benchmark.gt_help)], inspect.Parameter.empty),
         _parameter("pred", Annotated[Path, typer.Option("--pred", help=benchmark.pred_help)], inspect.Parameter.empty),
         *(_option_parameter(option) for option in benchmark.options),
         _parameter(rows_name, Annotated[Optional[Path], typer.Option(help=benchmark.rows_help)], None),
+        _parameter("report", REPORT, None),
         _parameter("strict", STRICT, False),
         _parameter("as_json", AS_JSON, False),
     ]
@@ -121,8 +136,9 @@ def bench_refcoco(
     dataset: DATASET = None,
     split_by: SPLIT_BY = None,
     split: SPLIT = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
+    device: Device = "auto",
     dtype: Annotated[str, typer.Option(help="auto, bf16, fp16 or fp32.")] = "auto",
+    report: REPORT = None,
     strict: STRICT = False,
     as_json: AS_JSON = False,
 ) -> None:
@@ -148,20 +164,20 @@ def bench_refcoco(
     except (UnknownFamilyError, ValueError, MemoryError, OSError) as error:  # OSError: weights or files missing
         fail(str(error))
     try:
-        report = run_refcoco_bench(
+        outcome = run_refcoco_bench(
             runner, model, samples, out, gt_name=str(gt), image_root=image_root, limit=limit, batch_size=batch_size,
-            max_new_tokens=max_new_tokens, protocol=protocol, problems=problems,
+            max_new_tokens=max_new_tokens, protocol=protocol, problems=problems, html_report=report,
             progress=lambda done, total: typer.echo(f"{done}/{total} answered", err=True),
         )
     except EvalInputError as error:
         fail(str(error))
-    _warn(report)
-    if report["failed_all"]:
-        fail(f"every one of the {report['n']} samples failed, none was answered (first: {report['first_error']}); "
+    _warn(outcome)
+    if outcome["failed_all"]:
+        fail(f"every one of the {outcome['n']} samples failed, none was answered (first: {outcome['first_error']}); "
              "check --image-root and the model; the error lines are in " + str(out / "predictions.jsonl"), code=1)
-    summary = {k: v for k, v in report.items() if k != "worst"}
+    summary = {k: v for k, v in outcome.items() if k != "worst"}
     typer.echo(json.dumps(summary) if as_json else "\n".join(
-        RefCOCOScores.describe(report) + [f"errors {report['errors']}; predictions and report in {out}"]))
+        RefCOCOScores.describe(outcome) + [f"errors {outcome['errors']}; predictions and report in {out}"]))
 
 
 def register(app: typer.Typer) -> None:

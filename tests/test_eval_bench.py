@@ -53,7 +53,9 @@ def bench(tmp_path, model, gt, **options):
 
 def test_writes_predictions_samples_and_report(tmp_path):
     gt = make_gt(tmp_path, ["cat", "dog", "a miss", "bird"])
-    report = bench(tmp_path, ScriptedModel(), gt)
+    report = bench(tmp_path, ScriptedModel(), gt, html_report=tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "60.00%" in page and "vlground bench refcoco" in page and "scripted" in page
     assert (report["n"], report["accuracy"], report["errors"]) == (5, 3 / 5, 1)
     lines = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
     assert [r["index"] for r in lines] == [0, 1, 2, 3, 4]

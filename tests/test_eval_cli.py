@@ -108,3 +108,23 @@ def test_eval_protocols_lists_every_protocol(app):
     listing = run(app, "eval", "protocols").stdout
     for name in ("family", "qwen-vl", "lmms-eval", "textvqa", "vqa-v2", "anls"):
         assert f" {name} " in listing
+
+
+def test_report_is_written_with_the_headline_numbers_for_every_benchmark(app, tmp_path):
+    refcoco = write_lines(tmp_path / "gt.jsonl", [{"image": "a.jpg", "sent": "x", "bbox": [0, 0, 5, 5], "width": 10, "height": 10}] * 3)
+    textvqa = tmp_path / "val.json"
+    textvqa.write_text(json.dumps({"data": [{"question_id": 1, "answers": ["two"] * 10}, {"question_id": 2, "answers": ["b"] * 10}]}))
+    docvqa = tmp_path / "doc.json"
+    docvqa.write_text(json.dumps({"data": [{"questionId": 1, "answers": ["abc"]}]}))
+    ocr = write_lines(tmp_path / "refs.jsonl", [{"path": "a.png", "text": "hello"}])
+    pred = write_lines(tmp_path / "p.jsonl", [{"box": [0, 0, 5, 5], "question_id": 1, "questionId": 1, "answer": "2", "path": "a.png",
+                                                "text": "hallo"}, {"box": [5, 5, 9, 9]}, {"box": [0, 0, 5, 4]}])
+    cases = [("refcoco", refcoco, ["--protocol", "qwen-vl"], "accuracy", "33.33%"), ("textvqa", textvqa, [], "accuracy", "50.00%"),
+             ("docvqa", docvqa, [], "anls", "0.00%"), ("ocr", ocr, [], "cer", "20.00%")]
+    for name, gt, extra, metric, shown in cases:
+        report = tmp_path / f"{name}.html"
+        result = run(app, "eval", name, "--gt", gt, "--pred", pred, *extra, "--report", report, "--json")
+        assert result.exit_code == 0, result.output
+        page = report.read_text(encoding="utf-8")
+        assert f"{json.loads(result.stdout)[metric] * 100:.2f}%" == shown and shown in page, name
+        assert f"vlground eval {name}" in page and str(pred) in page

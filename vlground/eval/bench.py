@@ -63,7 +63,9 @@ def _gt_folder(gt_name: str) -> Path | None:
     return gt if gt.is_dir() else gt.parent if gt.exists() else None
 
 
-def _load(sample: RefSample, image_root: Path | None):
+def load_sample_image(sample: RefSample, image_root: Path | None):
+    """The RGB image of `sample`: its embedded bytes, else its file (relative to `image_root`);
+    ImageLoadError naming the file when it cannot be read."""
     from PIL import Image
 
     from vlground.imageio import ImageLoadError, load_image
@@ -93,7 +95,7 @@ def _answer_chunk(model, samples: Sequence[RefSample], indices: list[int], image
     loaded, images = [], []
     for i in indices:
         try:
-            images.append(_load(samples[i], image_root))
+            images.append(load_sample_image(samples[i], image_root))
             loaded.append(i)
         except ImageLoadError as error:
             records[i] = _record(i, samples[i], None, None, str(error))
@@ -140,6 +142,7 @@ def run_refcoco_bench(
     worst: int = 20,
     progress: Callable[[int, int], None] | None = None,
     problems: InputProblems | None = None,
+    html_report: str | Path | None = None,
 ) -> dict:
     """Answer every sample not yet in `out`, then score all of them; returns the report.
 
@@ -148,7 +151,8 @@ def run_refcoco_bench(
     `gt_name` identify the run in `out`. `progress(done, total)` is called after each chunk of
     4 x batch_size samples. `image_root` defaults to the folder of `gt_name` (the GT file's
     folder, or the GT folder itself). The report's `failed_all` is true when no sample could be
-    answered at all (a wrong image root, a broken model), `first_error` says why."""
+    answered at all (a wrong image root, a broken model), `first_error` says why. `html_report`
+    also writes the HTML report (`vlground.report.write_report`) there."""
     from vlground.sink import JsonlSink, OutputLockedError
 
     samples = list(samples)[:limit] if limit is not None else list(samples)
@@ -170,15 +174,18 @@ def run_refcoco_bench(
             if progress:
                 progress(len(sink.done), len(samples))
         records = [sink.done[str(i)] for i in range(len(samples))]
-    return _report(model, model_name, gt_name, samples, records, out, protocol=protocol, worst=worst,
-                   answered=len(todo), problems=problems)
+    scores = score_refcoco(samples, records, protocol, model.family, problems=problems)
+    if html_report is not None:
+        from vlground.report import write_report
+
+        write_report(html_report, scores, image_root=root, context={"command": "vlground bench refcoco", "model": model_name, "gt": gt_name})
+    return _report(model_name, gt_name, scores, records, out, worst=worst, answered=len(todo))
 
 
-def _report(model, model_name, gt_name, samples, records, out: Path, *, protocol, worst, answered, problems) -> dict:
-    """Score the records, write samples.jsonl and report.json atomically, return the report."""
+def _report(model_name: str, gt_name: str, scores, records, out: Path, *, worst: int, answered: int) -> dict:
+    """Write samples.jsonl and report.json atomically, return the report."""
     from vlground.sink import atomic_write, atomic_write_records
 
-    scores = score_refcoco(samples, records, protocol, model.family, problems=problems)
     rows = scores.rows(records)
     atomic_write_records(out / SAMPLES, rows)
     errors = [r["error"] for r in records if r["error"] is not None]
