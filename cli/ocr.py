@@ -20,7 +20,11 @@ def ocr(
     resume: Annotated[bool, typer.Option(help="Skip the inputs OUT already holds and append the rest (takes over the lock of a run that was killed).")] = False,
     retry_failed: Annotated[bool, typer.Option(help="With --resume: read again the inputs whose records are errors (the new record replaces the old).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it already holds results.")] = False,
-    txt_dir: Annotated[Optional[Path], typer.Option(help="Also write each image's text under DIR, mirroring the input folders (a/photo.jpg -> DIR/a/photo.jpg.txt).")] = None,
+    txt_dir: Annotated[Optional[Path], typer.Option(help="Also write each input's text under DIR, mirroring the input folders (a/photo.jpg -> DIR/a/photo.jpg.txt); the same as --format txt --export-dir DIR.")] = None,
+    formats: Annotated[Optional[list[str]], typer.Option("--format", "-f", help="Also write each input as txt, hocr, md or pdf (searchable) under --export-dir (repeat for several); the JSONL in OUT is always written.")] = None,
+    export_dir: Annotated[Optional[Path], typer.Option(help="Folder for the --format files, mirroring the input folders (a/scan.pdf -> DIR/a/scan.pdf.hocr). Default: OUT without its suffix (text.jsonl -> text/).")] = None,
+    pages: Annotated[Optional[str], typer.Option(help="Documents (PDF, multi-page TIFF): the pages to read, such as 1-3,7 or 5- (default: all).")] = None,
+    dpi: Annotated[int, typer.Option(help="PDFs: render pages at this resolution (300: the resolution OCR engines are tuned for; lower it for speed on large print).")] = 300,
     max_image_pixels: Annotated[Optional[int], typer.Option(help="Refuse images over this many pixels as decompression bombs (default 178956970, as Pillow); 0: no limit.")] = None,
     device: Annotated[str, typer.Option(help="Qwen engine: cuda, cpu or auto.")] = "auto",
     dtype: Annotated[str, typer.Option(help="Qwen engine: auto, bf16, fp16 or fp32.")] = "auto",
@@ -30,6 +34,7 @@ def ocr(
     """Read the text in every image; exit status 1 when any input failed (its record says why)."""
     from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS
     from vlground.models.weights import WeightsNotFoundError
+    from vlground.ocr.documents import MAX_DPI
     from vlground.ocr.engine import MODES, PPOCR, EngineUnavailableError
     from vlground.ocr.runner import OcrOptions, run_ocr
     from vlground.sink import OutputExistsError, OutputLockedError
@@ -39,6 +44,8 @@ def ocr(
         fail(f"--mode must be one of {', '.join(MODES)}; got {mode!r}")
     if engine == PPOCR and mode is not None:
         fail("--mode is for Qwen engines (--engine MODEL); the built-in engine always writes each line with its box and score")
+    if not 1 <= dpi <= MAX_DPI:
+        fail(f"--dpi must be between 1 and {MAX_DPI}; got {dpi}")
     if (workers is not None and workers < 1) or batch_size < 1:
         fail("--workers and --batch-size must be at least 1")
     if max_image_pixels is not None and max_image_pixels < 0:
@@ -46,8 +53,9 @@ def ocr(
     pixel_limit = DEFAULT_MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels or None
     options = OcrOptions(
         engine=engine, mode=mode or "text", recursive=recursive, workers=workers, batch_size=batch_size,
-        resume=resume, retry_failed=retry_failed, overwrite=overwrite, txt_dir=txt_dir, progress=progress,
-        device=device, dtype=dtype, max_pixels=max_pixels, max_image_pixels=pixel_limit,
+        resume=resume, retry_failed=retry_failed, overwrite=overwrite, progress=progress, device=device,
+        dtype=dtype, max_pixels=max_pixels, max_image_pixels=pixel_limit, dpi=dpi,
+        pages=_page_selection(pages), exports=_exports(formats or [], export_dir, txt_dir, out),
     )
     try:
         summary = run_ocr(paths, out, options)
@@ -68,6 +76,35 @@ def _check_flags(resume: bool, retry_failed: bool, overwrite: bool, out: str) ->
         fail("--retry-failed works with --resume (it reads again the inputs OUT holds as errors)")
     if out == "-" and (resume or overwrite):
         fail("--out - writes to standard output, which has nothing to resume or overwrite; give a file name")
+
+
+def _page_selection(pages: str | None):
+    from vlground.ocr.documents import PageSelection, parse_pages
+
+    try:
+        return parse_pages(pages) if pages is not None else PageSelection()
+    except ValueError as error:
+        fail(str(error))
+
+
+def _exports(formats: list[str], export_dir: Path | None, txt_dir: Path | None, out: str) -> tuple:
+    """(format, folder) pairs from --format/--export-dir and --txt-dir."""
+    from vlground.ocr.formats import FORMATS
+
+    unknown = [f for f in formats if f not in FORMATS + ("jsonl",)]
+    if unknown:
+        fail(f"--format takes {', '.join(('jsonl',) + FORMATS)}; got {unknown[0]!r}")
+    extra = list(dict.fromkeys(f for f in formats if f != "jsonl"))
+    if extra and export_dir is None:
+        if out == "-":
+            fail("--format with --out - needs --export-dir DIR for the files")
+        export_dir = Path(out).with_suffix("") if Path(out).suffix else Path(out + ".exports")
+    if export_dir is not None and not extra:
+        fail("--export-dir is where --format files go; add --format txt, hocr, md or pdf")
+    pairs = [(fmt, export_dir) for fmt in extra]
+    if txt_dir is not None:
+        pairs.append(("txt", txt_dir))
+    return tuple(pairs)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,10 +2,10 @@
 segfault inside onnxruntime would, and reads every other file with the real engine."""
 import os
 
-from vlground.ocr.runner import _worker_read
+from vlground.ocr.workers import worker_read
 
 
 def read_or_die(job):
-    if "crash" in os.path.basename(job[0]):
+    if "crash" in os.path.basename(job[0].source.location):
         os._exit(139)
-    return _worker_read(job)
+    return worker_read(job)

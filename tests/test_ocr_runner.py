@@ -172,7 +172,9 @@ def test_a_worker_crash_costs_only_the_image_that_caused_it(tmp_path):
         from ocr_crash_reader import read_or_die
     finally:
         sys.path.pop(0)
-    from vlground.ocr.runner import OcrOptions, _ppocr_records
+    from vlground.ocr.documents import PageJob
+    from vlground.ocr.workers import ppocr_records
+    from vlground.sources import Source
 
     words = ["Bakery", "Library", "Pharmacy", "Museum", "Station"]
     files = []
@@ -182,7 +184,7 @@ def test_a_worker_crash_costs_only_the_image_that_caused_it(tmp_path):
         if index == 1:
             files.append(str(tmp_path / "crash.png"))
             _sign("Boom").save(files[-1])
-    records = {r.path: r for r in _ppocr_records(files, OcrOptions(workers=2), read=read_or_die)}
+    records = {r.path: r for r in ppocr_records([PageJob(Source(f)) for f in files], 2, None, read=read_or_die)}
     assert sorted(records) == sorted(files)  # every input exactly once
     assert "crashed" in records[str(tmp_path / "crash.png")].error
     assert {records[f].text for f in files if not f.endswith("crash.png")} == set(words)
@@ -307,8 +309,8 @@ def test_a_failing_text_export_is_an_error_record_and_resume_retries_it(tmp_path
     assert result.exit_code == 1
     records = {Path(r["path"]).name: r for r in _records(out)}
     assert len(records) == 3 and records["Station.png"]["error"] is None  # the batch went on
-    assert "cannot write the text export" in records["Museum.png"]["error"] and records["Museum.png"]["text"] == "Museum"
-    assert result.stderr.count("failed: ") == 1 and "Museum.png: cannot write the text export" in result.stderr
+    assert "cannot write the txt export" in records["Museum.png"]["error"] and records["Museum.png"]["text"] == "Museum"
+    assert result.stderr.count("failed: ") == 1 and "Museum.png: cannot write the txt export" in result.stderr
     assert (txt / "Station.png.txt").read_text() == "Station\n"
 
     reported = CliRunner().invoke(_app(), args + ["--resume"])
@@ -352,5 +354,5 @@ def test_a_folder_without_images_is_a_warning_and_exit_1(tmp_path):
     (tmp_path / "notes.txt").write_text("no pictures here")
     out = tmp_path / "r.jsonl"
     result = CliRunner().invoke(_app(), ["ocr", str(tmp_path), "--out", str(out)])
-    assert result.exit_code == 1 and "warning: no image to read" in result.stderr
+    assert result.exit_code == 1 and "warning: no image found" in result.stderr
     assert "1 files without an image suffix" in result.stderr and not out.exists()

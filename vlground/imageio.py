@@ -181,19 +181,48 @@ def load_image(src: ImageSource, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_P
         return _to_rgb(_exif_transposed(src)).copy()
     image = _open_file(Path(src))
     with image:
-        _check_pixels(name, image.size, max_pixels)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # palette-transparency notes; we convert explicitly
-                image.load()
-                rgb = _to_rgb(_exif_transposed(image))
-                if rgb is image:  # detach from the file before it is closed
-                    rgb = image.copy()
-        except MemoryError:
-            raise ImageLoadError(name, "not enough memory to decode this image; lower --max-image-pixels") from None
-        except Exception as error:  # Pillow reports truncation and corrupt data in many exception types
-            raise ImageLoadError(name, f"truncated or corrupt image data ({type(error).__name__}: {error})") from None
+        return _decoded(image, name, max_pixels)
+
+
+def _decoded(image: Image.Image, name: str, max_pixels: int | None) -> Image.Image:
+    """The current frame of an open file, as `load_image` promises, detached from the file."""
+    _check_pixels(name, image.size, max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # palette-transparency notes; we convert explicitly
+            image.load()
+            rgb = _to_rgb(_exif_transposed(image))
+            if rgb is image:  # detach from the file before it is closed
+                rgb = image.copy()
+    except MemoryError:
+        raise ImageLoadError(name, "not enough memory to decode this image; lower --max-image-pixels") from None
+    except Exception as error:  # Pillow reports truncation and corrupt data in many exception types
+        raise ImageLoadError(name, f"truncated or corrupt image data ({type(error).__name__}: {error})") from None
     return rgb
+
+
+def frame_count(path: str | Path) -> int:
+    """How many frames (pages) a multi-page file (TIFF) holds; 1 for ordinary images. Raises
+    `ImageLoadError` like `load_image`."""
+    with _open_file(Path(path)) as image:
+        try:
+            return int(getattr(image, "n_frames", 1))
+        except Exception as error:  # a broken page chain
+            raise ImageLoadError(str(path), f"cannot count the pages ({type(error).__name__}: {error})") from None
+
+
+def load_frame(path: str | Path, index: int, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """Frame `index` (0-based) of a multi-page file, under the rules of `load_image` (its own size
+    checked against `max_pixels`, its own orientation applied)."""
+    name = f"{path} page {index + 1}"
+    with _open_file(Path(path)) as image:
+        try:
+            image.seek(index)
+        except (EOFError, ValueError):
+            raise ImageLoadError(name, f"no such page (the file has {getattr(image, 'n_frames', 1)})") from None
+        except Exception as error:
+            raise ImageLoadError(name, f"cannot reach this page ({type(error).__name__}: {error})") from None
+        return _decoded(image, name, max_pixels)
 
 
 def image_size(src: ImageSource) -> tuple[int, int]:

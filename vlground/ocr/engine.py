@@ -66,12 +66,12 @@ class PPOCREngine:
         pieces = []
         for quad, text, score, *word_info in result or []:
             corners = np.asarray(quad, dtype=np.float64)
-            pieces.append(Piece(quad=corners, text=text, score=float(score), centers=_char_centers(corners, text, word_info)))
+            centers, widths = _char_geometry(corners, text, word_info)
+            pieces.append(Piece(quad=corners, text=text, score=float(score), centers=centers, widths=widths))
         return pieces
 
     def read_one(self, image: Image.Image) -> PageText:
-        lines = [replace(line, text=fix_confusions(line.text))
-                 for line in assemble_lines(self.detect(image), np.asarray(image.convert("L")))]
+        lines = [_fixed(line) for line in assemble_lines(self.detect(image), np.asarray(image.convert("L")))]
         return PageText(text="\n".join(line.text for line in lines), lines=lines)
 
     def read(self, images: Sequence[Image.Image]) -> list[PageText]:
@@ -97,15 +97,27 @@ def _within_aspect(image: Image.Image) -> Image.Image:
     return canvas
 
 
-def _char_centers(quad: np.ndarray, text: str, word_info: list) -> np.ndarray:
-    """One (x, y) per character: the centres of rapidocr's character boxes (`return_word_box`),
-    or, where it gave none, evenly along the middle of the piece."""
+def _char_geometry(quad: np.ndarray, text: str, word_info: list) -> tuple[np.ndarray, np.ndarray | None]:
+    """One (x, y) per character and its width along the line: from rapidocr's character boxes
+    (`return_word_box`), or, where it gave none, centres evenly along the middle of the piece and
+    widths left to the layout (None)."""
     boxes = word_info[0] if word_info else None
     if boxes is not None and len(boxes) == len(text) and len(text) > 0:
-        return np.array([np.mean(np.asarray(box, dtype=np.float64), axis=0) for box in boxes])
+        corners = np.asarray(boxes, dtype=np.float64).reshape(len(text), 4, 2)
+        widths = (np.linalg.norm(corners[:, 1] - corners[:, 0], axis=1) + np.linalg.norm(corners[:, 2] - corners[:, 3], axis=1)) / 2
+        return corners.mean(axis=1), widths
     left, right = (quad[0] + quad[3]) / 2, (quad[1] + quad[2]) / 2
     steps = (np.arange(len(text)) + 0.5) / max(len(text), 1)
-    return left + steps[:, None] * (right - left)
+    return left + steps[:, None] * (right - left), None
+
+
+def _fixed(line: OcrLine) -> OcrLine:
+    """The line with look-alike characters fixed, in its words too (the fixes keep word boundaries)."""
+    text = fix_confusions(line.text)
+    parts = text.split(" ")
+    if len(parts) != len(line.words):
+        return replace(line, text=text)
+    return replace(line, text=text, words=tuple(replace(w, text=t) for w, t in zip(line.words, parts)))
 
 
 class QwenEngine:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from vlground.ocr.records import OcrLine
-from vlground.ocr.spacing import join_pieces
+from vlground.ocr.records import OcrLine, OcrWord
+from vlground.ocr.spacing import PieceChars, join_pieces
 
 # Both sides of a column gutter hold rows at least this many line heights wide (median).
 PROSE_ROW_WIDTH = 8.0
@@ -30,12 +30,14 @@ AXIS_ALIGNED_DEGREES = 1.0
 class Piece:
     """One detected text piece: `quad` (4 corners clockwise from the text's top-left, image pixels),
     its text, the recognizer's confidence, `centers` one (x, y) image point per character of `text`,
-    and its box (x1, y1, x2, y2) in the deskewed frame (set by the layout)."""
+    `widths` each character's width along the line (None: estimated from the centres), and its box
+    (x1, y1, x2, y2) in the deskewed frame (set by the layout)."""
 
     quad: np.ndarray
     text: str
     score: float
     centers: np.ndarray
+    widths: np.ndarray | None = None
     box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
 
     @property
@@ -134,27 +136,29 @@ def _row_quad(row: list[Piece], angle: float) -> np.ndarray:
     return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]]) @ _rotation(angle)
 
 
-def _geometry(row: list[Piece], quad: np.ndarray, angle: float) -> dict:
-    """An axis-aligned box for level text, the tilted quad otherwise."""
-    if abs(math.degrees(angle)) < AXIS_ALIGNED_DEGREES:
-        points = np.concatenate([p.quad for p in row])
-        return {"box": (float(points[:, 0].min()), float(points[:, 1].min()), float(points[:, 0].max()), float(points[:, 1].max()))}
+def _geometry(quad: np.ndarray, level: bool) -> dict:
+    """An axis-aligned box (x1, y1, x2, y2) for level text, the tilted quad otherwise."""
+    if level:
+        return {"box": (float(quad[:, 0].min()), float(quad[:, 1].min()), float(quad[:, 0].max()), float(quad[:, 1].max()))}
     return {"quad": tuple((float(x), float(y)) for x, y in quad)}
 
 
 def assemble_lines(pieces: list[Piece], gray: np.ndarray) -> list[OcrLine]:
     """One OcrLine per row of text, in reading order, its pieces joined with the word spaces the
-    pixels of `gray` (the whole image, uint8) show. `score` is the pieces' confidence weighted by
-    their number of characters."""
+    pixels of `gray` (the whole image, uint8) show, with its words. `score` is the pieces'
+    confidence weighted by their number of characters; a word's is that of its characters."""
     pieces = [p for p in pieces if p.text.strip()]
     if not pieces:
         return []
     deskewed, angle = _deskew(pieces)
+    level = abs(math.degrees(angle)) < AXIS_ALIGNED_DEGREES
     lines = []
     for row in _reading_order(deskewed):
         quad = _row_quad(row, angle)
         height = float(np.median([p.height for p in row]))
-        text = join_pieces(gray, quad, height, [(p.text, p.centers) for p in row])
+        text, spans = join_pieces(gray, quad, height, [PieceChars(p.text, p.centers, p.widths, p.score) for p in row])
         score = float(np.average([p.score for p in row], weights=[max(len(p.text), 1) for p in row]))
-        lines.append(OcrLine(text=text, score=score, **_geometry(row, quad, angle)))
+        words = tuple(OcrWord(text=w.text, score=w.score, **_geometry(w.quad, level)) for w in spans)
+        outline = np.concatenate([p.quad for p in row]) if level else quad
+        lines.append(OcrLine(text=text, score=score, words=words, **_geometry(outline, level)))
     return lines

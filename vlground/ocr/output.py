@@ -1,5 +1,4 @@
-"""Where OCR records go: the result sink (`vlground.sink`) keyed by input, and the per-image
-plain-text export.
+"""Where OCR records go: the result sink (`vlground.sink`), keyed by input.
 
 An input's key is its absolute path (names that are not UTF-8 escaped by `escape_path`), plus the
 page for documents. Records carry it as "abspath", so a resumed run finds them from any working
@@ -9,7 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vlground.sink import JsonlSink, Record, StreamSink, atomic_write, escape_path
+from vlground.sink import JsonlSink, Record, StreamSink, escape_path
+from vlground.sources import STDIN, is_url
 
 
 def input_key(abspath: str, page: int | None = None) -> str:
@@ -17,9 +17,12 @@ def input_key(abspath: str, page: int | None = None) -> str:
     return abspath if page is None else f"{abspath}\x00page {page}"
 
 
-def absolute_name(path: str) -> str:
-    """The escaped absolute path of `path`, the "abspath" of its records."""
-    return escape_path(os.path.abspath(path))
+def absolute_name(location: str) -> str:
+    """The "abspath" of an input's records: the escaped absolute path of a file; a URL or "-"
+    (stdin) as it is."""
+    if location == STDIN or is_url(location):
+        return escape_path(location)
+    return escape_path(os.path.abspath(location))
 
 
 def record_key(record: Record) -> str:
@@ -38,24 +41,3 @@ def open_sink(out: str | Path, resume: bool = False, overwrite: bool = False) ->
             raise ValueError("--resume needs an output file; standard output (--out -) holds nothing to resume")
         return StreamSink()
     return JsonlSink(out, record_key, resume=resume, overwrite=overwrite)
-
-
-class TextExportError(OSError):
-    """A .txt export could not be written; the message names the file and why."""
-
-
-def text_export_path(txt_dir: Path, path: str, root: str) -> Path:
-    """Where the .txt of `path` goes: its place under `root` mirrored in `txt_dir`, ".txt" appended
-    to the full name (photo.jpg -> photo.jpg.txt, so photo.png cannot collide with it)."""
-    relative = os.path.relpath(os.path.abspath(path), root)
-    return txt_dir / (relative + ".txt")
-
-
-def export_text(txt_dir: Path, path: str, text: str, root: str) -> None:
-    """Write `text` (atomically: a kill leaves the old file or the new one) as the export of `path`."""
-    target = text_export_path(txt_dir, path, root)
-    try:
-        atomic_write(target, text + "\n" if text else "")
-    except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise TextExportError(f"cannot write the text export {escape_path(str(target))}: {reason}") from None

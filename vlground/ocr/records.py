@@ -1,7 +1,9 @@
 """The OCR record: one JSON line per input file, the format `vlground ocr` writes and `vlground eval
 ocr` reads.
 
-    {"path", "abspath", "engine", "width", "height", "text", "lines": [{"text", "box" | "quad", "score"}], "error"}
+    {"path", "abspath", "engine", "width", "height", "text",
+     "lines": [{"text", "box" | "quad", "score", "words": [{"text", "box" | "quad", "score"}]}], "error"}
+    documents add "page" (1-based), "pages" (the document's count) and, for PDFs, "dpi".
 
 `path` is the input as given, `abspath` its absolute path (the key `--resume` matches on); names
 that are not valid UTF-8 are escaped in both (`vlground.sink.escape_path`: byte 0xff -> "\\xff").
@@ -20,9 +22,25 @@ from vlground.results import Box, Quad
 from vlground.sink import encode_line, escape_path
 
 
+def _geometry_dict(box: Box | None, quad: Quad | None) -> dict[str, Any]:
+    if quad is not None:
+        return {"quad": [[round(float(x), 1), round(float(y), 1)] for x, y in quad]}
+    return {"box": [round(float(v), 1) for v in box]}
+
+
+def _geometry_of(d: dict[str, Any]) -> dict[str, Any]:
+    quad = d.get("quad")
+    return {"box": tuple(d["box"]) if d.get("box") is not None else None,
+            "quad": tuple(tuple(p) for p in quad) if quad is not None else None}
+
+
+def _score(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
 @dataclass(frozen=True)
-class OcrLine:
-    """One line of text; exactly one of `box` and `quad` is set."""
+class OcrWord:
+    """One word of a line: its text, `box` (level lines) or `quad` (tilted ones), confidence."""
 
     text: str
     box: Box | None = None
@@ -30,23 +48,34 @@ class OcrLine:
     score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"text": self.text}
-        if self.quad is not None:
-            out["quad"] = [[round(float(x), 1), round(float(y), 1)] for x, y in self.quad]
-        else:
-            out["box"] = [round(float(v), 1) for v in self.box]
-        out["score"] = None if self.score is None else round(float(self.score), 4)
+        return {"text": self.text, **_geometry_dict(self.box, self.quad), "score": _score(self.score)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OcrWord:
+        return cls(text=d["text"], score=d.get("score"), **_geometry_of(d))
+
+
+@dataclass(frozen=True)
+class OcrLine:
+    """One line of text; exactly one of `box` and `quad` is set. `words` (the built-in engine's;
+    empty for Qwen) join with single spaces into `text`."""
+
+    text: str
+    box: Box | None = None
+    quad: Quad | None = None
+    score: float | None = None
+    words: tuple[OcrWord, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"text": self.text, **_geometry_dict(self.box, self.quad), "score": _score(self.score)}
+        if self.words:
+            out["words"] = [word.to_dict() for word in self.words]
         return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OcrLine:
-        quad = d.get("quad")
-        return cls(
-            text=d["text"],
-            box=tuple(d["box"]) if d.get("box") is not None else None,
-            quad=tuple(tuple(p) for p in quad) if quad is not None else None,
-            score=d.get("score"),
-        )
+        return cls(text=d["text"], score=d.get("score"), words=tuple(OcrWord.from_dict(w) for w in d.get("words") or []),
+                   **_geometry_of(d))
 
 
 @dataclass(frozen=True)
@@ -60,15 +89,22 @@ class OcrRecord:
     text: str = ""
     lines: list[OcrLine] = field(default_factory=list)
     error: str | None = None
+    page: int | None = None
+    pages: int | None = None
+    dpi: int | None = None
 
     @classmethod
     def failed(cls, path: str, engine: str, error: str) -> OcrRecord:
         return cls(path=path, engine=engine, error=error)
 
     def to_dict(self) -> dict[str, Any]:
+        out = {"path": escape_path(self.path), "abspath": absolute_name(self.path)}
+        if self.page is not None:
+            out.update(page=self.page, pages=self.pages)
+        if self.dpi is not None:
+            out["dpi"] = self.dpi
         return {
-            "path": escape_path(self.path),
-            "abspath": absolute_name(self.path),
+            **out,
             "engine": self.engine,
             "width": self.width,
             "height": self.height,
@@ -76,6 +112,12 @@ class OcrRecord:
             "lines": [line.to_dict() for line in self.lines],
             "error": self.error,
         }
+
+    def _repr_png_(self) -> bytes | None:
+        """Jupyter shows the record drawn on its image (None: the image cannot be read)."""
+        from vlground.viz import png_of
+
+        return png_of(self)
 
     def to_json(self) -> str:
         """One line of JSON (no newline inside, non-ASCII text kept readable)."""
@@ -91,4 +133,7 @@ class OcrRecord:
             text=d.get("text") or "",
             lines=[OcrLine.from_dict(line) for line in d.get("lines") or []],
             error=d.get("error"),
+            page=d.get("page"),
+            pages=d.get("pages"),
+            dpi=d.get("dpi"),
         )

@@ -10,6 +10,7 @@ digits (a narrow "1" on a fixed-width digit cell), which get their own rules."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -35,8 +36,8 @@ _NO_SPACE_AFTER = set("([{$#")
 _APOSTROPHES = set("'\u2019")
 
 
-def _rectified_ink(gray: np.ndarray, quad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The text line warped upright: ink pixels per column, and the warp matrix."""
+def _rectified_ink(gray: np.ndarray, quad: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """The text line warped upright: ink pixels per column, the warp matrix, the upright height."""
     top_left, top_right, bottom_right, bottom_left = quad
     width = int(round(max(np.linalg.norm(top_right - top_left), np.linalg.norm(bottom_right - bottom_left))))
     height = int(round(max(np.linalg.norm(bottom_left - top_left), np.linalg.norm(bottom_right - top_right))))
@@ -51,7 +52,7 @@ def _rectified_ink(gray: np.ndarray, quad: np.ndarray) -> tuple[np.ndarray, np.n
     _, labels, stats, _ = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] >= max(3.0, SPECK_AREA * height * height)
     keep[0] = False
-    return keep[labels].sum(axis=0), warp
+    return keep[labels].sum(axis=0), warp, height
 
 
 def _widest_empty_run(empty: np.ndarray) -> int:
@@ -73,44 +74,96 @@ def _wants_space(earlier: str, before: str, after: str, gap: float, threshold: f
     return gap > (max(DIGIT_SPACE_GAP, threshold) if before.isdigit() and after.isdigit() else threshold)
 
 
+@dataclass(frozen=True)
+class WordSpan:
+    """One word of a joined line: its text, its corners (image pixels, clockwise from the top-left,
+    the line's height) and the confidence of the pieces its characters came from."""
+
+    text: str
+    quad: np.ndarray
+    score: float
+
+
+@dataclass(frozen=True)
+class PieceChars:
+    """What `join_pieces` needs of one piece: its text, one (x, y) image point per character at the
+    character's centre, each character's width along the line (None: from the spacing of the
+    centres) and the recognizer's confidence."""
+
+    text: str
+    centers: np.ndarray
+    widths: np.ndarray | None = None
+    score: float = 1.0
+
+
 def join_pieces(gray: np.ndarray, quad: Sequence[Sequence[float]], height: float,
-                pieces: Sequence[tuple[str, np.ndarray]]) -> str:
-    """The text of one line read as several pieces, joined with spaces where the ink shows word gaps.
+                pieces: Sequence[PieceChars]) -> tuple[str, list[WordSpan]]:
+    """The text of one line read as several pieces, joined with spaces where the ink shows word gaps,
+    and its words (the text is the words joined by single spaces).
 
     `gray` is the whole image (uint8); `quad` the line's corners clockwise from its top-left; `height`
-    the text height in pixels the gaps are measured against; `pieces` left to right, each its text
-    and one (x, y) image point per character (spaces included) at the character's centre. Spaces the
+    the text height in pixels the gaps are measured against; `pieces` left to right. Spaces the
     recognizer wrote are kept. Where two pieces overlap, a character the first piece read under the
     second piece's first character is a duplicate (or a fragment of it) and is dropped."""
-    ink, warp = _rectified_ink(gray, np.asarray(quad, dtype=np.float32))
+    ink, warp, upright_height = _rectified_ink(gray, np.asarray(quad, dtype=np.float32))
     empty = ink <= max(1.0, EMPTY_COLUMN_INK * height)
-    chars: list[tuple[str, float]] = []  # (character, x along the line)
-    for text, centers in pieces:
-        xs = cv2.perspectiveTransform(np.asarray(centers, dtype=np.float32)[None], warp)[0, :, 0]
-        visible = [(c, float(x)) for c, x in zip(text, xs) if not c.isspace()]
-        for _ in range(2):  # at most a duplicate and a fragment
-            if chars and visible and chars[-1][0] != " " and chars[-1][1] >= visible[0][1] - DUPLICATE_DISTANCE * height:
-                chars.pop()
-        for c, x in zip(text, xs):
-            if c.isspace():
-                if chars and chars[-1][0] != " ":
-                    chars.append((" ", float(x)))
-            else:
-                chars.append((c, float(x)))
-    gaps = [_gap(empty, chars[i - 1][1], chars[i][1]) / height for i in range(1, len(chars))]
-    letter_gaps = [g for i, g in enumerate(gaps, 1) if chars[i][0] != " " and chars[i - 1][0] != " "]
+    chars = _line_chars(pieces, warp, height)
+    gaps = [_gap(empty, chars[i - 1].x, chars[i].x) / height for i in range(1, len(chars))]
+    letter_gaps = [g for i, g in enumerate(gaps, 1) if chars[i].c != " " and chars[i - 1].c != " "]
     # Tight or blurred type has small gaps everywhere: a word space is then well over the typical gap.
     threshold = SPACE_GAP
     if len(letter_gaps) >= MIN_GAPS_TO_ADAPT:
         threshold = min(SPACE_GAP, max(MIN_SPACE_GAP, TYPICAL_GAP_FACTOR * float(np.median(letter_gaps))))
-    out = [chars[0][0]] if chars else []
-    for i in range(1, len(chars)):
-        before, after = chars[i - 1][0], chars[i][0]
-        earlier = chars[i - 2][0] if i >= 2 else " "
-        if before != " " and after != " " and _wants_space(earlier, before, after, gaps[i - 1], threshold):
-            out.append(" ")
-        out.append(after)
-    return "".join(out).strip()
+    words: list[list[_Char]] = [[]]
+    for i, char in enumerate(chars):
+        before = chars[i - 1].c if i else " "
+        earlier = chars[i - 2].c if i >= 2 else " "
+        if char.c == " " or (before != " " and _wants_space(earlier, before, char.c, gaps[i - 1], threshold)):
+            words.append([])
+        if char.c != " ":
+            words[-1].append(char)
+    spans = [_word_span(word, warp, upright_height) for word in words if word]
+    return " ".join(span.text for span in spans), spans
+
+
+@dataclass(frozen=True)
+class _Char:
+    c: str
+    x: float  # centre along the upright line
+    half: float  # half its width
+    score: float
+
+
+def _line_chars(pieces: Sequence[PieceChars], warp: np.ndarray, height: float) -> list[_Char]:
+    """The characters of the pieces along the upright line, recognizer spaces as single " "."""
+    chars: list[_Char] = []
+    for piece in pieces:
+        xs = cv2.perspectiveTransform(np.asarray(piece.centers, dtype=np.float32)[None], warp)[0, :, 0]
+        halves = _half_widths(xs, piece.widths)
+        visible = [x for c, x in zip(piece.text, xs) if not c.isspace()]
+        for _ in range(2):  # at most a duplicate and a fragment
+            if chars and visible and chars[-1].c != " " and chars[-1].x >= visible[0] - DUPLICATE_DISTANCE * height:
+                chars.pop()
+        for c, x, half in zip(piece.text, xs, halves):
+            if not c.isspace():
+                chars.append(_Char(c, float(x), float(half), piece.score))
+            elif chars and chars[-1].c != " ":
+                chars.append(_Char(" ", float(x), 0.0, piece.score))
+    return chars
+
+
+def _half_widths(xs: np.ndarray, widths: np.ndarray | None) -> np.ndarray:
+    if widths is not None and len(widths) == len(xs):
+        return np.asarray(widths, dtype=np.float64) / 2
+    step = float(np.median(np.diff(xs))) if len(xs) > 1 else 0.0
+    return np.full(len(xs), abs(step) / 2)
+
+
+def _word_span(word: list[_Char], warp: np.ndarray, height: int) -> WordSpan:
+    left, right = min(c.x - c.half for c in word), max(c.x + c.half for c in word)
+    upright = np.array([[[left, 0], [right, 0], [right, height], [left, height]]], dtype=np.float32)
+    quad = cv2.perspectiveTransform(upright, np.linalg.inv(warp))[0].astype(np.float64)
+    return WordSpan("".join(c.c for c in word), quad, float(np.mean([c.score for c in word])))
 
 
 def _gap(empty: np.ndarray, left: float, right: float) -> int:

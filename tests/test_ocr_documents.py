@@ -1,0 +1,198 @@
+"""Documents in `vlground ocr`: PDFs and multi-page TIFFs page by page, --pages, bad documents, resume
+per page, words, and the txt / hOCR / Markdown / searchable-PDF exports (the PDF's text read back)."""
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pypdfium2 as pdfium
+import pytest
+import typer
+from PIL import Image
+from reportlab.pdfgen.canvas import Canvas
+from typer.testing import CliRunner
+
+from vlground.cli.ocr import register
+from vlground.ocr.documents import PageSelection, parse_pages
+from vlground.ocr.formats import to_markdown
+from vlground.ocr.records import OcrLine, OcrRecord, OcrWord
+from vlground.ocr.synthetic import Document, Style, render
+
+FONT = str(Path(__file__).parent / "fonts" / "DejaVuSansCondensed-Bold.ttf")
+PAGES = ["Invoice 4411", "Total due 42.17", "Paid in full"]
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    app.callback()(lambda: None)
+    return app
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _pdf(path: Path, texts: list[str], size=(216, 72), **options) -> Path:
+    """A PDF of one short line per page (3 x 1 inch pages: 900 x 300 px at 300 dpi)."""
+    canvas = Canvas(str(path), pagesize=size, **options)
+    for text in texts:
+        canvas.setFont("Helvetica-Bold", 20)
+        canvas.drawString(14, 28, text)
+        canvas.showPage()
+    canvas.save()
+    return path
+
+
+def _tiff(path: Path, texts: list[str]) -> Path:
+    pages = [render(Document("sign", [[[(t, "center")]]]), Style(font=FONT, size=40)) for t in texts]
+    pages[0].save(path, save_all=True, append_images=pages[1:], compression="tiff_deflate")
+    return path
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("scans")
+    _pdf(folder / "invoice.pdf", PAGES)
+    _tiff(folder / "fax.tif", ["Urgent memo", "Second sheet"])
+    return folder
+
+
+def test_pdfs_and_tiffs_give_one_record_per_page_with_words_and_exports(scans, tmp_path):
+    out = tmp_path / "text.jsonl"
+    result = CliRunner().invoke(_app(), ["ocr", str(scans), "--out", str(out), "--workers", "1",
+                                         "-f", "hocr", "-f", "md", "-f", "pdf", "-f", "txt"])
+    assert result.exit_code == 0, result.stderr
+    records = {(Path(r["path"]).name, r["page"]): r for r in _records(out)}
+    assert sorted(records) == [("fax.tif", 1), ("fax.tif", 2), ("invoice.pdf", 1), ("invoice.pdf", 2), ("invoice.pdf", 3)]
+    for page, text in enumerate(PAGES, 1):
+        record = records[("invoice.pdf", page)]
+        assert record["text"] == text and record["pages"] == 3 and record["dpi"] == 300
+        assert record["width"] == pytest.approx(900, abs=1) and record["height"] == pytest.approx(300, abs=1)
+        (line,) = record["lines"]
+        assert [w["text"] for w in line["words"]] == text.split(" ")
+        for word in line["words"]:
+            x1, y1, x2, y2 = word["box"]
+            assert line["box"][0] - 2 <= x1 < x2 <= line["box"][2] + 2 and 0.5 < word["score"] <= 1
+    assert [records[("fax.tif", p)]["text"] for p in (1, 2)] == ["Urgent memo", "Second sheet"]
+    assert records[("fax.tif", 1)]["pages"] == 2 and "dpi" not in records[("fax.tif", 1)]
+
+    exports = tmp_path / "text"  # OUT without its suffix
+    assert (exports / "invoice.pdf.txt").read_text() == "\f".join(t + "\n" for t in PAGES)
+    _check_hocr(exports / "invoice.pdf.hocr", [records[("invoice.pdf", p)] for p in (1, 2, 3)])
+    markdown = (exports / "invoice.pdf.md").read_text()
+    assert markdown == "\n\n".join(f"<!-- page {p} of 3 -->\n\n{t}" for p, t in enumerate(PAGES, 1)) + "\n"
+    _check_searchable_pdf(exports / "invoice.pdf.pdf", [records[("invoice.pdf", p)] for p in (1, 2, 3)])
+    _check_searchable_pdf(exports / "fax.tif.pdf", [records[("fax.tif", p)] for p in (1, 2)])
+
+
+def _check_hocr(path: Path, records: list[dict]) -> None:
+    root = ET.parse(path).getroot()  # well-formed XHTML
+    ns = {"h": "http://www.w3.org/1999/xhtml"}
+    pages = root.findall(".//h:div[@class='ocr_page']", ns)
+    assert len(pages) == len(records)
+    for page, record in zip(pages, records):
+        assert f"bbox 0 0 {record['width']} {record['height']}" in page.get("title")
+        assert f"ppageno {record['page'] - 1}" in page.get("title")
+        words = page.findall(".//h:span[@class='ocrx_word']", ns)
+        expected = [w for line in record["lines"] for w in line["words"]]
+        assert [w.text for w in words] == [w["text"] for w in expected]
+        for element, word in zip(words, expected):
+            bbox, conf = element.get("title").split("; ")
+            assert [int(v) for v in bbox.split()[1:]] == [round(v) for v in word["box"]]
+            assert conf == f"x_wconf {round(100 * word['score'])}"
+
+
+def _check_searchable_pdf(path: Path, records: list[dict]) -> None:
+    document = pdfium.PdfDocument(str(path))
+    try:
+        assert len(document) == len(records)
+        for page, record in zip(document, records):
+            text = page.get_textpage().get_text_range()
+            assert text.split() == record["text"].split()  # the text layer says what the record says
+            width, height = page.get_size()
+            scale = 72 / record.get("dpi", 72)
+            assert (width, height) == pytest.approx((record["width"] * scale, record["height"] * scale), abs=0.5)
+            rendered = page.render(scale=1 / scale).to_pil().convert("L")  # the page image is there, text invisible
+            line = record["lines"][0]
+            corners = [line["box"][:2], line["box"][2:]] if "box" in line else line["quad"]
+            (x1, y1), (x2, y2) = [min(c[0] for c in corners), min(c[1] for c in corners)], [max(c[0] for c in corners), max(c[1] for c in corners)]
+            assert rendered.crop((int(x1), int(y1), int(x2), int(y2))).getextrema()[0] < 100
+    finally:
+        document.close()
+
+
+def test_pages_selection_and_resume_per_page(scans, tmp_path):
+    out = tmp_path / "r.jsonl"
+    pdf = str(scans / "invoice.pdf")
+    first = CliRunner().invoke(_app(), ["ocr", pdf, "--out", str(out), "--pages", "2", "--workers", "1"])
+    assert first.exit_code == 0, first.stderr
+    assert [(r["page"], r["text"]) for r in _records(out)] == [(2, "Total due 42.17")]
+    again = CliRunner().invoke(_app(), ["ocr", pdf, "--out", str(out), "--pages", "1-3", "--resume", "--workers", "1"])
+    assert again.exit_code == 0 and "done 2" in again.stderr and "skipped 1" in again.stderr
+    assert sorted(r["page"] for r in _records(out)) == [1, 2, 3]
+    none = CliRunner().invoke(_app(), ["ocr", pdf, "--out", str(tmp_path / "n.jsonl"), "--pages", "7-9"])
+    assert none.exit_code == 1 and "selects none of this document's 3 pages" in _records(tmp_path / "n.jsonl")[0]["error"]
+    bad = CliRunner().invoke(_app(), ["ocr", pdf, "--out", str(tmp_path / "b.jsonl"), "--pages", "2-1"])
+    assert bad.exit_code == 2 and "--pages" in bad.stderr
+
+
+def test_bad_documents_each_get_one_error_record_and_the_batch_goes_on(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    _pdf(folder / "good.pdf", ["Receipt 77"])
+    _pdf(folder / "locked.pdf", ["Secret"], encrypt="password")
+    empty = pdfium.PdfDocument.new()
+    empty.save(str(folder / "empty.pdf"))
+    data = _pdf(tmp_path / "whole.pdf", PAGES).read_bytes()
+    (folder / "truncated.pdf").write_bytes(data[: len(data) // 3])
+    (folder / "notes.pdf").write_text("meeting notes, not a PDF")
+    _pdf(folder / "poster.pdf", ["Huge"], size=(2000, 2000))  # 8333 x 8333 px at 300 dpi
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(_app(), ["ocr", str(folder), "--out", str(out), "--workers", "1",
+                                         "--max-image-pixels", "20000000"])
+    assert result.exit_code == 1
+    records = {Path(r["path"]).name: r for r in _records(out)}
+    assert len(_records(out)) == len(records) == 6  # one record each
+    assert records["good.pdf"]["text"] == "Receipt 77" and records["good.pdf"]["error"] is None
+    assert records["locked.pdf"]["error"].startswith("encrypted PDF")
+    assert "no pages" in records["empty.pdf"]["error"]
+    assert "corrupt PDF" in records["truncated.pdf"]["error"] and "corrupt PDF" in records["notes.pdf"]["error"]
+    assert records["poster.pdf"]["page"] == 1 and "over the limit of 20,000,000" in records["poster.pdf"]["error"]
+    assert "lower --dpi" in records["poster.pdf"]["error"]
+    assert result.stderr.count("failed: ") == 5
+
+
+def test_page_ranges_parse():
+    assert parse_pages("1-3,7").pick(10) == [1, 2, 3, 7]
+    assert parse_pages("5-").pick(7) == [5, 6, 7]
+    assert PageSelection().pick(2) == [1, 2] and str(parse_pages("1-3,7")) == "1-3,7"
+    for wrong in ("0", "3-1", "a", "1,,2"):
+        with pytest.raises(ValueError, match="--pages"):
+            parse_pages(wrong)
+
+
+def _line(text: str, x: float, y: float, width: float, height: float = 20, words=None) -> OcrLine:
+    return OcrLine(text=text, box=(x, y, x + width, y + height), score=0.9, words=words or ())
+
+
+def test_markdown_paragraphs_columns_and_rows():
+    row_words = (OcrWord("Coffee", (10, 400, 80, 420)), OcrWord("3.50", (500, 400, 540, 420)))
+    lines = [
+        # left column: a paragraph of two full lines and a short last one, then another paragraph
+        _line("The library opens at nine", 10, 10, 280), _line("every day of the week and", 10, 34, 282),
+        _line("closes late.", 10, 58, 120), _line("Children's hour # 1 is *free*", 10, 120, 280),
+        # right column
+        _line("Parking behind", 320, 10, 260), _line("the building.", 320, 34, 120),
+        # a table row below both columns
+        _line("Coffee 3.50", 10, 400, 530, words=row_words), _line("Tea 2.00", 10, 424, 530,
+                                                                   words=(OcrWord("Tea", (10, 424, 50, 444)), OcrWord("2.00", (500, 424, 540, 444)))),
+    ]
+    record = OcrRecord(path="notice.png", engine="ppocr", width=600, height=500, text="", lines=lines)
+    assert to_markdown([record]) == (
+        "The library opens at nine\nevery day of the week and\ncloses late.\n\n"
+        "Children's hour # 1 is \\*free\\*\n\n"
+        "Parking behind\nthe building.\n\n"
+        "Coffee 3.50\\\nTea 2.00\n"
+    )

@@ -1,0 +1,173 @@
+"""Documents: PDFs and multi-page TIFFs, read page by page.
+
+A document gives one OCR input per page (`PageJob`, 1-based `page` and the document's `pages`); any
+other file is one input. PDFs are rendered with pypdfium2 at `dpi`: the default, 300, is the
+resolution OCR engines are tuned for (10 pt text is 42 px high, inside the recognizer's best range;
+at 200 dpi 8 pt print drops to 22 px and loses its small characters). Every page goes through the
+image rules of `vlground.imageio` (pixel limit checked before a page is rendered or decoded, EXIF /
+TIFF orientation, 8-bit RGB).
+
+What makes a whole document unreadable (encrypted, no pages, not a PDF after all, corrupt) is a
+`DocumentError`: one error record for the document. What makes one page unreadable (over the pixel
+limit, a broken page) is an `ImageLoadError` for that page alone."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from PIL import Image
+
+from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, frame_count, load_frame
+from vlground.sources import Source, is_url, load
+
+DEFAULT_DPI = 300
+MAX_DPI = 1200
+_PDF_MAGIC = b"%PDF-"
+_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
+
+
+class DocumentError(Exception):
+    """A document that cannot be read at all; `str(error)` says why and what to do."""
+
+
+@dataclass(frozen=True)
+class PageJob:
+    """One OCR input: `source` whole (`page` None), or page `page` (1-based) of a `pages`-page
+    document; `dpi` is set for PDF pages."""
+
+    source: Source
+    page: int | None = None
+    pages: int | None = None
+    dpi: int | None = None
+
+
+@dataclass(frozen=True)
+class PageSelection:
+    """The pages `--pages` asks for ("1-3,7"); empty `ranges` means all."""
+
+    ranges: tuple[tuple[int, int], ...] = ()
+
+    def pick(self, pages: int) -> list[int]:
+        if not self.ranges:
+            return list(range(1, pages + 1))
+        return [p for p in range(1, pages + 1) if any(lo <= p <= hi for lo, hi in self.ranges)]
+
+    def __str__(self) -> str:
+        return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.ranges) or "all"
+
+
+def parse_pages(spec: str) -> PageSelection:
+    """"1-3,7" -> pages 1, 2, 3 and 7; "5-" -> from 5 to the end. ValueError saying what is wrong."""
+    ranges = []
+    for part in spec.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:(-)\s*(\d*)\s*)?", part)
+        if not match:
+            raise ValueError(f"--pages takes page numbers and ranges such as 1-3,7 or 5-; {part.strip()!r} is neither")
+        low = int(match.group(1))
+        high = low if not match.group(2) else int(match.group(3)) if match.group(3) else 10**9
+        if low < 1 or high < low:
+            raise ValueError(f"--pages: {part.strip()!r} is not a range of pages counted from 1")
+        ranges.append((low, high))
+    return PageSelection(tuple(ranges))
+
+
+def _kind(source: Source) -> str:
+    """"pdf", "tiff" or "image", by the file's first bytes (a .pdf that is no PDF is a corrupt PDF)."""
+    if source.error is not None or source.data is not None or is_url(source.location):
+        return "image"
+    try:
+        with open(source.location, "rb") as handle:
+            head = handle.read(1024)
+    except OSError:
+        return "image"  # the image loader says what is wrong with it
+    if _PDF_MAGIC in head or source.location.lower().endswith(".pdf"):
+        return "pdf"
+    return "tiff" if head[:4] in _TIFF_MAGICS else "image"
+
+
+def _open_pdf(source: Source):
+    import pypdfium2 as pdfium
+
+    try:
+        return pdfium.PdfDocument(source.location)
+    except pdfium.PdfiumError as error:
+        text, raw = str(error), _raw(source.location)
+        if re.search(rb"/Type\s*/Pages\b[^>]*/Count\s+0\b|/Count\s+0\b[^>]*/Type\s*/Pages\b", raw):
+            raise DocumentError("the PDF has no pages") from None  # pdfium refuses such a file, with odd codes
+        if "password" in text.lower() and b"/Encrypt" in raw:
+            raise DocumentError("encrypted PDF: it needs a password, which vlground does not take; "
+                                "decrypt it first (for example qpdf --decrypt in.pdf out.pdf)") from None
+        raise DocumentError(f"truncated or corrupt PDF, or not a PDF at all ({text})") from None
+    except OSError as error:
+        raise DocumentError(f"cannot read the file ({error.strerror or error})") from None
+
+
+def _raw(path: str) -> bytes:
+    """The file's bytes, to tell why pdfium refused it (encryption, an empty page tree)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
+
+
+def plan(source: Source, selection: PageSelection, dpi: int = DEFAULT_DPI) -> list[PageJob]:
+    """The inputs `source` gives: one for an image (or any file the image loader will judge), one
+    per selected page for a document. Raises DocumentError for a document that cannot be read, or
+    whose pages `selection` misses entirely."""
+    kind = _kind(source)
+    if kind == "image":
+        return [PageJob(source)]
+    if kind == "pdf":
+        document = _open_pdf(source)
+        try:
+            pages = len(document)
+        finally:
+            document.close()
+    else:
+        try:
+            pages = frame_count(source.location)
+        except ImageLoadError as error:
+            raise DocumentError(error.reason) from None
+        if pages == 1:
+            return [PageJob(source)]  # a single-page TIFF is an image
+    if pages == 0:
+        raise DocumentError("the PDF has no pages")
+    picked = selection.pick(pages)
+    if not picked:
+        raise DocumentError(f"--pages {selection} selects none of this document's {pages} pages")
+    return [PageJob(source, page, pages, dpi if kind == "pdf" else None) for page in picked]
+
+
+def load_page(job: PageJob, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """The RGB image of one input. Raises ImageLoadError naming the file (and page)."""
+    if job.page is None:
+        return load(job.source, max_pixels=max_pixels)
+    if job.dpi is None:
+        return load_frame(job.source.location, job.page - 1, max_pixels=max_pixels)
+    return _render_pdf_page(job, max_pixels)
+
+
+def _render_pdf_page(job: PageJob, max_pixels: int | None) -> Image.Image:
+    name = f"{job.source.name} page {job.page}"
+    try:
+        document = _open_pdf(job.source)
+    except DocumentError as error:
+        raise ImageLoadError(name, str(error)) from None
+    try:
+        page = document[job.page - 1]
+        width_pt, height_pt = page.get_size()
+        size = (round(width_pt * job.dpi / 72), round(height_pt * job.dpi / 72))
+        if max_pixels is not None and size[0] * size[1] > max_pixels:
+            raise ImageLoadError(name, f"at {job.dpi} dpi this page is {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels, "
+                                 f"over the limit of {max_pixels:,}: lower --dpi or raise --max-image-pixels")
+        if size[0] < 1 or size[1] < 1:
+            raise ImageLoadError(name, f"the page has no area ({width_pt:g} x {height_pt:g} pt)")
+        image = page.render(scale=job.dpi / 72, fill_color=(255, 255, 255, 255)).to_pil().convert("RGB")
+    except ImageLoadError:
+        raise
+    except Exception as error:  # pdfium reports a broken page in several types
+        raise ImageLoadError(name, f"cannot render this page ({type(error).__name__}: {error})") from None
+    finally:
+        document.close()
+    return image

@@ -1,0 +1,67 @@
+"""Writing each input's exports (`--format`, `--txt-dir`) once all of its pages have records.
+
+An export goes under its folder at the input's place below the inputs' common folder, with the
+format's suffix appended to the full name (a/scan.pdf -> DIR/a/scan.pdf.hocr, photo.jpg ->
+DIR/photo.jpg.txt, so photo.png cannot collide with it); a URL goes under its host and path, stdin
+as "stdin". Every export is written atomically (a kill leaves the old file or the new one)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from vlground.ocr.documents import PageJob, load_page
+from vlground.ocr.formats import SUFFIXES, render
+from vlground.ocr.output import absolute_name
+from vlground.ocr.records import OcrRecord
+from vlground.sink import atomic_write, escape_path
+from vlground.sources import STDIN, Source, is_url
+
+
+def export_path(folder: Path, location: str, root: str, fmt: str) -> Path:
+    """Where the `fmt` export of the input at `location` goes (see the module docstring)."""
+    if location == STDIN:
+        relative = "stdin"
+    elif is_url(location):
+        parts = urlsplit(location)
+        relative = os.path.join(parts.netloc, *[p for p in parts.path.split("/") if p not in ("", ".", "..")]) or "download"
+    else:
+        relative = os.path.relpath(os.path.abspath(location), root)
+    return folder / (relative + SUFFIXES[fmt])
+
+
+class Exporter:
+    """Holds which records make up each input (`expect`) and writes the input's exports when the
+    last of them is in (`record_done`). `exports` are (format, folder) pairs; `root` the folder the
+    inputs' places are mirrored from."""
+
+    def __init__(self, exports: tuple[tuple[str, Path], ...], root: str) -> None:
+        self.exports = exports
+        self.root = root
+        self._inputs: dict[str, tuple[Source, list[str]]] = {}
+
+    def expect(self, source: Source, keys: list[str]) -> None:
+        if self.exports:
+            self._inputs[absolute_name(source.location)] = (source, keys)
+
+    def record_done(self, record: OcrRecord, done: dict) -> str | None:
+        """Write the exports of `record`'s input if all its records are in `done`; the reason when
+        one cannot be written, else None."""
+        source, keys = self._inputs.get(absolute_name(record.path), (None, []))
+        if source is None or any(key not in done for key in keys):
+            return None
+        records = [OcrRecord.from_dict(done[key]) for key in keys]
+        if all(r.error is not None for r in records):
+            return None
+        title = escape_path(os.path.basename(source.location.rstrip("/")) or source.location)
+
+        def page_image(page: OcrRecord):
+            return load_page(PageJob(source, page.page, page.pages, page.dpi))
+
+        for fmt, folder in self.exports:
+            target = export_path(folder, source.location, self.root, fmt)
+            try:
+                atomic_write(target, render(fmt, records, page_image, title))
+            except OSError as error:
+                return f"cannot write the {fmt} export {escape_path(str(target))}: {error.strerror or type(error).__name__}"
+        return None

@@ -1,0 +1,247 @@
+"""The per-input exports of `vlground ocr --format`: plain text, hOCR, Markdown and a searchable PDF,
+each built from the records of one input (an image, or the pages of a document, in page order).
+The JSONL records stay the record of truth; these are views of them.
+
+    txt   the text of each page, pages separated by a form feed (as pdftotext does)
+    hocr  XHTML with ocr_page / ocr_line / ocrx_word elements, `bbox` in page pixels and `x_wconf`
+          (confidence 0-100) on words, which hOCR tools and browsers read
+    md    the text in reading order (columns one after the other), paragraphs where the layout
+          shows them, table-like rows and short lines kept as lines (hard breaks)
+    pdf   the page images with an invisible text layer on the words (text render mode 3), so the
+          PDF can be searched, selected and copied; built with reportlab"""
+from __future__ import annotations
+
+import html
+import io
+import math
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vlground.ocr.records import OcrLine, OcrRecord, OcrWord
+
+FORMATS = ("txt", "hocr", "md", "pdf")
+SUFFIXES = {"txt": ".txt", "hocr": ".hocr", "md": ".md", "pdf": ".pdf"}
+
+# Markdown: lines closer than this many line heights (and in the same column) share a paragraph.
+PARAGRAPH_GAP = 0.8
+# A gap between two words wider than this many line heights makes a line a table row.
+TABLE_GAP = 2.0
+# A line ending this far (fraction of the paragraph width) before its right edge ends a line of prose.
+SHORT_LINE = 0.15
+# The searchable PDF: the page size of an image without a resolution of its own.
+IMAGE_DPI = 72
+FONT_FILE = Path(__file__).resolve().parent.parent / "fonts" / "wqy-microhei.ttc"
+_FONT = "VlgroundText"
+
+PageImage = Callable[[OcrRecord], Image.Image]
+
+
+def render(fmt: str, records: Sequence[OcrRecord], page_image: PageImage, title: str) -> bytes:
+    """The `fmt` export of one input's records. `page_image` gives a record's page image (only the
+    PDF needs it); `title` names the input (hOCR and PDF metadata)."""
+    if fmt == "txt":
+        return to_text(records).encode("utf-8")
+    if fmt == "hocr":
+        return to_hocr(records, title).encode("utf-8")
+    if fmt == "md":
+        return to_markdown(records).encode("utf-8")
+    if fmt == "pdf":
+        return to_pdf(records, page_image, title)
+    raise ValueError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
+
+
+def _readable(records: Sequence[OcrRecord]) -> list[OcrRecord]:
+    return [record for record in records if record.error is None]
+
+
+def to_text(records: Sequence[OcrRecord]) -> str:
+    return "\f".join(record.text + "\n" if record.text else "" for record in records)
+
+
+def _bounds(item: OcrLine | OcrWord) -> tuple[float, float, float, float]:
+    if item.box is not None:
+        return tuple(float(v) for v in item.box)
+    points = np.asarray(item.quad, dtype=np.float64)
+    return (float(points[:, 0].min()), float(points[:, 1].min()), float(points[:, 0].max()), float(points[:, 1].max()))
+
+
+def _bbox(item: OcrLine | OcrWord, record: OcrRecord) -> str:
+    x1, y1, x2, y2 = _bounds(item)
+    width, height = record.width or 0, record.height or 0
+    clip = lambda v, top: max(0, min(int(round(v)), top))  # noqa: E731 - a local rounding rule
+    return f"bbox {clip(x1, width)} {clip(y1, height)} {clip(x2, width)} {clip(y2, height)}"
+
+
+def _confidence(score: float | None) -> str:
+    return "" if score is None else f"; x_wconf {int(round(100 * score))}"
+
+
+def to_hocr(records: Sequence[OcrRecord], title: str) -> str:
+    """hOCR 1.2: one ocr_page per page (bbox in its pixels, ppageno 0-based), its lines and words."""
+    body = []
+    for number, record in enumerate(_readable(records), 1):
+        page_no = (record.page or number) - 1
+        size = f"bbox 0 0 {record.width or 0} {record.height or 0}"
+        body.append(f'  <div class="ocr_page" id="page_{page_no + 1}" '
+                    f'title="image {html.escape(_quoted(title))}; {size}; ppageno {page_no}">')
+        for index, line in enumerate(record.lines, 1):
+            line_id = f"line_{page_no + 1}_{index}"
+            body.append(f'   <span class="ocr_line" id="{line_id}" title="{_bbox(line, record)}">')
+            if line.words:
+                for number_in_line, word in enumerate(line.words, 1):
+                    body.append(f'    <span class="ocrx_word" id="word_{page_no + 1}_{index}_{number_in_line}" '
+                                f'title="{_bbox(word, record)}{_confidence(word.score)}">{html.escape(word.text)}</span>')
+            else:  # an engine without words (Qwen): the line is one word
+                body.append(f'    <span class="ocrx_word" id="word_{page_no + 1}_{index}_1" '
+                            f'title="{_bbox(line, record)}{_confidence(line.score)}">{html.escape(line.text)}</span>')
+            body.append("   </span>")
+        body.append("  </div>")
+    return "\n".join([
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" '
+        '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">',
+        '<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="en" lang="en">',
+        " <head>",
+        f"  <title>{html.escape(title)}</title>",
+        '  <meta http-equiv="Content-Type" content="text/html; charset=utf-8"/>',
+        '  <meta name="ocr-system" content="vlground"/>',
+        '  <meta name="ocr-capabilities" content="ocr_page ocr_line ocrx_word"/>',
+        " </head>",
+        " <body>",
+        *body,
+        " </body>",
+        "</html>",
+        "",
+    ])
+
+
+def _quoted(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|])")
+_MD_LINE_START = re.compile(r"^(\s*)([#>+=-]|\d+[.)])")
+
+
+def _md_escape(text: str) -> str:
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    return _MD_LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), text)
+
+
+def _is_table_row(line: OcrLine, height: float) -> bool:
+    boxes = [_bounds(word) for word in line.words]
+    return any(b[0] - a[2] > TABLE_GAP * height for a, b in zip(boxes, boxes[1:]))
+
+
+def _paragraphs(lines: Sequence[OcrLine]) -> list[list[OcrLine]]:
+    """Lines (in reading order) grouped where they follow closely in the same column."""
+    groups: list[list[OcrLine]] = []
+    for line in lines:
+        x1, y1, x2, y2 = _bounds(line)
+        if groups:
+            px1, py1, px2, py2 = _bounds(groups[-1][-1])
+            height = max(py2 - py1, 1.0)
+            same_column = x1 < px2 and px1 < x2
+            if same_column and py1 < y1 and y1 - py2 <= PARAGRAPH_GAP * height:
+                groups[-1].append(line)
+                continue
+        groups.append([line])
+    return groups
+
+
+def _paragraph_text(lines: list[OcrLine]) -> str:
+    left = min(_bounds(line)[0] for line in lines)
+    right = max(_bounds(line)[2] for line in lines)
+    out = []
+    for index, line in enumerate(lines):
+        x1, y1, x2, y2 = _bounds(line)
+        text = _md_escape(line.text)
+        if index < len(lines) - 1:
+            short = x2 < right - SHORT_LINE * (right - left)
+            if short or _is_table_row(line, y2 - y1):
+                text += "\\"  # a hard line break: the line ends here in the document too
+        out.append(text)
+    return "\n".join(out)
+
+
+def to_markdown(records: Sequence[OcrRecord]) -> str:
+    pages = []
+    for record in records:
+        paragraphs = [_paragraph_text(group) for group in _paragraphs(record.lines)]
+        header = [f"<!-- page {record.page} of {record.pages} -->"] if record.page is not None else []
+        if record.error is not None:
+            paragraphs = [f"<!-- not read: {html.escape(record.error)} -->"]
+        pages.append("\n\n".join(header + paragraphs))
+    return "\n\n".join(page for page in pages if page) + "\n"
+
+
+def _register_font() -> None:
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    if _FONT not in pdfmetrics.getRegisteredFontNames():
+        pdfmetrics.registerFont(TTFont(_FONT, str(FONT_FILE), subfontIndex=0))
+
+
+def _word_frame(item: OcrLine | OcrWord) -> tuple[float, float, float, float, float]:
+    """(x, y of the bottom-left corner, width, height, angle in degrees counter-clockwise on the
+    page) of a word, image pixels with y down."""
+    if item.box is not None:
+        x1, y1, x2, y2 = (float(v) for v in item.box)
+        return x1, y2, x2 - x1, y2 - y1, 0.0
+    q = np.asarray(item.quad, dtype=np.float64)
+    width, height = float(np.linalg.norm(q[1] - q[0])), float(np.linalg.norm(q[3] - q[0]))
+    angle = -math.degrees(math.atan2(q[1][1] - q[0][1], q[1][0] - q[0][0]))
+    return float(q[3][0]), float(q[3][1]), width, height, angle
+
+
+def _draw_text_layer(canvas, record: OcrRecord, scale: float, page_height: float) -> None:
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    for line in record.lines:
+        words = line.words or (OcrWord(text=line.text, box=line.box, quad=line.quad, score=line.score),)
+        for index, word in enumerate(words):
+            text = word.text + (" " if index < len(words) - 1 else "")  # spaces, so copied text has them
+            x, y, width, height, angle = _word_frame(word)
+            size = max(height * scale * 0.8, 1.0)
+            natural = stringWidth(text, _FONT, size)
+            canvas.saveState()
+            canvas.translate(x * scale, page_height - y * scale)
+            canvas.rotate(angle)
+            text_object = canvas.beginText(0, height * scale * 0.2)
+            text_object.setTextRenderMode(3)  # invisible: neither filled nor stroked
+            text_object.setFont(_FONT, size)
+            text_object.setHorizScale(100.0 * width * scale / natural if natural > 0 else 100.0)
+            text_object.textOut(text)
+            canvas.drawText(text_object)
+            canvas.restoreState()
+
+
+def to_pdf(records: Sequence[OcrRecord], page_image: PageImage, title: str) -> bytes:
+    """One PDF page per readable record: its image (JPEG) filling the page, the words on top,
+    invisible. A page's size comes from its DPI (the PDF's, for PDF inputs; 72 for images)."""
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen.canvas import Canvas
+
+    _register_font()
+    buffer = io.BytesIO()
+    canvas = Canvas(buffer, pageCompression=1)
+    canvas.setTitle(title)
+    canvas.setCreator("vlground ocr")
+    for record in _readable(records):
+        image = page_image(record)
+        scale = 72.0 / (record.dpi or IMAGE_DPI)
+        width, height = image.width * scale, image.height * scale
+        canvas.setPageSize((width, height))
+        jpeg = io.BytesIO()
+        image.convert("RGB").save(jpeg, format="JPEG", quality=85)
+        jpeg.seek(0)
+        canvas.drawImage(ImageReader(jpeg), 0, 0, width=width, height=height)
+        _draw_text_layer(canvas, record, scale, height)
+        canvas.showPage()
+    canvas.save()
+    return buffer.getvalue()
