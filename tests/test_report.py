@@ -43,7 +43,7 @@ def _images(page: str) -> list[str]:
 def test_refcoco_report_holds_numbers_plots_worst_samples_and_raw_unparsable_answers(tmp_path):
     samples, scores = _refcoco(tmp_path)
     summary = scores.summary()
-    page = write_report(tmp_path / "r.html", scores, ground_truth=samples, image_root=tmp_path,
+    page = write_report(tmp_path / "r.html", scores, image_root=tmp_path,  # the scores hold their ground truth
                         context={"command": "vlground eval refcoco --gt g.jsonl"}).read_text()
     assert f"{summary['accuracy'] * 100:.2f}%" in page
     assert "Qwen-VL evaluate_grounding.py" in page and "vlground eval refcoco --gt g.jsonl" in page

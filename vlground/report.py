@@ -74,7 +74,7 @@ def _body(scores: Any, ground_truth, image_root) -> tuple[str, list[str]]:
 
     if not isinstance(scores, (RefCOCOScores, VQAScores, ANLSScores, OCRScores)):
         raise ValueError(f"no report for {type(scores).__name__}: give RefCOCO, TextVQA, DocVQA or OCR scores")
-    items = ground_truth if ground_truth is not None else (list(getattr(scores, "ground_truth", ())) or None)
+    items = ground_truth if ground_truth is not None else (list(scores.ground_truth) or None)
     if isinstance(scores, RefCOCOScores):
         return "RefCOCO", _refcoco(scores, items, Path(image_root) if image_root is not None else None)
     if isinstance(scores, VQAScores):
@@ -221,31 +221,18 @@ def _iou_histograms(scores) -> bytes:
     return _png(draw)
 
 
-def _sample_image(sample, image_root: Path | None):
-    """The sample's image as the ground truth names or embeds it, or None when it is not at hand."""
-    from PIL import Image
-
-    from vlground.imageio import ImageLoadError, load_image
-
-    source = Image.open(io.BytesIO(sample.image_bytes)) if sample.image_bytes is not None else None
-    if source is None and sample.image is not None:
-        path = Path(sample.image)
-        source = path if path.is_absolute() or image_root is None else image_root / path
-    try:
-        return load_image(source) if source is not None else None
-    except ImageLoadError:
-        return None
-
-
 def _drawn_sample(sample, pred_box: np.ndarray | None, image_root: Path | None) -> str:
     """An <img> of the sample with its ground truth and prediction (None: no box) drawn, or a note
     saying why it cannot be shown."""
+    from vlground.eval.bench import load_sample_image
+    from vlground.imageio import ImageLoadError
     from vlground.results import Detection, Result
     from vlground.viz import annotate
 
-    image = _sample_image(sample, image_root)
-    if image is None:
-        return "<p><i>image not at hand</i></p>"
+    try:
+        image = load_sample_image(sample, image_root)
+    except ImageLoadError as error:
+        return f"<p><i>image not at hand: {html.escape(str(error))}</i></p>"
     if image.size != (sample.width, sample.height):
         return f"<p><i>image is {image.size}, the ground truth says {(sample.width, sample.height)}</i></p>"
     detections = [Detection("ground truth", box=tuple(sample.box))]
