@@ -44,9 +44,9 @@ def test_refcoco_report_holds_numbers_plots_worst_samples_and_raw_unparsable_ans
     samples, scores = _refcoco(tmp_path)
     summary = scores.summary()
     page = write_report(tmp_path / "r.html", scores, image_root=tmp_path,  # the scores hold their ground truth
-                        context={"command": "vlground eval refcoco --gt g.jsonl"}).read_text()
+                        context={"command": "vlground eval refcoco --gt g.jsonl && echo <done>"}).read_text()
     assert f"{summary['accuracy'] * 100:.2f}%" in page
-    assert "Qwen-VL evaluate_grounding.py" in page and "vlground eval refcoco --gt g.jsonl" in page
+    assert "Qwen-VL evaluate_grounding.py" in page and "vlground eval refcoco --gt g.jsonl &amp;&amp; echo &lt;done&gt;" in page
     for name, split in summary["splits"].items():  # accuracy at every threshold, per split
         assert all(f"{v * 100:.2f}%" in page for v in split["accuracy_at"].values())
     images = _images(page)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -59,11 +58,10 @@ def write_report(
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{kind} evaluation</title>'
         f"<style>{STYLE}</style></head><body><h1>{kind} evaluation</h1>\n" + "\n".join(sections) + "\n</body></html>\n"
     )
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(page, encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+    from vlground.sink import atomic_write
+
+    atomic_write(path, page)
+    return Path(path)
 
 
 def _body(scores: Any, ground_truth, image_root) -> tuple[str, list[str]]:
@@ -105,7 +103,7 @@ def _protocol_text(kind: str, summary: dict) -> str:
 def _number(key: str, value: Any) -> str:
     if isinstance(value, float):
         return f"{value * 100:.2f}%" if key in PERCENT_KEYS else f"{value:.4f}"
-    return html.escape(str(value))
+    return str(value)
 
 
 def _table(headers: Sequence[str] | None, rows: Sequence[Sequence[Any]]) -> str:
