@@ -115,10 +115,8 @@ def detect(
     when an input failed or no image was found; 2 for a wrong argument, before any model is loaded."""
     from contextlib import nullcontext
 
-    from vlground.detect_runs import AnnotationTarget, DetectJob, run_detect
-    from vlground.labeling import record_key
+    from vlground.detect_runs import AnnotationTarget, DetectJob, open_output, run_detect
     from vlground.options import GenerationOptions, LoadOptions
-    from vlground.sink import JsonlSink
     from vlground.sources import expand, load
     from vlground.tasks import load_model
 
@@ -137,7 +135,7 @@ def detect(
         if single and (sources.items[0].error is not None or os.path.isfile(names[0])):
             load(sources.items[0])  # one image that cannot be read is an argument error, told before the model loads
         options = LoadOptions(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels, served_model=served_model)
-        sink = JsonlSink(out, record_key, resume=resume, overwrite=overwrite, flag="--out") if out is not None else None
+        sink = open_output(out, resume, overwrite) if out is not None else None
     model_name = model or os.environ.get("VLGROUND_MODEL") or "default"
 
     def open_model():

@@ -7,6 +7,7 @@ match the config) get one here."""
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import NoReturn
@@ -51,7 +52,9 @@ def _third_party(error: BaseException) -> str | None:
     if isinstance(error, TemplateError):
         return f"the checkpoint's chat template failed ({type(error).__name__}: {error}); it was not run further"
     if isinstance(error, pickle.UnpicklingError):
-        return f"refused to load a weights file that needs unpickling code ({error}); use a .safetensors checkpoint"
+        wanted = re.search(r"unsupported global:? ([\w.]+)", str(error), re.IGNORECASE)
+        what = f"it asks to run {wanted.group(1)}" if wanted else str(error).split(". ")[0]
+        return f"refused to load a weights pickle that would run code ({what}); use the checkpoint's .safetensors weights"
     if isinstance(error, RuntimeError) and "size mismatch" in str(error):
         return f"the checkpoint's weights do not fit its config.json ({error})"
     return None

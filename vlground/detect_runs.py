@@ -203,6 +203,14 @@ class DetectSummary:
         return ", ".join(parts) + (" - interrupted" if self.interrupted else "")
 
 
+def open_output(path: str | Path, resume: bool = False, overwrite: bool = False):
+    """The locked JSONL sink for `detect --out`, keyed as label records are (see `vlground.sink`)."""
+    from vlground.datasets import label_key
+    from vlground.sink import JsonlSink
+
+    return JsonlSink(path, label_key, resume=resume, overwrite=overwrite, flag="--out")
+
+
 def run_detect(open_model: Callable[[], object], model_name: str, sources: Sequence[Source], job: DetectJob, *,
                sink=None, annotations: AnnotationTarget | None = None,
                report: Callable[[Detected, object], None] = lambda d, bar: None, progress: bool | None = None) -> DetectSummary:
@@ -211,13 +219,13 @@ def run_detect(open_model: Callable[[], object], model_name: str, sources: Seque
     called only when there is something to answer. A drawn copy that cannot be written turns the
     input's outcome into an error. Ctrl-C ends the run keeping what is written (`interrupted`).
     `progress`: a bar on stderr (None: when it is a terminal)."""
-    from vlground.labeling import record_key
+    from vlground.datasets import label_key
     from vlground.progress import progress_bar
 
     summary = DetectSummary()
     todo = []
     for source in sources:
-        earlier = sink.done.get(record_key({"path": source.name})) if sink is not None else None
+        earlier = sink.done.get(label_key({"path": source.name})) if sink is not None else None
         if earlier is None:
             todo.append(source)
         else:

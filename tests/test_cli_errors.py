@@ -1,0 +1,88 @@
+"""Every error a user can cause ends as one line on stderr with exit status 2, never a traceback:
+checkpoints that are broken in the ways a download or an edit breaks them, and messages of many lines."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from vlground.cli.errors import one_line
+from vlground.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "photo.png"
+    Image.fromarray(np.zeros((40, 60, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def _broken_copy(tiny_checkpoint, tmp_path, name):
+    folder = tmp_path / name
+    shutil.copytree(tiny_checkpoint("qwen2.5-vl"), folder)
+    return folder
+
+
+def _one_line_error(res):
+    lines = [line for line in res.stderr.strip().splitlines() if not line.startswith("Loading weights")]  # transformers' bar
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: "), res.output
+    assert "Traceback" not in res.output
+    return lines[0]
+
+
+def test_a_chat_template_tripping_the_sandbox(tiny_checkpoint, tmp_path, photo):
+    folder = _broken_copy(tiny_checkpoint, tmp_path, "template")
+    (folder / "chat_template.jinja").write_text("{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    line = _one_line_error(runner.invoke(app, ["detect", str(photo), "a car", "--model", str(folder), "--device", "cpu"]))
+    assert "template" in line and "unsafe" in line
+
+
+def test_weights_of_other_shapes_than_the_config(tiny_checkpoint, tmp_path, photo):
+    folder = _broken_copy(tiny_checkpoint, tmp_path, "shapes")
+    config = json.loads((folder / "config.json").read_text())
+    config["text_config"]["intermediate_size"] *= 2
+    (folder / "config.json").write_text(json.dumps(config))
+    line = _one_line_error(runner.invoke(app, ["detect", str(photo), "a car", "--model", str(folder), "--device", "cpu"]))
+    assert "shape" in line
+
+
+def test_a_weights_pickle_that_would_run_code_is_refused(tiny_checkpoint, tmp_path, photo):
+    import torch
+
+    folder = _broken_copy(tiny_checkpoint, tmp_path, "pickle")
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"weight": Payload()}, folder / "pytorch_model.bin")
+    line = _one_line_error(runner.invoke(app, ["detect", str(photo), "a car", "--model", str(folder), "--device", "cpu"]))
+    assert "refused" in line and "system" in line and not marker.exists()
+
+
+def test_missing_weights_advise_hf_download(tmp_path, photo):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-cache")}
+    proc = subprocess.run([sys.executable, "-m", "vlground.cli.main", "detect", str(photo), "a car", "--model",
+                           "Qwen/Qwen2.5-VL-3B-Instruct"], capture_output=True, text=True, env=env, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and "hf download Qwen/Qwen2.5-VL-3B-Instruct" in lines[0], proc.stderr
+
+
+def test_usage_errors_are_one_line_naming_what_is_wrong():
+    line = _one_line_error(runner.invoke(app, ["detect", "--no-such-flag"]))
+    assert "--no-such-flag" in line and "-h for help" in line
+
+
+def test_messages_of_several_lines_become_one():
+    message = "cannot find X. Provide it one of these ways:\n  - pass a folder\n  - download it\nSet HF_HUB_OFFLINE=1."
+    assert one_line(message) == "cannot find X. Provide it one of these ways: pass a folder; download it; Set HF_HUB_OFFLINE=1."
+    assert one_line("plain") == "plain"
