@@ -171,6 +171,8 @@ def bench_refcoco(
         )
     except EvalInputError as error:
         fail(str(error))
+    except OSError as error:  # the output folder or the report cannot be written
+        fail(f"{error.filename or out}: cannot write ({error.strerror or error})")
     _warn(outcome)
     if outcome["failed_all"]:
         fail(f"every one of the {outcome['n']} samples failed, none was answered (first: {outcome['first_error']}); "

@@ -264,6 +264,17 @@ def _row_box(box: np.ndarray, readable: bool) -> list[float] | None:
     return [float(v) for v in box] if readable else None
 
 
+def _image_sizes(samples: Sequence[RefSample]) -> np.ndarray:
+    """(N, 2) widths and heights; GroundTruthError for a size that is not positive (the loaders
+    refuse such samples; built by hand, they would divide by zero)."""
+    n = len(samples)
+    sizes = np.fromiter(chain.from_iterable((s.width, s.height) for s in samples), dtype=np.int64, count=2 * n).reshape(n, 2)
+    empty = np.flatnonzero((sizes <= 0).any(axis=1))
+    if empty.size:
+        raise GroundTruthError(f"sample {int(empty[0])} has the image size {tuple(int(v) for v in sizes[empty[0]])}; sizes must be positive")
+    return sizes
+
+
 @dataclass(kw_only=True)
 class RefCOCOScores(Scores):
     """Per-sample results in ground-truth order and the summary numbers built from them.
@@ -363,10 +374,7 @@ def score_refcoco(
     problems = problems if problems is not None else InputProblems()
     alignment = align([s.id for s in samples], records, PREDICTION_ID_KEYS)
     n = len(samples)
-    sizes = np.fromiter(chain.from_iterable((s.width, s.height) for s in samples), dtype=np.int64, count=2 * n).reshape(n, 2)
-    empty = np.flatnonzero((sizes <= 0).any(axis=1))
-    if empty.size:  # the loaders refuse such samples; built by hand, they would divide by zero
-        raise GroundTruthError(f"sample {int(empty[0])} has the image size {tuple(int(v) for v in sizes[empty[0]])}; sizes must be positive")
+    sizes = _image_sizes(samples)
     gt_pixels = np.fromiter(chain.from_iterable(s.box for s in samples), dtype=np.float64, count=4 * n).reshape(n, 4)
     present = np.array([r is not None for r in alignment.records], dtype=bool)
     texts: list[str | None] = [

@@ -15,7 +15,6 @@ the first refused item is a GroundTruthError. A file that is not the format at a
 from __future__ import annotations
 
 import io
-import json
 import pickle
 import re
 from dataclasses import dataclass

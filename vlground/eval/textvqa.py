@@ -8,7 +8,7 @@ min(1, matches among the other 9 / 3), where answers are told apart by position,
 Qwen-VL's published TextVQA numbers used "vqa-v2"; the TextVQA leaderboard uses "textvqa"."""
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
