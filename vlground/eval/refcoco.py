@@ -158,7 +158,10 @@ def _sizes4(sizes: np.ndarray, dtype) -> np.ndarray:
 
 
 def _qwen_vl_frame(coords: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-    # torch.tensor(box, float32) / 999, then x *= width and y *= height, all float32
+    """torch.tensor(box, float32) / 999, then x *= width and y *= height, all float32, as the
+    reference does. Not `vlground.geometry.Frame` ("norm1000", scale 999): its float64
+    x * (width / 999) differs in the last bit for most boxes, and a borderline IoU of exactly 0.5
+    in float32 is a hit the reference counts (test_qwen_vl_computes_in_float32_like_the_torch_script)."""
     return coords.astype(np.float32) / np.float32(999) * _sizes4(sizes, np.float32)
 
 
