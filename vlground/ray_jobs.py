@@ -1,0 +1,56 @@
+"""The built-in batch jobs as Ray workers (`vlground.scale.Worker`): what `bench refcoco --ray` runs
+in each actor. The job's driver keeps its own sink and scoring; only the answering moves out."""
+from __future__ import annotations
+
+import base64
+import pickle
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vlground.scale import RaySettings, ray_records
+
+
+def _pack(value: Any) -> str:
+    """A sample as the text a Ray Dataset row carries (between the processes of one job only)."""
+    return base64.b64encode(pickle.dumps(value)).decode("ascii")
+
+
+@dataclass
+class RefcocoWorker:
+    """Grounds RefCOCO samples with the model `model_name` loaded with `load` (keywords of
+    `vlground.load_model`), answering as `vlground.eval.bench` does in one process: an item is one
+    packed (index, sample) pair, its record the prediction line of that sample."""
+
+    model_name: str
+    load: dict[str, Any]
+    image_root: Path | None
+    generation: dict[str, Any]
+    model: Any = field(default=None, repr=False)
+
+    def setup(self) -> None:
+        from vlground.tasks import load_model
+
+        self.model = load_model(self.model_name, **self.load)
+
+    def __call__(self, items: list[str]) -> list[dict]:
+        from vlground.eval.bench import _answer_chunk
+
+        pairs = [pickle.loads(base64.b64decode(item)) for item in items]
+        samples = dict(pairs)
+        return _answer_chunk(self.model, samples, [index for index, _ in pairs], self.image_root, self.generation)
+
+    def failed(self, item: str, reason: str) -> dict:
+        from vlground.eval.bench import _record
+
+        index, sample = pickle.loads(base64.b64decode(item))
+        return _record(index, sample, None, None, f"model failed: {reason}")
+
+
+def refcoco_records(model_name: str, load: dict[str, Any], samples: Sequence, todo: list[int], image_root: Path | None,
+                    generation: dict[str, Any], settings: RaySettings) -> Iterator[dict]:
+    """The prediction records of samples `todo` (indices into `samples`), answered on Ray, each once,
+    in the order they finish."""
+    worker = RefcocoWorker(model_name, load, image_root, generation)
+    return ray_records([_pack((i, samples[i])) for i in todo], worker, settings)
