@@ -128,3 +128,62 @@ def test_report_is_written_with_the_headline_numbers_for_every_benchmark(app, tm
         page = report.read_text(encoding="utf-8")
         assert f"{json.loads(result.stdout)[metric] * 100:.2f}%" == shown and shown in page, name
         assert f"vlground eval {name}" in page and str(pred) in page
+
+
+def test_a_benchmark_entry_is_all_a_new_eval_command_needs(tmp_path):
+    """The registry's promise: a loader, a scorer and a `Benchmark` entry make `vlground eval NAME`
+    with --json, the rows file, --strict and clean failures; nothing in cli/eval.py is specific."""
+    from dataclasses import dataclass
+
+    from vlground.cli.eval import _eval_command
+    from vlground.eval.benchmark import Benchmark, Option
+    from vlground.eval.inputs import InvalidValue, number
+    from vlground.eval.predictions import align
+    from vlground.eval.scores import Scores, mean
+
+    @dataclass(kw_only=True)
+    class CountScores(Scores):
+        errors: list
+
+        def headline(self):
+            return {"mae": mean(self.errors), "n": len(self.errors)}
+
+        def rows(self):
+            return [{"error": e} for e in self.errors]
+
+        @staticmethod
+        def describe(summary):
+            return [f"MAE {summary['mae']:.2f} on {summary['n']}"]
+
+    def load(path, problems, scale=1.0):
+        values = []
+        for number_, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                values.append(number(json.loads(line), "count") * scale)
+            except InvalidValue as error:
+                problems.refuse_gt(f"{path}:{number_}", str(error))
+        return values
+
+    def score(values, records, *, malformed, problems, clip=False):
+        alignment = align([None] * len(values), records, ())
+        errors = [abs(v - (r or {}).get("count", 0)) for v, r in zip(values, alignment.records)]
+        return CountScores(errors=[min(e, 1) if clip else e for e in errors], alignment=alignment, malformed=malformed, problems=problems)
+
+    counting = Benchmark(name="counting", help="Counting error.", items="counts", gt_help="Counts, one a line.", pred_help="{count}.",
+                         rows_option="per-image", rows_help="Each error.", load=load, score=score,
+                         options=(Option("scale", 1.0, "Scale the truth.", type=float, loader=True), Option("clip", False, "Clip at 1.", type=bool)))
+    app = typer.Typer()
+    app.command("counting")(_eval_command(counting))
+    app.command("other")(lambda: None)
+    gt = tmp_path / "gt.txt"
+    gt.write_text('3\n"x"\n5\n')
+    pred = write_lines(tmp_path / "p.jsonl", [{"count": 4}, {"count": 5}])
+    rows = tmp_path / "rows.jsonl"
+    result = CliRunner().invoke(app, ["counting", "--gt", str(gt), "--pred", str(pred), "--scale", "2", "--per-image", str(rows), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["mae"], summary["n"], summary["invalid"]) == (3.5, 2, 1) and "1 inputs refused" in result.stderr
+    assert [json.loads(line)["error"] for line in rows.read_text().splitlines()] == [2.0, 5.0]
+    assert CliRunner().invoke(app, ["counting", "--gt", str(gt), "--pred", str(pred), "--clip"]).stdout.strip() == "MAE 0.50 on 2"
+    strict = CliRunner().invoke(app, ["counting", "--gt", str(gt), "--pred", str(pred), "--strict"])
+    assert strict.exit_code == 2 and "gt.txt:2" in strict.stderr
