@@ -123,10 +123,11 @@ class ServerBackend(Backend):
             raise ValueError("a chat server needs chat prompts; this prompt is a raw completion (chat=False)")
         payload, extensions = self._payload(request, budget, options), _extensions(options)
         url = self.base_url + "/chat/completions"
+        with_extensions = self.takes_extensions  # read once: other threads may learn the server refuses them
         try:
-            answer = request_json(url, self.headers, self.policy, {**payload, **extensions} if self.takes_extensions else payload)
+            answer = request_json(url, self.headers, self.policy, {**payload, **extensions} if with_extensions else payload)
         except HTTPStatusError as error:
-            if not (self.takes_extensions and error.status in (400, 422) and any(n in error.body for n in extensions)):
+            if not (with_extensions and error.status in (400, 422) and any(n in error.body for n in extensions)):
                 raise
             self._refused_extensions(list(extensions))
             answer = request_json(url, self.headers, self.policy, payload)
