@@ -251,3 +251,15 @@ def test_lmms_eval_on_a_zero_width_sample_is_an_error_not_a_centre_hit():
     sample = RefSample(id=None, sent="x", box=(0.0, 0.0, 0.0, 0.0), width=0, height=10, split="val")
     with pytest.raises(GroundTruthError, match="image size"):
         score_refcoco([sample], [{"text": "[0, 0, 1, 1]"}], "lmms-eval")
+
+
+def test_prediction_answers_and_texts_of_the_wrong_type_are_refused(app, tmp_path):
+    gt = write_textvqa(tmp_path / "val.json", [{"question_id": 1, "answers": ["5"] * 10}, {"question_id": 2, "answers": ["x"] * 10}])
+    pred = lines(tmp_path / "p.jsonl", [{"question_id": 1, "answer": 5}, {"question_id": 2, "answer": "x"}])
+    summary = json.loads(run(app, "eval", "textvqa", "--gt", gt, "--pred", pred, "--json").stdout)
+    assert (summary["accuracy"], summary["no_answer"], summary["invalid"]) == (0.5, 1, 1)
+    assert "'answer' is int, not text" in summary["invalid_inputs"][0]
+    refcoco = lines(tmp_path / "gt.jsonl", [GOOD])
+    boxes = lines(tmp_path / "boxes.jsonl", [{"text": ["(0,0),(499,499)"]}])
+    summary = json.loads(run(app, "eval", "refcoco", "--gt", refcoco, "--pred", boxes, "--protocol", "qwen-vl", "--json").stdout)
+    assert (summary["accuracy"], summary["unparsable"], summary["invalid"]) == (0.0, 1, 1) and "'text' is list" in summary["invalid_inputs"][0]

@@ -94,12 +94,13 @@ def score_docvqa(
 ) -> ANLSScores:
     """ANLS of `records` ({"questionId", "answer"}) on `questions`; a question without an answer
     scores 0 and is counted in `no_answer` (the reference script refuses such a submission)."""
-    alignment, answers = answers_for(questions, records, ID_KEYS)
+    problems = problems if problems is not None else InputProblems()
+    alignment, answers = answers_for(questions, records, ID_KEYS, problems)
     counts = np.array([len(q.answers) for q in questions], dtype=np.int64)
     scores = anls_scores(answers, [a for q in questions for a in q.answers], counts, threshold).tolist()
     per_question = [{"question_id": q.question_id, "answer": a, "score": score} for q, a, score in zip(questions, answers, scores)]
     return ANLSScores(per_question=per_question, alignment=alignment, ground_truth=questions, malformed=malformed,
-                      problems=problems if problems is not None else InputProblems())
+                      problems=problems)
 
 
 BENCHMARK = Benchmark(

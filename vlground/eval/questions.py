@@ -73,11 +73,18 @@ def load_questions(
     return questions
 
 
-def answers_for(questions: Sequence[Question], records: Sequence[dict], id_keys: Sequence[str]) -> tuple[Alignment, list[str | None]]:
+def answers_for(
+    questions: Sequence[Question], records: Sequence[dict], id_keys: Sequence[str], problems: InputProblems
+) -> tuple[Alignment, list[str | None]]:
     """Each question's predicted answer (None: no prediction, or one without an answer string),
-    records aligned by id when they carry one, else by order."""
+    records aligned by id when they carry one, else by order. An "answer" that is neither text
+    nor null (a number, a list) is refused, not read as "no answer" unsaid."""
     alignment = align([q.question_id for q in questions], records, id_keys)
-    return alignment, [answer_text(record) for record in alignment.records]
+    answers = [answer_text(record) for record in alignment.records]
+    for question, record, answer in zip(questions, alignment.records, answers):
+        if answer is None and record is not None and record.get("answer") is not None:
+            problems.refuse_prediction(f"prediction for question {question.question_id}", f"'answer' is {type(record['answer']).__name__}, not text")
+    return alignment, answers
 
 
 @dataclass(kw_only=True)

@@ -380,6 +380,9 @@ def score_refcoco(
     sizes = _image_sizes(samples)
     gt_pixels = np.fromiter(chain.from_iterable(s.box for s in samples), dtype=np.float64, count=4 * n).reshape(n, 4)
     present = np.array([r is not None for r in alignment.records], dtype=bool)
+    for i, r in enumerate(alignment.records):
+        if r is not None and r.get("text") is not None and not isinstance(r["text"], str):
+            problems.refuse_prediction(f"prediction for sample {i}", f"'text' is {type(r['text']).__name__}, not text")
     texts: list[str | None] = [
         r["text"] if r is not None and isinstance(r.get("text"), str) and (proto.prefers_text or "box" not in r) else None
         for r in alignment.records

@@ -119,7 +119,8 @@ def score_textvqa(
     if protocol not in VQA_PROTOCOLS:
         raise EvalInputError(f"unknown TextVQA protocol {protocol!r}; protocols: {', '.join(VQA_PROTOCOLS)}")
     proto = VQA_PROTOCOLS[protocol]
-    alignment, answers = answers_for(questions, records, ID_KEYS)
+    problems = problems if problems is not None else InputProblems()
+    alignment, answers = answers_for(questions, records, ID_KEYS, problems)
     given = [i for i, a in enumerate(answers) if a is not None]
     normalized: list[str | None] = [None] * len(questions)
     for i, text in zip(given, normalize_column([answers[i] for i in given], proto.prediction_normalizer)):
@@ -131,7 +132,7 @@ def score_textvqa(
         for q, a, t, score in zip(questions, answers, normalized, scores)
     ]
     return VQAScores(protocol=protocol, per_question=per_question, alignment=alignment, ground_truth=questions, malformed=malformed,
-                     problems=problems if problems is not None else InputProblems())
+                     problems=problems)
 
 
 BENCHMARK = Benchmark(
