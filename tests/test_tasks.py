@@ -182,7 +182,7 @@ def test_bad_options_are_refused_naming_the_option():
     assert "sk-secret" not in repr(LoadOptions(api_key="sk-secret"))
 
 
-def test_load_options_reach_the_transformers_backend_as_one_object_or_as_keywords(tiny_checkpoint):
+def test_load_options_reach_the_transformers_backend_as_one_object_or_as_keywords(tiny_checkpoint, monkeypatch):
     import vlground
     from vlground.options import LoadOptions
 
@@ -191,8 +191,13 @@ def test_load_options_reach_the_transformers_backend_as_one_object_or_as_keyword
     by_keywords = vlground.load_model(path, device="cpu", min_pixels=5000, max_pixels=60000)
     for model in (by_object, by_keywords):
         assert dict(model.backend.processor.image_processor.size) == {"shortest_edge": 5000, "longest_edge": 60000}
-    with pytest.raises(NotImplementedError, match="adapter"):
-        vlground.load_model(path, device="cpu", adapter=str(path))
+    import vlground.models.hf as hf
+
+    seen = []  # the adapter itself is vlground.finetune's (tests/test_finetune.py); here: the options reach it
+    monkeypatch.setattr(hf, "apply_adapter", lambda model, options, family, processor: seen.append(
+        (options.adapter, options.merge_adapter, family.name, dict(processor.image_processor.size))) or model)
+    vlground.load_model(path, device="cpu", max_pixels=60000, adapter="my-lora", merge_adapter=True)
+    assert seen == [("my-lora", True, "qwen2.5-vl", {"shortest_edge": 3136, "longest_edge": 60000})]
 
 
 def test_the_runtime_is_chosen_apart_from_the_family(tiny_checkpoint):

@@ -116,15 +116,17 @@ def _check_checkpoint(path: Path, family: Family) -> None:
         )
 
 
-def apply_adapter(model, options: LoadOptions):
-    """The model with `options.adapter` (a PEFT adapter folder) on top, merged into the weights when
-    `options.merge_adapter`; the model itself without one."""
+def apply_adapter(model, options: LoadOptions, family: Family, processor):
+    """The model with `options.adapter` (a PEFT adapter folder, see `vlground.finetune`) on top, merged
+    into the weights when `options.merge_adapter`; the model itself without one. The adapter is
+    checked against the family and the pixel bounds the processor really uses."""
     if options.adapter is None:
         return model
-    raise NotImplementedError(
-        f"cannot apply the adapter {options.adapter}: adapter loading is not available in this version; "
-        "merge the adapter into the checkpoint and load the merged folder"
-    )
+    from vlground.finetune import apply_adapter as with_adapter
+
+    size = processor.image_processor.size
+    return with_adapter(model, options.adapter, family, merge=options.merge_adapter,
+                        min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"])
 
 
 @contextmanager
@@ -232,7 +234,7 @@ class HFBackend(Backend):
                 output_loading_info=True,
             )
         _check_loaded(path, processor, model, info)
-        model = apply_adapter(model, options)
+        model = apply_adapter(model, options, family, processor)
         return cls(model.to(device).eval(), processor, family)
 
     def _generation_config(self, max_new_tokens: int, options: GenerationOptions):
