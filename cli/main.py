@@ -10,7 +10,7 @@ from typer import _click as click
 from typer.core import TyperArgument, TyperGroup
 
 from vlground import __version__
-from vlground.cli import convert, detect, eval, label, ocr, parse
+from vlground.cli import convert, detect, eval, finetune, label, ocr, parse
 
 
 _KINDS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH"}
@@ -84,7 +84,7 @@ def _options(
     """Visual grounding and OCR with the Qwen-VL family, with boxes on the original image."""
 
 
-for module in (parse, detect, ocr, label, eval, convert):
+for module in (parse, detect, ocr, label, eval, convert, finetune):
     module.register(app)
 
 

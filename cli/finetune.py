@@ -1,0 +1,43 @@
+"""`vlground finetune`: a LoRA adapter trained on `vlground convert` output, resumable."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from vlground.cli.errors import fail
+
+
+def finetune(
+    model: Annotated[str, typer.Option("--model", "-m", help="Local checkpoint folder (Qwen2-VL, Qwen2.5-VL, Qwen3-VL).")],
+    data: Annotated[Path, typer.Option(help="Records written by `vlground convert` (its .vlground.json beside them).")],
+    out: Annotated[Path, typer.Option(help="Folder for the adapter and the checkpoint to resume from.")],
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the data.")] = 3,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate (decays linearly to 0).")] = 2e-4,
+    lora_rank: Annotated[int, typer.Option(min=1, help="LoRA rank (alpha is twice the rank).")] = 16,
+    batch_size: Annotated[int, typer.Option(min=1, help="Examples per optimizer step.")] = 4,
+    min_pixels: Annotated[Optional[int], typer.Option(help="Must equal the data's (default: the data's).")] = None,
+    max_pixels: Annotated[Optional[int], typer.Option(help="Must equal the data's (default: the data's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the shuffle and the LoRA init.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --out.")] = False,
+    merge: Annotated[bool, typer.Option("--merge", help="Also write a full checkpoint with the adapter merged, in OUT/merged.")] = False,
+) -> None:
+    """Train a LoRA adapter; progress with the loss goes to stderr, the adapter is saved every epoch."""
+    from vlground.finetune import FinetuneOptions, finetune as run
+
+    if not Path(model).is_dir():
+        fail(f"--model {model} is not a local checkpoint folder; download the checkpoint first")
+    try:
+        options = FinetuneOptions(epochs=epochs, lr=lr, lora_rank=lora_rank, batch_size=batch_size, seed=seed,
+                                  min_pixels=min_pixels, max_pixels=max_pixels)
+        run(model, data, out, options, resume=resume, merge=merge, progress=lambda line: typer.echo(line, err=True))
+    except ImportError as error:
+        fail(f"fine-tuning needs peft ({error}): pip install 'vlground[train]'")
+    except (ValueError, OSError) as error:  # FinetuneError, ConvertError, an unknown family, missing weights
+        fail(str(error))
+    typer.echo(f"adapter in {out}; use it with --adapter {out} or load_model(..., adapter={str(out)!r})", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(finetune)

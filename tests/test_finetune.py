@@ -1,0 +1,108 @@
+"""`vlground finetune`: the loss on the answer only, with the prompt exactly as inference sends it; data
+or adapters for other families or pixels refused; a stopped run resumes to the same adapter. The
+whole loop on tiny models is tests/test_finetune_proof.py."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import vlground
+from vlground.convert import convert, read_records, record_turns
+from vlground.families import get_family
+from vlground.finetune import FinetuneError, FinetuneOptions, apply_adapter, encode_example, finetune
+from vlground.imageio import load_image
+from vlground.models.base import Request
+from vlground.models.hf import HFBackend
+from vlground.prompts import build_prompt
+from vlground.testing.shapes import make_shapes_dataset
+
+# Qwen2.5-VL is trained and asked with a small max_pixels, so its input is about half the image:
+# answers framed in original pixels (or the released settings' input) would miss.
+SETTINGS = {"qwen2.5-vl": {"min_pixels": 3136, "max_pixels": 20000}, "qwen3-vl": {}}
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory) -> Path:
+    return make_shapes_dataset(tmp_path_factory.mktemp("shapes"))
+
+
+@pytest.fixture(scope="module")
+def data(shapes, tmp_path_factory) -> dict[str, Path]:
+    """Converted training records of the shapes for each family, with its settings."""
+    out = tmp_path_factory.mktemp("converted")
+    return {family: convert(shapes, source_format="refcoco", target="qwen", family=family, task="ground",
+                            out=out / f"{family}.jsonl", **SETTINGS[family]).out for family in SETTINGS}
+
+
+def test_the_loss_counts_the_answer_tokens_only_after_the_prompt_inference_sends(tiny_checkpoint, data):
+    backend = HFBackend.load(tiny_checkpoint("qwen2.5-vl"), get_family("qwen2.5-vl"), device="cpu", dtype="fp32",
+                             **SETTINGS["qwen2.5-vl"])
+    image, prompt, answer = record_turns(read_records(data["qwen2.5-vl"])[0])
+    example = encode_example(backend.processor, load_image(image), prompt, answer)
+    labels, ids = example["labels"][0], example["input_ids"][0]
+    answer_ids = ids[labels != -100]
+    assert backend.processor.tokenizer.decode(answer_ids) == answer + "<|im_end|>"
+    inference, _ = backend._encode([Request(load_image(image), build_prompt("ground", backend.family, phrase="the red square"))])
+    prompt_ids = inference["input_ids"][0]
+    assert torch.equal(ids[: len(prompt_ids)], prompt_ids)  # the very ids HFBackend generates from
+    assert bool((labels[: len(prompt_ids)] == -100).all()) and len(answer_ids) == len(ids) - len(prompt_ids)
+
+
+def test_data_for_another_family_or_other_pixels_is_refused(tiny_checkpoint, data, tmp_path):
+    with pytest.raises(FinetuneError, match="converted for qwen3-vl, the model is qwen2.5-vl"):
+        finetune(tiny_checkpoint("qwen2.5-vl"), data["qwen3-vl"], tmp_path / "a")
+    with pytest.raises(FinetuneError, match="framed for max_pixels=20000, not 12845056"):
+        finetune(tiny_checkpoint("qwen2.5-vl"), data["qwen2.5-vl"], tmp_path / "b", FinetuneOptions(max_pixels=12845056))
+    with pytest.raises(FinetuneError, match="lora_rank must be an integer >= 1"):
+        FinetuneOptions(lora_rank=0)
+
+
+def _adapter(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "adapter_model.safetensors")
+
+
+class Stop(Exception):
+    pass
+
+
+def test_a_run_stopped_after_an_epoch_resumes_to_the_same_adapter(tiny_checkpoint, data, tmp_path):
+    model, train = tiny_checkpoint("qwen2.5-vl"), data["qwen2.5-vl"]
+    small = tmp_path / "small.jsonl"
+    small.write_text("".join(train.read_text().splitlines(keepends=True)[:4]))
+    small.with_name(small.name + ".vlground.json").write_text(train.with_name(train.name + ".vlground.json").read_text())
+    options = FinetuneOptions(epochs=2, lr=1e-3, lora_rank=4, batch_size=2)
+    lines: list[str] = []
+    whole = finetune(model, small, tmp_path / "whole", options, progress=lines.append)
+    assert [line.split(" loss ")[0] for line in lines[:3]] == ["epoch 1/2 step 1/2", "epoch 1/2 step 2/2", "epoch 1/2 mean"]
+    assert all(float(line.split(" loss ")[1].split(";")[0]) > 0 for line in lines)
+
+    def stop_after_first_epoch(line: str) -> None:
+        if line.startswith("epoch 1/2 mean"):
+            raise Stop
+
+    with pytest.raises(Stop):
+        finetune(model, small, tmp_path / "cut", options, progress=stop_after_first_epoch)
+    with pytest.raises(FinetuneError, match="holds a run already"):
+        finetune(model, small, tmp_path / "cut", options)
+    resumed_lines: list[str] = []
+    finetune(model, small, tmp_path / "cut", options, resume=True, progress=resumed_lines.append)
+    assert resumed_lines[0].startswith("epoch 2/2 step 1/2")
+    expected, got = _adapter(whole), _adapter(tmp_path / "cut")
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_an_adapter_for_another_family_or_other_pixels_is_refused(tiny_checkpoint, tmp_path):
+    model = vlground.load_model(tiny_checkpoint("qwen3-vl"), device="cpu").backend.model
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    with pytest.raises(FinetuneError, match="not a PEFT adapter folder"):
+        apply_adapter(model, folder, get_family("qwen3-vl"))
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "vlground_finetune.json").write_text('{"family": "qwen2.5-vl", "min_pixels": 3136, "max_pixels": 20000}')
+    with pytest.raises(FinetuneError, match="trained on qwen2.5-vl, not qwen3-vl"):
+        apply_adapter(model, folder, get_family("qwen3-vl"))
+    with pytest.raises(FinetuneError, match="trained with max_pixels=20000, the model is loaded with 12845056"):
+        apply_adapter(model, folder, get_family("qwen2.5-vl"), min_pixels=3136, max_pixels=12845056)

@@ -1,0 +1,224 @@
+"""LoRA fine-tuning of the transformers families on data written by `vlground convert`.
+
+What the model is trained on is what it is asked at inference: the prompt goes through the same chat
+template as `vlground.models.hf` builds it (the image, then the user's words), the image through the
+family's processor with the min/max pixels the data was converted for (a mismatch is refused: the
+answers' coordinates depend on them for Qwen2.5-VL), and the loss counts the answer's tokens only
+(and the end of turn, so the model learns to stop).
+
+The output folder holds a PEFT adapter (`adapter_config.json`, `adapter_model.safetensors`) and
+`vlground_finetune.json` (base model, family, pixels); `checkpoint/` beside them holds the optimizer
+and the epoch reached, so a run stopped at any point resumes with `resume=True`. `apply_adapter`
+puts an adapter on a loaded model (`load_model(M, adapter=DIR)`), merged into the weights on request."""
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from vlground.convert import read_metadata, read_records, record_turns
+from vlground.families import Family, get_family
+
+ADAPTER_INFO = "vlground_finetune.json"
+CHECKPOINT = "checkpoint"
+IGNORE = -100  # the label torch's cross-entropy skips
+TARGET_MODULES = r"(.*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj))|lm_head"
+
+
+class FinetuneError(ValueError):
+    """Fine-tuning cannot start as asked (other family, other pixels, no data); the message says why."""
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    """`epochs` over the data, AdamW at `lr`, LoRA of `lora_rank` (alpha twice the rank) on the
+    language model's projections, `batch_size` examples per optimizer step, `seed` for the shuffle
+    and the LoRA init. `min_pixels`/`max_pixels`: None takes the data's; others are refused."""
+
+    epochs: int = 3
+    lr: float = 2e-4
+    lora_rank: int = 16
+    batch_size: int = 4
+    seed: int = 0
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "lora_rank", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise FinetuneError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise FinetuneError(f"lr must be > 0, got {self.lr!r}")
+
+
+def _check_data(family: Family, metadata: dict, options: FinetuneOptions) -> tuple[int | None, int | None]:
+    """The data's min/max pixels, after checking the data was converted for this family and pixels."""
+    if metadata.get("family") != family.name:
+        raise FinetuneError(f"the data was converted for {metadata.get('family')}, the model is {family.name}: "
+                            f"convert again with --family {family.name}")
+    if "transformers" not in family.runtimes:
+        raise FinetuneError(f"{family.name} runs on vlground's native runtime, which has no training; "
+                            "fine-tune a Qwen2-VL, Qwen2.5-VL or Qwen3-VL checkpoint")
+    pixels = metadata.get("min_pixels"), metadata.get("max_pixels")
+    for name, asked, converted in zip(("min_pixels", "max_pixels"), (options.min_pixels, options.max_pixels), pixels):
+        if asked is not None and asked != converted:
+            raise FinetuneError(f"the data's answers were framed for {name}={converted}, not {asked}: train with "
+                                f"--{name.replace('_', '-')} {converted} or convert again with the settings you want")
+    return pixels
+
+
+def encode_example(processor, image, prompt: str, answer: str) -> dict:
+    """Model inputs of one example and `labels`: -100 over the prompt (image included), the answer's
+    ids after it. The prompt is the one `HFBackend` sends at inference."""
+    user = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    prompt_text = processor.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+    end = processor.tokenizer.convert_ids_to_tokens(processor.tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    full = processor(text=[prompt_text + answer + end], images=[image], return_tensors="pt")
+    prompt_ids = processor(text=[prompt_text], images=[image], return_tensors="pt")["input_ids"][0]
+    prompt_length = len(prompt_ids)
+    if not bool((full["input_ids"][0, :prompt_length] == prompt_ids).all()):
+        raise FinetuneError("the tokenizer merges the prompt's end with the answer's start; the prompt cannot be masked")
+    labels = full["input_ids"].clone()
+    labels[:, :prompt_length] = IGNORE
+    return {**full, "labels": labels}
+
+
+def _lora(model, options: FinetuneOptions):
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=options.lora_rank, lora_alpha=2 * options.lora_rank, lora_dropout=0.0,
+                        target_modules=TARGET_MODULES, bias="none")
+    return get_peft_model(model, config)
+
+
+def _resume_state(out: Path, model, optimizer, schedule) -> int:
+    """The epoch to start at: 0, or the one after the last saved in out/checkpoint (its adapter
+    weights, optimizer and learning-rate schedule loaded)."""
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    state_file = out / CHECKPOINT / "state.json"
+    if not state_file.is_file():
+        return 0
+    set_peft_model_state_dict(model, load_file(out / CHECKPOINT / "adapter_model.safetensors"))
+    saved = torch.load(out / CHECKPOINT / "optimizer.pt", weights_only=True)
+    optimizer.load_state_dict(saved["optimizer"])
+    schedule.load_state_dict(saved["schedule"])
+    return json.loads(state_file.read_text())["epochs_done"]
+
+
+def _save_checkpoint(out: Path, model, optimizer, schedule, epochs_done: int, info: dict) -> None:
+    """The adapter in `out` and, in out/checkpoint, what resuming needs; the state file last, so a
+    kill mid-save resumes from the epoch before."""
+    import torch
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    from vlground.sink import atomic_write
+
+    model.save_pretrained(out, save_embedding_layers=False)  # lm_head carries LoRA only: the base stays
+    atomic_write(out / ADAPTER_INFO, json.dumps(info, indent=1) + "\n")
+    folder = out / CHECKPOINT
+    folder.mkdir(exist_ok=True)
+    save_file(get_peft_model_state_dict(model, save_embedding_layers=False), folder / "adapter_model.safetensors")
+    torch.save({"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()}, folder / "optimizer.pt")
+    atomic_write(folder / "state.json", json.dumps({"epochs_done": epochs_done}) + "\n")
+
+
+def _epoch(model, optimizer, schedule, batches: Sequence[Sequence[dict]], say: Callable[[str], None], epoch: str) -> float:
+    """One pass: each batch's examples' mean loss, one optimizer step per batch (gradients clipped to
+    norm 1, the learning rate decayed linearly); the epoch's mean loss."""
+    import torch
+
+    total = 0.0
+    for number, batch in enumerate(batches, 1):
+        optimizer.zero_grad()
+        loss_sum = 0.0
+        for example in batch:
+            loss = model(**example).loss / len(batch)
+            loss.backward()
+            loss_sum += float(loss)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        optimizer.step()
+        schedule.step()
+        total += loss_sum
+        say(f"epoch {epoch} step {number}/{len(batches)} loss {loss_sum:.4f}")
+    return total / max(1, len(batches))
+
+
+def finetune(
+    model_path: str | Path,
+    data: str | Path,
+    out: str | Path,
+    options: FinetuneOptions = FinetuneOptions(),
+    *,
+    resume: bool = False,
+    merge: bool = False,
+    progress: Callable[[str], None] = print,
+) -> Path:
+    """Train a LoRA adapter for the checkpoint folder `model_path` on converted `data`, written to
+    `out` (see the module docstring); with `merge`, also a full checkpoint in out/merged. Returns `out`."""
+    import torch
+
+    from vlground.imageio import load_image
+    from vlground.models.hf import HFBackend
+
+    family = get_family(model_path)
+    min_pixels, max_pixels = _check_data(family, read_metadata(data), options)
+    out = Path(out)
+    if (out / CHECKPOINT).exists() and not resume:
+        raise FinetuneError(f"{out} holds a run already: resume it (--resume) or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(options.seed)
+    backend = HFBackend.load(Path(model_path), family, device="cpu", dtype="fp32", min_pixels=min_pixels, max_pixels=max_pixels)
+    processor = backend.processor
+    examples = [encode_example(processor, load_image(image), prompt, answer)
+                for image, prompt, answer in map(record_turns, read_records(data))]
+    if not examples:
+        raise FinetuneError(f"{data} holds no records")
+    model = _lora(backend.model, options)
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=options.lr)
+    steps = options.epochs * -(-len(examples) // options.batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / steps))
+    start = _resume_state(out, model, optimizer, schedule) if resume else 0
+    info = {"base_model": str(model_path), "family": family.name, "min_pixels": min_pixels, "max_pixels": max_pixels,
+            "data": str(data), "options": asdict(options)}
+    for epoch in range(start, options.epochs):
+        order = list(range(len(examples)))
+        random.Random(options.seed + epoch).shuffle(order)
+        batches = [[examples[i] for i in order[s : s + options.batch_size]] for s in range(0, len(order), options.batch_size)]
+        mean = _epoch(model, optimizer, schedule, batches, progress, f"{epoch + 1}/{options.epochs}")
+        _save_checkpoint(out, model, optimizer, schedule, epoch + 1, info)
+        progress(f"epoch {epoch + 1}/{options.epochs} mean loss {mean:.4f}; adapter saved in {out}")
+    if merge:
+        merged = model.merge_and_unload()
+        merged.save_pretrained(out / "merged")
+        processor.save_pretrained(out / "merged")
+    return out
+
+
+def apply_adapter(model, adapter: str | Path, family: Family, *, merge: bool = False,
+                  min_pixels: int | None = None, max_pixels: int | None = None):
+    """`model` with the LoRA adapter in folder `adapter` on top (merged into its weights with `merge`).
+    An adapter `finetune` wrote is checked: trained for another family, or for other pixels than the
+    loaded processor's (`min_pixels`/`max_pixels` as loaded), it is refused."""
+    from peft import PeftModel
+
+    adapter = Path(adapter)
+    if not (adapter / "adapter_config.json").is_file():
+        raise FinetuneError(f"{adapter} is not a PEFT adapter folder (no adapter_config.json); pass `vlground finetune`'s --out")
+    info_file = adapter / ADAPTER_INFO
+    if info_file.is_file():
+        info = json.loads(info_file.read_text())
+        if info["family"] != family.name:
+            raise FinetuneError(f"{adapter} was trained on {info['family']}, not {family.name}")
+        for name, loaded in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
+            if info[name] is not None and loaded is not None and info[name] != loaded:
+                raise FinetuneError(f"{adapter} was trained with {name}={info[name]}, the model is loaded with {loaded}: "
+                                    f"load it with {name}={info[name]}")
+    wrapped = PeftModel.from_pretrained(model, adapter)
+    return wrapped.merge_and_unload() if merge else wrapped
