@@ -100,6 +100,7 @@ def detect(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one image: the schema of `vlground parse`; several: one label record per line).")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Append one label record per image to this JSONL file instead of printing.")] = None,
     resume: Annotated[bool, typer.Option(help="Skip the images OUT already holds and append the rest.")] = False,
+    retry_failed: Annotated[bool, typer.Option(help="With --resume: answer again the images OUT holds as errors.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it already holds results.")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders too.")] = False,
     annotate: Annotated[Optional[Path], typer.Option(help="Draw the boxes: to this image file (one image), or into this existing folder (several; names kept).")] = None,
@@ -120,6 +121,10 @@ def detect(
     from vlground.sources import expand, load
     from vlground.tasks import load_model
 
+    if retry_failed and not resume:
+        fail("--retry-failed works with --resume (it answers again the images OUT holds as errors)")
+    if (resume or overwrite) and out is None:
+        fail("--resume and --overwrite apply to an output file: give --out FILE")
     names, queries = split_arguments(list(arguments), list(query or []))
     sources = expand(names, recursive=recursive)
     single = (len(names) == 1 and len(sources.items) == 1 and out is None
@@ -144,8 +149,8 @@ def detect(
 
     report = _reporter(single, as_json, out is None, annotations is not None, model_name)
     with sink if sink is not None else nullcontext():
-        summary = run_detect(open_model, model_name, sources.items, job, sink=sink, annotations=annotations,
-                             report=report, progress=False if quiet or single else None)
+        summary = run_detect(open_model, model_name, sources, job, sink=sink, annotations=annotations,
+                             report=report, progress=False if quiet or single else None, retry_failed=retry_failed)
     if not quiet and not single:
         typer.echo(summary.describe(), err=True)
     if not summary.ok:

@@ -104,12 +104,17 @@ def test_a_folder_gives_one_record_per_image_and_resumes(served, photos, tmp_pat
         assert (records[name]["width"], records[name]["height"], records[name]["error"]) == (640, 480, None)
     assert "not an image" in records["broken.png"]["error"]
     assert "failed: " in res.stderr and "broken.png" in res.stderr
-    assert "detect: 3 images" in res.stderr and "1 failed" in res.stderr
+    assert "detect: done 3, failed 1," in res.stderr and "2 with nothing found" not in res.stderr
     asked = len(served.bodies)
     _photo(photos / "cat3.png")
     res = runner.invoke(app, ["detect", str(photos), "the cat", "--out", str(out), "--resume", *served.model])
     assert len(served.bodies) == asked + 1  # only the new image was asked about
-    assert len(_records(out)) == 4 and "already in the output (1 of them failed)" in res.stderr
+    assert len(_records(out)) == 4 and "3 already in the output (1 of them failed" in res.stderr
+    (photos / "broken.png").unlink()
+    _photo(photos / "broken.png")  # repaired: --retry-failed answers it again, in place of its error record
+    res = runner.invoke(app, ["detect", str(photos), "the cat", "--out", str(out), "--resume", "--retry-failed", *served.model])
+    assert res.exit_code == 0, res.output
+    assert len(served.bodies) == asked + 2 and [r["error"] for r in _records(out)] == [None] * 4
     res = runner.invoke(app, ["detect", str(photos), "the cat", "--out", str(out), *served.model])
     assert res.exit_code == 2 and "--resume" in res.stderr  # never appended to by accident
 
@@ -205,7 +210,7 @@ def test_every_input_failing_is_exit_1_with_the_reasons(served, tmp_path):
     for name in ("a.png", "b.png"):
         (tmp_path / name).write_bytes(b"broken")
     res = runner.invoke(app, ["detect", str(tmp_path), "the cat", *served.model])
-    assert res.exit_code == 1 and res.stderr.count("not an image") == 2 and "2 failed" in res.stderr
+    assert res.exit_code == 1 and res.stderr.count("not an image") == 2 and "failed 2" in res.stderr
 
 
 def test_wrong_values_name_their_flag_before_any_work(photos, tmp_path):
@@ -220,7 +225,7 @@ def test_quiet_drops_the_summary_and_a_forced_bar_shows_rate(served, photos, cap
     assert res.exit_code == 0 and "detect:" not in res.stderr
     from vlground.tasks import load_model
 
-    sources = expand([str(photos / "cat*")]).items
+    sources = expand([str(photos / "cat*")])
     model = lambda: load_model(served.model[1], served_model=QWEN25)  # noqa: E731
     summary = run_detect(model, "m", sources, DetectJob(("the cat",)), progress=True)
     assert summary.done == 2 and "img/s" in capsys.readouterr().err

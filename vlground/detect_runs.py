@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 from PIL import Image
 
 from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
+from vlground.ocr.runner import Summary
 from vlground.options import GenerationOptions
 from vlground.results import Result
 from vlground.sources import Source, Sources, is_url, load
@@ -175,32 +176,13 @@ def _check_writable_image(path: Path) -> None:
 
 
 @dataclass
-class DetectSummary:
-    """What a run did: `done` inputs answered or failed this run (of which `failed` are errors and
-    `empty` found nothing), `skipped` ones the output already held (of which `skipped_failed` are
-    errors), how long it took."""
+class DetectSummary(Summary):
+    """What a run did, as an OCR run's summary says it, and `empty`: inputs where nothing was found."""
 
-    done: int = 0
-    failed: int = 0
     empty: int = 0
-    skipped: int = 0
-    skipped_failed: int = 0
-    seconds: float = 0.0
-    interrupted: bool = False
-
-    @property
-    def ok(self) -> bool:
-        """Exit status 0: nothing failed (now or in the run resumed), nothing interrupted, something read."""
-        return self.failed == 0 and self.skipped_failed == 0 and not self.interrupted and self.done + self.skipped > 0
 
     def describe(self) -> str:
-        answered = self.done - self.failed
-        rate = f" ({answered / self.seconds:.2f} images/s)" if self.seconds > 0 and answered else ""
-        parts = [f"detect: {self.done} images in {self.seconds:.1f} s{rate}", f"{self.failed} failed",
-                 f"{self.empty} with nothing found"]
-        if self.skipped:
-            parts.append(f"{self.skipped} already in the output ({self.skipped_failed} of them failed)")
-        return ", ".join(parts) + (" - interrupted" if self.interrupted else "")
+        return f"detect: {super().describe()}, {self.empty} with nothing found"
 
 
 def open_output(path: str | Path, resume: bool = False, overwrite: bool = False):
@@ -211,22 +193,24 @@ def open_output(path: str | Path, resume: bool = False, overwrite: bool = False)
     return JsonlSink(path, label_key, resume=resume, overwrite=overwrite, flag="--out")
 
 
-def run_detect(open_model: Callable[[], object], model_name: str, sources: Sequence[Source], job: DetectJob, *,
+def run_detect(open_model: Callable[[], object], model_name: str, sources: Sources, job: DetectJob, *,
                sink=None, annotations: AnnotationTarget | None = None,
-               report: Callable[[Detected, object], None] = lambda d, bar: None, progress: bool | None = None) -> DetectSummary:
+               report: Callable[[Detected, object], None] = lambda d, bar: None, progress: bool | None = None,
+               retry_failed: bool = False) -> DetectSummary:
     """Answer every source; each outcome goes to `annotations`, to `sink` (a vlground.sink sink, keyed
     like label records; sources it already holds are skipped), then to `report`. `open_model` is
     called only when there is something to answer. A drawn copy that cannot be written turns the
     input's outcome into an error. Ctrl-C ends the run keeping what is written (`interrupted`).
-    `progress`: a bar on stderr (None: when it is a terminal)."""
+    `progress`: a bar on stderr (None: when it is a terminal); `retry_failed`: answer again the
+    sources `sink` holds as errors (the new record replaces the old)."""
     from vlground.datasets import label_key
     from vlground.progress import progress_bar
 
-    summary = DetectSummary()
+    summary = DetectSummary(not_images=len(sources.not_images), subfolders=len(sources.subfolders))
     todo = []
-    for source in sources:
+    for source in sources.items:
         earlier = sink.done.get(label_key({"path": source.name})) if sink is not None else None
-        if earlier is None:
+        if earlier is None or (retry_failed and earlier.get("error") is not None):
             todo.append(source)
         else:
             summary.skipped += 1
