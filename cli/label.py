@@ -32,6 +32,7 @@ def label(
 ) -> None:
     """Find every instance of the categories in each image; exit status 1 when any image failed (its record says why)."""
     from vlground.labeling import LabelOptions, run_label
+    from vlground.scale import WorkerSetupError
     from vlground.sink import OutputExistsError, OutputLockedError
 
     if (workers != 1 or gpus_per_worker) and ray is None:
@@ -44,7 +45,7 @@ def label(
             gpus_per_worker=gpus_per_worker,
         )
         summary = run_label(paths, out, options)
-    except (ValueError, OutputExistsError, OutputLockedError, IsADirectoryError) as error:
+    except (ValueError, OutputExistsError, OutputLockedError, IsADirectoryError, WorkerSetupError) as error:
         fail(str(error))
     except Exception as error:  # noqa: BLE001 - missing weights, unknown models, a cluster that cannot be reached
         fail(f"{type(error).__name__}: {error}")

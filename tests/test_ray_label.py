@@ -120,6 +120,14 @@ def test_a_killed_driver_resumes_without_loss_or_duplicates(ray_cluster, folder,
     assert sorted(p.name for p in (out / "labels").iterdir()) == [f"img{i}.txt" for i in range(8)]
 
 
+def test_a_model_that_cannot_load_on_the_workers_fails_in_one_line(ray_cluster, folder, tmp_path):
+    result = CliRunner().invoke(app, ["label", str(folder), "-c", "cat", "--out", str(tmp_path / "o.jsonl"),
+                                      "--model", str(tmp_path / "no-model"), "--ray", ray_cluster])
+    assert result.exit_code == 2
+    (line,) = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert line.startswith("error: a Ray worker could not start: ") and "no-model" in line
+
+
 class _Echo:
     """A worker whose input "poison" kills its process, every time, as a crashing native library would."""
 

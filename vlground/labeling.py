@@ -17,8 +17,10 @@ from pathlib import Path
 
 from vlground.datasets import (COCO_FILE, FORMATS, DatasetStats, LabelRecord, label_key, read_label_records, write_coco,
                                write_yolo)
+from vlground.families import DEFAULT_MODEL
 from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
 from vlground.ocr.runner import Summary
+from vlground.progress import progress_bar
 from vlground.sink import JsonlSink, escape_path
 
 RECORDS = "records.jsonl"
@@ -88,7 +90,7 @@ class Labeler:
 
     @property
     def name(self) -> str:
-        return self.options.model or os.environ.get("VLGROUND_MODEL") or "default"
+        return self.options.model or os.environ.get("VLGROUND_MODEL") or DEFAULT_MODEL
 
     def setup(self) -> None:
         from vlground.tasks import load_model
@@ -188,9 +190,7 @@ def run_label(paths: Iterable[str], out: str | Path, options: LabelOptions) -> L
 
 
 def _drain(records: Iterator[dict], sink: JsonlSink, summary: LabelSummary, total: int, progress: bool | None) -> None:
-    from vlground.ocr.runner import _progress_bar
-
-    bar = _progress_bar(total, progress)
+    bar = progress_bar(total, progress)
     try:
         for record in records:
             if label_key(record) in sink.done:

@@ -166,6 +166,14 @@ def connect(address: str) -> None:
     logging.getLogger("ray.data").setLevel(logging.ERROR)
 
 
+SETUP_FAILED = "a Ray worker could not start: "
+
+
+class WorkerSetupError(RuntimeError):
+    """A worker's `setup` failed (a model that cannot be loaded, a missing package): the job stops,
+    as it would in one process, with the worker's own message."""
+
+
 class _Actor:
     """One Ray actor around the class's `worker`: set up once, then called on batches of the dataset.
     Each job makes a subclass holding its worker (see `_actor_class`)."""
@@ -173,7 +181,10 @@ class _Actor:
     worker: Worker
 
     def __init__(self) -> None:
-        self.worker.setup()
+        try:
+            self.worker.setup()
+        except Exception as error:  # noqa: BLE001 - reported on the driver in one line (see ray_records)
+            raise WorkerSetupError(f"{SETUP_FAILED}{type(error).__name__}: {error}") from None
 
     def __call__(self, batch: dict) -> dict:
         items = [str(item) for item in batch["item"]]
@@ -213,7 +224,19 @@ def _pass(items: list[str], worker: Worker, settings: RaySettings, batch_size: i
 def ray_records(items: list[str], worker: Worker, settings: RaySettings) -> Iterator[dict]:
     """The record of every input in `items`, each exactly once, in the order they finish (see the
     module docstring for what happens when workers die)."""
+    import ray.exceptions
+
     connect(settings.address)
+    try:
+        yield from _every_item(items, worker, settings)
+    except ray.exceptions.RayActorError as error:
+        message = str(error)
+        if SETUP_FAILED not in message:
+            raise
+        raise WorkerSetupError(message[message.rindex(SETUP_FAILED):].splitlines()[0]) from None
+
+
+def _every_item(items: list[str], worker: Worker, settings: RaySettings) -> Iterator[dict]:
     seen: set[str] = set()
     for batch_size in dict.fromkeys((settings.batch_size, 1)):  # then one per task: only the culprit fails
         todo = [item for item in items if item not in seen]
