@@ -119,6 +119,19 @@ def test_a_folder_gives_one_record_per_image_and_resumes(served, photos, tmp_pat
     assert res.exit_code == 2 and "--resume" in res.stderr  # never appended to by accident
 
 
+def test_hostile_folders_give_error_records_and_the_rest_is_read(served, photos, tmp_path):
+    (photos / "broken.png").unlink()
+    with open(os.path.join(os.fsencode(photos), b"bad\xffname.png"), "wb") as handle:
+        handle.write((photos / "cat1.png").read_bytes())
+    os.symlink(".", photos / "loop")
+    out = tmp_path / "boxes.jsonl"
+    res = runner.invoke(app, ["detect", str(photos), "the cat", "--recursive", "--out", str(out), *served.model])
+    assert res.exit_code == 1, res.output  # the loop is an error record
+    records = {os.path.basename(r["path"]): r for r in _records(out)}  # every line is valid UTF-8 JSON
+    assert set(records) == {"bad\\xffname.png", "cat1.png", "cat2.jpg", "loop"}
+    assert records["bad\\xffname.png"]["detections"] and "symlink loop" in records["loop"]["error"]
+
+
 def test_several_images_print_a_table_or_a_record_each(served, photos):
     cat1, cat2 = str(photos / "cat1.png"), str(photos / "cat2.jpg")
     res = runner.invoke(app, ["detect", cat1, cat2, "the cat", "a dog", "--json", *served.model])
