@@ -228,3 +228,14 @@ def test_hf_packed_vision_attention_matches_one_call_per_window(checkpoints):
         model = HFBackend.load(checkpoints[other], get_family(other), device="cpu").model
         assert not use_packed_vision_attention(model)
         assert model.config.vision_config._attn_implementation == "sdpa"
+
+
+def test_hf_sampling_options_reach_generation(backends):
+    backend = backends["qwen3-vl"]
+    requests = mixed_requests("qwen3-vl", noise_images(3, seed=7))
+    greedy = [g.text for g in backend.generate(requests, GenerationOptions(max_new_tokens=8))]
+    top1 = [g.text for g in backend.generate(requests, GenerationOptions(max_new_tokens=8, do_sample=True, top_k=1, seed=3))]
+    assert top1 == greedy  # sampling from the single most likely token is greedy decoding
+    hot = GenerationOptions(max_new_tokens=8, do_sample=True, temperature=50.0, seed=3)
+    first, again = ([g.text for g in backend.generate(requests, hot)] for _ in range(2))
+    assert first == again and first != greedy  # the seed repeats; the temperature reached the sampler

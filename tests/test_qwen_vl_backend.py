@@ -142,3 +142,14 @@ def test_a_scripted_answer_comes_back_as_a_box_on_the_original_image(folders, mo
     result = model.ground(_images([(200, 100)])[0], "the red car")
     assert [d.box for d in result.detections] == [(20.0, 20.0, 100.0, 80.0)]
     assert result.detections[0].label == "the red car"
+
+
+def test_native_sampling_options_reach_the_sampler(chat):
+    request = Request(_images([(40, 40)])[0], build_prompt("caption", chat.family))
+    [greedy] = chat.generate([request], GenerationOptions(max_new_tokens=8, min_new_tokens=8))
+    [top1] = chat.generate([request], GenerationOptions(max_new_tokens=8, min_new_tokens=8, do_sample=True, top_k=1, seed=1))
+    [nucleus] = chat.generate([request], GenerationOptions(max_new_tokens=8, min_new_tokens=8, do_sample=True, top_p=1e-6, seed=1))
+    assert top1.text == greedy.text == nucleus.text  # one token kept either way: greedy
+    hot = GenerationOptions(max_new_tokens=8, min_new_tokens=8, do_sample=True, temperature=50.0, seed=2)
+    first, again = (chat.generate([request], hot)[0].text for _ in range(2))
+    assert first == again and first != greedy.text

@@ -29,7 +29,8 @@ class GenerationOptions:
     resolved once per request in `Backend.generate`. `min_new_tokens` pins output length (benchmarks).
     `batch_size`: images per forward pass on a local model (halved on out-of-memory), requests in
     flight on a server. `temperature`, `top_p` and `top_k` apply only with `do_sample=True`;
-    `seed` makes sampling repeatable."""
+    `seed` makes sampling repeatable (each batch of a local model starts from it; a server gets it
+    in the request)."""
 
     max_new_tokens: int | None = None
     min_new_tokens: int = 0

@@ -113,6 +113,8 @@ class Backend(ABC):
         budgets = [options.budget(r.prompt.max_new_tokens) for r in requests]
         answers: list[Generation | None] = [None] * len(requests)
         for batch in plan_batches(requests, options.batch_size):
+            if options.do_sample and options.seed is not None:
+                _seed(options.seed)  # each batch samples from the same seed: reruns give the same answers
             done = self._generate_recording(requests, budgets, batch, options) if errors == "record" else \
                 self._generate_splitting(requests, budgets, batch, options)
             for index, answer in zip(batch, done):
@@ -152,6 +154,12 @@ class Backend(ABC):
         return self._generate_splitting(requests, budgets, batch[:half], options) + self._generate_splitting(
             requests, budgets, batch[half:], options
         )
+
+
+def _seed(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
 
 
 def resolve_device_dtype(device: str = "auto", dtype: str = "auto"):
