@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,3 +76,38 @@ def test_configs_carry_the_same_processor_settings():
     http = steps.http_config("http://127.0.0.1:8000/v1/", concurrency=2, api_key="k")
     assert http.url == "http://127.0.0.1:8000/v1/chat/completions" and http.headers == {"Authorization": "Bearer k"}
     assert GroundingSteps("Qwen/Qwen-VL-Chat", "caption").processor_kwargs() == {}  # squashed to 448x448: no bounds
+
+
+def test_http_processor_against_a_real_transformers_server(ray_cluster, photo, tmp_path, tiny_checkpoint):
+    """Ray Data LLM's HTTP processor, our steps around it, a real `transformers serve` with a tiny
+    Qwen2.5-VL: each row comes back parsed on its image, with the answer vlground's own server
+    runtime gets from the same server for the same prompt."""
+    import ray.data
+    from ray.data.llm import build_processor
+
+    import vlground
+    from vlground.testing.serve import transformers_server
+
+    path, _ = photo
+    small = tmp_path / "small.png"
+    Image.new("RGB", (96, 64), (200, 30, 30)).save(small)
+    served = tmp_path / "Qwen2.5-VL-tiny"  # the name carries the family, as a hub id does
+    shutil.copytree(tiny_checkpoint("qwen2.5-vl"), served)
+    config = served / "processor_config.json"  # the server resizes to at most 200,000 pixels: so must the steps
+    settings = json.loads(config.read_text())
+    settings["image_processor"]["size"]["longest_edge"] = 200_000
+    config.write_text(json.dumps(settings))
+    folder = str(served)
+    steps = GroundingSteps(folder, "detect", categories=("car",), max_tokens=12, max_pixels=200_000)
+    with transformers_server(tmp_path, [served]) as server:
+        processor = build_processor(steps.http_config(server.url, concurrency=1, batch_size=2),
+                                    preprocess=steps.preprocess_http,
+                                    postprocess=steps.postprocess)
+        rows = {Path(r["path"]).name: r for r in processor(ray.data.from_items([{"path": str(p)} for p in (path, small)])).take_all()}
+        model = vlground.load_model(server.url, served_model=folder, max_pixels=200_000)
+        direct = model.detect([str(path), str(small)], ["car"], max_new_tokens=12)
+    assert sorted(rows) == ["small.png", "wide.png"]
+    assert (rows["wide.png"]["width"], rows["wide.png"]["height"]) == (1000, 500)
+    for name, answer in zip(("wide.png", "small.png"), direct):
+        assert rows[name]["raw"] == answer.raw
+        assert json.loads(rows[name]["detections"]) == [d.to_dict() for d in answer.detections]
