@@ -25,7 +25,8 @@ EXPECTED = '{"data": [{"questionId", "answers": [...]}]} as in val_v1.0.json'
 
 
 def _normalize(text: str) -> str:
-    return " ".join(text.strip().lower().split())
+    """strip, lowercase, whitespace runs to one space (split() drops the ends, so no strip() is needed)."""
+    return " ".join(text.lower().split())
 
 
 def normalized_distance(prediction: str, answer: str) -> float:
@@ -71,10 +72,10 @@ def anls_scores(predictions: Sequence[str | None], answers: Sequence[str], count
         return out
     pair_rows = rows[pairs]
     raw_answers = [answers[i] for i in pairs.tolist()]
-    raw_predictions = [predictions[r] for r in pair_rows.tolist()]
-    distance = cpdist([_normalize(a) for a in raw_answers], [_normalize(p) for p in raw_predictions],
-                      scorer=Levenshtein.distance, workers=1)
-    length = np.maximum(_upper_lengths(raw_answers), _upper_lengths(raw_predictions))
+    given = [p if p is not None else "" for p in predictions]
+    normalized = list(map(_normalize, given))
+    distance = cpdist(list(map(_normalize, raw_answers)), [normalized[r] for r in pair_rows.tolist()], scorer=Levenshtein.distance, workers=1)
+    length = np.maximum(_upper_lengths(raw_answers), _upper_lengths(given)[pair_rows])
     values = np.zeros(pairs.size)
     np.divide(distance, length, out=values, where=length > 0)
     starts = np.flatnonzero(np.r_[True, pair_rows[1:] != pair_rows[:-1]])
@@ -85,7 +86,7 @@ def anls_scores(predictions: Sequence[str | None], answers: Sequence[str], count
 
 def _upper_lengths(texts: list[str]) -> np.ndarray:
     """len(text.upper()), the reference's divisor ("ß".upper() is "SS")."""
-    return np.fromiter((len(t.upper()) for t in texts), dtype=np.int64, count=len(texts))
+    return np.fromiter(map(len, map(str.upper, texts)), dtype=np.int64, count=len(texts))
 
 
 def score_docvqa(

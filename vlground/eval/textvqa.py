@@ -85,8 +85,8 @@ def leave_one_out_scores(predictions: Sequence[str | None], answers: Sequence[st
     in answer order, one answer position at a time, so every float equals the per-question sum."""
     n = len(predictions)
     rows = np.repeat(np.arange(n), counts)
-    ids: dict[str, int] = {}
-    answer_codes = np.fromiter((ids.setdefault(a, len(ids)) for a in answers), dtype=np.int64, count=len(answers))
+    ids = {a: i for i, a in enumerate(dict.fromkeys(answers))}
+    answer_codes = np.fromiter(map(ids.__getitem__, answers), dtype=np.int64, count=len(answers))
     prediction_codes = np.fromiter((-1 if p is None else ids.get(p, -2) for p in predictions), dtype=np.int64, count=n)
     equal = answer_codes == prediction_codes[rows]
     matches = np.bincount(rows[equal], minlength=n)

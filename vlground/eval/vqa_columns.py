@@ -2,9 +2,11 @@
 
 Each distinct string is normalized once (the columns are dictionary-encoded first: a question's ten
 answers repeat). Rows that pyarrow cannot treat exactly as Python does go through the per-string
-reference functions instead, so the result equals them on every row: text that is not ASCII
-(Unicode case mapping, digits and whitespace), text holding the separators \\x1c-\\x1f (whitespace to
-Python's `str.split`, not to pyarrow's), and text with more than 32 periods (the references' limit).
+reference functions instead, so the result equals them on every row: for the normalizers that
+lowercase and split, text that is not ASCII (Unicode case mapping, digits and whitespace) or holds
+the separators \\x1c-\\x1f (whitespace to Python's `str.split`, not to pyarrow's); for the
+punctuation step alone, Unicode text with a comma or period (Python's \\d is Unicode); for all,
+text with more than 32 periods (the references' limit).
 For the rest, every step is the reference's, column-wise: the punctuation rule looks at the text as
 it entered the step; a period followed by a digit is kept by marking it, deleting every other
 period, and unmarking."""
@@ -85,11 +87,24 @@ def _punctuation_steps(pc, pa, texts):
     return _punctuation(pc, texts, _DIGIT_COMMA["vqa"])
 
 
-# name -> (column steps, the per-string reference they equal)
-NORMALIZERS: dict[str, tuple[Callable, Callable[[str], str]]] = {
-    "evalai": (_evalai_steps, evalai_answer),
-    "vqa_prediction": (_vqa_prediction_steps, vqa_prediction),
-    "vqa_punctuation": (_punctuation_steps, process_punctuation),
+def _not_plain_ascii(pc, texts):
+    """Rows that lowercasing and splitting must leave to Python: Unicode text, \\x1c-\\x1f."""
+    return pc.match_substring_regex(texts, _PYTHON_ONLY)
+
+
+def _unicode_digits_may_matter(pc, texts):
+    """Rows where the punctuation step alone must be Python's: Unicode text with a comma or a
+    period, whose neighbours Python's \\d might call digits (no lowercasing, no splitting here),
+    and text holding the character that marks kept periods."""
+    unicode_near_marks = pc.and_(pc.match_substring_regex(texts, "[^\x00-\x7f]"), pc.match_substring_regex(texts, "[,.]"))
+    return pc.or_(unicode_near_marks, pc.match_substring(texts, _KEPT_PERIOD))
+
+
+# name -> (column steps, the per-string reference they equal, the rows the steps leave to the reference)
+NORMALIZERS: dict[str, tuple[Callable, Callable[[str], str], Callable]] = {
+    "evalai": (_evalai_steps, evalai_answer, _not_plain_ascii),
+    "vqa_prediction": (_vqa_prediction_steps, vqa_prediction, _not_plain_ascii),
+    "vqa_punctuation": (_punctuation_steps, process_punctuation, _unicode_digits_may_matter),
 }
 
 
@@ -111,11 +126,11 @@ def _encodable(text: str) -> bool:
 
 def normalize_column(texts: Sequence[str], normalizer: str) -> list[str]:
     """`NORMALIZERS[normalizer]`'s reference applied to every string: each distinct string once, by
-    the column steps where it is plain ASCII with at most 32 periods, by the reference elsewhere."""
+    the column steps, except the rows they leave to the reference (and those with over 32 periods)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    steps, reference = NORMALIZERS[normalizer]
+    steps, reference, left_to_python = NORMALIZERS[normalizer]
     try:
         column = pa.array(texts, type=pa.string())
     except UnicodeEncodeError:  # lone surrogates (from JSON escapes) have no UTF-8 form: those by the reference
@@ -126,7 +141,7 @@ def normalize_column(texts: Sequence[str], normalizer: str) -> list[str]:
     distinct = encoded.dictionary
     if len(distinct) == 0:
         return []
-    by_python = pc.or_(pc.match_substring_regex(distinct, _PYTHON_ONLY), pc.greater(pc.count_substring(distinct, "."), _PERIOD_LIMIT))
+    by_python = pc.or_(left_to_python(pc, distinct), pc.greater(pc.count_substring(distinct, "."), _PERIOD_LIMIT))
     out = steps(pc, pa, distinct)
     if pc.any(by_python).as_py():
         exact = [reference(t) for t in pc.filter(distinct, by_python).to_pylist()]
