@@ -239,3 +239,17 @@ def test_hf_sampling_options_reach_generation(backends):
     hot = GenerationOptions(max_new_tokens=8, do_sample=True, temperature=50.0, seed=3)
     first, again = ([g.text for g in backend.generate(requests, hot)] for _ in range(2))
     assert first == again and first != greedy  # the seed repeats; the temperature reached the sampler
+
+
+def test_weights_missing_from_a_checkpoint_are_named_in_one_warning(checkpoints, tmp_path, caplog):
+    from safetensors.torch import load_file, save_file
+
+    folder = _broken_copy(checkpoints["qwen3-vl"], tmp_path / "Qwen3-VL-partial")
+    weights = load_file(folder / "model.safetensors")
+    dropped = sorted(k for k in weights if k.endswith("mlp.down_proj.weight"))[0]
+    del weights[dropped]
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with caplog.at_level(logging.WARNING, logger="vlground"):
+        HFBackend.load(folder, get_family("qwen3-vl"), device="cpu")
+    [record] = [r for r in caplog.records if "missing from the checkpoint" in r.getMessage()]
+    assert "1 weights are missing" in record.getMessage() and "down_proj" in record.getMessage()

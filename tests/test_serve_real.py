@@ -124,6 +124,24 @@ def test_detect_command_with_the_server_url(served, photos, tmp_path):
     assert data["text"] == expected.text
 
 
+def test_ocr_command_with_the_server_as_engine(served, photos, tmp_path):
+    server, folders = served
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    for index, photo in enumerate(photos[1:]):
+        photo.save(pages / f"page{index}.png")
+    out = tmp_path / "text.jsonl"
+    result = CliRunner().invoke(app, ["ocr", str(pages), "--engine", server.url, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["error"] for r in records] == [None, None] and {r["engine"] for r in records} == {server.url}
+    prompt = build_prompt("read_text", "qwen2.5-vl").text
+    for record in records:  # the first listed model read each page, exactly as a direct request does
+        image = Image.open(record["path"]).convert("RGB")
+        direct = raw_chat(server.url, str(folders["qwen2.5-vl"]), image, prompt, max_tokens=512)["choices"][0]["message"]["content"]
+        assert record["text"] == direct.strip()
+
+
 def test_a_server_stopped_mid_run_leaves_an_error_record_for_each_unanswered_input(served, photos):
     """Runs last in this module: it stops the shared server."""
     server, folders = served
