@@ -66,6 +66,22 @@ def _print_table(title: str, result) -> None:
         typer.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
 
 
+def _inputs(names: list[str], recursive: bool, printing: bool):
+    """The expanded sources, and whether this is the one-image form (one file, URL or -, printed):
+    its unreadable image is an argument error. Exit status 1 with a warning when nothing is readable."""
+    from vlground.sources import expand
+
+    sources = expand(names, recursive=recursive)
+    single = (printing and len(names) == 1 and len(sources.items) == 1
+              and not os.path.isdir(names[0]) and not glob.has_magic(names[0]))
+    if not sources.readable and not single:
+        for source in sources.errors:
+            typer.echo(f"failed: {source.name}: {source.error}", err=True)
+        typer.echo(f"warning: {sources.describe_empty()}; nothing to do", err=True)
+        raise typer.Exit(1)
+    return sources, single
+
+
 def _reporter(single: bool, as_json: bool, to_stdout: bool, annotating: bool, model_name: str):
     """What the console shows for each input: the table or JSON (unless records go to --out), and
     on stderr the failures and the queries nothing was found for."""
@@ -104,6 +120,8 @@ def detect(
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it already holds results.")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders too.")] = False,
     annotate: Annotated[Optional[Path], typer.Option(help="Draw the boxes: to this image file (one image), or into this existing folder (several; names kept).")] = None,
+    adapter: Annotated[Optional[Path], typer.Option(help="A LoRA adapter folder (from `vlground finetune`) applied on top of the model.")] = None,
+    merge_adapter: Annotated[bool, typer.Option(help="Merge the adapter into the weights (faster answers, slower load).")] = False,
     device: Device = "auto",
     dtype: Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), bf16, fp16 or fp32.")] = "auto",
     min_pixels: Annotated[Optional[int], typer.Option(min=1, help="Smallest model input in pixels (Qwen2-VL and later).")] = None,
@@ -118,7 +136,7 @@ def detect(
 
     from vlground.detect_runs import AnnotationTarget, DetectJob, open_output, run_detect
     from vlground.options import GenerationOptions, LoadOptions
-    from vlground.sources import expand, load
+    from vlground.sources import load
     from vlground.tasks import load_model
 
     if retry_failed and not resume:
@@ -126,20 +144,14 @@ def detect(
     if (resume or overwrite) and out is None:
         fail("--resume and --overwrite apply to an output file: give --out FILE")
     names, queries = split_arguments(list(arguments), list(query or []))
-    sources = expand(names, recursive=recursive)
-    single = (len(names) == 1 and len(sources.items) == 1 and out is None
-              and not os.path.isdir(names[0]) and not glob.has_magic(names[0]))
-    if not sources.readable and not single:
-        for source in sources.errors:
-            typer.echo(f"failed: {source.name}: {source.error}", err=True)
-        typer.echo(f"warning: {sources.describe_empty()}; nothing to do", err=True)
-        raise typer.Exit(1)
+    sources, single = _inputs(names, recursive, out is None)
     with reported(ValueError):
         job = DetectJob(tuple(queries), all_instances, GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens))
         annotations = AnnotationTarget(annotate, sources) if annotate is not None else None
         if single and (sources.items[0].error is not None or os.path.isfile(names[0])):
             load(sources.items[0])  # one image that cannot be read is an argument error, told before the model loads
-        options = LoadOptions(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels, served_model=served_model)
+        options = LoadOptions(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels,
+                              served_model=served_model, adapter=adapter, merge_adapter=merge_adapter)
         sink = open_output(out, resume, overwrite) if out is not None else None
     model_name = model or os.environ.get("VLGROUND_MODEL") or "default"
 

@@ -265,3 +265,11 @@ def test_a_tiny_model_answers_a_folder_in_batches(tiny_checkpoint, photos, tmp_p
     records = _records(out)
     assert [os.path.basename(r["path"]) for r in records] == ["cat1.png", "cat2.jpg"]
     assert all(r["error"] is None and (r["width"], r["height"]) == (640, 480) for r in records)
+
+
+def test_an_adapter_reaches_the_loader(tiny_checkpoint, photos, tmp_path):
+    model = ["--model", str(tiny_checkpoint("qwen2.5-vl")), "--device", "cpu"]
+    res = runner.invoke(app, ["detect", str(photos / "cat1.png"), "a cat", "--adapter", str(photos), *model])
+    assert res.exit_code == 2 and "is not a PEFT adapter folder" in res.stderr
+    res = runner.invoke(app, ["detect", str(photos / "cat1.png"), "a cat", "--merge-adapter", *model])
+    assert res.exit_code == 2 and "needs an adapter" in res.stderr
