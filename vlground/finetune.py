@@ -140,7 +140,7 @@ def _epoch(model, optimizer, schedule, batches: Sequence[Sequence[dict]], say: C
         for example in batch:
             loss = model(**example).loss / len(batch)
             loss.backward()
-            loss_sum += float(loss)
+            loss_sum += loss.item()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         optimizer.step()
         schedule.step()
