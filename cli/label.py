@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlground.cli.errors import fail
+from vlground.cli.flags import Device, MaxNewTokens
 
 
 def label(
@@ -18,10 +19,10 @@ def label(
     model: Annotated[Optional[str], typer.Option(help="Hub id, local folder or OpenAI-compatible server URL; default $VLGROUND_MODEL, else Qwen/Qwen3-VL-4B-Instruct.")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders too.")] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass (requests in flight for a server).")] = 8,
-    max_new_tokens: Annotated[Optional[int], typer.Option(min=1, help="Cap on the tokens of each answer.")] = None,
+    max_new_tokens: MaxNewTokens = None,
     resume: Annotated[bool, typer.Option(help="Skip the images OUT already holds and label the rest.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT's records if it already holds some.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
+    device: Device = "auto",
     dtype: Annotated[str, typer.Option(help="auto, bf16, fp16 or fp32.")] = "auto",
     min_pixels: Annotated[Optional[int], typer.Option(help="Smallest model input in pixels (Qwen2-VL and later).")] = None,
     max_pixels: Annotated[Optional[int], typer.Option(help="Largest model input in pixels (Qwen2-VL and later).")] = None,
@@ -32,6 +33,7 @@ def label(
 ) -> None:
     """Find every instance of the categories in each image; exit status 1 when any image failed (its record says why)."""
     from vlground.labeling import LabelOptions, run_label
+    from vlground.options import GenerationOptions, LoadOptions
     from vlground.scale import WorkerSetupError
     from vlground.sink import OutputExistsError, OutputLockedError
 
@@ -39,10 +41,10 @@ def label(
         fail("--workers and --gpus-per-worker apply with --ray; without it the model runs in this process")
     try:
         options = LabelOptions(
-            categories=tuple(category), format=fmt, model=model, recursive=recursive, batch_size=batch_size,
-            max_new_tokens=max_new_tokens, resume=resume, overwrite=overwrite, device=device, dtype=dtype,
-            min_pixels=min_pixels, max_pixels=max_pixels, progress=progress, ray=ray, workers=workers,
-            gpus_per_worker=gpus_per_worker,
+            categories=tuple(category), format=fmt, model=model, recursive=recursive, resume=resume, overwrite=overwrite,
+            load=LoadOptions(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels),
+            generation=GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens),
+            progress=progress, ray=ray, workers=workers, gpus_per_worker=gpus_per_worker,
         )
         summary = run_label(paths, out, options)
     except (ValueError, OutputExistsError, OutputLockedError, IsADirectoryError, WorkerSetupError) as error:

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from vlground.cli.main import app
 from vlground.labeling import LabelOptions, run_label
+from vlground.options import GenerationOptions
 
 CATEGORIES = ("cat", "dog")
 
@@ -39,9 +40,9 @@ def _names(path: Path) -> list[str]:
     return sorted(Path(r["path"]).name for r in _records(path))
 
 
-def _options(tiny_checkpoint, **changes) -> LabelOptions:
-    fields = dict(categories=CATEGORIES, model=str(tiny_checkpoint("qwen2.5-vl")), max_new_tokens=8, batch_size=2)
-    return LabelOptions(**{**fields, **changes})
+def _options(tiny_checkpoint, max_new_tokens: int = 8, batch_size: int = 2, **changes) -> LabelOptions:
+    generation = GenerationOptions(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    return LabelOptions(categories=CATEGORIES, model=str(tiny_checkpoint("qwen2.5-vl")), generation=generation, **changes)
 
 
 def _wait_for_records(path: Path, count: int, timeout: float = 120) -> None:

@@ -19,6 +19,7 @@ from vlground.datasets import (COCO_FILE, FORMATS, DatasetStats, LabelRecord, la
                                write_yolo)
 from vlground.families import DEFAULT_MODEL
 from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
+from vlground.options import GenerationOptions, LoadOptions
 from vlground.ocr.runner import Summary
 from vlground.progress import progress_bar
 from vlground.sink import JsonlSink, escape_path
@@ -30,21 +31,18 @@ RECORDS = "records.jsonl"
 class LabelOptions:
     """What `vlground label` can be told. `categories`: what to find (at least one); `format`: one of
     FORMATS; `model`: hub id, folder or server URL (default $VLGROUND_MODEL, else the default
-    model); `batch_size`: images per forward pass; `ray`: a Ray address ("local", "auto",
-    "ray://host:port") to run on a cluster with `workers` model replicas of `gpus_per_worker` GPUs."""
+    model), loaded with `load` and asked with `generation` (its batch_size: images per forward
+    pass); `ray`: a Ray address ("local", "auto", "ray://host:port") to run on a cluster with
+    `workers` model replicas of `gpus_per_worker` GPUs each."""
 
     categories: tuple[str, ...]
     format: str = "jsonl"
     model: str | None = None
+    load: LoadOptions = field(default_factory=LoadOptions)
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
     recursive: bool = False
-    batch_size: int = 8
-    max_new_tokens: int | None = None
     resume: bool = False
     overwrite: bool = False
-    device: str = "auto"
-    dtype: str = "auto"
-    min_pixels: int | None = None
-    max_pixels: int | None = None
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
     progress: bool | None = None
     ray: str | None = None
@@ -56,8 +54,8 @@ class LabelOptions:
             raise ValueError("give at least one category to find (--category car), none of them empty")
         if self.format not in FORMATS:
             raise ValueError(f"unknown format {self.format!r}; formats: {', '.join(FORMATS)}")
-        if self.batch_size < 1 or self.workers < 1 or self.gpus_per_worker < 0:
-            raise ValueError("batch size and workers must be at least 1, GPUs per worker at least 0")
+        if self.workers < 1 or self.gpus_per_worker < 0:
+            raise ValueError("workers must be at least 1, GPUs per worker at least 0")
 
 
 @dataclass
@@ -95,8 +93,7 @@ class Labeler:
     def setup(self) -> None:
         from vlground.tasks import load_model
 
-        o = self.options
-        self.model = load_model(o.model, device=o.device, dtype=o.dtype, min_pixels=o.min_pixels, max_pixels=o.max_pixels)
+        self.model = load_model(self.options.model, self.options.load)
 
     def failed(self, item: str, reason: str) -> dict:
         return LabelRecord.failed(escape_path(item), self.name, reason).to_dict()
@@ -126,13 +123,12 @@ class Labeler:
     def _detect(self, images: list) -> list:
         if not images:
             return []
-        o = self.options
-        return self.model.detect(images, list(o.categories), batch_size=o.batch_size, max_new_tokens=o.max_new_tokens)
+        return self.model.detect(images, list(self.options.categories), self.options.generation)
 
 
 def _local_records(labeler: Labeler, items: list[str]) -> Iterator[dict]:
     labeler.setup()
-    chunk = labeler.options.batch_size * 4  # a few batches at a time, so similar sizes batch together
+    chunk = labeler.options.generation.batch_size * 4  # a few batches at a time, so similar sizes batch together
     for start in range(0, len(items), chunk):
         yield from labeler(items[start : start + chunk])
 
@@ -143,7 +139,7 @@ def _records(labeler: Labeler, items: list[str]) -> Iterator[dict]:
     from vlground.scale import RaySettings, ray_records
 
     o = labeler.options
-    settings = RaySettings(o.ray, workers=o.workers, gpus_per_worker=o.gpus_per_worker, batch_size=o.batch_size)
+    settings = RaySettings(o.ray, workers=o.workers, gpus_per_worker=o.gpus_per_worker, batch_size=o.generation.batch_size)
     return ray_records(items, labeler, settings)
 
 
