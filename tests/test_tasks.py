@@ -215,3 +215,27 @@ def test_the_runtime_is_chosen_apart_from_the_family(tiny_checkpoint):
     for runtime in models.RUNTIMES:
         assert models.runtime_class(runtime).runtime == runtime
         assert models.runtime_class(runtime).generate is Backend.generate  # one batching mechanism for all
+
+
+def test_with_errors_recorded_a_failing_input_gets_its_exception_and_the_rest_their_answers(caplog):
+    def answer(request):
+        if "q2" in request.prompt.text:
+            raise RuntimeError("the image at fault")
+        return '[{"bbox_2d": [0, 0, 500, 500]}]'
+
+    backend = Scripted("qwen3-vl", answer)
+    img = Image.new("RGB", (100, 100))
+    with caplog.at_level(logging.WARNING, logger="vlground"):
+        results = Model(backend).ask(img, [f"q{i}" for i in range(5)], batch_size=4, errors="record")
+    assert [type(r).__name__ for r in results] == ["Result", "Result", "RuntimeError", "Result", "Result"]
+    assert str(results[2]) == "the image at fault"
+    assert all(r.detections[0].box == (0.0, 0.0, 50.0, 50.0) for i, r in enumerate(results) if i != 2)
+    assert "retrying its requests one at a time" in caplog.text  # its batch mates were answered again, alone
+    with pytest.raises(RuntimeError, match="the image at fault"):
+        Model(backend).ask(img, [f"q{i}" for i in range(5)])
+    base = Model(Scripted("qwen-vl", lambda r: (_ for _ in ()).throw(OSError("down")) if "dog" in r.prompt.text
+                          else "(0,0),(10,10)</box>"))
+    [merged] = base.detect([img], ["cat", "dog"], errors="record")  # one category failed: the image's record is the error
+    assert isinstance(merged, OSError)
+    with pytest.raises(ValueError, match="errors must be one of raise, record"):
+        Model(backend).ask(img, "q", errors="ignore")

@@ -30,8 +30,9 @@ Progress = Callable[[int], None] | None
 class Model:
     """A model of one family with task methods. Each method takes `options` (a GenerationOptions:
     `batch_size`, images per forward pass, halved automatically on out-of-memory; `max_new_tokens`,
-    the task's default otherwise; sampling) or the same fields as keywords, and `progress` (called
-    with the number of answers just finished)."""
+    the task's default otherwise; sampling) or the same fields as keywords, `progress` (called
+    with the number of answers just finished) and `errors` ("raise" the first failure, or "record"
+    it: see `run`)."""
 
     def __init__(self, backend: Backend):
         self.backend = backend
@@ -41,56 +42,66 @@ class Model:
         return self.backend.family
 
     def ground(self, images: ImageInput | Sequence[ImageInput], phrases: str | Sequence[str],
-               options: GenerationOptions | None = None, *, progress: Progress = None, **keywords: Any):
+               options: GenerationOptions | None = None, *, progress: Progress = None, errors: str = "raise",
+               **keywords: Any):
         """The region each referring expression names: one expression per image, one image with
         several expressions (one answer each), or one expression for every image."""
-        return self._run("ground", images, ("phrase", phrases), _options(options, keywords), progress)
+        return self._run("ground", images, ("phrase", phrases), _options(options, keywords),
+                         progress=progress, errors=errors)
 
     def detect(self, images: ImageInput | Sequence[ImageInput], categories: str | Sequence[str],
-               options: GenerationOptions | None = None, *, progress: Progress = None, **keywords: Any):
+               options: GenerationOptions | None = None, *, progress: Progress = None, errors: str = "raise",
+               **keywords: Any):
         """Every instance of the categories, in one answer per image."""
         cats = [categories] if isinstance(categories, str) else list(categories)
         generation = _options(options, keywords)
         if self.family.chat:
-            return self._run("detect", images, ("categories", [cats]), generation, progress)
+            return self._run("detect", images, ("categories", [cats]), generation, progress=progress, errors=errors)
         # a base model completes "<ref>{category}</ref><box>": one completion per category, merged
-        per_category = [self._run("detect", images, ("categories", [[c]]), generation, progress) for c in cats]
-        if isinstance(per_category[0], Result):
+        per_category = [self._run("detect", images, ("categories", [[c]]), generation, progress=progress, errors=errors)
+                        for c in cats]
+        if not isinstance(per_category[0], list):
             return _merge(per_category)
         return [_merge(list(rs)) for rs in zip(*per_category)]
 
     def caption(self, images: ImageInput | Sequence[ImageInput], grounded: bool = True,
-                options: GenerationOptions | None = None, *, progress: Progress = None, **keywords: Any):
+                options: GenerationOptions | None = None, *, progress: Progress = None, errors: str = "raise",
+                **keywords: Any):
         """A description of each image; with grounded=True the objects it mentions come with boxes."""
         task = "grounded_caption" if grounded else "caption"
-        return self._run(task, images, None, _options(options, keywords), progress)
+        return self._run(task, images, None, _options(options, keywords), progress=progress, errors=errors)
 
     def read_text(self, images: ImageInput | Sequence[ImageInput], options: GenerationOptions | None = None, *,
-                  progress: Progress = None, **keywords: Any):
+                  progress: Progress = None, errors: str = "raise", **keywords: Any):
         """All the text in each image, as the answer's text."""
-        return self._run("read_text", images, None, _options(options, keywords), progress)
+        return self._run("read_text", images, None, _options(options, keywords), progress=progress, errors=errors)
 
     def spot_text(self, images: ImageInput | Sequence[ImageInput], options: GenerationOptions | None = None, *,
-                  progress: Progress = None, **keywords: Any):
+                  progress: Progress = None, errors: str = "raise", **keywords: Any):
         """Each line of text with its box or quad (Detection.text holds the line)."""
-        return self._run("spot_text", images, None, _options(options, keywords), progress)
+        return self._run("spot_text", images, None, _options(options, keywords), progress=progress, errors=errors)
 
     def ask(self, images: ImageInput | Sequence[ImageInput], questions: str | Sequence[str],
-            options: GenerationOptions | None = None, *, progress: Progress = None, **keywords: Any):
+            options: GenerationOptions | None = None, *, progress: Progress = None, errors: str = "raise",
+            **keywords: Any):
         """Short answers to questions about the images (Result.text)."""
-        return self._run("ask", images, ("question", questions), _options(options, keywords), progress)
+        return self._run("ask", images, ("question", questions), _options(options, keywords),
+                         progress=progress, errors=errors)
 
     def run(self, images: Sequence[Image.Image], prompts: Sequence[Prompt], options: GenerationOptions | None = None,
-            *, progress: Progress = None, **keywords: Any) -> list[Result]:
-        """Answers for loaded images and prepared prompts, pairwise, parsed on each image."""
+            *, progress: Progress = None, errors: str = "raise", **keywords: Any) -> list[Result | Exception]:
+        """Answers for loaded images and prepared prompts, pairwise, parsed on each image. With
+        errors="record", an input whose request failed gets the exception in its place (as
+        asyncio.gather's return_exceptions does) and the others go on."""
         requests = [Request(image=i, prompt=p) for i, p in zip(images, prompts, strict=True)]
-        answers = self.backend.generate(requests, _options(options, keywords), progress)
+        answers = self.backend.generate(requests, _options(options, keywords), progress, errors=errors)
         return [
-            parse(p.response_prefix + a.text, self.family, i.size, a.input_size) for i, p, a in zip(images, prompts, answers)
+            a.error if a.error is not None else parse(p.response_prefix + a.text, self.family, i.size, a.input_size)
+            for i, p, a in zip(images, prompts, answers)
         ]
 
     def _run(self, task: str, images: ImageInput | Sequence[ImageInput], values: tuple[str, Any] | None,
-             options: GenerationOptions, progress: Progress):
+             options: GenerationOptions, *, progress: Progress, errors: str):
         """One request per image and value of `values` (the prompt field's name, and one value or a
         list), a single image or value standing for all."""
         single = not isinstance(images, (list, tuple))
@@ -106,7 +117,7 @@ class Model:
                 raise ValueError(f"{len(loaded)} images but {len(column)} values of {arg}: give one per image, or one for all")
             loaded = loaded * n if len(loaded) == 1 else loaded
             prompts = [build_prompt(task, self.family, **{arg: v}) for v in (column * n if len(column) == 1 else column)]
-        results = self.run(loaded, prompts, options, progress=progress)
+        results = self.run(loaded, prompts, options, progress=progress, errors=errors)
         return results[0] if single else results
 
 
@@ -114,7 +125,10 @@ def _options(options: GenerationOptions | None, keywords: dict[str, Any]) -> Gen
     return with_overrides(GenerationOptions, options, keywords)
 
 
-def _merge(results: list[Result]) -> Result:
+def _merge(results: list[Result | Exception]) -> Result | Exception:
+    failed = next((r for r in results if isinstance(r, Exception)), None)
+    if failed is not None:
+        return failed
     return Result(
         detections=[d for r in results for d in r.detections],
         text="\n".join(r.text for r in results if r.text),
