@@ -51,3 +51,16 @@ def test_fixed_size_family_has_no_factor():
     with pytest.raises(ValueError):
         get_family("qwen-vl").factor
     assert get_family("qwen2.5-vl").factor == 28 and get_family("qwen3-vl").factor == 32
+
+
+def test_a_family_from_a_name_never_opens_a_path(tmp_path):
+    from vlground.families import family_from_name
+
+    assert family_from_name("/models/Qwen2-VL-7B-Instruct").name == "qwen2-vl"  # the last part, as a name
+    assert family_from_name("Qwen/Qwen2.5-VL-7B-Instruct").name == "qwen2.5-vl"
+    folder = tmp_path / "vision"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "qwen3_vl"}')
+    assert get_family(folder).name == "qwen3-vl"  # a folder the caller gives is read...
+    with pytest.raises(UnknownFamilyError):
+        family_from_name(str(folder))  # ...a name is not

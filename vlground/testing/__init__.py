@@ -1,4 +1,6 @@
-"""Offline test tooling: tiny random-weight checkpoints of every family."""
+"""Offline test tooling: tiny random-weight checkpoints of every family (`make_tiny_model`), forced
+answers that make them write a chosen text (`vlground.testing.forced`), and a real OpenAI-compatible
+server to point the server runtime at (`vlground.testing.serve`)."""
 from __future__ import annotations
 
 from pathlib import Path
