@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import inspect
 import json
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from vlground.cli.errors import fail
-from vlground.cli.flags import Device
+from vlground.cli.flags import Device, MaxNewTokens, Quiet
 from vlground.eval.registry import BENCHMARKS
 
 eval_app = typer.Typer(help="Score predictions exactly as the reference evaluators do.", no_args_is_help=True)
@@ -130,7 +131,7 @@ def bench_refcoco(
     out: Annotated[Path, typer.Option(help="Folder for predictions.jsonl, samples.jsonl and report.json; rerun to resume.")] = Path("bench-refcoco"),
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N samples.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per model batch.")] = 8,
-    max_new_tokens: Annotated[Optional[int], typer.Option(min=1, help="Cap on generated tokens (default: the family's for grounding).")] = None,
+    max_new_tokens: MaxNewTokens = None,
     protocol: Annotated[str, typer.Option(help="Scoring protocol: family, qwen-vl or lmms-eval.")] = "family",
     image_root: Annotated[Optional[Path], typer.Option(help="Folder the ground truth's image paths are relative to (default: the GT's folder).")] = None,
     dataset: DATASET = None,
@@ -138,8 +139,16 @@ def bench_refcoco(
     split: SPLIT = None,
     device: Device = "auto",
     dtype: Annotated[str, typer.Option(help="auto, bf16, fp16 or fp32.")] = "auto",
+    min_pixels: Annotated[Optional[int], typer.Option(min=1, help="Qwen2-VL-style resizing: fewest pixels per image (default: the checkpoint's).")] = None,
+    max_pixels: Annotated[Optional[int], typer.Option(min=1, help="Qwen2-VL-style resizing: most pixels per image (default: the checkpoint's).")] = None,
+    adapter: Annotated[Optional[Path], typer.Option(help="A LoRA/PEFT adapter folder applied on top of MODEL.")] = None,
+    merge_adapter: Annotated[bool, typer.Option(help="Merge --adapter into the weights before running.")] = False,
+    ray: Annotated[Optional[str], typer.Option(help="Answer on Ray: 'local', 'auto' or ray://host:10001 (the model is loaded by each worker).")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="With --ray: model replicas (actors).")] = 1,
+    gpus_per_worker: Annotated[float, typer.Option(min=0, help="With --ray: GPUs per replica (0.5: two share one).")] = 0.0,
     report: REPORT = None,
     strict: STRICT = False,
+    quiet: Quiet = False,
     as_json: AS_JSON = False,
 ) -> None:
     """Ground every expression with MODEL, then score; an interrupted run resumes from --out."""
@@ -147,39 +156,60 @@ def bench_refcoco(
     from vlground.eval.errors import EvalInputError, NothingToScore
     from vlground.eval.inputs import InputProblems
     from vlground.eval.refcoco import RefCOCOScores, get_protocol, load_samples
-    from vlground.families import UnknownFamilyError
+    from vlground.options import LoadOptions
+    from vlground.progress import progress_bar
 
+    if (workers != 1 or gpus_per_worker) and ray is None:
+        fail("--workers and --gpus-per-worker apply with --ray; without it the model runs in this process")
     problems = InputProblems(strict=strict)
     try:
         get_protocol(protocol)
         samples = load_samples(gt, dataset=dataset, split_by=split_by, split=split, keep_images=True, problems=problems)
+        load = LoadOptions(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels, adapter=adapter, merge_adapter=merge_adapter)
     except NothingToScore as error:
         fail(str(error), code=1)
-    except EvalInputError as error:
+    except (EvalInputError, ValueError) as error:  # ValueError: LoadOptions refusing a value
         fail(str(error))
-    import vlground
-
-    try:
-        runner = vlground.load_model(model, device=device, dtype=dtype)
-    except (UnknownFamilyError, ValueError, MemoryError, OSError) as error:  # OSError: weights or files missing
-        fail(str(error))
-    try:
-        outcome = run_refcoco_bench(
-            runner, model, samples, out, gt_name=str(gt), image_root=image_root, limit=limit, batch_size=batch_size,
-            max_new_tokens=max_new_tokens, protocol=protocol, problems=problems, html_report=report,
-            progress=lambda done, total: typer.echo(f"{done}/{total} answered", err=True),
-        )
-    except EvalInputError as error:
-        fail(str(error))
-    except OSError as error:  # the output folder or the report cannot be written
-        fail(f"{error.filename or out}: cannot write ({error.strerror or error})")
+    runner, settings = _runner(model, load, ray, workers, gpus_per_worker, batch_size)
+    total = min(limit, len(samples)) if limit else len(samples)
+    started = time.monotonic()
+    with progress_bar(total, False if quiet else None, unit="sample") as bar:
+        try:
+            outcome = run_refcoco_bench(
+                runner, model, samples, out, gt_name=str(gt), image_root=image_root, limit=limit, batch_size=batch_size,
+                max_new_tokens=max_new_tokens, protocol=protocol, problems=problems, html_report=report, ray=settings,
+                load={k: v for k, v in vars(load).items() if v is not None and k != "api_key"} if settings else None,
+                progress=lambda done, _: bar.update(done - bar.n),
+            )
+        except EvalInputError as error:
+            fail(str(error))
+        except OSError as error:  # the output folder or the report cannot be written
+            fail(f"{error.filename or out}: cannot write ({error.strerror or error})")
     _warn(outcome)
     if outcome["failed_all"]:
         fail(f"every one of the {outcome['n']} samples failed, none was answered (first: {outcome['first_error']}); "
              "check --image-root and the model; the error lines are in " + str(out / "predictions.jsonl"), code=1)
+    if not quiet:
+        typer.echo(f"bench refcoco: {outcome['answered_this_run']} answered in {time.monotonic() - started:.0f} s, "
+                   f"{outcome['errors']} errors, {outcome['n']} scored", err=True)
     summary = {k: v for k, v in outcome.items() if k != "worst"}
     typer.echo(json.dumps(summary) if as_json else "\n".join(
         RefCOCOScores.describe(outcome) + [f"errors {outcome['errors']}; predictions and report in {out}"]))
+
+
+def _runner(model: str, load, ray: Optional[str], workers: int, gpus_per_worker: float, batch_size: int):
+    """(the loaded model, None), or with --ray (None, the Ray settings): each Ray worker loads its own."""
+    if ray is not None:
+        from vlground.scale import RaySettings
+
+        return None, RaySettings(ray, workers=workers, gpus_per_worker=gpus_per_worker, batch_size=batch_size)
+    import vlground
+    from vlground.families import UnknownFamilyError
+
+    try:
+        return vlground.load_model(model, load), None
+    except (UnknownFamilyError, ValueError, MemoryError, OSError) as error:  # OSError: weights or files missing
+        fail(str(error))
 
 
 def register(app: typer.Typer) -> None:

@@ -161,3 +161,23 @@ def test_a_wrong_image_root_says_so_and_exits_1(tmp_path, monkeypatch):
     assert result.exit_code == 1 and result.stdout == ""
     assert "every one of the 3 samples failed" in result.stderr and "--image-root" in result.stderr
     assert "elsewhere/img.png" in result.stderr and "Traceback" not in result.output
+
+
+def test_cli_summary_line_quiet_and_ray_only_flags(tmp_path, monkeypatch):
+    import vlground
+    from vlground.cli.eval import register
+
+    gt = make_gt(tmp_path, ["cat", "dog"])
+    loaded = []
+    monkeypatch.setattr(vlground, "load_model", lambda name, options: loaded.append(options) or ScriptedModel())
+    app = typer.Typer()
+    register(app)
+    args = ["bench", "refcoco", "--model", "scripted", "--gt", str(gt), "--out", str(tmp_path / "run"), "--max-pixels", "50000"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "bench refcoco: 3 answered" in result.stderr and "1 errors, 3 scored" in result.stderr
+    assert loaded[0].max_pixels == 50000 and loaded[0].device in ("cpu", "cuda", "auto")
+    quiet = CliRunner().invoke(app, args + ["--quiet"])
+    assert quiet.exit_code == 0 and "bench refcoco:" not in quiet.stderr
+    misplaced = CliRunner().invoke(app, args + ["--workers", "2"])
+    assert misplaced.exit_code == 2 and "apply with --ray" in misplaced.stderr

@@ -28,6 +28,7 @@ from vlground.eval.errors import EvalInputError
 from vlground.eval.inputs import InputProblems
 from vlground.eval.refcoco import score_refcoco
 from vlground.eval.refcoco_data import RefSample
+from vlground.families import get_family
 
 log = logging.getLogger("vlground")
 
@@ -143,13 +144,17 @@ def run_refcoco_bench(
     progress: Callable[[int, int], None] | None = None,
     problems: InputProblems | None = None,
     html_report: str | Path | None = None,
+    ray=None,
+    load: dict | None = None,
 ) -> dict:
     """Answer every sample not yet in `out`, then score all of them; returns the report.
 
     `model` is a loaded vlground model: `model.family`, and `model.ground(images, phrases,
     batch_size=, max_new_tokens=)` returning Results with `.raw` and `.detections`. `model_name` and
-    `gt_name` identify the run in `out`. `progress(done, total)` is called after each chunk of
-    4 x batch_size samples. `image_root` defaults to the folder of `gt_name` (the GT file's
+    `gt_name` identify the run in `out`. `progress(done, total)` is called after each answer.
+    With `ray` (a `vlground.scale.RaySettings`), `model` may be None: the samples are answered by
+    Ray actors that load `model_name` with `load` (keywords of `vlground.load_model`), the records
+    still written here, through the one sink. `image_root` defaults to the folder of `gt_name` (the GT file's
     folder, or the GT folder itself). The report's `failed_all` is true when no sample could be
     answered at all (a wrong image root, a broken model), `first_error` says why. `html_report`
     also writes the HTML report (`vlground.report.write_report`) there."""
@@ -160,7 +165,6 @@ def run_refcoco_bench(
     out.mkdir(parents=True, exist_ok=True)
     _check_run(out, BenchRun(model=model_name, gt=gt_name))
     root = Path(image_root) if image_root is not None else _gt_folder(gt_name)
-    chunk = max(1, batch_size) * 4
     options = {"batch_size": batch_size, "max_new_tokens": max_new_tokens}
     try:
         sink = JsonlSink(out / PREDICTIONS, _prediction_key(samples), resume=True)
@@ -168,18 +172,31 @@ def run_refcoco_bench(
         raise EvalInputError(str(error)) from None
     with sink:
         todo = [i for i in range(len(samples)) if str(i) not in sink.done]
-        for start in range(0, len(todo), chunk):
-            for record in _answer_chunk(model, samples, todo[start : start + chunk], root, options):
-                sink.write(record)
+        if ray is not None:
+            from vlground.ray_jobs import refcoco_records
+
+            answers = refcoco_records(model_name, load or {}, samples, todo, root, options, ray)
+        else:
+            answers = _answers(model, samples, todo, root, options)
+        for record in answers:
+            sink.write(record)
             if progress:
                 progress(len(sink.done), len(samples))
         records = [sink.done[str(i)] for i in range(len(samples))]
-    scores = score_refcoco(samples, records, protocol, model.family, problems=problems)
+    family = model.family if model is not None else get_family(model_name)
+    scores = score_refcoco(samples, records, protocol, family, problems=problems)
     if html_report is not None:
         from vlground.report import write_report
 
         write_report(html_report, scores, image_root=root, context={"command": "vlground bench refcoco", "model": model_name, "gt": gt_name})
     return _report(model_name, gt_name, scores, records, out, worst=worst, answered=len(todo))
+
+
+def _answers(model, samples: Sequence[RefSample], todo: list[int], root: Path | None, options: dict):
+    """The prediction records of `todo`, answered in this process in chunks of 4 batches."""
+    chunk = max(1, options["batch_size"]) * 4
+    for start in range(0, len(todo), chunk):
+        yield from _answer_chunk(model, samples, todo[start : start + chunk], root, options)
 
 
 def _report(model_name: str, gt_name: str, scores, records, out: Path, *, worst: int, answered: int) -> dict:
