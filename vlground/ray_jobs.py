@@ -1,5 +1,7 @@
-"""The built-in batch jobs as Ray workers (`vlground.scale.Worker`): what `bench refcoco --ray` runs
-in each actor. The job's driver keeps its own sink and scoring; only the answering moves out."""
+"""The built-in batch jobs as Ray workers (`vlground.scale.Worker`): what `bench refcoco --ray` and
+`ocr --ray` run in each actor. The job's driver keeps its own sink, resume and scoring; only the
+answering moves out, through the same per-input functions the one-process run uses, so the records
+are the same."""
 from __future__ import annotations
 
 import base64
@@ -13,8 +15,12 @@ from vlground.scale import RaySettings, ray_records
 
 
 def _pack(value: Any) -> str:
-    """A sample as the text a Ray Dataset row carries (between the processes of one job only)."""
+    """A job's input as the text a Ray Dataset row carries (between the processes of one job only)."""
     return base64.b64encode(pickle.dumps(value)).decode("ascii")
+
+
+def _unpack(item: str) -> Any:
+    return pickle.loads(base64.b64decode(item))
 
 
 @dataclass
@@ -37,14 +43,14 @@ class RefcocoWorker:
     def __call__(self, items: list[str]) -> list[dict]:
         from vlground.eval.bench import _answer_chunk
 
-        pairs = [pickle.loads(base64.b64decode(item)) for item in items]
+        pairs = [_unpack(item) for item in items]
         samples = dict(pairs)
         return _answer_chunk(self.model, samples, [index for index, _ in pairs], self.image_root, self.generation)
 
     def failed(self, item: str, reason: str) -> dict:
         from vlground.eval.bench import _record
 
-        index, sample = pickle.loads(base64.b64decode(item))
+        index, sample = _unpack(item)
         return _record(index, sample, None, None, f"model failed: {reason}")
 
 
@@ -54,3 +60,35 @@ def refcoco_records(model_name: str, load: dict[str, Any], samples: Sequence, to
     in the order they finish."""
     worker = RefcocoWorker(model_name, load, image_root, generation)
     return ray_records([_pack((i, samples[i])) for i in todo], worker, settings)
+
+
+@dataclass
+class PpocrWorker:
+    """Reads OCR page jobs with the embedded engine on one thread (one actor per CPU), exactly as a
+    `vlground ocr` worker process does; an item is one packed `PageJob`."""
+
+    max_image_pixels: int | None
+
+    def setup(self) -> None:
+        from vlground.ocr.workers import start_worker
+
+        start_worker(1)
+
+    def __call__(self, items: list[str]) -> list[dict]:
+        from vlground.ocr.workers import worker_read
+
+        return [worker_read((_unpack(item), self.max_image_pixels)).to_dict() for item in items]
+
+    def failed(self, item: str, reason: str) -> dict:
+        from vlground.ocr.engine import PPOCR
+        from vlground.ocr.workers import failed_record
+
+        return failed_record(_unpack(item), PPOCR, f"the OCR engine crashed on this image: {reason}").to_dict()
+
+
+def ppocr_records(jobs: Sequence, max_image_pixels: int | None, settings: RaySettings) -> Iterator:
+    """The `OcrRecord` of every page job, read on Ray, each once, in the order they finish."""
+    from vlground.ocr.records import OcrRecord
+
+    for record in ray_records([_pack(job) for job in jobs], PpocrWorker(max_image_pixels), settings):
+        yield OcrRecord.from_dict(record)
