@@ -45,7 +45,8 @@ def split_arguments(arguments: list[str], queries: list[str]) -> tuple[list[str]
     if not sources:
         fail(f"{arguments[0]}: no such file, folder or URL; give the images first, then the queries")
     if not rest:
-        fail('no query: give what to find after the images (vlground detect photo.jpg "the red car"), or with --query')
+        fail(f"no query: every argument names an image source, the last ({arguments[-1]}) too; give what to find "
+             'after the images (vlground detect photo.jpg "the red car"), or with --query')
     for arg in rest:
         why = _image_like(arg)
         if why is not None and arg == rest[0]:
@@ -114,7 +115,7 @@ def detect(
     served_model: Annotated[Optional[str], typer.Option(help="With a server URL: the model's name there (default: the server's first model).")] = None,
     all_instances: Annotated[bool, typer.Option("--all", help="Every instance of each query, not one box per expression.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (one image: the schema of `vlground parse`; several: one label record per line).")] = False,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Append one label record per image to this JSONL file instead of printing.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Append one label record per image to this JSONL file instead of printing (- for standard output).")] = None,
     resume: Annotated[bool, typer.Option(help="Skip the images OUT already holds and append the rest.")] = False,
     retry_failed: Annotated[bool, typer.Option(help="With --resume: answer again the images OUT holds as errors.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it already holds results.")] = False,
@@ -143,6 +144,8 @@ def detect(
         fail("--retry-failed works with --resume (it answers again the images OUT holds as errors)")
     if (resume or overwrite) and out is None:
         fail("--resume and --overwrite apply to an output file: give --out FILE")
+    if as_json and out is not None:
+        fail("--json prints the results; with --out they go to OUT as JSON lines already (--out - prints them)")
     names, queries = split_arguments(list(arguments), list(query or []))
     sources, single = _inputs(names, recursive, out is None)
     with reported(ValueError):

@@ -142,6 +142,10 @@ def test_several_images_print_a_table_or_a_record_each(served, photos):
     assert "no box found for 'a dog' in " + cat1 in res.stderr
     res = runner.invoke(app, ["detect", str(photos / "cat*"), "the cat", *served.model])
     assert res.stdout.splitlines()[0] == f"{cat1} 640x480: 1 found"
+    res = runner.invoke(app, ["detect", str(photos / "cat*"), "the cat", "--out", "-", *served.model])
+    assert [json.loads(line)["path"] for line in res.stdout.splitlines()] == [cat1, cat2] and not os.path.exists("-")
+    res = runner.invoke(app, ["detect", cat1, "the cat", "--out", "x.jsonl", "--json", *served.model])
+    assert res.exit_code == 2 and "--json prints the results" in res.stderr
 
 
 def test_max_new_tokens_reaches_the_model(served, photos):

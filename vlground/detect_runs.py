@@ -186,10 +186,15 @@ class DetectSummary(Summary):
 
 
 def open_output(path: str | Path, resume: bool = False, overwrite: bool = False):
-    """The locked JSONL sink for `detect --out`, keyed as label records are (see `vlground.sink`)."""
+    """The sink for `detect --out`: a locked JSONL file keyed as label records are (see
+    `vlground.sink`), or standard output for "-" (nothing there to resume)."""
     from vlground.datasets import label_key
-    from vlground.sink import JsonlSink
+    from vlground.sink import JsonlSink, StreamSink
 
+    if str(path) == "-":
+        if resume or overwrite:
+            raise ValueError("--resume and --overwrite need an output file; standard output (--out -) holds nothing")
+        return StreamSink()
     return JsonlSink(path, label_key, resume=resume, overwrite=overwrite, flag="--out")
 
 
