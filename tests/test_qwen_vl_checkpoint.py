@@ -170,7 +170,7 @@ def test_a_pickle_holding_more_than_tensors_is_refused_with_a_clear_error(tiny, 
     weights = load_file(tiny / "model.safetensors")
     weights["payload"] = Path("/etc/passwd")  # any object a weights-only unpickler must not build
     torch.save(weights, folder / "pytorch_model.bin")
-    with pytest.raises(CheckpointError, match=r"refused to load .*pytorch_model\.bin: it holds objects other than tensors"):
+    with pytest.raises(CheckpointError, match=r"refused to load .*pytorch_model\.bin: it holds objects other than tensors \(pathlib\.PosixPath\)"):
         load_model(folder, "cpu", torch.float32)
 
 
@@ -180,3 +180,16 @@ def test_a_truncated_safetensors_file_is_a_clear_error(tiny, tmp_path):
     (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=r"cannot read .*model\.safetensors as a safetensors file"):
         load_model(folder, "cpu", torch.float32)
+
+
+def test_the_command_line_refuses_such_a_checkpoint_in_one_line(tiny, tmp_path):
+    from PIL import Image
+
+    folder = _copy(tiny, tmp_path)
+    _edit_config(folder, num_hidden_layers=30_000_000)
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.png")
+    done = subprocess.run([sys.executable, "-m", "vlground.cli.main", "detect", str(tmp_path / "a.png"), "a cat",
+                           "--model", str(folder), "--device", "cpu"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert "num_hidden_layers=30000000 but the weights hold 2" in done.stderr

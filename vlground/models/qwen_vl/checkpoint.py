@@ -129,9 +129,11 @@ def read_weight_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        what = f" ({found.group(1)})" if found else ""
         raise CheckpointError(
-            f"refused to load {path}: it holds objects other than tensors, which could run code when unpickled "
-            f"({str(error).splitlines()[0]}); use a safetensors or plain tensor checkpoint from a source you trust"
+            f"refused to load {path}: it holds objects other than tensors{what}, which could run code when "
+            "unpickled; use a safetensors or plain tensor checkpoint from a source you trust"
         ) from error
     except Exception as error:
         raise CheckpointError(f"cannot read {path} as a PyTorch weight file ({error}); download it again") from error
