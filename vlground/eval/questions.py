@@ -27,8 +27,14 @@ class Question:
 def read_json(path: Path, what: str, expected: str):
     """The JSON value of a whole file, or GroundTruthError saying what the file should hold."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise GroundTruthError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise GroundTruthError(f"{path}: cannot read {what} ({getattr(error, 'strerror', None) or error})") from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as error:
         reason = "nested too deeply" if isinstance(error, RecursionError) else f"{type(error).__name__}: {error}"
         raise GroundTruthError(f"{path}: not {what} ({reason}); expected {expected}") from None
 
