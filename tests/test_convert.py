@@ -162,6 +162,22 @@ def test_refcoco_gives_one_record_per_expression(coco, tmp_path):
         _assert_boxes(result, frame, [(line["sent"], tuple(line["bbox"]))])
 
 
+def test_lmms_parquet_images_are_written_beside_the_output(tmp_path):
+    from test_eval_refcoco_data import png_bytes, write_lmms_parquet
+
+    rows = [{"question_id": "7", "image": png_bytes(64, 48), "answer": ["red car", "the car"], "bbox": [1.5, 2.0, 10.0, 20.0],
+             "file_name": "../a.jpg"}]
+    write_lmms_parquet(tmp_path / "data" / "val-00000-of-00001.parquet", rows)
+    done = convert(tmp_path / "data", source_format="refcoco", target="swift", family="qwen2.5-vl", task="ground",
+                   out=tmp_path / "out" / "train.jsonl")
+    records = read_records(done.out)
+    assert len(records) == 2
+    for record, sent in zip(records, ["red car", "the car"]):
+        image, words, result, frame = _read_back(record, get_family("qwen2.5-vl"), "ground", sent)
+        assert Path(image) == tmp_path / "out" / "train_images" / "val" / "a.jpg"  # a name cannot leave the folder
+        _assert_boxes(result, frame, [(sent, (1.5, 2.0, 11.5, 22.0))])
+
+
 def test_yolo_folders_are_read_with_their_subfolders(tmp_path):
     folder = tmp_path / "yolo"
     (folder / "images" / "train").mkdir(parents=True)

@@ -132,35 +132,59 @@ class ConvertSummary:
 # ---- sources ---------------------------------------------------------------------------------------
 
 
-def _read_coco(path: Path, image_root: Path | None, summary: ConvertSummary) -> list[LabelledImage]:
+@dataclass(frozen=True)
+class ReadContext:
+    """What every reader gets: the folder image names are relative to (None: the source's own),
+    the folder embedded images are written to (lmms-lab parquet), and the summary to count in."""
+
+    image_root: Path | None
+    embedded_images: Path
+    summary: ConvertSummary
+
+
+def _read_coco(path: Path, context: ReadContext) -> list[LabelledImage]:
     from vlground.datasets import read_coco
 
     try:
-        _, records = read_coco(path, image_root if image_root is not None else path.parent)
+        _, records = read_coco(path, context.image_root if context.image_root is not None else path.parent)
     except (KeyError, TypeError, ValueError, OSError) as error:
         raise ConvertError(f"{path} is not a COCO instances JSON ({type(error).__name__}: {error})") from error
     return [LabelledImage(r.path, (r.width, r.height), tuple(r.detections)) for r in records]
 
 
-def _read_refcoco(path: Path, image_root: Path | None, summary: ConvertSummary) -> list[LabelledImage]:
+def _embedded_image(sample, folder: Path) -> str:
+    """The file an embedded image (lmms-lab parquet) is written to, once, under `folder`/split/."""
+    path = folder / sample.split / Path(sample.image or f"{sample.id}.png").name
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(sample.image_bytes)
+    return str(path)
+
+
+def _read_refcoco(path: Path, context: ReadContext) -> list[LabelledImage]:
+    """Every split of any RefCOCO ground truth; images embedded in the data are written out."""
     from vlground.eval.errors import EvalInputError
     from vlground.eval.inputs import InputProblems
     from vlground.eval.refcoco_data import load_refcoco
 
     problems = InputProblems(strict=False)
     try:
-        samples = load_refcoco(path, split=None, problems=problems)
+        samples = load_refcoco(path, split=None, keep_images=True, problems=problems)
     except EvalInputError as error:
         raise ConvertError(str(error)) from error
-    summary.invalid_inputs.extend(problems.items)
-    root = image_root if image_root is not None else (path if path.is_dir() else path.parent)
+    context.summary.invalid_inputs.extend(problems.items)
+    root = context.image_root if context.image_root is not None else (path if path.is_dir() else path.parent)
     out = []
     for sample in samples:
-        if sample.image is None:
-            summary.invalid_inputs.append(f"{path}: sample {sample.id}: names no image file")
+        if sample.image_bytes is not None:
+            image = _embedded_image(sample, context.embedded_images)
+        elif sample.image is not None:
+            image = str(root / sample.image)
+        else:
+            context.summary.invalid_inputs.append(f"{path}: sample {sample.id}: names no image file")
             continue
         box = Detection(sample.sent, box=sample.box)
-        out.append(LabelledImage(str(root / sample.image), (sample.width, sample.height), (box,), sample.sent))
+        out.append(LabelledImage(image, (sample.width, sample.height), (box,), sample.sent))
     return out
 
 
@@ -183,8 +207,9 @@ def _yolo_objects(label_file: Path, names: Sequence[str], summary: ConvertSummar
     return objects
 
 
-def _read_yolo(folder: Path, image_root: Path | None, summary: ConvertSummary) -> list[LabelledImage]:
+def _read_yolo(folder: Path, context: ReadContext) -> list[LabelledImage]:
     """A YOLO folder: data.yaml (`names`), images/ (any depth) and labels/ mirroring it."""
+    summary = context.summary
     import yaml
 
     from vlground.imageio import ImageLoadError, image_size
@@ -211,21 +236,21 @@ def _read_yolo(folder: Path, image_root: Path | None, summary: ConvertSummary) -
     return out
 
 
-def _read_vlground(path: Path, image_root: Path | None, summary: ConvertSummary) -> list[LabelledImage]:
+def _read_vlground(path: Path, context: ReadContext) -> list[LabelledImage]:
     """The JSON lines `vlground label` writes; its error records are listed as skipped images."""
     from vlground.datasets import read_label_records
 
     out = []
     for record in read_label_records(path):
-        image = str(image_root / record.path) if image_root is not None else record.path
+        image = str(context.image_root / record.path) if context.image_root is not None else record.path
         if record.error is not None or record.width is None or record.height is None:
-            summary.skip(image, f"the label record is an error ({record.error})")
+            context.summary.skip(image, f"the label record is an error ({record.error})")
             continue
         out.append(LabelledImage(image, (record.width, record.height), tuple(record.detections)))
     return out
 
 
-READERS: dict[str, Callable[[Path, Path | None, ConvertSummary], list[LabelledImage]]] = {
+READERS: dict[str, Callable[[Path, ReadContext], list[LabelledImage]]] = {
     "coco": _read_coco,
     "refcoco": _read_refcoco,
     "yolo": _read_yolo,
@@ -433,7 +458,8 @@ def convert(
 ) -> Conversion:
     """Convert `source` (a file or folder in `source_format`) into `target` records for `family` and
     `task`, written to `out` (a JSON array if it ends in .json, else JSON lines) atomically, with the
-    metadata file beside it."""
+    metadata file beside it. Images embedded in the source (lmms-lab parquet) are written to
+    OUT-STEM_images/SPLIT/ beside `out`."""
     from vlground.sink import atomic_write
 
     for name, value, allowed in [("source format", source_format, SOURCES), ("target", target, TARGETS), ("task", task, TASKS)]:
@@ -449,9 +475,10 @@ def convert(
     if not source.exists():
         raise ConvertError(f"{source}: no such file or folder")
     summary = ConvertSummary()
-    items = READERS[source_format](source, Path(image_root) if image_root is not None else None, summary)
-    records = [TARGETS[target](e) for e in examples(items, fam, task, settings, summary)]
     out = Path(out)
+    context = ReadContext(Path(image_root) if image_root is not None else None, out.with_name(f"{out.stem}_images"), summary)
+    items = READERS[source_format](source, context)
+    records = [TARGETS[target](e) for e in examples(items, fam, task, settings, summary)]
     if out.suffix == ".json":
         atomic_write(out, json.dumps(records, ensure_ascii=False, indent=1) + "\n")
     else:
