@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlground.cli.errors import fail
-from vlground.cli.flags import Device, MaxNewTokens, Quiet
+from vlground.cli.flags import Device, GpusPerWorker, MaxNewTokens, Quiet, Ray, Workers
 from vlground.eval.registry import BENCHMARKS
 
 eval_app = typer.Typer(help="Score predictions exactly as the reference evaluators do.", no_args_is_help=True)
@@ -143,9 +143,9 @@ def bench_refcoco(
     max_pixels: Annotated[Optional[int], typer.Option(min=1, help="Qwen2-VL-style resizing: most pixels per image (default: the checkpoint's).")] = None,
     adapter: Annotated[Optional[Path], typer.Option(help="A LoRA/PEFT adapter folder applied on top of MODEL.")] = None,
     merge_adapter: Annotated[bool, typer.Option(help="Merge --adapter into the weights before running.")] = False,
-    ray: Annotated[Optional[str], typer.Option(help="Answer on Ray: 'local', 'auto' or ray://host:10001 (the model is loaded by each worker).")] = None,
-    workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="With --ray: model replicas (actors).")] = 1,
-    gpus_per_worker: Annotated[float, typer.Option(min=0, help="With --ray: GPUs per replica (0.5: two share one).")] = 0.0,
+    ray: Ray = None,
+    workers: Workers = 1,
+    gpus_per_worker: GpusPerWorker = 0.0,
     report: REPORT = None,
     strict: STRICT = False,
     quiet: Quiet = False,
