@@ -106,3 +106,17 @@ def test_an_adapter_for_another_family_or_other_pixels_is_refused(tiny_checkpoin
         apply_adapter(model, folder, get_family("qwen3-vl"))
     with pytest.raises(FinetuneError, match="trained with max_pixels=20000, the model is loaded with 12845056"):
         apply_adapter(model, folder, get_family("qwen2.5-vl"), min_pixels=3136, max_pixels=12845056)
+
+
+def test_the_command_fails_in_one_line(tiny_checkpoint, data, tmp_path):
+    import subprocess
+    import sys
+
+    for args, words in [
+        (["--model", str(tiny_checkpoint("qwen2.5-vl")), "--data", str(data["qwen3-vl"])], "converted for qwen3-vl"),
+        (["--model", str(tmp_path / "nowhere"), "--data", str(data["qwen3-vl"])], "not a local checkpoint folder"),
+        (["--model", str(tiny_checkpoint("qwen3-vl")), "--data", str(tmp_path / "none.jsonl")], "convert the data with"),
+    ]:
+        done = subprocess.run([sys.executable, "-m", "vlground.cli.main", "finetune", *args, "--out", str(tmp_path / "o")],
+                              capture_output=True, text=True)
+        assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and words in done.stderr, done.stderr
