@@ -4,6 +4,7 @@ arguments and outputs checked before any work; nothing empty or failed passes in
 Boxes that must be exact come from a model served on 127.0.0.1 behind the real server backend (a
 stand-in for vLLM that answers "the cat" with a box and anything else with nothing); the batching of
 a real network is checked on a tiny random checkpoint."""
+import base64
 import functools
 import http.server
 import io
@@ -26,11 +27,13 @@ from vlground.sources import expand
 QWEN25 = "Qwen/Qwen2.5-VL-7B-Instruct"
 CAT_ANSWER = '[{"bbox_2d": [161, 119, 322, 238], "label": "cat"}]'
 CAT_BOX = [160.0, 120.0, 320.0, 240.0]  # CAT_ANSWER on a 640x480 image
+FAILING_WIDTH = 320  # the served model fails on images of this width
 runner = CliRunner()
 
 
 class Served:
-    """A vLLM-like chat endpoint: the box for prompts that mention "the cat", no box otherwise."""
+    """A vLLM-like chat endpoint: the box for prompts that mention "the cat", no box otherwise, and
+    HTTP 500 for an image FAILING_WIDTH wide."""
 
     def __init__(self):
         self.bodies = []
@@ -40,9 +43,9 @@ class Served:
             def log_message(self, *args):
                 pass
 
-            def _send(self, payload):
+            def _send(self, payload, status=200):
                 data = json.dumps(payload).encode()
-                self.send_response(200)
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -54,7 +57,11 @@ class Served:
             def do_POST(self):  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 served.bodies.append(body)
-                prompt = " ".join(part.get("text", "") for m in body["messages"] for part in m["content"])
+                parts = [part for m in body["messages"] for part in m["content"]]
+                prompt = " ".join(part.get("text", "") for part in parts)
+                image = next(p["image_url"]["url"] for p in parts if p.get("type") == "image_url")
+                if Image.open(io.BytesIO(base64.b64decode(image.split(",", 1)[1]))).width == FAILING_WIDTH:
+                    return self._send({"error": {"message": "engine dead"}}, status=500)
                 text = CAT_ANSWER if "the cat" in prompt else "[]"
                 self._send({"object": "chat.completion", "choices": [
                     {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]})
@@ -130,6 +137,17 @@ def test_hostile_folders_give_error_records_and_the_rest_is_read(served, photos,
     records = {os.path.basename(r["path"]): r for r in _records(out)}  # every line is valid UTF-8 JSON
     assert set(records) == {"bad\\xffname.png", "cat1.png", "cat2.jpg", "loop"}
     assert records["bad\\xffname.png"]["detections"] and "symlink loop" in records["loop"]["error"]
+
+
+def test_an_image_the_model_fails_on_is_an_error_record_and_the_batch_goes_on(served, photos, tmp_path):
+    (photos / "broken.png").unlink()
+    _photo(photos / "b_small.png", size=(FAILING_WIDTH, 240))
+    out = tmp_path / "boxes.jsonl"
+    res = runner.invoke(app, ["detect", str(photos), "the cat", "--out", str(out), "--batch-size", "3", *served.model])
+    assert res.exit_code == 1, res.output
+    records = {os.path.basename(r["path"]): r for r in _records(out)}
+    assert "HTTP 500" in records["b_small.png"]["error"] and "engine dead" in res.stderr
+    assert records["cat1.png"]["detections"] and records["cat2.jpg"]["detections"]
 
 
 def test_several_images_print_a_table_or_a_record_each(served, photos):

@@ -4,8 +4,9 @@ merged into one Result, and one label record per input in the schema of `vlgroun
 `detect --out` writes is read by everything that reads label records, and resumed the same way.
 
 Images are answered `batch_size` at a time (every query of every image of the batch in one call,
-which the backend splits into forward passes); a batch that fails is retried image by image, so only
-the image at fault gets an error record. An input that cannot be read gets one too, and the run goes on."""
+which the backend splits into forward passes and, when a batch fails, retries request by request),
+so only the image at fault gets an error record. An input that cannot be read gets one too, and the
+run goes on."""
 from __future__ import annotations
 
 import dataclasses
@@ -75,33 +76,19 @@ def merge_answers(queries: Sequence[str], answers: Sequence[Result], all_instanc
     return Result(detections=detections, text=text, image_size=answers[0].image_size), missing
 
 
-def detect_images(model, images: Sequence[Image.Image], job: DetectJob) -> list[tuple[Result, list[str]]]:
-    """(Result, missing queries) for each image, all of them answered in one call per task."""
+def detect_images(model, images: Sequence[Image.Image], job: DetectJob) -> list[tuple[Result, list[str]] | Exception]:
+    """(Result, missing queries) for each image, all of them answered in one call per task; an image
+    whose answer failed gets the exception in its place (the model's errors="record")."""
     queries = list(job.queries)
     if job.all_instances:
-        per_query = [model.detect(list(images), q, job.generation) for q in queries]
+        per_query = [model.detect(list(images), q, job.generation, errors="record") for q in queries]
         answers = [[per_query[j][i] for j in range(len(queries))] for i in range(len(images))]
     else:
-        flat = model.ground([image for image in images for _ in queries], queries * len(images), job.generation)
+        flat = model.ground([image for image in images for _ in queries], queries * len(images), job.generation,
+                            errors="record")
         answers = [flat[i * len(queries) : (i + 1) * len(queries)] for i in range(len(images))]
-    return [merge_answers(queries, a, job.all_instances) for a in answers]
-
-
-def _answer(model, loaded: list[tuple[Source, Image.Image]], job: DetectJob) -> list[Detected]:
-    """The batch's outcomes; a failing batch is retried image by image."""
-    try:
-        answers = detect_images(model, [image for _, image in loaded], job) if len(loaded) > 1 else None
-    except Exception:  # noqa: BLE001 - retried one by one below, so only the image at fault fails
-        answers = None
-    outcomes = []
-    for index, (source, image) in enumerate(loaded):
-        try:
-            result, missing = answers[index] if answers is not None else detect_images(model, [image], job)[0]
-        except Exception as error:  # noqa: BLE001 - one image must not end the batch
-            outcomes.append(Detected(source, error=f"the model failed on this image ({type(error).__name__}: {error})"))
-        else:
-            outcomes.append(Detected(source, result, image, missing))
-    return outcomes
+    failures = [next((a for a in image_answers if isinstance(a, Exception)), None) for image_answers in answers]
+    return [f if f is not None else merge_answers(queries, a, job.all_instances) for f, a in zip(failures, answers)]
 
 
 def detect_sources(model, sources: Iterable[Source], job: DetectJob) -> Iterator[Detected]:
@@ -111,15 +98,27 @@ def detect_sources(model, sources: Iterable[Source], job: DetectJob) -> Iterator
         if source is not None:
             batch.append(source)
         if batch and (source is None or len(batch) == job.generation.batch_size):
-            loaded, failed = [], {}
-            for s in batch:
-                try:
-                    loaded.append((s, load(s, max_pixels=job.max_image_pixels)))
-                except ImageLoadError as error:
-                    failed[id(s)] = Detected(s, error=error.reason)
-            answered = iter(_answer(model, loaded, job))
-            yield from (failed[id(s)] if id(s) in failed else next(answered) for s in batch)
+            yield from _answer_batch(model, batch, job)
             batch = []
+
+
+def _answer_batch(model, batch: list[Source], job: DetectJob) -> Iterator[Detected]:
+    loaded, failed = [], {}
+    for source in batch:
+        try:
+            loaded.append((source, load(source, max_pixels=job.max_image_pixels)))
+        except ImageLoadError as error:
+            failed[id(source)] = Detected(source, error=error.reason)
+    answers = iter(zip(loaded, detect_images(model, [image for _, image in loaded], job) if loaded else []))
+    for source in batch:
+        if id(source) in failed:
+            yield failed[id(source)]
+            continue
+        (_, image), answer = next(answers)
+        if isinstance(answer, Exception):
+            yield Detected(source, error=f"the model failed on this image ({type(answer).__name__}: {answer})")
+        else:
+            yield Detected(source, answer[0], image, answer[1])
 
 
 class AnnotationTarget:
