@@ -7,7 +7,7 @@ from pathlib import Path
 from vlground.ocr.documents import PageJob
 from vlground.ocr.synthetic import Document, Style, render
 from vlground.ocr.workers import start_worker, worker_read
-from vlground.ray_jobs import ppocr_records
+from vlground.ray_jobs import ppocr_records_on_ray
 from vlground.scale import RaySettings
 from vlground.sources import Source
 
@@ -24,7 +24,7 @@ def test_ppocr_on_ray_reads_as_a_worker_process(ray_cluster, tmp_path):
     jobs = [PageJob(Source(str(p))) for p in [*paths, tmp_path / "bad.png"]]
     start_worker(1)
     alone = {job.source.location: worker_read((job, None)).to_dict() for job in jobs}
-    on_ray = [r.to_dict() for r in ppocr_records(jobs, None, RaySettings(ray_cluster, workers=2))]
+    on_ray = [r.to_dict() for r in ppocr_records_on_ray(jobs, None, RaySettings(ray_cluster, workers=2))]
     assert sorted(r["path"] for r in on_ray) == sorted(alone)
     assert all(r == alone[r["path"]] for r in on_ray)
     assert alone[str(paths[0])]["text"] == "OPEN 24 HOURS" and alone[str(tmp_path / "bad.png")]["error"]

@@ -86,7 +86,7 @@ class PpocrWorker:
         return failed_record(_unpack(item), PPOCR, f"the OCR engine crashed on this image: {reason}").to_dict()
 
 
-def ppocr_records(jobs: Sequence, max_image_pixels: int | None, settings: RaySettings) -> Iterator:
+def ppocr_records_on_ray(jobs: Sequence, max_image_pixels: int | None, settings: RaySettings) -> Iterator:
     """The `OcrRecord` of every page job, read on Ray, each once, in the order they finish."""
     from vlground.ocr.records import OcrRecord
 
