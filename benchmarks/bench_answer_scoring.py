@@ -10,7 +10,9 @@
 
 The ports share only the data tables (punctuation marks, number words, articles, contractions) with
 vlground, not its logic. Each round runs every reference and vlground once, interleaved, on the same
-synthetic questions; the medians are reported, and every question's score must be equal (==).
+synthetic questions (garbage collected before each timed call, so neither pays for the other's);
+vlground's time includes aligning the predictions by id, the ports get them paired. The medians
+are reported, and every question's score must be equal (==).
 
     python benchmarks/bench_answer_scoring.py              # 5,000 questions, 3 rounds
     python benchmarks/bench_answer_scoring.py --n 20000 --rounds 5
@@ -18,6 +20,7 @@ synthetic questions; the medians are reported, and every question's score must b
 from __future__ import annotations
 
 import argparse
+import gc
 import random
 import re
 import statistics
@@ -218,9 +221,11 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, kind, entries, reference in cases:
             ours = _vlground(kind, entries)
+            gc.collect()  # each side starts without the other's garbage to collect
             start = time.perf_counter()
             expected = reference()
             reference_s[name].append(time.perf_counter() - start)
+            gc.collect()
             start = time.perf_counter()
             got = ours()
             ours_s[name].append(time.perf_counter() - start)
