@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from vlground.families import FAMILIES
-from vlground.models.base import GenerationOptions, Request
+from vlground.models.base import Request
+from vlground.options import GenerationOptions
 from vlground.models.qwen_vl.backend import DecodeStep, QwenVLBackend
 from vlground.models.qwen_vl.checkpoint import load_model
 from vlground.models.qwen_vl.model import KVCache, QwenVL, QwenVLConfig
@@ -75,7 +76,7 @@ prompts = [build_prompt("ground", fam, phrase="the red car"), build_prompt("capt
            build_prompt("ask", fam, question="What is written on the sign above the door?"), build_prompt("read_text", fam)]
 reqs = [Request(i, p) for i, p in zip(images, prompts)]
 for dt in ("fp32", "bf16"):
-    b = QwenVLBackend.load(tiny, fam, device, dt)
+    b = QwenVLBackend.load(tiny, fam, device=device, dtype=dt)
     opt = GenerationOptions(max_new_tokens=12, batch_size=4)
     batched = [g.text for g in b.generate(reqs, opt)]
     alone = [b.generate([r], opt)[0].text for r in reqs]

@@ -14,7 +14,8 @@ from PIL import Image
 
 from qwen_vl_reference import DATA, IMAGE_PLACEHOLDER, reference_config, reference_facts, released_tiktoken
 from vlground.families import FAMILIES
-from vlground.models.base import GenerationOptions, Request
+from vlground.models.base import Request
+from vlground.options import GenerationOptions
 from vlground.models.qwen_vl.backend import QwenVLBackend
 from vlground.models.qwen_vl.checkpoint import load_model
 from vlground.models.qwen_vl.model import KVCache
