@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlground.cli.errors import fail
+from vlground.cli.flags import Device
 
 
 def finetune(
@@ -20,6 +21,7 @@ def finetune(
     min_pixels: Annotated[Optional[int], typer.Option(help="Must equal the data's (default: the data's).")] = None,
     max_pixels: Annotated[Optional[int], typer.Option(help="Must equal the data's (default: the data's).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the shuffle and the LoRA init.")] = 0,
+    device: Device = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --out.")] = False,
     merge: Annotated[bool, typer.Option("--merge", help="Also write a full checkpoint with the adapter merged, in OUT/merged.")] = False,
 ) -> None:
@@ -31,7 +33,7 @@ def finetune(
     try:
         options = FinetuneOptions(epochs=epochs, lr=lr, lora_rank=lora_rank, batch_size=batch_size, seed=seed,
                                   min_pixels=min_pixels, max_pixels=max_pixels)
-        run(model, data, out, options, resume=resume, merge=merge, progress=lambda line: typer.echo(line, err=True))
+        run(model, data, out, options, resume=resume, merge=merge, device=device, progress=lambda line: typer.echo(line, err=True))
     except ImportError as error:
         fail(f"fine-tuning needs peft ({error}): pip install 'vlground[train]'")
     except (ValueError, OSError) as error:  # FinetuneError, ConvertError, an unknown family, missing weights

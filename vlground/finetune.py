@@ -134,11 +134,12 @@ def _epoch(model, optimizer, schedule, batches: Sequence[Sequence[dict]], say: C
     import torch
 
     total = 0.0
+    device = next(p for p in model.parameters() if p.requires_grad).device
     for number, batch in enumerate(batches, 1):
         optimizer.zero_grad()
         loss_sum = 0.0
         for example in batch:
-            loss = model(**example).loss / len(batch)
+            loss = model(**{k: v.to(device) for k, v in example.items()}).loss / len(batch)
             loss.backward()
             loss_sum += loss.item()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
@@ -157,10 +158,13 @@ def finetune(
     *,
     resume: bool = False,
     merge: bool = False,
+    device: str = "auto",
     progress: Callable[[str], None] = print,
 ) -> Path:
     """Train a LoRA adapter for the checkpoint folder `model_path` on converted `data`, written to
-    `out` (see the module docstring); with `merge`, also a full checkpoint in out/merged. Returns `out`."""
+    `out` (see the module docstring); with `merge`, also a full checkpoint in out/merged. `device`
+    "auto" trains on a GPU when there is one (base weights in bf16 there, fp32 on the CPU; the
+    adapter's weights in fp32). Returns `out`."""
     import torch
 
     from vlground.imageio import load_image
@@ -173,7 +177,7 @@ def finetune(
         raise FinetuneError(f"{out} holds a run already: resume it (--resume) or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(options.seed)
-    backend = HFBackend.load(Path(model_path), family, device="cpu", dtype="fp32", min_pixels=min_pixels, max_pixels=max_pixels)
+    backend = HFBackend.load(Path(model_path), family, device=device, min_pixels=min_pixels, max_pixels=max_pixels)
     processor = backend.processor
     examples = [encode_example(processor, load_image(image), prompt, answer)
                 for image, prompt, answer in map(record_turns, read_records(data))]
