@@ -75,7 +75,7 @@ def test_a_run_stopped_after_an_epoch_resumes_to_the_same_adapter(tiny_checkpoin
     small.with_name(small.name + ".vlground.json").write_text(train.with_name(train.name + ".vlground.json").read_text())
     options = FinetuneOptions(epochs=2, lr=1e-3, lora_rank=4, batch_size=2)
     lines: list[str] = []
-    whole = finetune(model, small, tmp_path / "whole", options, progress=lines.append)
+    whole = finetune(model, small, tmp_path / "whole", options, merge=True, progress=lines.append)
     assert [line.split(" loss ")[0] for line in lines[:3]] == ["epoch 1/2 step 1/2", "epoch 1/2 step 2/2", "epoch 1/2 mean"]
     assert all(float(line.split(" loss ")[1].split(";")[0]) > 0 for line in lines)
 
@@ -92,6 +92,13 @@ def test_a_run_stopped_after_an_epoch_resumes_to_the_same_adapter(tiny_checkpoin
     assert resumed_lines[0].startswith("epoch 2/2 step 1/2")
     expected, got = _adapter(whole), _adapter(tmp_path / "cut")
     assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+
+    # --merge: a full checkpoint that answers as the base model with the adapter does
+    image, _, _ = record_turns(read_records(small)[0])
+    pixels = SETTINGS["qwen2.5-vl"]
+    merged = vlground.load_model(whole / "merged", device="cpu", **pixels).ground(image, "the red square")
+    adapted = vlground.load_model(model, device="cpu", adapter=whole, **pixels).ground(image, "the red square")
+    assert merged.raw == adapted.raw and merged.raw
 
 
 def test_an_adapter_for_another_family_or_other_pixels_is_refused(tiny_checkpoint, tmp_path):
