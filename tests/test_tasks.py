@@ -239,3 +239,19 @@ def test_with_errors_recorded_a_failing_input_gets_its_exception_and_the_rest_th
     assert isinstance(merged, OSError)
     with pytest.raises(ValueError, match="errors must be one of raise, record"):
         Model(backend).ask(img, "q", errors="ignore")
+
+
+def test_a_device_that_is_not_here_is_refused_before_the_weights_are_read(tiny_checkpoint, monkeypatch):
+    import vlground
+    from vlground.device import DeviceUnavailableError
+
+    read = []
+    import transformers
+
+    monkeypatch.setattr(transformers.AutoModelForImageTextToText, "from_pretrained", lambda *a, **k: read.append(a))
+    for family in ("qwen2.5-vl", "qwen-vl-chat"):
+        with pytest.raises(DeviceUnavailableError, match="available: cpu"):
+            vlground.load_model(tiny_checkpoint(family), device="cuda:99")
+    with pytest.raises(DeviceUnavailableError, match="not a device name"):
+        vlground.load_model(tiny_checkpoint("qwen3-vl"), device="gpu")
+    assert read == []

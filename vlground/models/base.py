@@ -164,9 +164,13 @@ def _seed(seed: int) -> None:
 
 def resolve_device_dtype(device: str = "auto", dtype: str = "auto"):
     """("cuda" when available else "cpu", bfloat16 on an accelerator else float32) for "auto";
-    explicit values pass through as a torch device string and torch dtype."""
+    explicit values pass through as a torch device string and torch dtype. A device not present
+    here raises DeviceUnavailableError (a ValueError) naming the ones that are."""
     import torch
 
+    from vlground.device import check_device
+
+    check_device(device)  # a device that is not here is refused before any weight is read
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
