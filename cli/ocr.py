@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlground.cli.errors import fail
+from vlground.cli.flags import Device, MaxNewTokens, Quiet
 
 
 def ocr(
@@ -26,10 +27,12 @@ def ocr(
     pages: Annotated[Optional[str], typer.Option(help="Documents (PDF, multi-page TIFF): the pages to read, such as 1-3,7 or 5- (default: all).")] = None,
     dpi: Annotated[int, typer.Option(help="PDFs: render pages at this resolution (300: the resolution OCR engines are tuned for; lower it for speed on large print).")] = 300,
     max_image_pixels: Annotated[Optional[int], typer.Option(help="Refuse images over this many pixels as decompression bombs (default 178956970, as Pillow); 0: no limit.")] = None,
-    device: Annotated[str, typer.Option(help="Qwen engine: cuda, cpu or auto.")] = "auto",
+    device: Device = "auto",
+    max_new_tokens: MaxNewTokens = None,
     dtype: Annotated[str, typer.Option(help="Qwen engine: auto, bf16, fp16 or fp32.")] = "auto",
     max_pixels: Annotated[Optional[int], typer.Option(help="Qwen engine: the processor's max_pixels per image.")] = None,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar on stderr (default: when it is a terminal).")] = None,
+    quiet: Quiet = False,
 ) -> None:
     """Read the text in every image; exit status 1 when any input failed (its record says why)."""
     from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS
@@ -53,7 +56,8 @@ def ocr(
     pixel_limit = DEFAULT_MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels or None
     options = OcrOptions(
         engine=engine, mode=mode or "text", recursive=recursive, workers=workers, batch_size=batch_size,
-        resume=resume, retry_failed=retry_failed, overwrite=overwrite, progress=progress, device=device,
+        resume=resume, retry_failed=retry_failed, overwrite=overwrite, progress=False if quiet else progress, device=device,
+        max_new_tokens=max_new_tokens,
         dtype=dtype, max_pixels=max_pixels, max_image_pixels=pixel_limit, dpi=dpi,
         pages=_page_selection(pages), exports=_exports(formats or [], export_dir, txt_dir, out),
     )
@@ -63,7 +67,8 @@ def ocr(
         fail(str(error))
     except Exception as error:  # noqa: BLE001 - unknown models, bad devices: one line, no traceback
         fail(f"{type(error).__name__}: {error}")
-    typer.echo(summary.describe(), err=True)
+    if not quiet or summary.no_inputs:
+        typer.echo(summary.describe(), err=True)
     if not summary.ok:
         raise typer.Exit(130 if summary.interrupted else 1)
 

@@ -10,8 +10,8 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-import vlground
 from vlground.cli.ocr import register
+from vlground.ocr import runner
 from vlground.results import Detection, Result
 from vlground.testing import make_tiny_model
 
@@ -57,28 +57,31 @@ class _StubModel:
     def __init__(self, fail_on_size=None):
         self.fail_on_size = fail_on_size
         self.batches = []
+        self.options = []
 
-    def _answer(self, images, make):
+    def _answer(self, images, make, options=None):
         self.batches.append(len(images))
+        self.options.append(options)
         if any(i.size == self.fail_on_size for i in images):
             raise RuntimeError("device-side assert")
         return [make(i) for i in images]
 
-    def read_text(self, images, batch_size=8):
-        return self._answer(images, lambda i: Result(detections=[], text=f" text of {i.width}x{i.height}\n", image_size=i.size))
+    def read_text(self, images, options=None):
+        return self._answer(images, lambda i: Result(detections=[], text=f" text of {i.width}x{i.height}\n", image_size=i.size),
+                            options)
 
-    def spot_text(self, images, batch_size=8):
+    def spot_text(self, images, options=None):
         def spotted(image):
             return Result(detections=[
                 Detection(label=None, box=(1.0, 2.0, 30.0, 12.0), text="EXIT"),
                 Detection(label=None, quad=((0.0, 20.0), (30.0, 22.0), (29.0, 32.0), (0.0, 30.0)), text="Platform 4"),
                 Detection(label="cat", point=(3.0, 4.0)),  # not a text line
             ], text="", image_size=image.size)
-        return self._answer(images, spotted)
+        return self._answer(images, spotted, options)
 
 
 def test_spotted_lines_become_record_lines(tmp_path, images, monkeypatch):
-    monkeypatch.setattr(vlground, "load_model", lambda *a, **k: _StubModel())
+    monkeypatch.setattr(runner, "load_model", lambda *a, **k: _StubModel())
     out = tmp_path / "r.jsonl"
     result = CliRunner().invoke(_app(), ["ocr", images[0], "--engine", "Qwen/Qwen3-VL-4B-Instruct", "--mode", "lines", "--out", str(out)])
     assert result.exit_code == 0, result.stderr
@@ -92,7 +95,7 @@ def test_spotted_lines_become_record_lines(tmp_path, images, monkeypatch):
 
 def test_a_failing_batch_is_retried_image_by_image(tmp_path, images, monkeypatch):
     stub = _StubModel(fail_on_size=(80, 40))
-    monkeypatch.setattr(vlground, "load_model", lambda *a, **k: stub)
+    monkeypatch.setattr(runner, "load_model", lambda *a, **k: stub)
     out = tmp_path / "r.jsonl"
     result = CliRunner().invoke(_app(), ["ocr", *images[:3], "--engine", "Qwen/Qwen2.5-VL-7B-Instruct", "--out", str(out)])
     assert result.exit_code == 1
@@ -111,3 +114,16 @@ def test_missing_weights_is_a_clear_cli_error(tmp_path, images, monkeypatch):
     assert "cannot find the weights of Qwen/Qwen2.5-VL-7B-Instruct" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not out.exists() or out.read_text() == ""  # nothing written before the engine was up
+
+
+def test_token_budget_and_batch_size_reach_the_model_and_quiet_is_quiet(tmp_path, images, monkeypatch):
+    stub = _StubModel()
+    monkeypatch.setattr(runner, "load_model", lambda *a, **k: stub)
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(_app(), ["ocr", *images[:2], "--engine", "Qwen/Qwen2.5-VL-7B-Instruct", "--out", str(out),
+                                         "--max-new-tokens", "17", "--batch-size", "2", "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    assert [(o.max_new_tokens, o.batch_size) for o in stub.options] == [(17, 2)]
+    assert result.stderr == ""  # no bar, no summary line
+    zero = CliRunner().invoke(_app(), ["ocr", images[0], "--engine", "x", "--out", str(out), "--max-new-tokens", "0"])
+    assert zero.exit_code == 2

@@ -14,6 +14,7 @@ from PIL import Image
 from vlground.ocr.confusions import fix_confusions
 from vlground.ocr.layout import Piece, assemble_lines
 from vlground.ocr.records import OcrLine
+from vlground.options import GenerationOptions
 
 PPOCR = "ppocr"
 MODES = ("text", "lines")
@@ -121,27 +122,25 @@ def _fixed(line: OcrLine) -> OcrLine:
 
 
 class QwenEngine:
-    """A Qwen-VL model through `vlground.load_model`: `mode="text"` asks the family's read-text
-    prompt (text only, no lines); `mode="lines"` asks it to spot text and keeps each line's box or
-    quad (score null: the model gives no confidence)."""
+    """A loaded Qwen-VL `Model` (vlground.tasks) reading text: `mode="text"` asks the family's
+    read-text prompt (text only, no lines); `mode="lines"` asks it to spot text and keeps each
+    line's box or quad (score null: the model gives no confidence). `options` (GenerationOptions)
+    carry the batch size and the token budget."""
 
-    def __init__(self, model: str, mode: str = "text", batch_size: int = 8, device: str = "auto",
-                 dtype: str = "auto", max_pixels: int | None = None) -> None:
-        import vlground
-
+    def __init__(self, model, name: str, mode: str = "text", options: GenerationOptions | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
-        self.name = model
+        self.name = name
         self.mode = mode
-        self.batch_size = batch_size
-        self._model = vlground.load_model(model, device=device, dtype=dtype, max_pixels=max_pixels)
+        self.options = options or GenerationOptions()
+        self._model = model
 
     def read(self, images: Sequence[Image.Image]) -> list[PageText]:
         images = list(images)
         if self.mode == "text":
-            return [PageText(text=r.text.strip()) for r in self._model.read_text(images, batch_size=self.batch_size)]
+            return [PageText(text=r.text.strip()) for r in self._model.read_text(images, options=self.options)]
         pages = []
-        for result in self._model.spot_text(images, batch_size=self.batch_size):
+        for result in self._model.spot_text(images, options=self.options):
             lines = [OcrLine(text=(d.text or d.label or "").strip(), box=d.box, quad=d.quad)
                      for d in result.detections if d.box is not None or d.quad is not None]
             pages.append(PageText(text="\n".join(line.text for line in lines), lines=lines))

@@ -22,8 +22,11 @@ from vlground.ocr.exports import Exporter
 from vlground.ocr.output import absolute_name, input_key, open_sink
 from vlground.ocr.records import OcrRecord
 from vlground.ocr.workers import failed_record, page_record, ppocr_records, start_worker
+from vlground.options import GenerationOptions, LoadOptions
+from vlground.progress import progress_bar
 from vlground.sink import escape_path
-from vlground.sources import Source, Sources, expand, is_url
+from vlground.sources import Sources, expand, is_url
+from vlground.tasks import load_model
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,8 @@ class OcrOptions:
     """Everything `vlground ocr` can be told. `engine` is "ppocr" or a Qwen model (hub id or
     folder); `workers` (ppocr) None means one per core; `mode`, `batch_size`, `device`, `dtype` and
     `max_pixels` (the model's input budget) apply to Qwen; `max_image_pixels` is the
-    decompression-bomb limit (None: no limit); `pages` and `dpi` apply to documents; `exports` are
+    decompression-bomb limit (None: no limit); `max_new_tokens` caps a Qwen answer (None: the
+    task's budget); `pages` and `dpi` apply to documents; `exports` are
     (format, folder) pairs (formats of `vlground.ocr.formats`); `progress` None shows a bar only when
     stderr is a terminal; `retry_failed` (with resume) reads again the inputs recorded as errors."""
 
@@ -51,6 +55,7 @@ class OcrOptions:
     device: str = "auto"
     dtype: str = "auto"
     max_pixels: int | None = None
+    max_new_tokens: int | None = None
     echo_failures: bool = True
 
 
@@ -118,19 +123,16 @@ def _qwen_records(jobs: list[PageJob], options: OcrOptions, engine: QwenEngine) 
         yield from (records[index] for index in range(len(part)))
 
 
-def _progress_bar(total: int, enabled: bool | None):
-    """A tqdm bar on stderr (rate and ETA); disabled when stderr is not a terminal, unless forced."""
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True,
-                disable=not (sys.stderr.isatty() if enabled is None else enabled))
+# vlground.labeling still imports the bar by this name.
+_progress_bar = progress_bar
 
 
 def _start_engine(options: OcrOptions, todo: list[PageJob]) -> Callable[[list[PageJob]], Iterator[OcrRecord]]:
     """Build the engine up front, so a missing package or model fails before any record is written."""
     if options.engine != PPOCR:
-        engine = QwenEngine(options.engine, mode=options.mode, batch_size=options.batch_size,
-                            device=options.device, dtype=options.dtype, max_pixels=options.max_pixels)
+        model = load_model(options.engine, LoadOptions(device=options.device, dtype=options.dtype, max_pixels=options.max_pixels))
+        generation = GenerationOptions(batch_size=options.batch_size, max_new_tokens=options.max_new_tokens)
+        engine = QwenEngine(model, options.engine, mode=options.mode, options=generation)
         return lambda jobs: _qwen_records(jobs, options, engine)
     workers = options.workers or max(1, min(os.cpu_count() or 1, len(todo)))
     if workers == 1:
@@ -156,11 +158,7 @@ def _done_before(key: str, done: dict, options: OcrOptions, summary: Summary) ->
 
 def expand_inputs(paths: list[str], recursive: bool = False) -> Sources:
     """`vlground.sources.expand`, with the PDFs of walked folders taken as inputs too."""
-    found = expand(paths, recursive=recursive)
-    pdfs = [path for path in found.not_images if path.lower().endswith(".pdf")]
-    found.items += [Source(path) for path in pdfs]
-    found.not_images = [path for path in found.not_images if not path.lower().endswith(".pdf")]
-    return found
+    return expand(paths, recursive=recursive, extra_suffixes={".pdf"})
 
 
 def _plan(inputs: Sources, options: OcrOptions, done: dict, summary: Summary,
@@ -227,7 +225,7 @@ def run_ocr(paths: Iterable[str], out: str | Path, options: OcrOptions | None = 
         records = _start_engine(options, todo)(todo) if todo else (record for record in ())
         for record in unreadable:
             _deliver(record, sink, options, exporter, summary)
-        bar = _progress_bar(len(todo), options.progress)
+        bar = progress_bar(len(todo), options.progress)
         try:
             for record in records:
                 _deliver(record, sink, options, exporter, summary)
