@@ -85,16 +85,6 @@ class Sources:
     def errors(self) -> list[Source]:
         return [s for s in self.items if s.error is not None]
 
-    @property
-    def files(self) -> list[str]:
-        """Locations of the readable items (the OCR runner's view)."""
-        return [s.location for s in self.readable]
-
-    @property
-    def unmatched(self) -> list[tuple[str, str]]:
-        """(name, reason) of the items that cannot be read (the OCR runner's view)."""
-        return [(s.name, s.error) for s in self.errors]
-
     def describe_empty(self) -> str:
         """Why nothing readable was found, for the warning of a run with no input."""
         notes = [f"{len(self.not_images)} files without an image suffix" if self.not_images else "",
