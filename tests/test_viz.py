@@ -5,7 +5,7 @@ import pytest
 from PIL import Image, ImageFont
 
 from vlground.grammar import parse
-from vlground.ocr.records import OcrLine, OcrRecord
+from vlground.ocr.records import OcrLine, OcrRecord, OcrWord
 from vlground.viz import DISPLAY_SIDE, FONT, TILE_SIDE, annotate, png_of, show
 
 RED = (255, 64, 64)  # supervision's palette colour of class 1 (class 0 is purple)
@@ -153,13 +153,21 @@ def test_a_shrunk_picture_is_drawn_after_shrinking_at_the_scaled_place():
 
 
 def test_ocr_words_are_drawn_as_thin_grey_outlines_under_their_line():
-    """Any record with lines works (an OcrRecord whose lines carry OcrWord objects is one)."""
-    from types import SimpleNamespace as Record
-
-    words = [Record(text="HELLO", box=(20.0, 40.0, 60.0, 70.0), quad=None), Record(text="YOU", box=(70.0, 40.0, 120.0, 70.0), quad=None)]
-    record = Record(path="p.png", error=None, width=300, height=200, text="HELLO YOU",
-                    lines=[Record(text="HELLO YOU", box=(10.0, 30.0, 140.0, 80.0), quad=None, words=words)])
+    words = (OcrWord("HELLO", box=(20.0, 40.0, 60.0, 70.0)), OcrWord("YOU", box=(70.0, 40.0, 120.0, 70.0)))
+    record = OcrRecord(path="p.png", engine="pp-ocr", width=300, height=200, text="HELLO YOU",
+                       lines=[OcrLine("HELLO YOU", box=(10.0, 30.0, 140.0, 80.0), words=words)])
     out = np.array(annotate(Image.new("RGB", (300, 200), "white"), record))
     assert tuple(out[55, 70]) == (140, 140, 140)  # left edge of the second word
     assert (out[55, 10] != 255).any() and tuple(out[55, 10]) != (140, 140, 140)  # the line, in its own colour
     assert (out[45:65, 25:55] == 255).all()  # words are not labelled
+
+
+def test_an_ocr_record_displays_as_its_page_in_jupyter(tmp_path):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    path, record = _page(tmp_path)
+    formats, _ = InteractiveShell.instance().display_formatter.format(record)
+    picture = np.array(Image.open(io.BytesIO(formats["image/png"])).convert("RGB"))
+    assert np.array_equal(picture, np.array(annotate(path, record)))
+    page_of_a_pdf = OcrRecord(path=str(path), engine="pp-ocr", width=300, height=200, page=2)
+    assert "image/png" not in InteractiveShell.instance().display_formatter.format(page_of_a_pdf)[0]
