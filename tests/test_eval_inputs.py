@@ -263,3 +263,55 @@ def test_prediction_answers_and_texts_of_the_wrong_type_are_refused(app, tmp_pat
     boxes = lines(tmp_path / "boxes.jsonl", [{"text": ["(0,0),(499,499)"]}])
     summary = json.loads(run(app, "eval", "refcoco", "--gt", refcoco, "--pred", boxes, "--protocol", "qwen-vl", "--json").stdout)
     assert (summary["accuracy"], summary["unparsable"], summary["invalid"]) == (0.0, 1, 1) and "'text' is list" in summary["invalid_inputs"][0]
+
+
+# ---- any JSON value, anywhere ------------------------------------------------------------------
+
+def _json_values():
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers(-10**30, 10**30) | st.floats() | st.text(max_size=8)
+    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+                        max_leaves=5)
+
+
+def test_any_json_in_any_field_is_scored_or_refused_never_a_crash(tmp_path_factory):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from vlground.eval.docvqa import BENCHMARK as DOCVQA
+    from vlground.eval.errors import EvalInputError
+    from vlground.eval.ocr import BENCHMARK as OCR
+    from vlground.eval.refcoco import BENCHMARK as REFCOCO
+    from vlground.eval.textvqa import BENCHMARK as TEXTVQA
+
+    folder = tmp_path_factory.mktemp("fuzz")
+
+    values = _json_values()
+    gt_rows = st.lists(st.dictionaries(st.sampled_from(["sent", "bbox", "width", "height", "id", "image", "split", "question_id",
+                                                        "questionId", "answers", "path", "text"]), values), max_size=3)
+    prediction_rows = st.lists(st.dictionaries(st.sampled_from(["text", "box", "answer", "id", "question_id", "questionId", "path",
+                                                                "error"]), values), max_size=3)
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from([REFCOCO, TEXTVQA, DOCVQA, OCR]), gt_rows, prediction_rows)
+    def check(benchmark, rows, predictions):
+        good = {REFCOCO: GOOD, TEXTVQA: {"question_id": 1, "answers": ["x"] * 10}, DOCVQA: {"questionId": 1, "answers": ["x"]},
+                OCR: {"path": "a.png", "text": "x"}}[benchmark]
+        items = [good, *({**good, **row} for row in rows)]
+        gt = folder / ("gt.jsonl" if benchmark in (REFCOCO, OCR) else "gt.json")
+        body = "\n".join(json.dumps(i) for i in items) if benchmark in (REFCOCO, OCR) else json.dumps({"data": items})
+        gt.write_text(body)
+        pred = folder / "p.jsonl"
+        pred.write_text("\n".join(json.dumps(p) for p in predictions) + '\n{"text": "x"}\n')
+        options = {"protocol": "qwen-vl"} if benchmark is REFCOCO else {}
+        for strict in (False, True):
+            try:
+                summary = benchmark.evaluate(gt, pred, strict=strict, **options).summary()
+            except EvalInputError:
+                assert strict
+                continue
+            json.dumps(summary)  # the summary is JSON, whatever came in
+            assert summary["n"] >= 1 and summary["invalid"] == len(summary["invalid_inputs"])
+
+    check()
