@@ -62,30 +62,36 @@ def test_weights_land_in_the_requested_dtype_with_nothing_left_on_meta(tiny, dty
     assert not model.training
 
 
-def test_a_missing_weight_is_named(tiny, tmp_path):
+def _with_weights(tiny: Path, tmp_path: Path, **changes) -> Path:
+    """A copy of `tiny` whose weights get `changes` (key: tensor, or None to delete the key)."""
     folder = _copy(tiny, tmp_path)
     weights = load_file(folder / "model.safetensors")
-    del weights["transformer.h.1.mlp.w2.weight"]
+    for key, tensor in changes.items():
+        if tensor is None:
+            del weights[key]
+        else:
+            weights[key] = tensor
     save_file(weights, folder / "model.safetensors")
+    return folder
+
+
+def test_a_missing_weight_is_named(tiny, tmp_path):
+    folder = _with_weights(tiny, tmp_path, **{"transformer.h.1.mlp.w2.weight": None})
     with pytest.raises(CheckpointError, match=r"missing 1 weights: transformer\.h\.1\.mlp\.w2\.weight"):
         load_model(folder, "cpu", torch.float32)
 
 
 def test_an_unexpected_weight_is_named(tiny, tmp_path):
-    folder = _copy(tiny, tmp_path)
-    weights = load_file(folder / "model.safetensors")
-    weights["transformer.h.2.attn.c_attn.weight"] = torch.zeros(3)
-    weights["transformer.rotary_emb.inv_freq"] = torch.zeros(3)  # a recomputed buffer: ignored
-    save_file(weights, folder / "model.safetensors")
+    folder = _with_weights(tiny, tmp_path, **{
+        "transformer.h.2.attn.c_attn.weight": torch.zeros(3),
+        "transformer.rotary_emb.inv_freq": torch.zeros(3),  # a recomputed buffer: ignored
+    })
     with pytest.raises(CheckpointError, match=r"1 unexpected weights: transformer\.h\.2\.attn\.c_attn\.weight"):
         load_model(folder, "cpu", torch.float32)
 
 
 def test_a_weight_of_the_wrong_shape_is_named(tiny, tmp_path):
-    folder = _copy(tiny, tmp_path)
-    weights = load_file(folder / "model.safetensors")
-    weights["transformer.ln_f.weight"] = torch.ones(7)
-    save_file(weights, folder / "model.safetensors")
+    folder = _with_weights(tiny, tmp_path, **{"transformer.ln_f.weight": torch.ones(7)})
     with pytest.raises(CheckpointError, match=r"transformer\.ln_f\.weight has shape \(7,\)"):
         load_model(folder, "cpu", torch.float32)
 
