@@ -20,9 +20,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vlground.cli.main import app
-from vlground.detect_runs import DetectJob, merge_answers, run_detect
+from vlground.detect_runs import merge_answers
 from vlground.results import Detection, Result
-from vlground.sources import expand
 
 QWEN25 = "Qwen/Qwen2.5-VL-7B-Instruct"
 CAT_ANSWER = '[{"bbox_2d": [161, 119, 322, 238], "label": "cat"}]'
@@ -255,15 +254,37 @@ def test_wrong_values_name_their_flag_before_any_work(photos, tmp_path):
         assert res.exit_code == 2 and flag in res.stderr and len(res.stderr.splitlines()) == 1, res.output
 
 
-def test_quiet_drops_the_summary_and_a_forced_bar_shows_rate(served, photos, capsys):
-    res = runner.invoke(app, ["detect", str(photos / "cat*"), "the cat", "--quiet", *served.model])
-    assert res.exit_code == 0 and "detect:" not in res.stderr
-    from vlground.tasks import load_model
+def _stderr_on_a_terminal(args):
+    """Run `vlground detect ARGS` with stderr on a pseudo-terminal; what it wrote there."""
+    import fcntl
+    import pty
+    import struct
+    import termios
 
-    sources = expand([str(photos / "cat*")])
-    model = lambda: load_model(served.model[1], served_model=QWEN25)  # noqa: E731
-    summary = run_detect(model, "m", sources, DetectJob(("the cat",)), progress=True)
-    assert summary.done == 2 and "img/s" in capsys.readouterr().err
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 columns wide
+    proc = subprocess.run([sys.executable, "-m", "vlground.cli.main", "detect", *args],
+                          stdout=subprocess.DEVNULL, stderr=slave, timeout=300)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal is closed once everything is read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return proc.returncode, b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_a_progress_bar_on_a_terminal_only_and_not_with_quiet(served, photos):
+    (photos / "broken.png").unlink()
+    status, shown = _stderr_on_a_terminal([str(photos), "the cat", *served.model])
+    assert status == 0 and "2/2" in shown and "img/s" in shown and "detect: done 2" in shown
+    status, shown = _stderr_on_a_terminal([str(photos), "the cat", "--quiet", *served.model])
+    assert status == 0 and "img/s" not in shown and "detect:" not in shown
 
 
 def test_merge_answers_labels_with_the_query_and_keeps_one_box_per_expression():
