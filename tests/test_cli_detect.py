@@ -1,9 +1,9 @@
 """`vlground detect` over folders, globs, URLs and stdin: one label record per image, resumable; the
 arguments and outputs checked before any work; nothing empty or failed passes in silence.
 
-Boxes that must be exact come from a model served on 127.0.0.1 behind the real server backend (a
-stand-in for vLLM that answers "the cat" with a box and anything else with nothing); the batching of
-a real network is checked on a tiny random checkpoint."""
+Boxes that must be exact come from a model served on 127.0.0.1 behind the real server backend (the
+stand-in for vLLM of tests/test_server_backend.py, answering "the cat" with a box and anything else
+with nothing); the batching of a real network is checked on a tiny random checkpoint."""
 import base64
 import functools
 import http.server
@@ -23,58 +23,35 @@ from vlground.cli.main import app
 from vlground.detect_runs import merge_answers
 from vlground.results import Detection, Result
 
-QWEN25 = "Qwen/Qwen2.5-VL-7B-Instruct"
+from test_server_backend import QWEN25, FakeServer, completion  # tests/ is on sys.path
+
 CAT_ANSWER = '[{"bbox_2d": [161, 119, 322, 238], "label": "cat"}]'
 CAT_BOX = [160.0, 120.0, 320.0, 240.0]  # CAT_ANSWER on a 640x480 image
 FAILING_WIDTH = 320  # the served model fails on images of this width
 runner = CliRunner()
 
 
-class Served:
-    """A vLLM-like chat endpoint: the box for prompts that mention "the cat", no box otherwise, and
-    HTTP 500 for an image FAILING_WIDTH wide."""
-
-    def __init__(self):
-        self.bodies = []
-        served = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def _send(self, payload, status=200):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self):  # noqa: N802
-                self._send({"object": "list", "data": [{"id": QWEN25, "object": "model"}]})
-
-            def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                served.bodies.append(body)
-                parts = [part for m in body["messages"] for part in m["content"]]
-                prompt = " ".join(part.get("text", "") for part in parts)
-                image = next(p["image_url"]["url"] for p in parts if p.get("type") == "image_url")
-                if Image.open(io.BytesIO(base64.b64decode(image.split(",", 1)[1]))).width == FAILING_WIDTH:
-                    return self._send({"error": {"message": "engine dead"}}, status=500)
-                text = CAT_ANSWER if "the cat" in prompt else "[]"
-                self._send({"object": "chat.completion", "choices": [
-                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}]})
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.model = ["--model", f"http://127.0.0.1:{self.httpd.server_address[1]}/v1", "--served-model", QWEN25]
+def _reply(body):
+    """The box for prompts that mention "the cat", no box otherwise; HTTP 500 for an image FAILING_WIDTH wide."""
+    parts = [part for m in body["messages"] for part in m["content"]]
+    prompt = " ".join(part.get("text", "") for part in parts)
+    image = next(p["image_url"]["url"] for p in parts if p.get("type") == "image_url")
+    if Image.open(io.BytesIO(base64.b64decode(image.split(",", 1)[1]))).width == FAILING_WIDTH:
+        return 500, {"message": "engine dead"}
+    return completion(CAT_ANSWER if "the cat" in prompt else "[]")
 
 
 @pytest.fixture
 def served():
-    server = Served()
+    """A vLLM-like endpoint on 127.0.0.1 (tests/test_server_backend.py's), answering by `_reply`."""
+    server = FakeServer(_reply, [{"id": QWEN25, "object": "model", "root": QWEN25}])
+    server.model = ["--model", server.url, "--served-model", QWEN25]
     yield server
-    server.httpd.shutdown()
+    server.stop()
+
+
+def _asked(server):
+    return [body for _, body in server.chats]
 
 
 def _photo(path, size=(640, 480)):
@@ -111,16 +88,16 @@ def test_a_folder_gives_one_record_per_image_and_resumes(served, photos, tmp_pat
     assert "not an image" in records["broken.png"]["error"]
     assert "failed: " in res.stderr and "broken.png" in res.stderr
     assert "detect: done 3, failed 1," in res.stderr and "2 with nothing found" not in res.stderr
-    asked = len(served.bodies)
+    asked = len(_asked(served))
     _photo(photos / "cat3.png")
     res = runner.invoke(app, ["detect", str(photos), "the cat", "--out", str(out), "--resume", *served.model])
-    assert len(served.bodies) == asked + 1  # only the new image was asked about
+    assert len(_asked(served)) == asked + 1  # only the new image was asked about
     assert len(_records(out)) == 4 and "3 already in the output (1 of them failed" in res.stderr
     (photos / "broken.png").unlink()
     _photo(photos / "broken.png")  # repaired: --retry-failed answers it again, in place of its error record
     res = runner.invoke(app, ["detect", str(photos), "the cat", "--out", str(out), "--resume", "--retry-failed", *served.model])
     assert res.exit_code == 0, res.output
-    assert len(served.bodies) == asked + 2 and [r["error"] for r in _records(out)] == [None] * 4
+    assert len(_asked(served)) == asked + 2 and [r["error"] for r in _records(out)] == [None] * 4
     res = runner.invoke(app, ["detect", str(photos), "the cat", "--out", str(out), *served.model])
     assert res.exit_code == 2 and "--resume" in res.stderr  # never appended to by accident
 
@@ -168,7 +145,7 @@ def test_several_images_print_a_table_or_a_record_each(served, photos):
 def test_max_new_tokens_reaches_the_model(served, photos):
     res = runner.invoke(app, ["detect", str(photos / "cat1.png"), "the cat", "--max-new-tokens", "7", *served.model])
     assert res.exit_code == 0, res.output
-    assert [b["max_tokens"] for b in served.bodies] == [7]
+    assert [b["max_tokens"] for b in _asked(served)] == [7]
 
 
 def test_an_image_from_a_url(served, photos):

@@ -63,8 +63,8 @@ def test_misspelt_and_absent_devices_are_refused_before_the_model(tmp_path):
 
 def test_every_command_with_a_device_option_checks_it(tmp_path):
     commands = _commands_with_device()
-    assert ["detect"] in commands
-    for path in [["detect"]]:
+    assert ["detect"] in commands and ["bench", "refcoco"] in commands and ["label"] in commands
+    for path in commands:
         res = runner.invoke(app, [*path, "--device", "gpu", "--help"])  # help is eager: it wins over the check
         assert res.exit_code == 0
         res = runner.invoke(app, [*path, "--device", "gpu"])
