@@ -2,18 +2,15 @@
 per page, words, and the txt / hOCR / Markdown / searchable-PDF exports (the PDF's text read back)."""
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pypdfium2 as pdfium
 import pytest
-import typer
-from PIL import Image
 from reportlab.pdfgen.canvas import Canvas
 from typer.testing import CliRunner
 
-from vlground.cli.ocr import register
+from ocr_app import ocr_app, read_records
 from vlground.ocr.documents import PageSelection, parse_pages
 from vlground.ocr.formats import to_markdown
 from vlground.ocr.records import OcrLine, OcrRecord, OcrWord
@@ -23,15 +20,6 @@ FONT = str(Path(__file__).parent / "fonts" / "DejaVuSansCondensed-Bold.ttf")
 PAGES = ["Invoice 4411", "Total due 42.17", "Paid in full"]
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-    app.callback()(lambda: None)
-    return app
-
-
-def _records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def _pdf(path: Path, texts: list[str], size=(216, 72), **options) -> Path:
@@ -61,10 +49,10 @@ def scans(tmp_path_factory) -> Path:
 
 def test_pdfs_and_tiffs_give_one_record_per_page_with_words_and_exports(scans, tmp_path):
     out = tmp_path / "text.jsonl"
-    result = CliRunner().invoke(_app(), ["ocr", str(scans), "--out", str(out), "--workers", "1",
+    result = CliRunner().invoke(ocr_app(), ["ocr", str(scans), "--out", str(out), "--workers", "1",
                                          "-f", "hocr", "-f", "md", "-f", "pdf", "-f", "txt"])
     assert result.exit_code == 0, result.stderr
-    records = {(Path(r["path"]).name, r["page"]): r for r in _records(out)}
+    records = {(Path(r["path"]).name, r["page"]): r for r in read_records(out)}
     assert sorted(records) == [("fax.tif", 1), ("fax.tif", 2), ("invoice.pdf", 1), ("invoice.pdf", 2), ("invoice.pdf", 3)]
     for page, text in enumerate(PAGES, 1):
         record = records[("invoice.pdf", page)]
@@ -126,15 +114,15 @@ def _check_searchable_pdf(path: Path, records: list[dict]) -> None:
 def test_pages_selection_and_resume_per_page(scans, tmp_path):
     out = tmp_path / "r.jsonl"
     pdf = str(scans / "invoice.pdf")
-    first = CliRunner().invoke(_app(), ["ocr", pdf, "--out", str(out), "--pages", "2", "--workers", "1"])
+    first = CliRunner().invoke(ocr_app(), ["ocr", pdf, "--out", str(out), "--pages", "2", "--workers", "1"])
     assert first.exit_code == 0, first.stderr
-    assert [(r["page"], r["text"]) for r in _records(out)] == [(2, "Total due 42.17")]
-    again = CliRunner().invoke(_app(), ["ocr", pdf, "--out", str(out), "--pages", "1-3", "--resume", "--workers", "1"])
+    assert [(r["page"], r["text"]) for r in read_records(out)] == [(2, "Total due 42.17")]
+    again = CliRunner().invoke(ocr_app(), ["ocr", pdf, "--out", str(out), "--pages", "1-3", "--resume", "--workers", "1"])
     assert again.exit_code == 0 and "done 2" in again.stderr and "skipped 1" in again.stderr
-    assert sorted(r["page"] for r in _records(out)) == [1, 2, 3]
-    none = CliRunner().invoke(_app(), ["ocr", pdf, "--out", str(tmp_path / "n.jsonl"), "--pages", "7-9"])
-    assert none.exit_code == 1 and "selects none of this document's 3 pages" in _records(tmp_path / "n.jsonl")[0]["error"]
-    bad = CliRunner().invoke(_app(), ["ocr", pdf, "--out", str(tmp_path / "b.jsonl"), "--pages", "2-1"])
+    assert sorted(r["page"] for r in read_records(out)) == [1, 2, 3]
+    none = CliRunner().invoke(ocr_app(), ["ocr", pdf, "--out", str(tmp_path / "n.jsonl"), "--pages", "7-9"])
+    assert none.exit_code == 1 and "selects none of this document's 3 pages" in read_records(tmp_path / "n.jsonl")[0]["error"]
+    bad = CliRunner().invoke(ocr_app(), ["ocr", pdf, "--out", str(tmp_path / "b.jsonl"), "--pages", "2-1"])
     assert bad.exit_code == 2 and "--pages" in bad.stderr
 
 
@@ -150,11 +138,11 @@ def test_bad_documents_each_get_one_error_record_and_the_batch_goes_on(tmp_path)
     (folder / "notes.pdf").write_text("meeting notes, not a PDF")
     _pdf(folder / "poster.pdf", ["Huge"], size=(2000, 2000))  # 8333 x 8333 px at 300 dpi
     out = tmp_path / "r.jsonl"
-    result = CliRunner().invoke(_app(), ["ocr", str(folder), "--out", str(out), "--workers", "1",
+    result = CliRunner().invoke(ocr_app(), ["ocr", str(folder), "--out", str(out), "--workers", "1",
                                          "--max-image-pixels", "20000000"])
     assert result.exit_code == 1
-    records = {Path(r["path"]).name: r for r in _records(out)}
-    assert len(_records(out)) == len(records) == 6  # one record each
+    records = {Path(r["path"]).name: r for r in read_records(out)}
+    assert len(read_records(out)) == len(records) == 6  # one record each
     assert records["good.pdf"]["text"] == "Receipt 77" and records["good.pdf"]["error"] is None
     assert records["locked.pdf"]["error"].startswith("encrypted PDF")
     assert "no pages" in records["empty.pdf"]["error"]

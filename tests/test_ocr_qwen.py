@@ -2,29 +2,17 @@
 spotted lines, batches that fail, and missing weights."""
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pytest
-import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from vlground.cli.ocr import register
+from ocr_app import ocr_app, read_records
 from vlground.ocr import runner
 from vlground.results import Detection, Result
 from vlground.testing import make_tiny_model
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-    app.callback()(lambda: None)
-    return app
-
-
-def _records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture
@@ -41,9 +29,9 @@ def images(tmp_path) -> list[str]:
 def test_tiny_checkpoint_end_to_end(tmp_path, images):
     model = make_tiny_model("qwen2.5-vl", tmp_path / "tiny-qwen2.5-vl")
     out = tmp_path / "r.jsonl"
-    result = CliRunner().invoke(_app(), ["ocr", *images, "--engine", str(model), "--batch-size", "2", "--out", str(out)])
+    result = CliRunner().invoke(ocr_app(), ["ocr", *images, "--engine", str(model), "--batch-size", "2", "--out", str(out)])
     assert result.exit_code == 1, result.stderr  # the broken file
-    records = _records(out)
+    records = read_records(out)
     assert [r["path"] for r in records] == images
     assert all(r["engine"] == str(model) for r in records)
     assert [(r["width"], r["height"]) for r in records[:3]] == [(64, 48), (80, 40), (40, 90)]
@@ -83,9 +71,9 @@ class _StubModel:
 def test_spotted_lines_become_record_lines(tmp_path, images, monkeypatch):
     monkeypatch.setattr(runner, "load_model", lambda *a, **k: _StubModel())
     out = tmp_path / "r.jsonl"
-    result = CliRunner().invoke(_app(), ["ocr", images[0], "--engine", "Qwen/Qwen3-VL-4B-Instruct", "--mode", "lines", "--out", str(out)])
+    result = CliRunner().invoke(ocr_app(), ["ocr", images[0], "--engine", "Qwen/Qwen3-VL-4B-Instruct", "--mode", "lines", "--out", str(out)])
     assert result.exit_code == 0, result.stderr
-    record = _records(out)[0]
+    record = read_records(out)[0]
     assert record["text"] == "EXIT\nPlatform 4"
     assert record["lines"] == [
         {"text": "EXIT", "box": [1.0, 2.0, 30.0, 12.0], "score": None},
@@ -97,9 +85,9 @@ def test_a_failing_batch_is_retried_image_by_image(tmp_path, images, monkeypatch
     stub = _StubModel(fail_on_size=(80, 40))
     monkeypatch.setattr(runner, "load_model", lambda *a, **k: stub)
     out = tmp_path / "r.jsonl"
-    result = CliRunner().invoke(_app(), ["ocr", *images[:3], "--engine", "Qwen/Qwen2.5-VL-7B-Instruct", "--out", str(out)])
+    result = CliRunner().invoke(ocr_app(), ["ocr", *images[:3], "--engine", "Qwen/Qwen2.5-VL-7B-Instruct", "--out", str(out)])
     assert result.exit_code == 1
-    records = _records(out)
+    records = read_records(out)
     assert [r["text"] for r in records] == ["text of 64x48", "", "text of 40x90"]
     assert "device-side assert" in records[1]["error"]
     assert stub.batches == [3, 1, 1, 1]
@@ -109,7 +97,7 @@ def test_missing_weights_is_a_clear_cli_error(tmp_path, images, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
     out = tmp_path / "r.jsonl"
-    result = CliRunner().invoke(_app(), ["ocr", images[0], "--engine", "Qwen/Qwen2.5-VL-7B-Instruct", "--out", str(out)])
+    result = CliRunner().invoke(ocr_app(), ["ocr", images[0], "--engine", "Qwen/Qwen2.5-VL-7B-Instruct", "--out", str(out)])
     assert result.exit_code == 2
     assert "cannot find the weights of Qwen/Qwen2.5-VL-7B-Instruct" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
@@ -120,10 +108,10 @@ def test_token_budget_and_batch_size_reach_the_model_and_quiet_is_quiet(tmp_path
     stub = _StubModel()
     monkeypatch.setattr(runner, "load_model", lambda *a, **k: stub)
     out = tmp_path / "r.jsonl"
-    result = CliRunner().invoke(_app(), ["ocr", *images[:2], "--engine", "Qwen/Qwen2.5-VL-7B-Instruct", "--out", str(out),
+    result = CliRunner().invoke(ocr_app(), ["ocr", *images[:2], "--engine", "Qwen/Qwen2.5-VL-7B-Instruct", "--out", str(out),
                                          "--max-new-tokens", "17", "--batch-size", "2", "--quiet"])
     assert result.exit_code == 0, result.stderr
     assert [(o.max_new_tokens, o.batch_size) for o in stub.options] == [(17, 2)]
     assert result.stderr == ""  # no bar, no summary line
-    zero = CliRunner().invoke(_app(), ["ocr", images[0], "--engine", "x", "--out", str(out), "--max-new-tokens", "0"])
+    zero = CliRunner().invoke(ocr_app(), ["ocr", images[0], "--engine", "x", "--out", str(out), "--max-new-tokens", "0"])
     assert zero.exit_code == 2

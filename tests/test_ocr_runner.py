@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from vlground.cli.ocr import register
+from ocr_app import ocr_app, read_records
 from vlground.ocr.output import open_sink
 from vlground.ocr.records import OcrRecord
 from vlground.ocr.synthetic import Document, Style, render
@@ -24,19 +23,10 @@ FONT = str(Path(__file__).parent / "fonts" / "DejaVuSansCondensed-Bold.ttf")
 EXIF_ORIENTATION = 0x0112
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-    register(app)
-    app.callback()(lambda: None)  # keep "ocr" as a subcommand, as in the real CLI
-    return app
-
 
 def _sign(text: str, size: int = 40) -> Image.Image:
     return render(Document("sign", [[[(text, "center")]]]), Style(font=FONT, size=size))
 
-
-def _records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +52,9 @@ def messy_folder(tmp_path_factory) -> Path:
 
 def test_every_file_gets_one_record_and_the_batch_goes_on(messy_folder, tmp_path):
     out = tmp_path / "results.jsonl"
-    result = CliRunner().invoke(_app(), ["ocr", str(messy_folder), "--out", str(out), "--txt-dir", str(tmp_path / "txt")])
+    result = CliRunner().invoke(ocr_app(), ["ocr", str(messy_folder), "--out", str(out), "--txt-dir", str(tmp_path / "txt")])
     assert result.exit_code == 1, result.output  # some inputs failed
-    records = {Path(r["path"]).name: r for r in _records(out)}
+    records = {Path(r["path"]).name: r for r in read_records(out)}
     assert set(records) == {"plain.png", "cmyk.jpg", "rotated.jpg", "tiny.png", "strip.png", "empty.png",
                             "truncated.png", "notes.jpg"}
     assert set(records["plain.png"]) == {"path", "abspath", "engine", "width", "height", "text", "lines", "error"}
@@ -88,23 +78,23 @@ def test_every_file_gets_one_record_and_the_batch_goes_on(messy_folder, tmp_path
     assert "1 subfolders not entered" in summary
 
     # The same output again: refused without --resume; with it, nothing is redone or duplicated.
-    again = CliRunner().invoke(_app(), ["ocr", str(messy_folder), "--out", str(out)])
+    again = CliRunner().invoke(ocr_app(), ["ocr", str(messy_folder), "--out", str(out)])
     assert again.exit_code == 2 and "--resume" in again.stderr
-    resumed = CliRunner().invoke(_app(), ["ocr", str(messy_folder), "-r", "--out", str(out), "--resume"])
+    resumed = CliRunner().invoke(ocr_app(), ["ocr", str(messy_folder), "-r", "--out", str(out), "--resume"])
     assert resumed.exit_code == 1  # the earlier failures still stand
     assert "done 1, failed 0" in resumed.stderr and "skipped 8" in resumed.stderr
-    assert sorted(Path(r["path"]).name for r in _records(out)).count("plain.png") == 1
-    assert _records(out)[-1]["text"] == "Exit"
+    assert sorted(Path(r["path"]).name for r in read_records(out)).count("plain.png") == 1
+    assert read_records(out)[-1]["text"] == "Exit"
 
 
 def test_files_folders_and_globs_without_duplicates(messy_folder, tmp_path):
     out = tmp_path / "r.jsonl"
     args = ["ocr", str(messy_folder / "plain.png"), str(messy_folder / "*.png"), str(messy_folder / "*.webp"),
             str(messy_folder / "missing.png"), "--out", str(out)]
-    result = CliRunner().invoke(_app(), args)
+    result = CliRunner().invoke(ocr_app(), args)
     assert result.exit_code == 1
-    records = {r["path"]: r for r in _records(out)}
-    assert len(records) == len(_records(out)) == 7  # 5 pngs, the unmatched glob, the missing file
+    records = {r["path"]: r for r in read_records(out)}
+    assert len(records) == len(read_records(out)) == 7  # 5 pngs, the unmatched glob, the missing file
     assert records[str(messy_folder / "*.webp")]["error"] == "no file matches this pattern"
     assert records[str(messy_folder / "missing.png")]["error"] == "no such file"
 
@@ -116,17 +106,17 @@ def test_all_good_exits_zero_and_workers_agree(tmp_path):
     for workers in (1, 2):
         out = tmp_path / f"w{workers}.jsonl"
         bar = ["--progress"] if workers == 1 else []  # forced on; off by default when stderr is no terminal
-        result = CliRunner().invoke(_app(), ["ocr", str(tmp_path), "--out", str(out), "--workers", str(workers), *bar])
+        result = CliRunner().invoke(ocr_app(), ["ocr", str(tmp_path), "--out", str(out), "--workers", str(workers), *bar])
         assert result.exit_code == 0, result.stderr
         assert ("img/s" in result.stderr) == (workers == 1)
-        texts[workers] = {r["path"]: r["text"] for r in _records(out)}
+        texts[workers] = {r["path"]: r["text"] for r in read_records(out)}
     assert texts[1] == texts[2] == {str(tmp_path / f"{i}.png"): w for i, w in enumerate(["Bakery", "Library", "Pharmacy"])}
 
 
 def test_missing_engine_package_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)  # as on a Python it does not support
     _sign("Bakery").save(tmp_path / "a.png")
-    result = CliRunner().invoke(_app(), ["ocr", str(tmp_path / "a.png"), "--out", str(tmp_path / "r.jsonl")])
+    result = CliRunner().invoke(ocr_app(), ["ocr", str(tmp_path / "a.png"), "--out", str(tmp_path / "r.jsonl")])
     assert result.exit_code == 2
     assert "rapidocr-onnxruntime" in result.stderr and "Traceback" not in result.stderr
 
@@ -138,30 +128,41 @@ def test_a_line_cut_by_a_kill_is_dropped_on_resume(tmp_path):
     with open_sink(out, resume=True) as sink:
         assert set(sink.done) == {os.path.abspath("a.png")}
         sink.write(OcrRecord(path="b.png", engine="ppocr", text="B").to_dict())
-    assert [r["text"] for r in _records(out)] == ["A", "B"]
+    assert [r["text"] for r in read_records(out)] == ["A", "B"]
 
 
 _CLI = "import sys, typer; from vlground.cli.ocr import register; app = typer.Typer(); register(app); app.callback()(lambda: None); app()"
 
 
 def test_sigkill_midway_then_resume_reads_every_input_exactly_once(tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for index in range(12):
-        _sign(f"Gate {index}", size=24).save(folder / f"{index:02d}.png")
+    folder = _signs_folder(tmp_path, "Gate", 12)
     out = tmp_path / "r.jsonl"
     command = [sys.executable, "-c", _CLI, "ocr", str(folder), "--out", str(out), "--workers", "2"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 3):
-        time.sleep(0.05)
+    process = _started(command, out, records=3)
     process.send_signal(signal.SIGKILL)
     process.wait()
     first = out.read_text().count("\n")
     assert 3 <= first < 12, "the run was to be killed midway"
     subprocess.run(command + ["--resume"], check=True, capture_output=True)
-    paths = [r["path"] for r in _records(out)]
+    paths = [r["path"] for r in read_records(out)]
     assert sorted(paths) == sorted(str(folder / f"{i:02d}.png") for i in range(12))
+
+
+def _signs_folder(tmp_path: Path, word: str, count: int) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(count):
+        _sign(f"{word} {index}", size=24).save(folder / f"{index:02d}.png")
+    return folder
+
+
+def _started(command: list[str], out: Path, records: int) -> subprocess.Popen:
+    """`command` running, once `out` holds `records` lines (or after a minute)."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < records):
+        time.sleep(0.05)
+    return process
 
 
 def test_a_worker_crash_costs_only_the_image_that_caused_it(tmp_path):
@@ -197,13 +198,13 @@ def test_a_second_run_on_the_same_out_is_refused_naming_the_first(tmp_path):
     out = tmp_path / "r.jsonl"
     lock = OutputLock(out)  # as a run in progress holds it
     try:
-        result = CliRunner().invoke(_app(), ["ocr", str(tmp_path / "a.png"), "--out", str(out)])
+        result = CliRunner().invoke(ocr_app(), ["ocr", str(tmp_path / "a.png"), "--out", str(out)])
         assert result.exit_code == 2 and f"pid {os.getpid()} on host" in result.stderr
         assert "another run" in result.stderr and "Traceback" not in result.stderr
     finally:
         lock.release()
     assert not out.exists() or out.read_text() == ""
-    assert CliRunner().invoke(_app(), ["ocr", str(tmp_path / "a.png"), "--out", str(out)]).exit_code == 0
+    assert CliRunner().invoke(ocr_app(), ["ocr", str(tmp_path / "a.png"), "--out", str(out)]).exit_code == 0
 
 
 def _descendants(pid: int) -> set[int]:
@@ -239,16 +240,9 @@ def _alive(pids: set[int]) -> set[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree from /proc (Linux)")
 def test_workers_die_with_the_main_process_after_sigkill(tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for index in range(8):
-        _sign(f"Dock {index}", size=24).save(folder / f"{index}.png")
+    folder = _signs_folder(tmp_path, "Dock", 8)
     out = tmp_path / "r.jsonl"
-    process = subprocess.Popen([sys.executable, "-c", _CLI, "ocr", str(folder), "--out", str(out), "--workers", "2"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 1):
-        time.sleep(0.05)
+    process = _started([sys.executable, "-c", _CLI, "ocr", str(folder), "--out", str(out), "--workers", "2"], out, records=1)
     tree = _descendants(process.pid)
     assert len(tree) >= 3, "the fork server and two workers were to be running"
     process.send_signal(signal.SIGKILL)
@@ -268,13 +262,13 @@ def test_relative_inputs_resume_from_another_working_directory(tmp_path, monkeyp
         _sign(word).save(images / f"{word}.png")
     out = tmp_path / "r.jsonl"
     monkeypatch.chdir(tmp_path / "data")
-    first = CliRunner().invoke(_app(), ["ocr", "imgs", "--out", str(out)])
+    first = CliRunner().invoke(ocr_app(), ["ocr", "imgs", "--out", str(out)])
     assert first.exit_code == 0, first.stderr
-    assert sorted(r["path"] for r in _records(out)) == ["imgs/Bakery.png", "imgs/Museum.png"]
+    assert sorted(r["path"] for r in read_records(out)) == ["imgs/Bakery.png", "imgs/Museum.png"]
     monkeypatch.chdir(tmp_path)
-    again = CliRunner().invoke(_app(), ["ocr", "data/imgs", str(images / "Museum.png"), "--out", str(out), "--resume"])
+    again = CliRunner().invoke(ocr_app(), ["ocr", "data/imgs", str(images / "Museum.png"), "--out", str(out), "--resume"])
     assert again.exit_code == 0, again.stderr
-    assert "done 0" in again.stderr and "skipped 2" in again.stderr and len(_records(out)) == 2
+    assert "done 0" in again.stderr and "skipped 2" in again.stderr and len(read_records(out)) == 2
 
 
 def test_a_name_that_is_not_utf8_gets_a_record_and_resumes(tmp_path):
@@ -283,16 +277,16 @@ def test_a_name_that_is_not_utf8_gets_a_record_and_resumes(tmp_path):
     _sign("Bakery").save(os.path.join(os.fsencode(folder), b"bad\xffname.png"))
     _sign("Museum").save(folder / "good.png")
     out = tmp_path / "r.jsonl"
-    result = CliRunner().invoke(_app(), ["ocr", str(folder), "--out", str(out), "--txt-dir", str(tmp_path / "txt")])
+    result = CliRunner().invoke(ocr_app(), ["ocr", str(folder), "--out", str(out), "--txt-dir", str(tmp_path / "txt")])
     assert result.exit_code == 0, result.stderr
     raw = out.read_bytes()
     raw.decode("utf-8")  # strict UTF-8 throughout
-    records = {Path(r["path"]).name: r for r in _records(out)}
+    records = {Path(r["path"]).name: r for r in read_records(out)}
     assert records["bad\\xffname.png"]["text"] == "Bakery" and records["good.png"]["text"] == "Museum"
     assert records["bad\\xffname.png"]["abspath"] == str(folder) + "/bad\\xffname.png"
     assert (os.fsencode(tmp_path / "txt") + b"/bad\xffname.png.txt") in [os.path.join(os.fsencode(tmp_path / "txt"), n)
                                                                           for n in os.listdir(os.fsencode(tmp_path / "txt"))]
-    resumed = CliRunner().invoke(_app(), ["ocr", str(folder), "--out", str(out), "--resume"])
+    resumed = CliRunner().invoke(ocr_app(), ["ocr", str(folder), "--out", str(out), "--resume"])
     assert resumed.exit_code == 0 and "done 0" in resumed.stderr and "skipped 2" in resumed.stderr
 
 
@@ -305,21 +299,21 @@ def test_a_failing_text_export_is_an_error_record_and_resume_retries_it(tmp_path
     (txt / "Museum.png.txt").mkdir(parents=True)  # a folder where the .txt is to go
     out = tmp_path / "r.jsonl"
     args = ["ocr", str(folder), "--out", str(out), "--txt-dir", str(txt), "--workers", "1"]
-    result = CliRunner().invoke(_app(), args)
+    result = CliRunner().invoke(ocr_app(), args)
     assert result.exit_code == 1
-    records = {Path(r["path"]).name: r for r in _records(out)}
+    records = {Path(r["path"]).name: r for r in read_records(out)}
     assert len(records) == 3 and records["Station.png"]["error"] is None  # the batch went on
     assert "cannot write the txt export" in records["Museum.png"]["error"] and records["Museum.png"]["text"] == "Museum"
     assert result.stderr.count("failed: ") == 1 and "Museum.png: cannot write the txt export" in result.stderr
     assert (txt / "Station.png.txt").read_text() == "Station\n"
 
-    reported = CliRunner().invoke(_app(), args + ["--resume"])
+    reported = CliRunner().invoke(ocr_app(), args + ["--resume"])
     assert reported.exit_code == 1 and "1 of them failed; --retry-failed" in reported.stderr
     (txt / "Museum.png.txt").rmdir()
-    retried = CliRunner().invoke(_app(), args + ["--resume", "--retry-failed"])
+    retried = CliRunner().invoke(ocr_app(), args + ["--resume", "--retry-failed"])
     assert retried.exit_code == 0, retried.stderr
     assert "done 1" in retried.stderr and (txt / "Museum.png.txt").read_text() == "Museum\n"
-    final = _records(out)  # compacted: one record per input, in the original order
+    final = read_records(out)  # compacted: one record per input, in the original order
     assert [Path(r["path"]).name for r in final] == ["Bakery.png", "Museum.png", "Station.png"]
     assert all(r["error"] is None for r in final)
 
@@ -333,10 +327,10 @@ def test_flags_that_clash_or_do_nothing_are_refused(tmp_path):
         ("--retry-failed",): "works with --resume",
     }
     for flags, message in cases.items():
-        result = CliRunner().invoke(_app(), ["ocr", image, "--out", out, *flags])
+        result = CliRunner().invoke(ocr_app(), ["ocr", image, "--out", out, *flags])
         assert result.exit_code == 2 and message in result.stderr, (flags, result.stderr)
     assert not Path(out).exists()
-    refused = CliRunner().invoke(_app(), ["ocr", image, "--out", "-", "--resume"])
+    refused = CliRunner().invoke(ocr_app(), ["ocr", image, "--out", "-", "--resume"])
     assert refused.exit_code == 2 and "standard output" in refused.stderr
 
 
@@ -353,6 +347,6 @@ def test_out_dash_writes_jsonl_to_stdout(tmp_path):
 def test_a_folder_without_images_is_a_warning_and_exit_1(tmp_path):
     (tmp_path / "notes.txt").write_text("no pictures here")
     out = tmp_path / "r.jsonl"
-    result = CliRunner().invoke(_app(), ["ocr", str(tmp_path), "--out", str(out)])
+    result = CliRunner().invoke(ocr_app(), ["ocr", str(tmp_path), "--out", str(out)])
     assert result.exit_code == 1 and "warning: no image found" in result.stderr
     assert "1 files without an image suffix" in result.stderr and not out.exists()
