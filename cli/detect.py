@@ -57,11 +57,16 @@ def split_arguments(arguments: list[str], queries: list[str]) -> tuple[list[str]
     return sources, rest
 
 
+def _printable(text: str) -> str:
+    """`text` with what UTF-8 cannot encode (a lone surrogate in a model's label) as \\uXXXX."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _print_table(title: str, result) -> None:
     typer.echo(f"{title} {result.image_size[0]}x{result.image_size[1]}: {len(result.detections)} found")
     rows = [("label", "x1", "y1", "x2", "y2")]
     for d in result.detections:
-        rows.append((d.label or "", *(f"{v:.1f}" for v in d.xyxy)))
+        rows.append((_printable(d.label or ""), *(f"{v:.1f}" for v in d.xyxy)))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         typer.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
@@ -101,7 +106,7 @@ def _reporter(single: bool, as_json: bool, to_stdout: bool, annotating: bool, mo
             _print_table("image" if single else name, detected.result)
         where = "" if single else f" in {name}"
         for query in detected.missing:
-            say(f"warning: no box found for {query!r}{where}")
+            say(_printable(f"warning: no box found for {query!r}{where}"))
         if annotating and not detected.result.detections:
             say(f"warning: nothing found{where}; its drawn copy has no boxes")
 

@@ -38,6 +38,8 @@ def _reply(body):
     image = next(p["image_url"]["url"] for p in parts if p.get("type") == "image_url")
     if Image.open(io.BytesIO(base64.b64decode(image.split(",", 1)[1]))).width == FAILING_WIDTH:
         return 500, {"message": "engine dead"}
+    if "the odd cat" in prompt:
+        return completion(CAT_ANSWER.replace('"cat"', '"\\ud800cat"'))  # a lone surrogate in the label
     return completion(CAT_ANSWER if "the cat" in prompt else "[]")
 
 
@@ -293,3 +295,10 @@ def test_an_adapter_reaches_the_loader(tiny_checkpoint, photos, tmp_path):
     assert res.exit_code == 2 and "is not a PEFT adapter folder" in res.stderr
     res = runner.invoke(app, ["detect", str(photos / "cat1.png"), "a cat", "--merge-adapter", *model])
     assert res.exit_code == 2 and "needs an adapter" in res.stderr
+
+
+def test_a_label_utf8_cannot_encode_is_printed_escaped(served, photos):
+    for form in ([], ["--json"]):
+        res = runner.invoke(app, ["detect", str(photos / "cat1.png"), "the odd cat", *form, *served.model])
+        assert res.exit_code == 0, res.output
+        assert "\\ud800cat" in res.stdout
