@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlground.cli.errors import fail
-from vlground.cli.flags import Device, MaxNewTokens, Quiet
+from vlground.cli.flags import Device, MaxNewTokens, Quiet, Ray
 
 
 def ocr(
@@ -33,6 +33,7 @@ def ocr(
     max_pixels: Annotated[Optional[int], typer.Option(help="Qwen engine: the processor's max_pixels per image.")] = None,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar on stderr (default: when it is a terminal).")] = None,
     quiet: Quiet = False,
+    ray: Ray = None,
 ) -> None:
     """Read the text in every image; exit status 1 when any input failed (its record says why)."""
     from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS
@@ -45,6 +46,8 @@ def ocr(
     _check_flags(resume, retry_failed, overwrite, out)
     if mode is not None and mode not in MODES:
         fail(f"--mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if ray is not None and engine != PPOCR:
+        fail("--ray runs the built-in engine on a Ray cluster; a Qwen --engine runs in this process (or behind a server URL)")
     if engine == PPOCR and mode is not None:
         fail("--mode is for Qwen engines (--engine MODEL); the built-in engine always writes each line with its box and score")
     if not 1 <= dpi <= MAX_DPI:
@@ -57,7 +60,7 @@ def ocr(
     options = OcrOptions(
         engine=engine, mode=mode or "text", recursive=recursive, workers=workers, batch_size=batch_size,
         resume=resume, retry_failed=retry_failed, overwrite=overwrite, progress=False if quiet else progress, device=device,
-        max_new_tokens=max_new_tokens,
+        max_new_tokens=max_new_tokens, ray=ray,
         dtype=dtype, max_pixels=max_pixels, max_image_pixels=pixel_limit, dpi=dpi,
         pages=_page_selection(pages), exports=_exports(formats or [], export_dir, txt_dir, out),
     )

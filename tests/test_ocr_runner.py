@@ -350,3 +350,17 @@ def test_a_folder_without_images_is_a_warning_and_exit_1(tmp_path):
     result = CliRunner().invoke(ocr_app(), ["ocr", str(tmp_path), "--out", str(out)])
     assert result.exit_code == 1 and "warning: no image found" in result.stderr
     assert "1 files without an image suffix" in result.stderr and not out.exists()
+
+
+def test_ray_actors_read_like_local_workers(ray_cluster, tmp_path):
+    folder = _signs_folder(tmp_path, "Pier", 3)
+    texts = {}
+    for name, flags in (("local", ["--workers", "1"]), ("ray", ["--ray", ray_cluster, "--workers", "2"])):
+        out = tmp_path / f"{name}.jsonl"
+        result = CliRunner().invoke(ocr_app(), ["ocr", str(folder), "--out", str(out), *flags])
+        assert result.exit_code == 0, result.stderr
+        texts[name] = {r["path"]: (r["text"], r["lines"]) for r in read_records(out)}
+    assert texts["ray"] == texts["local"] and len(texts["ray"]) == 3
+    refused = CliRunner().invoke(ocr_app(), ["ocr", str(folder), "--out", str(tmp_path / "q.jsonl"), "--ray", "local",
+                                             "--engine", "Qwen/Qwen2.5-VL-3B-Instruct"])
+    assert refused.exit_code == 2 and "--ray runs the built-in engine" in refused.stderr

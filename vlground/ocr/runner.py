@@ -37,7 +37,8 @@ class OcrOptions:
     decompression-bomb limit (None: no limit); `max_new_tokens` caps a Qwen answer (None: the
     task's budget); `pages` and `dpi` apply to documents; `exports` are
     (format, folder) pairs (formats of `vlground.ocr.formats`); `progress` None shows a bar only when
-    stderr is a terminal; `retry_failed` (with resume) reads again the inputs recorded as errors."""
+    stderr is a terminal; `ray` (a Ray address or "local") runs the built-in engine on `workers`
+    Ray actors instead of local processes; `retry_failed` (with resume) reads again the inputs recorded as errors."""
 
     engine: str = PPOCR
     mode: str = "text"
@@ -56,6 +57,7 @@ class OcrOptions:
     dtype: str = "auto"
     max_pixels: int | None = None
     max_new_tokens: int | None = None
+    ray: str | None = None
     echo_failures: bool = True
 
 
@@ -123,10 +125,6 @@ def _qwen_records(jobs: list[PageJob], options: OcrOptions, engine: QwenEngine) 
         yield from (records[index] for index in range(len(part)))
 
 
-# vlground.labeling still imports the bar by this name.
-_progress_bar = progress_bar
-
-
 def _start_engine(options: OcrOptions, todo: list[PageJob]) -> Callable[[list[PageJob]], Iterator[OcrRecord]]:
     """Build the engine up front, so a missing package or model fails before any record is written."""
     if options.engine != PPOCR:
@@ -134,6 +132,12 @@ def _start_engine(options: OcrOptions, todo: list[PageJob]) -> Callable[[list[Pa
         generation = GenerationOptions(batch_size=options.batch_size, max_new_tokens=options.max_new_tokens)
         engine = QwenEngine(model, options.engine, mode=options.mode, options=generation)
         return lambda jobs: _qwen_records(jobs, options, engine)
+    if options.ray is not None:  # actors on a Ray cluster, each with a one-thread engine
+        from vlground.ray_jobs import ppocr_records_on_ray
+        from vlground.scale import RaySettings
+
+        settings = RaySettings(options.ray, workers=options.workers or 1)
+        return lambda jobs: ppocr_records_on_ray(jobs, options.max_image_pixels, settings)
     workers = options.workers or max(1, min(os.cpu_count() or 1, len(todo)))
     if workers == 1:
         start_worker(1 if options.workers else None)  # --workers 1 means one core
