@@ -70,7 +70,7 @@ class Frame:
     `input_size`). Sizes are (width, height). Coordinates are flat x, y, x, y, ... sequences or
     arrays whose last axis holds them: 2 numbers a point, 4 a box, 8 a quad."""
 
-    __slots__ = ("kind", "image_size", "input_size", "scale", "sx", "sy", "_width", "_height")
+    __slots__ = ("kind", "image_size", "input_size", "scale", "sx", "sy", "_width", "_height", "_scale4", "_limit4")
 
     def __init__(
         self, kind: str, image_size: tuple[int, int], input_size: tuple[int, int] | None = None, scale: float = 1000
@@ -90,6 +90,8 @@ class Frame:
             self.sx, self.sy = width / scale, height / scale
         self.kind, self.image_size, self.input_size, self.scale = kind, (width, height), input_size, scale
         self._width, self._height = float(width), float(height)
+        self._scale4 = np.array([self.sx, self.sy, self.sx, self.sy])
+        self._limit4 = np.array([self._width, self._height, self._width, self._height])
 
     @classmethod
     def for_family(
@@ -145,14 +147,16 @@ class Frame:
     def boxes_to_pixels(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 4) boxes in this frame -> (pixels, kept): corners put in order and clipped to the
         image; rows that are not finite numbers of sane magnitude (|x| < 1e12) are not kept."""
-        px = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * (self.sx, self.sy, self.sx, self.sy)
+        px = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * self._scale4
         with np.errstate(invalid="ignore", over="ignore"):
-            kept = np.abs(px).sum(axis=1) < _SANE
-        px = px[kept]
-        lo = np.minimum(px[:, :2], px[:, 2:])
-        hi = np.maximum(px[:, :2], px[:, 2:])
-        limit = (self._width, self._height)
-        return np.clip(np.concatenate([lo, hi], axis=1), 0.0, limit * 2), kept
+            sane = np.abs(px).max(initial=0.0) < _SANE  # false also when any is nan
+            kept = np.ones(len(px), dtype=bool) if sane else np.abs(px).sum(axis=1) < _SANE
+        if not sane:
+            px = px[kept]
+        out = np.empty_like(px)
+        np.minimum(px[:, :2], px[:, 2:], out=out[:, :2])
+        np.maximum(px[:, :2], px[:, 2:], out=out[:, 2:])
+        return np.clip(out, 0.0, self._limit4, out=out), kept
 
     def place(self, coords: Sequence[float]) -> tuple | None:
         """One item's coordinates (2, 4 or 8 numbers in this frame) in original pixels, clipped to
@@ -160,23 +164,37 @@ class Frame:
         (x, y). None unless they are 2, 4 or 8 finite numbers of sane magnitude. Plain Python: one
         item is too small for numpy to pay off."""
         n = len(coords)
-        if n not in (2, 4, 8):
+        if n == 4:  # boxes: by far the most common, so spelled out
+            sx, sy = self.sx, self.sy
+            try:
+                x1, y1, x2, y2 = float(coords[0]) * sx, float(coords[1]) * sy, float(coords[2]) * sx, float(coords[3]) * sy
+            except (TypeError, ValueError, OverflowError):
+                return None
+            if not abs(x1) + abs(y1) + abs(x2) + abs(y2) < _SANE:  # also false for nan and inf
+                return None
+            if x1 > x2:
+                x1, x2 = x2, x1
+            if y1 > y2:
+                y1, y2 = y2, y1
+            w, h = self._width, self._height
+            return (
+                0.0 if x1 < 0.0 else w if x1 > w else x1,
+                0.0 if y1 < 0.0 else h if y1 > h else y1,
+                0.0 if x2 < 0.0 else w if x2 > w else x2,
+                0.0 if y2 < 0.0 else h if y2 > h else y2,
+            )
+        if n not in (2, 8):
             return None
         try:
             xs = [float(c) * self.sx for c in coords[0::2]]
             ys = [float(c) * self.sy for c in coords[1::2]]
         except (TypeError, ValueError, OverflowError):
             return None
-        if not sum(map(abs, xs)) + sum(map(abs, ys)) < _SANE:  # also false for nan and inf
+        if not sum(map(abs, xs)) + sum(map(abs, ys)) < _SANE:
             return None
-        if n == 4:
-            xs.sort()
-            ys.sort()
         w, h = self._width, self._height
         xs = [0.0 if x < 0.0 else w if x > w else x for x in xs]
         ys = [0.0 if y < 0.0 else h if y > h else y for y in ys]
-        if n == 4:
-            return (xs[0], ys[0], xs[1], ys[1])
         return (xs[0], ys[0]) if n == 2 else tuple(zip(xs, ys))
 
 

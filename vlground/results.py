@@ -79,14 +79,18 @@ class Result:
 
     Built from Detection objects, or (by the parser, for speed) from columns of boxes: then the
     Detection objects are made the first time `detections` is read, and `xyxy` needs none.
-    Treat it as immutable."""
+    Treat it as immutable. `image` is the image the answer was made on (the model methods set it;
+    None otherwise): with it, Jupyter displays the result as that image with the detections drawn.
+    It takes no part in equality, repr or to_dict."""
 
-    __slots__ = ("_detections", "_columns", "text", "image_size", "raw")
+    __slots__ = ("_detections", "_columns", "text", "image_size", "raw", "image")
 
-    def __init__(self, detections: Sequence[Detection], text: str, image_size: tuple[int, int], raw: str = "") -> None:
+    def __init__(
+        self, detections: Sequence[Detection], text: str, image_size: tuple[int, int], raw: str = "", *, image: Any = None
+    ) -> None:
         self._detections: list[Detection] | None = list(detections)
         self._columns: tuple | None = None
-        self.text, self.image_size, self.raw = text, image_size, raw
+        self.text, self.image_size, self.raw, self.image = text, image_size, raw, image
 
     @classmethod
     def from_boxes(
@@ -99,11 +103,12 @@ class Result:
         image_size: tuple[int, int],
         raw: str = "",
     ) -> Result:
-        """A Result of boxes only, as columns: `boxes` (N, 4) float pixels, corners in order, and
-        per box its label, text and attributes (`texts`/`attributes` None when no box has any)."""
+        """A Result of boxes only, as columns: `boxes` (N, 4) float pixels, corners in order (an
+        array, or a list of 4-tuples), and per box its label, text and attributes (`texts` /
+        `attributes` None when no box has any)."""
         result = cls((), text, image_size, raw)
         result._detections = None
-        result._columns = (np.asarray(boxes, dtype=np.float64).reshape(-1, 4), labels, texts, attributes)
+        result._columns = (boxes, labels, texts, attributes)
         return result
 
     @property
@@ -111,9 +116,10 @@ class Result:
         if self._detections is None:
             boxes, labels, texts, attributes = self._columns
             n = len(labels)
+            rows = boxes.tolist() if isinstance(boxes, np.ndarray) else boxes
             self._detections = [
                 Detection(label, box=tuple(box), text=t, attributes=a or {})
-                for label, box, t, a in zip(labels, boxes.tolist(), texts or [None] * n, attributes or [None] * n)
+                for label, box, t, a in zip(labels, rows, texts or [None] * n, attributes or [None] * n)
             ]
         return self._detections
 
@@ -121,7 +127,7 @@ class Result:
     def xyxy(self) -> np.ndarray:
         """(N, 4) float64: the axis-aligned box of every detection (points as empty boxes)."""
         if self._columns is not None:
-            return self._columns[0]
+            return np.asarray(self._columns[0], dtype=np.float64).reshape(-1, 4)
         return np.array([d.xyxy for d in self._detections], dtype=np.float64).reshape(-1, 4)
 
     def __len__(self) -> int:
@@ -176,3 +182,10 @@ class Result:
             x1, y1, x2, y2 = d.xyxy
             out.append({"image_id": image_id, "category_id": cat, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
         return out
+
+    def _repr_png_(self) -> bytes | None:
+        """Jupyter's picture of the result: its image with the detections drawn (None without an
+        image, and Jupyter shows the text form)."""
+        from vlground.viz import png_of
+
+        return png_of(self)

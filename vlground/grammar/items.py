@@ -34,24 +34,27 @@ class RawItem:
 
 @dataclass(slots=True)
 class Extraction:
-    """An extractor's answer, held as columns (one entry per item found) because answers of
-    hundreds of items are common: `coords` as written (numbers or numeric strings, checked and
-    converted by `parse`), `labels`, `texts` and `attributes` (None when there are none), and the
-    answer's text with the markup taken out."""
+    """An extractor's answer, held as columns because answers of hundreds of items are common:
+    per item its `coords` as written (numbers or numeric strings, checked and converted by
+    `parse`) and `labels`; `texts` and `attributes` map an item's index to its text or attributes
+    (most answers have none); and the answer's text with the markup taken out."""
 
     text: str = ""
     coords: list[Sequence[Any]] = field(default_factory=list)
     labels: list[str | None] = field(default_factory=list)
-    texts: list[str | None] = field(default_factory=list)
-    attributes: list[dict[str, Any] | None] = field(default_factory=list)
+    texts: dict[int, str] = field(default_factory=dict)
+    attributes: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, label: str | None, coords: Sequence[Any], text: str | None = None, attributes: dict | None = None) -> int:
         """Append one item; its index (extractors that learn an item's text later set texts[index])."""
+        index = len(self.coords)
         self.coords.append(coords)
         self.labels.append(label)
-        self.texts.append(text)
-        self.attributes.append(attributes or None)
-        return len(self.coords) - 1
+        if text is not None:
+            self.texts[index] = text
+        if attributes:
+            self.attributes[index] = attributes
+        return index
 
     def __len__(self) -> int:
         return len(self.coords)
@@ -83,14 +86,12 @@ def label_of(value: Any) -> str | None:
 def json_safe(value: Any, depth: int = 0) -> tuple[bool, Any]:
     """(ok, value) where value is `value` made of JSON's own types: tuples become lists, keys must
     be strings (integers are written as strings, as JSON does), and anything else (sets, bytes,
-    non-finite numbers, deeper than MAX_DEPTH) is not ok. Keeps every result JSON-serializable."""
+    numbers that are not finite or past 2**63, deeper than MAX_DEPTH) is not ok. Keeps every result JSON-serializable."""
     kind = type(value)
     if value is None or kind in (str, bool):
         return True, value
-    if kind is int:
+    if kind is int or kind is float:  # beyond 2**63 a number is garbage (and decoders disagree on its type)
         return abs(value) < 2**63, value
-    if kind is float:
-        return math.isfinite(value), value
     if depth >= MAX_DEPTH:
         return False, None
     if kind in (list, tuple):

@@ -65,8 +65,9 @@ class _Document:
     def close_innermost(self) -> str:
         tag, index, start = self.open.pop()
         self.open_tags[tag] -= 1
-        if index is not None:
-            self.found.texts[index] = " ".join("".join(self.text[start:]).split()) or None
+        inside = " ".join("".join(self.text[start:]).split()) if index is not None else ""
+        if inside:
+            self.found.texts[index] = inside
         return tag
 
     def data(self, chunk: str) -> None:

@@ -8,6 +8,7 @@ Both give the same detections (tests/test_parse_speed_paths.py holds them equal)
 from __future__ import annotations
 
 import json
+from itertools import chain
 
 import numpy as np
 
@@ -15,7 +16,7 @@ from vlground.geometry import Frame
 from vlground.grammar.items import Extraction
 from vlground.results import Detection, Result
 
-COLUMNAR_FROM = 16  # items per answer from which the columnar path is faster (bench_parse.py)
+COLUMNAR_FROM = 64  # items per answer from which the columnar path is faster (measured: equal near 60-80)
 
 
 def place(found: Extraction, frame: Frame, raw: str, columnar_from: int = COLUMNAR_FROM) -> Result:
@@ -28,52 +29,93 @@ def place(found: Extraction, frame: Frame, raw: str, columnar_from: int = COLUMN
 
 
 def _attributes_key(attributes: dict | None) -> str:
+    """Attributes as a string that compares equal exactly when they are equal."""
     return json.dumps(attributes, sort_keys=True) if attributes else ""
 
 
 def _items(found: Extraction, frame: Frame, raw: str) -> Result:
-    detections: list[Detection] = []
+    """Item by item in plain Python; answers of boxes only still come back as columns."""
+    placed, kinds, labels, texts, attributes = [], [], [], [], []
     keys: set[tuple] = set()
-    for label, coords, text, attributes in zip(found.labels, found.coords, found.texts, found.attributes):
+    for i, (label, coords) in enumerate(zip(found.labels, found.coords)):
         xy = frame.place(coords)
         if xy is None:
             continue
-        key = (label, xy, text, _attributes_key(attributes))
+        text, extra = found.texts.get(i), found.attributes.get(i)
+        key = (label, xy, text, _attributes_key(extra) if extra else "")
         if key in keys:
             continue
         keys.add(key)
-        geometry = {4: "box", 2: "point", 8: "quad"}[len(coords)]
-        detections.append(Detection(label, text=text, attributes=attributes or {}, **{geometry: xy}))
+        placed.append(xy)
+        kinds.append(_KIND[len(coords)])
+        labels.append(label)
+        texts.append(text)
+        attributes.append(extra)
+    if "point" not in kinds and "quad" not in kinds:
+        return Result.from_boxes(
+            placed, labels, texts if found.texts else None, attributes if found.attributes else None, found.text, frame.image_size, raw
+        )
+    detections = [
+        Detection(label, text=text, attributes=extra or {}, **{kind: xy})
+        for xy, kind, label, text, extra in zip(placed, kinds, labels, texts, attributes)
+    ]
     return Result(detections, found.text, frame.image_size, raw)
+
+
+_KIND = {2: "point", 4: "box", 8: "quad"}
 
 
 def _columns(found: Extraction, frame: Frame, raw: str) -> Result | None:
     """The columnar path, for answers whose items are all boxes of numbers; None otherwise."""
-    try:
-        coords = np.array(found.coords, dtype=np.float64)
-    except (TypeError, ValueError, OverflowError):  # ragged (points, quads), or not numbers
+    n = len(found)
+    if set(map(len, found.coords)) != {4}:
         return None
-    if coords.ndim != 2 or coords.shape[1] != 4:
+    try:
+        coords = np.fromiter(chain.from_iterable(found.coords), dtype=np.float64, count=4 * n)
+    except (TypeError, ValueError, OverflowError):  # not numbers
         return None
     boxes, kept = frame.boxes_to_pixels(coords)
-    labels, texts, attributes = found.labels, found.texts, found.attributes
-    has_text = any(t is not None for t in texts)
-    has_attributes = any(a is not None for a in attributes)
-    if not kept.all():
-        rows = np.flatnonzero(kept).tolist()
-        labels, texts, attributes = [labels[i] for i in rows], [texts[i] for i in rows], [attributes[i] for i in rows]
-    columns = [labels, *boxes.T.tolist()]
-    if has_text:
-        columns.append(texts)
-    if has_attributes:
-        columns.append([_attributes_key(a) for a in attributes])
-    if len(dict.fromkeys(zip(*columns))) < len(labels):  # exact repeats: keep the first of each
-        first: dict[tuple, int] = {}
-        for i, key in enumerate(zip(*columns)):
-            first.setdefault(key, i)
-        rows = list(first.values())
-        boxes = boxes[rows]
-        labels, texts, attributes = [labels[i] for i in rows], [texts[i] for i in rows], [attributes[i] for i in rows]
-    return Result.from_boxes(
-        boxes, labels, texts if has_text else None, attributes if has_attributes else None, found.text, frame.image_size, raw
-    )
+    rows = np.flatnonzero(kept).tolist() if len(boxes) < n else range(n)
+    labels = found.labels if len(boxes) == n else [found.labels[i] for i in rows]
+    texts = [found.texts.get(i) for i in rows] if found.texts else None
+    attributes = [found.attributes.get(i) for i in rows] if found.attributes else None
+    first = _first_of_repeats(boxes, labels, texts, attributes)
+    if first is not None:
+        boxes = boxes[first]
+        labels = [labels[i] for i in first]
+        texts = [texts[i] for i in first] if texts is not None else None
+        attributes = [attributes[i] for i in first] if attributes is not None else None
+    return Result.from_boxes(boxes, labels, texts, attributes, found.text, frame.image_size, raw)
+
+
+def _first_of_repeats(boxes: np.ndarray, labels: list, texts: list | None, attributes: list | None) -> list[int] | None:
+    """Rows to keep when some items repeat exactly (the first of each), or None when none do.
+    A numeric fingerprint per row finds that none do without hashing every row in Python: equal
+    rows always have equal fingerprints, so distinct fingerprints prove there is no repeat; equal
+    ones (a repeat, or rarely a collision) are settled by comparing the rows themselves."""
+    n = len(labels)
+    extra = [list(map(hash, labels))]
+    if texts is not None:
+        extra.append(list(map(hash, texts)))
+    if attributes is not None:
+        extra.append(list(map(hash, map(_attributes_key, attributes))))
+    salt = (np.array(extra, dtype=np.int64) % 1_000_003).astype(np.float64)
+    # element-wise, never a matrix product: BLAS may sum the rows of one product in different
+    # orders, and equal rows must get bit-equal fingerprints
+    fingerprint = boxes[:, 0] * _WEIGHTS[0]
+    for j in range(1, 4):
+        fingerprint += boxes[:, j] * _WEIGHTS[j]
+    for j, column in enumerate(salt):
+        fingerprint += column * _SALT_WEIGHTS[j]
+    fingerprint.sort()
+    if not (fingerprint[1:] == fingerprint[:-1]).any():
+        return None
+    keys = zip(labels, *boxes.T.tolist(), *(c for c in (texts, attributes and list(map(_attributes_key, attributes))) if c is not None))
+    first: dict[tuple, int] = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    return list(first.values()) if len(first) < n else None
+
+
+_WEIGHTS = np.array([1.0, 1.6180339887, 2.7182818284, 3.1415926535])
+_SALT_WEIGHTS = np.array([7.389056098, 11.090169943, 13.462921]) * 1e-3
