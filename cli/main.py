@@ -26,6 +26,7 @@ def _plain_help(command: click.Command, ctx: click.Context) -> click.Command:
             param.display_type_rich = lambda ctx: None
         elif param.metavar is None and not param.type_descriptor.is_choice:
             kind = param.display_type(None).strip("<>").removesuffix(" range")  # the range shows beside it
+            kind = kind.removeprefix("list[").removesuffix("]")  # a repeatable option: the kind of one value
             param.metavar = _KINDS.get(kind, kind.upper())
     for sub in getattr(command, "commands", {}).values():
         _plain_help(sub, ctx)

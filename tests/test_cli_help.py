@@ -36,6 +36,7 @@ def test_every_command_has_short_help_without_type_tags():
 def test_value_options_show_their_kind_in_capitals():
     res = runner.invoke(app, ["detect", "-h"], terminal_width=200)
     assert re.search(r"--batch-size\s+INTEGER", res.output) and re.search(r"--model\s+TEXT", res.output)
+    assert re.search(r"--query\s+TEXT", res.output) and "--no-resume" not in res.output
 
 
 def test_version_long_and_short():
