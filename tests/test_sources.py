@@ -141,6 +141,11 @@ class _Server(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - the http.server hook
         if self.path == "/photo.png":
             self._send(_png((33, 22)))
+        elif self.path in ("/moved.png", "/to-ftp.png"):
+            self.send_response(302)
+            self.send_header("Location", "/photo.png" if self.path == "/moved.png" else "ftp://127.0.0.1/photo.png")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif self.path == "/text":
             self._send(b"hello")
         elif self.path == "/big.png":
@@ -180,7 +185,8 @@ def test_urls_are_downloaded_and_read(server):
 
 
 def test_url_errors_name_the_url(server):
-    cases = {"/missing.png": "HTTP 404", "/text": "not an image"}
+    assert load(Source(f"{server}/moved.png")).size == (33, 22)  # an http redirect is followed
+    cases = {"/missing.png": "HTTP 404", "/text": "not an image", "/to-ftp.png": "not http(s)"}
     for path, reason in cases.items():
         with pytest.raises(ImageLoadError) as caught:
             load(Source(server + path))

@@ -193,13 +193,23 @@ def _read_stdin(stream: BinaryIO | None) -> tuple[str | None, bytes | None]:
     return None, data
 
 
+class _WebRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects followed only to http(s) URLs (urllib would also follow one to ftp://)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if not is_url(newurl):
+            raise urllib.error.HTTPError(req.full_url, code, f"redirected to {newurl}, which is not http(s)", headers, fp)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
 def download(url: str, timeout: float = DOWNLOAD_TIMEOUT, max_bytes: int = MAX_DOWNLOAD_BYTES) -> bytes:
     """The body of `url`, or ImageLoadError naming the URL: not found, unreachable, slower than
-    `timeout` seconds in all (a server trickling bytes included), or larger than `max_bytes`."""
+    `timeout` seconds in all (a server trickling bytes included), larger than `max_bytes`, or
+    redirected elsewhere than to an http(s) URL."""
     deadline = time.monotonic() + timeout
     request = urllib.request.Request(url, headers={"User-Agent": "vlground"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.build_opener(_WebRedirects).open(request, timeout=timeout) as response:
             declared = response.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > max_bytes:
                 raise ImageLoadError(url, f"{int(declared):,} bytes is over the download limit of {max_bytes:,}")
