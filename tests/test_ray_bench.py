@@ -1,16 +1,22 @@
-"""`bench refcoco` answered on a real local Ray cluster: the same prediction records as in one
-process, each sample once, an unreadable image an error line."""
+"""`bench refcoco` answered on a real local Ray cluster: the same prediction records and scores as
+in one process, each sample once, an unreadable image an error line, all through the bench's sink."""
 from __future__ import annotations
+
+import json
 
 from PIL import Image
 
-from vlground.eval.bench import _answer_chunk
+from vlground.eval.bench import run_refcoco_bench
 from vlground.eval.refcoco_data import RefSample
-from vlground.ray_jobs import refcoco_records
 from vlground.scale import RaySettings
 
 
-def test_refcoco_on_ray_answers_as_one_process(ray_cluster, tmp_path, tiny_checkpoint):
+def _predictions(folder) -> list[dict]:
+    return sorted((json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()),
+                  key=lambda r: r["index"])
+
+
+def test_refcoco_on_ray_answers_and_scores_as_one_process(ray_cluster, tmp_path, tiny_checkpoint):
     import vlground
 
     samples = []
@@ -20,9 +26,11 @@ def test_refcoco_on_ray_answers_as_one_process(ray_cluster, tmp_path, tiny_check
                                  split="val", image=f"{i}.png"))
     samples.append(RefSample(id="gone", sent="missing", box=(1, 1, 2, 2), width=9, height=9, split="val", image="gone.png"))
     model = str(tiny_checkpoint("qwen2.5-vl"))
-    generation = {"batch_size": 2, "max_new_tokens": 8}
-    alone = _answer_chunk(vlground.load_model(model), samples, list(range(6)), tmp_path, generation)
-    settings = RaySettings(ray_cluster, workers=2, batch_size=2)
-    on_ray = list(refcoco_records(model, {}, samples, list(range(6)), tmp_path, generation, settings))
-    assert sorted(on_ray, key=lambda r: r["index"]) == alone
-    assert alone[5]["error"] and all(r["error"] is None for r in alone[:5])
+    common = dict(gt_name="tiny-refcoco", image_root=tmp_path, batch_size=2, max_new_tokens=8)
+    alone = run_refcoco_bench(vlground.load_model(model), model, samples, tmp_path / "alone", **common)
+    on_ray = run_refcoco_bench(None, model, samples, tmp_path / "ray", ray=RaySettings(ray_cluster, workers=2, batch_size=2),
+                               load={}, **common)
+    assert _predictions(tmp_path / "ray") == _predictions(tmp_path / "alone")  # each sample once, same answers
+    assert [r["index"] for r in _predictions(tmp_path / "ray")] == list(range(6))
+    assert _predictions(tmp_path / "ray")[5]["error"]
+    assert {k: on_ray[k] for k in ("accuracy", "errors", "n")} == {k: alone[k] for k in ("accuracy", "errors", "n")}

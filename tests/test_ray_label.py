@@ -156,3 +156,10 @@ def test_an_input_that_kills_every_worker_gets_an_error_record(ray_cluster):
     by_item = {r["path"]: r for r in got}
     assert "died on every one of 2 tries" in by_item["poison"]["error"]
     assert all(by_item[i]["error"] is None for i in items if i != "poison")
+
+
+def test_a_local_pool_that_cannot_fit_is_refused_not_left_waiting(ray_cluster):
+    from vlground.scale import RaySettings, ray_records
+
+    with pytest.raises(ValueError, match="--gpus-per-worker 1: this machine has 0 GPUs"):
+        list(ray_records(["a"], _Echo(), RaySettings("local", gpus_per_worker=1)))

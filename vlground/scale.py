@@ -227,6 +227,8 @@ def ray_records(items: list[str], worker: Worker, settings: RaySettings) -> Iter
     import ray.exceptions
 
     connect(settings.address)
+    if settings.address == LOCAL:
+        _check_fits(settings)
     try:
         yield from _every_item(items, worker, settings)
     except ray.exceptions.RayActorError as error:
@@ -234,6 +236,19 @@ def ray_records(items: list[str], worker: Worker, settings: RaySettings) -> Iter
         if SETUP_FAILED not in message:
             raise
         raise WorkerSetupError(message[message.rindex(SETUP_FAILED):].splitlines()[0]) from None
+
+
+def _check_fits(settings: RaySettings) -> None:
+    """On a cluster of this machine alone nothing can join later: an actor pool that does not fit
+    would wait for ever, so say so now."""
+    import ray
+
+    have = ray.cluster_resources()
+    if settings.gpus_per_worker > have.get("GPU", 0):
+        raise ValueError(f"--gpus-per-worker {settings.gpus_per_worker:g}: this machine has {have.get('GPU', 0):g} GPUs for Ray; "
+                         "use 0 here, or join a cluster with GPUs (--ray auto or ray://host:10001)")
+    if settings.cpus_per_worker > have.get("CPU", 0):
+        raise ValueError(f"a worker needs {settings.cpus_per_worker:g} CPUs; this machine has {have.get('CPU', 0):g} for Ray")
 
 
 def _every_item(items: list[str], worker: Worker, settings: RaySettings) -> Iterator[dict]:
