@@ -20,8 +20,9 @@ from vlground.prompts import build_prompt
 from vlground.testing.shapes import make_shapes_dataset
 
 # Qwen2.5-VL is trained and asked with a small max_pixels, so its input is about half the image:
-# answers framed in original pixels (or the released settings' input) would miss.
-SETTINGS = {"qwen2.5-vl": {"min_pixels": 3136, "max_pixels": 20000}, "qwen3-vl": {}}
+# answers framed in original pixels (or the released settings' input) would miss. Qwen3-VL writes
+# 0-1000 whatever the input; small images keep its run short (the released min_pixels is 65536).
+SETTINGS = {"qwen2.5-vl": {"min_pixels": 3136, "max_pixels": 20000}, "qwen3-vl": {"min_pixels": 4096, "max_pixels": 32768}}
 
 
 @pytest.fixture(scope="module")
