@@ -171,3 +171,19 @@ def test_an_ocr_record_displays_as_its_page_in_jupyter(tmp_path):
     assert np.array_equal(picture, np.array(annotate(path, record)))
     page_of_a_pdf = OcrRecord(path=str(path), engine="pp-ocr", width=300, height=200, page=2)
     assert "image/png" not in InteractiveShell.instance().display_formatter.format(page_of_a_pdf)[0]
+
+
+def test_a_result_that_knows_its_image_displays_as_its_picture_in_jupyter():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from vlground.results import Result
+
+    img = Image.new("RGB", (400, 300), "white")
+    unknown = parse("<ref>x</ref><box>(100,100),(500,600)</box>", "qwen-vl", img.size)
+    known = Result(unknown.detections, unknown.text, unknown.image_size, unknown.raw, image=img)
+    formats, _ = InteractiveShell.instance().display_formatter.format(known)
+    assert "text/plain" in formats  # terminals keep the text form
+    picture = np.array(Image.open(io.BytesIO(formats["image/png"])).convert("RGB"))
+    assert np.array_equal(picture, np.array(annotate(img, known)))
+    assert "image/png" not in InteractiveShell.instance().display_formatter.format(unknown)[0]
+    assert known == unknown and repr(known) == repr(unknown)  # the image is not part of the value
