@@ -255,3 +255,31 @@ def test_a_device_that_is_not_here_is_refused_before_the_weights_are_read(tiny_c
     with pytest.raises(DeviceUnavailableError, match="not a device name"):
         vlground.load_model(tiny_checkpoint("qwen3-vl"), device="gpu")
     assert read == []
+
+
+def test_results_keep_their_image_and_urls_are_images_too(tmp_path):
+    import functools
+    import http.server
+    import threading
+
+    Image.new("RGB", (120, 60), "red").save(tmp_path / "remote.png")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/remote.png"
+        model = Model(Scripted("qwen3-vl", lambda r: '[{"bbox_2d": [0, 0, 500, 500]}]'))
+        local = Image.new("RGB", (100, 100), "blue")
+        from_url, from_pil = model.ground([url, local], "x")
+        assert from_url.image_size == (120, 60) and from_url.detections[0].box == (0.0, 0.0, 60.0, 30.0)
+        assert from_url.image.getpixel((0, 0)) == (255, 0, 0) and from_pil.image.getpixel((0, 0)) == (0, 0, 255)
+        merged = Model(Scripted("qwen-vl", lambda r: "(0,0),(10,10)</box>")).detect(local, ["cat", "dog"])
+        assert merged.image.size == (100, 100)
+        from vlground.imageio import ImageLoadError
+
+        with pytest.raises(ImageLoadError, match="missing.png"):
+            model.ground(url.replace("remote", "missing"), "x")
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,8 +1,9 @@
 """The task layer: a loaded model answers ground / detect / caption / read / spot / ask, and every
 answer comes back parsed into a `Result` on the ORIGINAL image.
 
-Each task method takes one image or a list (paths, PIL images or arrays; EXIF orientation applied)
-and returns one Result or a list in the same order. Answers are parsed in the frame the model really
+Each task method takes one image or a list (paths, http(s) URLs, PIL images or arrays; EXIF
+orientation applied) and returns one Result or a list in the same order, each holding the image it
+was made on (`Result.image`). Answers are parsed in the frame the model really
 saw: for Qwen2.5-VL the input size comes from the processor's `image_grid_thw`, not from a guess."""
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from vlground.families import DEFAULT_MODEL, Family
 from vlground.grammar import parse
 from vlground.imageio import load_image
 from vlground.models import load_backend
-from vlground.models.base import Backend, Request
+from vlground.models.base import Backend, Generation, Request
 from vlground.options import GenerationOptions, LoadOptions, with_overrides
 from vlground.prompts import Prompt, build_prompt
 from vlground.results import Result
+from vlground.sources import Source, is_url
+from vlground.sources import load as load_source
 
 ImageInput = str | Path | Image.Image | np.ndarray
 Progress = Callable[[int], None] | None
@@ -95,17 +98,20 @@ class Model:
         asyncio.gather's return_exceptions does) and the others go on."""
         requests = [Request(image=i, prompt=p) for i, p in zip(images, prompts, strict=True)]
         answers = self.backend.generate(requests, _options(options, keywords), progress, errors=errors)
-        return [
-            a.error if a.error is not None else parse(p.response_prefix + a.text, self.family, i.size, a.input_size)
-            for i, p, a in zip(images, prompts, answers)
-        ]
+        return [a.error if a.error is not None else self._parsed(i, p, a) for i, p, a in zip(images, prompts, answers)]
+
+    def _parsed(self, image: Image.Image, prompt: Prompt, answer: Generation) -> Result:
+        """The answer on the image it was made on (kept on the Result, which displays itself with it)."""
+        result = parse(prompt.response_prefix + answer.text, self.family, image.size, answer.input_size)
+        result.image = image
+        return result
 
     def _run(self, task: str, images: ImageInput | Sequence[ImageInput], values: tuple[str, Any] | None,
              options: GenerationOptions, *, progress: Progress, errors: str):
         """One request per image and value of `values` (the prompt field's name, and one value or a
         list), a single image or value standing for all."""
         single = not isinstance(images, (list, tuple))
-        loaded = [load_image(i) for i in ([images] if single else images)]
+        loaded = [_load(i) for i in ([images] if single else images)]
         if values is None:
             prompts = [build_prompt(task, self.family)] * len(loaded)
         else:
@@ -121,6 +127,14 @@ class Model:
         return results[0] if single else results
 
 
+def _load(image: ImageInput) -> Image.Image:
+    """An image given as a path, an http(s) URL (downloaded with a deadline and a size limit, see
+    `vlground.sources`), a PIL image or an array; errors are ImageLoadError naming it."""
+    if isinstance(image, str) and is_url(image):
+        return load_source(Source(image))
+    return load_image(image)
+
+
 def _options(options: GenerationOptions | None, keywords: dict[str, Any]) -> GenerationOptions:
     return with_overrides(GenerationOptions, options, keywords)
 
@@ -134,6 +148,7 @@ def _merge(results: list[Result | Exception]) -> Result | Exception:
         text="\n".join(r.text for r in results if r.text),
         image_size=results[0].image_size,
         raw="\n".join(r.raw for r in results),
+        image=results[0].image,
     )
 
 
