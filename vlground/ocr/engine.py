@@ -72,7 +72,7 @@ class PPOCREngine:
         return pieces
 
     def read_one(self, image: Image.Image) -> PageText:
-        lines = [_fixed(line) for line in assemble_lines(self.detect(image), np.asarray(image.convert("L")))]
+        lines = [with_confusions_fixed(line) for line in assemble_lines(self.detect(image), np.asarray(image.convert("L")))]
         return PageText(text="\n".join(line.text for line in lines), lines=lines)
 
     def read(self, images: Sequence[Image.Image]) -> list[PageText]:
@@ -112,7 +112,7 @@ def _char_geometry(quad: np.ndarray, text: str, word_info: list) -> tuple[np.nda
     return left + steps[:, None] * (right - left), None
 
 
-def _fixed(line: OcrLine) -> OcrLine:
+def with_confusions_fixed(line: OcrLine) -> OcrLine:
     """The line with look-alike characters fixed, in its words too (the fixes keep word boundaries)."""
     text = fix_confusions(line.text)
     parts = text.split(" ")
