@@ -4,7 +4,9 @@
 Each pathological family below is also what tests/test_parse_fuzz.py grows to 1e5 characters."""
 import json
 import math
+import signal
 import time
+from contextlib import contextmanager
 
 import pytest
 from typer.testing import CliRunner
@@ -61,10 +63,29 @@ def check(result, size=SIZE):
     json.dumps(result.to_dict(), allow_nan=False)
 
 
+@contextmanager
+def time_limit(seconds: float):
+    """Fail, instead of hanging CI, when a parse stalls (the regex engine checks for signals)."""
+
+    def stalled(*_):
+        raise TimeoutError(f"parse took more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stalled)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def timed_parse(family: str, text: str) -> float:
-    t = time.perf_counter()
-    check(parse(text, family, SIZE))
-    return time.perf_counter() - t
+    with time_limit(20):
+        t = time.perf_counter()
+        result = parse(text, family, SIZE)
+        elapsed = time.perf_counter() - t
+    check(result)
+    return elapsed
 
 
 @pytest.mark.parametrize("name", list(PATHOLOGICAL))
