@@ -25,6 +25,7 @@ assert [d.label for d in results[1].detections] == ["Two apples", "Two apples", 
 assert results[4].detections[0].box == results[6].detections[0].box or \\
     max(abs(a - b) for a, b in zip(results[4].detections[0].box, results[6].detections[0].box)) < 1.5
 assert tiny.image_size == photo.size and tiny.raw  # the tiny model answered on the photo
+assert tiny.image.size == photo.size and tiny._repr_png_()  # and its result draws itself
 """,
     "coordinate_frames.ipynb": """
 right, as_original, as_1000 = (r.detections[0].box for r in readings)
