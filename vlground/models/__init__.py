@@ -40,9 +40,7 @@ def load_backend(name_or_path: str | Path, options: LoadOptions | None = None, *
     if is_server_url(name_or_path) or options.runtime == "server":
         return _load_server(str(name_or_path), options)
     if options.server_only:
-        names = list(options.server_only)
-        raise OptionsError(f"{', '.join(names)} {'applies' if len(names) == 1 else 'apply'} to a server URL "
-                           f"(http://...), not to {name_or_path}")
+        raise OptionsError(f"{_apply(options.server_only)} to a server URL (http://...), not to {name_or_path}")
     _check_family_early(name_or_path)
     path = resolve_checkpoint(name_or_path)
     family = get_family(path)  # the checkpoint's own config has the last word
@@ -56,10 +54,13 @@ def _load_server(url: str, options: LoadOptions) -> Backend:
     if not is_server_url(url):
         raise OptionsError(f"runtime 'server' needs the server's API base URL (http://host:port/v1), not {url!r}")
     if options.local_only:
-        raise OptionsError(
-            f"{', '.join(options.local_only)} apply to local models; a server runs the model its own way"
-        )
+        raise OptionsError(f"{_apply(options.local_only)} to local models; a server runs the model its own way")
     return runtime_class("server").load(url, None, options)
+
+
+def _apply(names) -> str:
+    names = list(names)
+    return f"{', '.join(names)} {'applies' if len(names) == 1 else 'apply'}"
 
 
 def _check_family_early(name_or_path: str | Path) -> Family:
