@@ -22,7 +22,7 @@ def test_to_supervision_keeps_labels_texts_and_kinds():
     assert len(sv) == 3
     np.testing.assert_allclose(sv.xyxy[0], [10, 20, 30, 40])
     np.testing.assert_allclose(sv.xyxy[1], [5, 6, 5, 6])
-    assert list(sv.data["class_name"]) == ["cat", "dog", ""]
+    assert list(sv.data["class_name"]) == ["cat", "dog", "text"]
     assert list(sv.data["text"]) == ["", "", "EXIT"]
     assert list(sv.data["kind"]) == ["box", "point", "box"]
     assert sv.class_id[0] != sv.class_id[1]
@@ -37,6 +37,21 @@ def test_to_coco_uses_xywh_and_refuses_unknown_labels():
     assert r.to_coco(7, {"car": 3}) == [{"image_id": 7, "category_id": 3, "bbox": [10, 20, 30, 40], "score": 1.0}]
     with pytest.raises(KeyError, match="car"):
         r.to_coco(7, {"bus": 1})
+
+
+def test_to_coco_without_ids_gives_each_class_its_own_category():
+    r = Result(
+        detections=[
+            Detection(label="car", box=(0, 0, 1, 1)),
+            Detection(label="bus", box=(0, 0, 2, 2)),
+            Detection(label=None, box=(0, 0, 3, 3), text="EXIT"),
+            Detection(label="car", box=(0, 0, 4, 4)),
+        ],
+        text="",
+        image_size=(10, 10),
+    )
+    assert r.coco_categories() == [{"id": 1, "name": "bus"}, {"id": 2, "name": "car"}, {"id": 3, "name": "text"}]
+    assert [e["category_id"] for e in r.to_coco(1)] == [2, 1, 3, 2]
 
 
 def test_dict_round_trip():

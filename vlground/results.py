@@ -150,13 +150,14 @@ class Result:
 
     def to_supervision(self) -> sv.Detections:
         """`supervision.Detections` with `xyxy` (quads and points as their bounding boxes) and the
-        labels, texts and kinds in `data` ("class_name", "text", "kind")."""
+        class names, texts and kinds in `data` ("class_name", "text", "kind"). A detection without a
+        label is named by what it is: "text" for an OCR line, else "object"."""
         import supervision as sv
 
         if not len(self):
             return sv.Detections.empty()
         xyxy = self.xyxy.astype(np.float32)
-        labels = [d.label or "" for d in self.detections]
+        labels = [class_name(d) for d in self.detections]
         names = sorted(set(labels))
         return sv.Detections(
             xyxy=xyxy,
@@ -170,15 +171,23 @@ class Result:
             },
         )
 
+    def coco_categories(self) -> list[dict]:
+        """COCO `categories` for this result's class names: ids 1..K in sorted name order, the ids
+        `to_coco` uses when it is given none."""
+        return [{"id": i, "name": name} for i, name in enumerate(sorted({class_name(d) for d in self.detections}), 1)]
+
     def to_coco(self, image_id: int, category_ids: dict[str, int] | None = None, score: float = 1.0) -> list[dict]:
-        """COCO result entries (`bbox` as x, y, w, h). Without `category_ids` every entry gets
-        category 1; with it, a label it lacks is an error rather than a silently dropped entry."""
-        missing = sorted({str(d.label) for d in self.detections if category_ids is not None and d.label not in category_ids})
+        """COCO result entries (`bbox` as x, y, w, h). Without `category_ids` the ids are those of
+        `coco_categories()`; with it, a class name it lacks is an error rather than a silently
+        dropped entry. Pass the dataset's own ids when scoring against its ground truth."""
+        if category_ids is None:
+            category_ids = {c["name"]: c["id"] for c in self.coco_categories()}
+        missing = sorted({class_name(d) for d in self.detections if class_name(d) not in category_ids})
         if missing:
             raise KeyError(f"labels without a COCO category id: {missing}; add them to category_ids")
         out = []
         for d in self.detections:
-            cat = 1 if category_ids is None else category_ids[d.label]
+            cat = category_ids[class_name(d)]
             x1, y1, x2, y2 = d.xyxy
             out.append({"image_id": image_id, "category_id": cat, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
         return out
@@ -189,3 +198,9 @@ class Result:
         from vlground.viz import png_of
 
         return png_of(self)
+
+
+def class_name(detection: Detection) -> str:
+    """The name a detection goes by in supervision and COCO: its label, else "text" for an OCR line,
+    else "object"."""
+    return detection.label or ("text" if detection.text else "object")
