@@ -8,7 +8,7 @@ work on the machine falls on all of them alike. Ray's fixed cost is the wall tim
 run over FEW images minus the single-process run over the same images. Steady-state rates come from
 the output file's growth between the first and the last record.
 
-    python benchmarks/bench_scale.py            # N=100 LABEL_N=24 REPEATS=1
+    python benchmarks/bench_scale.py            # N=100 LABEL_N=48 LABEL_TOKENS=64 REPEATS=1
 Prints one JSON line; the machine's load average is in it."""
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from vlground.ocr.synthetic import font_files, render, varied_cases
 from vlground.testing import make_tiny_model
 
 N = int(os.environ.get("N", "100"))
-LABEL_N = int(os.environ.get("LABEL_N", "24"))
+LABEL_N = int(os.environ.get("LABEL_N", "48"))
+LABEL_TOKENS = os.environ.get("LABEL_TOKENS", "64")
 FEW = int(os.environ.get("FEW", "4"))
 REPEATS = int(os.environ.get("REPEATS", "1"))
 FONTS = [None] + font_files(Path(__file__).resolve().parent.parent / "tests" / "fonts")
@@ -78,7 +79,7 @@ def main() -> None:
         _images(tmp / "few", FEW)
         _images(tmp / "label", LABEL_N)
         tiny = str(make_tiny_model("qwen2.5-vl", tmp / "tiny"))
-        label = ["label", str(tmp / "label"), "-c", "text", "--model", tiny, "--max-new-tokens", "24", "--batch-size", "2"]
+        label = ["label", str(tmp / "label"), "-c", "text", "--model", tiny, "--max-new-tokens", LABEL_TOKENS, "--batch-size", "2"]
         load_before = os.getloadavg()
         runs = _runs({
             "ocr_1_worker": ["ocr", str(tmp / "ocr"), "--workers", "1"],
@@ -90,7 +91,7 @@ def main() -> None:
         }, tmp)
     best = {name: _best(r) for name, r in runs.items()}
     print(json.dumps({
-        "images": {"ocr": N, "few": FEW, "label": LABEL_N}, "repeats": REPEATS, "cpu_count": os.cpu_count(),
+        "images": {"ocr": N, "few": FEW, "label": LABEL_N}, "label_max_new_tokens": int(LABEL_TOKENS), "repeats": REPEATS, "cpu_count": os.cpu_count(),
         "load_average_before": [round(v, 2) for v in load_before], "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "runs": best,
         "ocr_speedup_wall": _ratio(best["ocr_1_worker"]["wall_s"], best["ocr_ray_2_workers"]["wall_s"]),

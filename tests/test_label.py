@@ -144,11 +144,13 @@ def test_bad_options_fail_in_one_line(folder, tmp_path, args, message):
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
 
 
-def test_a_job_without_ray_never_imports_ray(folder, tmp_path, tiny_checkpoint):
+@pytest.mark.parametrize("command", ["label", "ocr"])
+def test_a_job_without_ray_never_imports_ray(command, folder, tmp_path, tiny_checkpoint):
     script = ("import sys; from vlground.cli.main import app\n"
               "try:\n    app(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
               "print('ray imported' if 'ray' in sys.modules else 'no ray')")
-    args = ["label", str(folder / "a.png"), "--out", str(tmp_path / "o.jsonl"), *model_args(tiny_checkpoint)]
+    extra = model_args(tiny_checkpoint) if command == "label" else ["--workers", "1"]
+    args = [command, str(folder / "a.png"), "--out", str(tmp_path / "o.jsonl"), *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=120)
     assert done.stdout.strip().splitlines()[-1] == "no ray", done.stderr[-2000:]
