@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlground.cli.errors import fail
-from vlground.cli.flags import Device, MaxNewTokens
+from vlground.cli.flags import Device, GpusPerWorker, MaxNewTokens, Ray, Workers
 
 
 def label(
@@ -26,9 +26,9 @@ def label(
     dtype: Annotated[str, typer.Option(help="auto, bf16, fp16 or fp32.")] = "auto",
     min_pixels: Annotated[Optional[int], typer.Option(help="Smallest model input in pixels (Qwen2-VL and later).")] = None,
     max_pixels: Annotated[Optional[int], typer.Option(help="Largest model input in pixels (Qwen2-VL and later).")] = None,
-    ray: Annotated[Optional[str], typer.Option(help="Run on Ray: 'local' (a cluster on this machine), 'auto' (the cluster this machine is in) or ray://host:10001.")] = None,
-    workers: Annotated[int, typer.Option("--workers", "-j", min=1, help="With --ray: model replicas (actors).")] = 1,
-    gpus_per_worker: Annotated[float, typer.Option(min=0, help="With --ray: GPUs per replica (0.5: two share one).")] = 0.0,
+    ray: Ray = None,
+    workers: Workers = 1,
+    gpus_per_worker: GpusPerWorker = 0.0,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar on stderr (default: when it is a terminal).")] = None,
 ) -> None:
     """Find every instance of the categories in each image; exit status 1 when any image failed (its record says why)."""
