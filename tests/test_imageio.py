@@ -125,6 +125,23 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
     assert image_size(tmp_path / "bomb.png") == (100_000, 100_000)  # the header is fine to read
 
 
+def test_the_size_of_a_bomb_is_read_without_decoding_it(tmp_path, monkeypatch):
+    """Reading the size (and the EXIF orientation) of a PNG must not decode its pixels: Pillow's PNG
+    getexif() would, allocating the whole 100000x100000 image."""
+    from PIL import ImageFile
+
+    decoded = []
+
+    def refuse(self):
+        decoded.append(self.size)
+        raise MemoryError("decoded")
+
+    _png_header_only(tmp_path / "bomb.png", 100_000, 100_000)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+    assert image_size(tmp_path / "bomb.png") == (100_000, 100_000)
+    assert decoded == []
+
+
 def test_pixel_limit_is_configurable(tmp_path):
     Image.new("RGB", (100, 100)).save(tmp_path / "small.png")
     with pytest.raises(ImageLoadError, match="over the limit of 5,000"):

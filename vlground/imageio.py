@@ -86,12 +86,23 @@ def _open_file(path: Path) -> Image.Image:
 
 
 def _displayed_size(image: Image.Image) -> tuple[int, int]:
-    try:
-        orientation = image.getexif().get(_EXIF_ORIENTATION)
-    except Exception:  # broken EXIF: the image is shown as stored
-        orientation = None
     width, height = image.size
+    orientation = _header_orientation(image)
     return (height, width) if orientation in _TRANSPOSED_ORIENTATIONS else (width, height)
+
+
+def _header_orientation(image: Image.Image) -> int | None:
+    """The EXIF orientation, read from the header alone. Pillow's PNG `getexif()` decodes every pixel
+    to look for an eXIf chunk after them, which a size query (of a decompression bomb, say) must not
+    pay for; the PNG rules put eXIf before the pixels, where the header read has found it."""
+    try:
+        if image.format != "PNG":
+            return image.getexif().get(_EXIF_ORIENTATION)
+        exif = Image.Exif()
+        exif.load(image.info.get("exif") or b"")
+        return exif.get(_EXIF_ORIENTATION)
+    except Exception:  # broken EXIF: the image is shown as stored
+        return None
 
 
 def _exif_transposed(image: Image.Image) -> Image.Image:
