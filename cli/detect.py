@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlground.cli.errors import fail, one_line, reported
-from vlground.cli.flags import Device, MaxNewTokens, Quiet
+from vlground.cli.flags import Adapter, Device, MaxNewTokens, MergeAdapter, Quiet
 
 
 def _is_source(arg: str) -> bool:
@@ -126,8 +126,8 @@ def detect(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace OUT if it already holds results.")] = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders too.")] = False,
     annotate: Annotated[Optional[Path], typer.Option(help="Draw the boxes: to this image file (one image), or into this existing folder (several; names kept).")] = None,
-    adapter: Annotated[Optional[Path], typer.Option(help="A LoRA adapter folder (from `vlground finetune`) applied on top of the model.")] = None,
-    merge_adapter: Annotated[bool, typer.Option("--merge-adapter", help="Merge the adapter into the weights (faster answers, slower load).")] = False,
+    adapter: Adapter = None,
+    merge_adapter: MergeAdapter = False,
     device: Device = "auto",
     dtype: Annotated[str, typer.Option(help="auto (bf16 on GPU, fp32 on CPU), bf16, fp16 or fp32.")] = "auto",
     min_pixels: Annotated[Optional[int], typer.Option(min=1, help="Smallest model input in pixels (Qwen2-VL and later).")] = None,

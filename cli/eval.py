@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlground.cli.errors import fail
-from vlground.cli.flags import Device, GpusPerWorker, MaxNewTokens, Quiet, Ray, Workers
+from vlground.cli.flags import Adapter, Device, GpusPerWorker, MaxNewTokens, MergeAdapter, Quiet, Ray, Workers
 from vlground.eval.registry import BENCHMARKS
 
 eval_app = typer.Typer(help="Score predictions exactly as the reference evaluators do.", no_args_is_help=True)
@@ -141,8 +141,8 @@ def bench_refcoco(
     dtype: Annotated[str, typer.Option(help="auto, bf16, fp16 or fp32.")] = "auto",
     min_pixels: Annotated[Optional[int], typer.Option(min=1, help="Qwen2-VL-style resizing: fewest pixels per image (default: the checkpoint's).")] = None,
     max_pixels: Annotated[Optional[int], typer.Option(min=1, help="Qwen2-VL-style resizing: most pixels per image (default: the checkpoint's).")] = None,
-    adapter: Annotated[Optional[Path], typer.Option(help="A LoRA/PEFT adapter folder applied on top of MODEL.")] = None,
-    merge_adapter: Annotated[bool, typer.Option(help="Merge --adapter into the weights before running.")] = False,
+    adapter: Adapter = None,
+    merge_adapter: MergeAdapter = False,
     ray: Ray = None,
     workers: Workers = 1,
     gpus_per_worker: GpusPerWorker = 0.0,

@@ -4,6 +4,7 @@
 model is opened: `device: Device = "auto"` in a command's signature is all a command needs."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -26,3 +27,5 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and 
 Ray = Annotated[Optional[str], typer.Option(help="Run on Ray: 'local' (a cluster on this machine), 'auto' (the cluster this machine is in) or ray://host:10001; each worker loads the model.")]
 Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="With --ray: model replicas (actors).")]
 GpusPerWorker = Annotated[float, typer.Option(min=0, help="With --ray: GPUs per replica (0.5: two share one).")]
+Adapter = Annotated[Optional[Path], typer.Option(help="A LoRA adapter folder (from `vlground finetune`) applied on top of the model.")]
+MergeAdapter = Annotated[bool, typer.Option("--merge-adapter", help="Merge the adapter into the weights (faster answers, slower load).")]

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlground.cli.errors import fail
-from vlground.cli.flags import Device, GpusPerWorker, MaxNewTokens, Ray, Workers
+from vlground.cli.flags import Adapter, Device, GpusPerWorker, MaxNewTokens, MergeAdapter, Ray, Workers
 
 
 def label(
@@ -26,6 +26,8 @@ def label(
     dtype: Annotated[str, typer.Option(help="auto, bf16, fp16 or fp32.")] = "auto",
     min_pixels: Annotated[Optional[int], typer.Option(help="Smallest model input in pixels (Qwen2-VL and later).")] = None,
     max_pixels: Annotated[Optional[int], typer.Option(help="Largest model input in pixels (Qwen2-VL and later).")] = None,
+    adapter: Adapter = None,
+    merge_adapter: MergeAdapter = False,
     ray: Ray = None,
     workers: Workers = 1,
     gpus_per_worker: GpusPerWorker = 0.0,
@@ -42,7 +44,8 @@ def label(
     try:
         options = LabelOptions(
             categories=tuple(category), format=fmt, model=model, recursive=recursive, resume=resume, overwrite=overwrite,
-            load=LoadOptions(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels),
+            load=LoadOptions(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels,
+                             adapter=adapter, merge_adapter=merge_adapter),
             generation=GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens),
             progress=progress, ray=ray, workers=workers, gpus_per_worker=gpus_per_worker,
         )

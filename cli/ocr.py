@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlground.cli.errors import fail
-from vlground.cli.flags import Device, MaxNewTokens, Quiet, Ray
+from vlground.cli.flags import Adapter, Device, MaxNewTokens, MergeAdapter, Quiet, Ray
 
 
 def ocr(
@@ -31,6 +31,8 @@ def ocr(
     max_new_tokens: MaxNewTokens = None,
     dtype: Annotated[str, typer.Option(help="Qwen engine: auto, bf16, fp16 or fp32.")] = "auto",
     max_pixels: Annotated[Optional[int], typer.Option(help="Qwen engine: the processor's max_pixels per image.")] = None,
+    adapter: Adapter = None,
+    merge_adapter: MergeAdapter = False,
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar on stderr (default: when it is a terminal).")] = None,
     quiet: Quiet = False,
     ray: Ray = None,
@@ -48,6 +50,8 @@ def ocr(
         fail(f"--mode must be one of {', '.join(MODES)}; got {mode!r}")
     if ray is not None and engine != PPOCR:
         fail("--ray runs the built-in engine on a Ray cluster; a Qwen --engine runs in this process (or behind a server URL)")
+    if engine == PPOCR and (adapter is not None or merge_adapter):
+        fail("--adapter and --merge-adapter are for Qwen engines (--engine MODEL); the built-in engine has no adapters")
     if engine == PPOCR and mode is not None:
         fail("--mode is for Qwen engines (--engine MODEL); the built-in engine always writes each line with its box and score")
     if not 1 <= dpi <= MAX_DPI:
@@ -60,7 +64,7 @@ def ocr(
     options = OcrOptions(
         engine=engine, mode=mode or "text", recursive=recursive, workers=workers, batch_size=batch_size,
         resume=resume, retry_failed=retry_failed, overwrite=overwrite, progress=False if quiet else progress, device=device,
-        max_new_tokens=max_new_tokens, ray=ray,
+        max_new_tokens=max_new_tokens, adapter=adapter, merge_adapter=merge_adapter, ray=ray,
         dtype=dtype, max_pixels=max_pixels, max_image_pixels=pixel_limit, dpi=dpi,
         pages=_page_selection(pages), exports=_exports(formats or [], export_dir, txt_dir, out),
     )

@@ -128,3 +128,35 @@ def test_the_command_fails_in_one_line(tiny_checkpoint, data, tmp_path):
         done = subprocess.run([sys.executable, "-m", "vlground.cli.main", "finetune", *args, "--out", str(tmp_path / "o")],
                               capture_output=True, text=True)
         assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1 and words in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("command", ["detect", "label", "ocr", "bench"])
+def test_every_command_that_takes_a_model_takes_its_adapter(command, tiny_checkpoint, shapes, tmp_path):
+    """--adapter reaches the adapter loader from each command: a folder that is no adapter is refused
+    there, in one line, before any answer is written."""
+    from typer.testing import CliRunner
+
+    from vlground.cli.main import app
+
+    model, image, not_adapter = str(tiny_checkpoint("qwen2.5-vl")), str(shapes.parent / "shape_00.png"), tmp_path / "empty"
+    not_adapter.mkdir()
+    args = {
+        "detect": ["detect", image, "the red square", "--model", model],
+        "label": ["label", image, "-c", "square", "--model", model, "--out", str(tmp_path / "labels.jsonl")],
+        "ocr": ["ocr", image, "--engine", model, "--out", str(tmp_path / "text.jsonl")],
+        "bench": ["bench", "refcoco", "--model", model, "--gt", str(shapes), "--image-root", str(shapes.parent),
+                  "--out", str(tmp_path / "run")],
+    }[command]
+    done = CliRunner().invoke(app, [*args, "--device", "cpu", "--adapter", str(not_adapter)])
+    last = done.output.strip().splitlines()[-1]  # after the weights' loading bar
+    assert done.exit_code == 2 and "Traceback" not in done.output, done.output
+    assert last.startswith("error:") and "not a PEFT adapter folder" in last, done.output
+
+
+def test_the_built_in_ocr_engine_refuses_an_adapter(tmp_path):
+    from typer.testing import CliRunner
+
+    from vlground.cli.main import app
+
+    done = CliRunner().invoke(app, ["ocr", str(tmp_path), "--out", str(tmp_path / "t.jsonl"), "--adapter", str(tmp_path)])
+    assert done.exit_code == 2 and "Qwen engines" in done.output, done.output

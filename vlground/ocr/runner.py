@@ -35,7 +35,8 @@ class OcrOptions:
     folder); `workers` (ppocr) None means one per core; `mode`, `batch_size`, `device`, `dtype` and
     `max_pixels` (the model's input budget) apply to Qwen; `max_image_pixels` is the
     decompression-bomb limit (None: no limit); `max_new_tokens` caps a Qwen answer (None: the
-    task's budget); `pages` and `dpi` apply to documents; `exports` are
+    task's budget); `adapter` (a `vlground finetune` folder, merged into the weights with
+    `merge_adapter`) goes on a Qwen engine; `pages` and `dpi` apply to documents; `exports` are
     (format, folder) pairs (formats of `vlground.ocr.formats`); `progress` None shows a bar only when
     stderr is a terminal; `ray` (a Ray address or "local") runs the built-in engine on `workers`
     Ray actors instead of local processes; `retry_failed` (with resume) reads again the inputs recorded as errors."""
@@ -57,6 +58,8 @@ class OcrOptions:
     dtype: str = "auto"
     max_pixels: int | None = None
     max_new_tokens: int | None = None
+    adapter: Path | None = None
+    merge_adapter: bool = False
     ray: str | None = None
     echo_failures: bool = True
 
@@ -128,7 +131,8 @@ def _qwen_records(jobs: list[PageJob], options: OcrOptions, engine: QwenEngine) 
 def _start_engine(options: OcrOptions, todo: list[PageJob]) -> Callable[[list[PageJob]], Iterator[OcrRecord]]:
     """Build the engine up front, so a missing package or model fails before any record is written."""
     if options.engine != PPOCR:
-        model = load_model(options.engine, LoadOptions(device=options.device, dtype=options.dtype, max_pixels=options.max_pixels))
+        model = load_model(options.engine, LoadOptions(device=options.device, dtype=options.dtype, max_pixels=options.max_pixels,
+                                                       adapter=options.adapter, merge_adapter=options.merge_adapter))
         generation = GenerationOptions(batch_size=options.batch_size, max_new_tokens=options.max_new_tokens)
         engine = QwenEngine(model, options.engine, mode=options.mode, options=generation)
         return lambda jobs: _qwen_records(jobs, options, engine)
