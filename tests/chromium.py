@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -44,7 +45,7 @@ def _start(profile: str) -> tuple[subprocess.Popen, str]:
     browser = subprocess.Popen(
         [_executable(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
          "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     seen = []
     deadline = time.monotonic() + 30
@@ -56,8 +57,27 @@ def _start(profile: str) -> tuple[subprocess.Popen, str]:
         match = re.search(r"DevTools listening on ws://([\d.]+:\d+)/", line)
         if match:
             return browser, f"http://{match[1]}"
-    browser.kill()
+    _stop(browser)
     raise BrowserUnavailable("Chromium did not start: " + "".join(seen[-10:]).strip())
+
+
+def _stop(browser: subprocess.Popen) -> None:
+    """Kill Chromium with its helper processes (its own session), and wait until all are gone, so
+    none still writes into the profile folder while it is removed."""
+    import signal
+
+    try:
+        os.killpg(browser.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    browser.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(browser.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 class _Session:
@@ -125,5 +145,4 @@ def render(path: str | Path, width: int = 1280, height: int = 900) -> Rendering:
             session.socket.close()
             return Rendering(images, _errors(session.events), shot, int(page_height["result"]["value"]))
         finally:
-            browser.kill()
-            browser.wait(timeout=10)
+            _stop(browser)
