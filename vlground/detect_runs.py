@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 from PIL import Image
 
 from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
-from vlground.ocr.runner import Summary
+from vlground.progress import Summary
 from vlground.options import GenerationOptions
 from vlground.results import Result
 from vlground.sources import Source, Sources, is_url, load

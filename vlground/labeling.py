@@ -20,7 +20,7 @@ from vlground.datasets import (COCO_FILE, FORMATS, DatasetStats, LabelRecord, la
 from vlground.families import DEFAULT_MODEL
 from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
 from vlground.options import GenerationOptions, LoadOptions
-from vlground.ocr.runner import Summary
+from vlground.progress import Summary
 from vlground.progress import progress_bar
 from vlground.sink import JsonlSink, escape_path
 
@@ -60,7 +60,7 @@ class LabelOptions:
 
 @dataclass
 class LabelSummary(Summary):
-    """The run (see `vlground.ocr.runner.Summary`) and what went into the dataset."""
+    """The run (see `vlground.progress.Summary`) and what went into the dataset."""
 
     dataset: DatasetStats | None = None
     written: list[str] = field(default_factory=list)
