@@ -108,6 +108,30 @@ def test_receipt_prices_stay_on_their_item_lines():
     assert lines[0].box[0] < 20 and lines[0].box[2] > 500  # one box over item and price
 
 
+def test_a_table_is_read_row_by_row_with_its_cells_on_one_line():
+    # Code, item, quantity, amount: each half of the widest gutter (between item and quantity) spans
+    # more than 8 line heights, as two columns of prose do, but its rows are short cells apart.
+    page = Page(size=(1000, 420))
+    rows = [("1203", "review", "10", "81.04"), ("2893", "customer", "54", "727.75"), ("7364", "total", "75", "457.84"),
+            ("8579", "notice", "11", "518.66"), ("9430", "warehouse", "40", "601.08"), ("5121", "museum", "7", "12.50")]
+    pieces = [page.write(x, 10 + 40 * i, cell) for i, row in enumerate(rows) for x, cell in zip((10, 190, 560, 720), row)]
+    pieces.reverse()
+    assert [line.text for line in assemble_lines(pieces, page.gray)] == [" ".join(row) for row in rows]
+
+
+def test_two_columns_stay_apart_when_the_detector_splits_their_lines_at_word_spaces():
+    page = Page(size=(1000, 300))
+    left = [("The library will", "be closed"), ("on Monday for", "maintenance."), ("Books may be", "returned")]
+    right = [("Children's story", "time moves"), ("to Tuesday at", "ten in the"), ("reading room", "upstairs.")]
+    pieces = []
+    for x, column in ((10, left), (520, right)):
+        for i, (first, second) in enumerate(column):
+            piece = page.write(x, 20 + 40 * i, first)
+            pieces += [piece, page.write(x + page.font.getlength(first + " "), 20 + 40 * i, second)]
+    pieces.reverse()
+    assert [line.text for line in assemble_lines(pieces, page.gray)] == [f"{a} {b}" for a, b in left + right]
+
+
 def test_a_line_split_in_overlapping_pieces_is_one_line_without_duplicates():
     page = Page()
     whole = page.write(10, 10, "reading room")

@@ -6,8 +6,13 @@ by the page's dominant angle, split recursively at the widest empty band (XY-cut
 between blocks, down the page between columns of prose), and the pieces of each row are joined
 into one line, left to right.
 
-A vertical cut is taken only where both sides hold prose (rows several line-heights wide), so a
-receipt's right-aligned prices stay on the same line as their items."""
+A vertical cut is taken only where both sides hold prose, so that a receipt's right-aligned prices
+stay on the same line as their items and a table is read row by row, its cells left to right. What
+tells prose from a table is not the alignment of rows across the gutter (two columns set with the
+same leading share their baselines row for row just as a table does) but what a row is made of: a
+row of prose is one long run of text, words a space apart, while a row of a table is short cells
+with gutters between them. A side is prose when its rows' longest runs are wide, measured in line
+heights; a receipt's item and price, or a table's cells, are each far too short."""
 from __future__ import annotations
 
 import math
@@ -18,12 +23,20 @@ import numpy as np
 from vlground.ocr.records import OcrLine, OcrWord
 from vlground.ocr.spacing import PieceChars, join_pieces
 
-# Both sides of a column gutter hold rows at least this many line heights wide (median).
+# Both sides of a column gutter hold rows whose longest run of text is at least this many line
+# heights wide (median over the rows): a column of prose. Table cells and receipt items are shorter.
 PROSE_ROW_WIDTH = 8.0
+# Pieces of a row less than this many line heights apart are one run of text: a word space (about
+# a third of a line height, wider in justified text) when a detector splits a line, where a gutter
+# between the columns of a table is wider.
+RUN_GAP = 1.5
 # Rows whose vertical extents overlap by this fraction of the smaller height are one row.
 ROW_OVERLAP = 0.5
-# Below this tilt (degrees) lines get an axis-aligned box, above it a quad.
+# Below this tilt (degrees) lines get an axis-aligned box, above it a quad, unless the tilt moves
+# the widest piece by less than LEVEL_DRIFT of its height end to end: detectors' quads of level
+# text are off by a pixel or two, which is a degree or more on a short word.
 AXIS_ALIGNED_DEGREES = 1.0
+LEVEL_DRIFT = 0.1
 
 
 @dataclass(frozen=True)
@@ -104,9 +117,20 @@ def _gaps(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return gaps
 
 
+def _longest_run(row: list[Piece], line_height: float) -> float:
+    """Width of the widest stretch of the row (pieces left to right) with no gap over RUN_GAP."""
+    longest, start, reach = 0.0, row[0].box[0], row[0].box[2]
+    for piece in row[1:]:
+        if piece.box[0] - reach > RUN_GAP * line_height:
+            longest, start = max(longest, reach - start), piece.box[0]
+        reach = max(reach, piece.box[2])
+    return max(longest, reach - start)
+
+
 def _is_prose(pieces: list[Piece], line_height: float) -> bool:
+    """Rows (at least two) of long runs of text: a column of prose, not a table's cells."""
     rows = _rows(pieces)
-    widths = [max(p.box[2] for p in row) - min(p.box[0] for p in row) for row in rows]
+    widths = [_longest_run(row, line_height) for row in rows]
     return len(rows) >= 2 and float(np.median(widths)) >= PROSE_ROW_WIDTH * line_height
 
 
@@ -151,7 +175,9 @@ def assemble_lines(pieces: list[Piece], gray: np.ndarray) -> list[OcrLine]:
     if not pieces:
         return []
     deskewed, angle = _deskew(pieces)
-    level = abs(math.degrees(angle)) < AXIS_ALIGNED_DEGREES
+    widest = max(deskewed, key=lambda p: p.width)
+    level = (abs(math.degrees(angle)) < AXIS_ALIGNED_DEGREES
+             or abs(math.tan(angle)) * widest.width < LEVEL_DRIFT * widest.height)
     lines = []
     for row in _reading_order(deskewed):
         quad = _row_quad(row, angle)
