@@ -3,6 +3,7 @@ per page, words, and the txt / hOCR / Markdown / searchable-PDF exports (the PDF
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from difflib import SequenceMatcher
 from pathlib import Path
 
 import pypdfium2 as pdfium
@@ -184,3 +185,25 @@ def test_markdown_paragraphs_columns_and_rows():
         "Parking behind\nthe building.\n\n"
         "Coffee 3.50\\\nTea 2.00\n"
     )
+
+
+def test_a_table_page_is_read_row_by_row(tmp_path):
+    # Code, item, quantity, amount at 9 pt, as in benchmarks/bench_ocr_documents.py: the widest gutter
+    # has rows wider than 8 line heights on both sides, as two columns of prose would.
+    rows = [("1203", "review", "10", "81.04"), ("2893", "customer", "54", "727.75"), ("7364", "total", "75", "457.84"),
+            ("8579", "notice", "11", "518.66"), ("9430", "warehouse", "40", "601.08")]
+    canvas = Canvas(str(tmp_path / "table.pdf"), pagesize=(360, 110))
+    canvas.setFont("Helvetica", 9)
+    for i, row in enumerate(rows):
+        for x, cell in zip((20, 94, 234, 304), row):
+            canvas.drawString(x, 90 - 14 * i, cell)
+    canvas.save()
+    out = tmp_path / "t.jsonl"
+    result = CliRunner().invoke(ocr_app(), ["ocr", str(tmp_path / "table.pdf"), "--out", str(out), "--workers", "1"])
+    assert result.exit_code == 0, result.stderr
+    (record,) = read_records(out)
+    lines = record["text"].split("\n")
+    assert len(lines) == len(rows)  # one line per row, not one per row and side of the gutter
+    for line in lines:  # each line is most like its own row, cells left to right (a misread digit allowed)
+        nearest = max(rows, key=lambda row: SequenceMatcher(None, line, " ".join(row)).ratio())
+        assert lines.index(line) == rows.index(nearest) and SequenceMatcher(None, line, " ".join(nearest)).ratio() > 0.8
