@@ -1,5 +1,5 @@
-"""The embedded engine today, rapidocr-onnxruntime 1.4.4 (PP-OCRv4), against the maintained rapidocr
-3.x (its bundled PP-OCRv6 small models), bare and with vlground's layer, in one run.
+"""The two built-in engines, `ppocr-v4` (rapidocr-onnxruntime 1.4.4, PP-OCRv4) and the default `ppocr`
+(rapidocr 3.x with its bundled PP-OCRv6 small models), bare and with vlground's layer, in one run.
 
 Sets, rendered with known text (`vlground.ocr.synthetic`): `varied` (signs, labels, receipts,
 two-column pages; five fonts, 18-44 px, colours, noise, blur, JPEG), `rotated` (the same turned 8
@@ -8,8 +8,7 @@ degrees) and `low_contrast` (grey ink on grey paper). For each engine: character
 "bare" is the engine's own text, pieces joined by spaces in its order; "layer" is vlground's line
 assembly, reading order, space restoration and look-alike fixes on the engine's pieces.
 
-rapidocr 3.x is not a project dependency: run this where both are installed (a virtual environment
-with the system's packages and `pip install --no-deps rapidocr omegaconf colorlog`):
+Both are installed with `pip install -e ".[ppocr-v4]"` (Python 3.10-3.12):
 
     python benchmarks/bench_ocr_engines.py     # N=16 images per set; prints one JSON line"""
 from __future__ import annotations
@@ -23,50 +22,12 @@ import numpy as np
 from PIL import Image
 from rapidfuzz.distance import Levenshtein
 
-from vlground.ocr.engine import PPOCREngine, with_confusions_fixed
-from vlground.ocr.layout import Piece, assemble_lines
+from vlground.ocr.layout import assemble_lines
+from vlground.ocr.ppocr import PPOCR, PPOCR_V4, built_in_engine, with_confusions_fixed
 from vlground.ocr.synthetic import Style, font_files, render, varied_cases
 
 N = int(os.environ.get("N", "16"))
 FONTS = [None] + font_files(Path(__file__).resolve().parent.parent / "tests" / "fonts")
-
-
-class Rapid3:
-    """rapidocr 3.x with its bundled models, on one thread; pieces as vlground's layout takes them."""
-
-    def __init__(self) -> None:
-        from rapidocr import RapidOCR
-
-        self._ocr = RapidOCR(params={"Global.log_level": "error", "EngineConfig.onnxruntime.intra_op_num_threads": 1,
-                                     "EngineConfig.onnxruntime.inter_op_num_threads": 1})
-
-    def detect(self, image: Image.Image) -> list[Piece]:
-        result = self._ocr(np.asarray(image.convert("RGB")), return_word_box=True)
-        pieces = []
-        for index, (quad, text, score) in enumerate(zip(result.boxes if result.boxes is not None else [],
-                                                          result.txts or (), result.scores or ())):
-            quad = np.asarray(quad, dtype=np.float64)
-            words = result.word_results[index] if result.word_results else ()
-            pieces.append(Piece(quad=quad, text=text, score=float(score), centers=_centers(quad, text, words)))
-        return pieces
-
-
-def _centers(quad: np.ndarray, text: str, words) -> np.ndarray:
-    """A centre per character: spread over each word's box when the words spell the text, else
-    evenly along the piece."""
-    if words and " ".join(w[0] for w in words) == text:
-        centers = []
-        for number, (word, _, box) in enumerate(words):
-            box = np.asarray(box, dtype=np.float64)
-            left, right = (box[0] + box[3]) / 2, (box[1] + box[2]) / 2
-            steps = (np.arange(len(word)) + 0.5) / max(len(word), 1)
-            centers += list(left + steps[:, None] * (right - left))
-            if number < len(words) - 1:
-                centers.append(right)  # the space
-        return np.array(centers)
-    left, right = (quad[0] + quad[3]) / 2, (quad[1] + quad[2]) / 2
-    steps = (np.arange(len(text)) + 0.5) / max(len(text), 1)
-    return left + steps[:, None] * (right - left)
 
 
 def _sets() -> dict[str, list[tuple[Image.Image, str]]]:
@@ -97,13 +58,12 @@ def _evaluate(engine, images: list[tuple[Image.Image, str]]) -> dict:
 
 
 def main() -> None:
-    import rapidocr
-    import rapidocr_onnxruntime
+    from importlib.metadata import version
 
     sets = _sets()
     load_before = os.getloadavg()[0]
-    engines = {f"rapidocr-onnxruntime {getattr(rapidocr_onnxruntime, '__version__', '1.4.4')}": PPOCREngine(threads=1),
-               f"rapidocr {rapidocr.__version__ if hasattr(rapidocr, '__version__') else '3.x'}": Rapid3()}
+    engines = {f"{PPOCR_V4} (rapidocr-onnxruntime {version('rapidocr-onnxruntime')})": built_in_engine(PPOCR_V4, threads=1),
+               f"{PPOCR} (rapidocr {version('rapidocr')})": built_in_engine(PPOCR, threads=1)}
     report = {"images_per_set": N, "cpu_count": os.cpu_count(), "load_average_1min_before": round(load_before, 2)}
     for name, engine in engines.items():  # interleaved by set, so load drifts hit both alike
         report[name] = {}

@@ -1,4 +1,4 @@
-"""Images per second of `vlground ocr` with the embedded engine: 1 worker against 2, in one run.
+"""Images per second of `vlground ocr` with a built-in engine (ENGINE=ppocr|ppocr-v4): 1 worker against 2, in one run.
 
 The same rendered images (signs, labels, receipts, two-column pages, 18-44 px, five fonts) go through
 `run_ocr` with `--workers 1` (one process, one core), `--workers 2`, and, for reference, one process
@@ -16,26 +16,27 @@ import time
 from pathlib import Path
 
 from vlground.imageio import load_image
-from vlground.ocr.engine import PPOCREngine
+from vlground.ocr.ppocr import built_in_engine
 from vlground.ocr.runner import OcrOptions, run_ocr
 from vlground.ocr.synthetic import font_files, render, varied_cases
 
 N = int(os.environ.get("N", "48"))
 WORKERS = int(os.environ.get("WORKERS", "2"))
+ENGINE = os.environ.get("ENGINE", "ppocr")
 FONTS = [None] + font_files(Path(__file__).resolve().parent.parent / "tests" / "fonts")
 
 
 def _one_process_all_threads(folder: Path) -> float:
     """The reference: one engine in this process, onnxruntime free to use every core."""
     started = time.perf_counter()
-    engine = PPOCREngine(threads=None)
+    engine = built_in_engine(ENGINE, threads=None)
     for path in sorted(folder.iterdir()):
         engine.read_one(load_image(path))
     return N / (time.perf_counter() - started)
 
 
 def _workers(folder: Path, out: Path, workers: int) -> float:
-    summary = run_ocr([str(folder)], out, OcrOptions(workers=workers, progress=False))
+    summary = run_ocr([str(folder)], out, OcrOptions(engine=ENGINE, workers=workers, progress=False))
     assert summary.done == N and summary.failed == 0
     return summary.images_per_second
 

@@ -13,10 +13,10 @@ from vlground.cli.flags import Adapter, Device, MaxNewTokens, MergeAdapter, Quie
 def ocr(
     paths: Annotated[list[str], typer.Argument(help="Image files, folders (walked for image files) or quoted globs.")],
     out: Annotated[str, typer.Option("--out", "-o", help="JSONL file to append one record per input to (locked while the run writes it); '-' writes the records to standard output.")],
-    engine: Annotated[str, typer.Option(help="'ppocr' (built in, CPU, offline), a Qwen-VL model (hub id or folder) or an OpenAI-compatible server URL (http://host:8000/v1; its first model).")] = "ppocr",
+    engine: Annotated[str, typer.Option(help="Built in (CPU, offline): 'ppocr' (rapidocr 3, PP-OCRv6) or 'ppocr-v4' (rapidocr-onnxruntime 1.4, PP-OCRv4); or a Qwen-VL model (hub id or folder) or an OpenAI-compatible server URL (http://host:8000/v1; its first model).")] = "ppocr",
     mode: Annotated[Optional[str], typer.Option(help="Qwen engine: 'text' (read-text prompt, the default) or 'lines' (text spotting with boxes). The built-in engine always writes lines with boxes.")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders too.")] = False,
-    workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="ppocr: processes, one core each (default: one per core).")] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="Built-in engine: processes, one core each (default: one per core).")] = None,
     batch_size: Annotated[int, typer.Option(help="Qwen engine: images per batch on the device.")] = 8,
     resume: Annotated[bool, typer.Option(help="Skip the inputs OUT already holds and append the rest (takes over the lock of a run that was killed).")] = False,
     retry_failed: Annotated[bool, typer.Option(help="With --resume: read again the inputs whose records are errors (the new record replaces the old).")] = False,
@@ -41,18 +41,19 @@ def ocr(
     from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS
     from vlground.models.weights import WeightsNotFoundError
     from vlground.ocr.documents import MAX_DPI
-    from vlground.ocr.engine import MODES, PPOCR, EngineUnavailableError
+    from vlground.ocr.engine import MODES, EngineUnavailableError
+    from vlground.ocr.ppocr import is_built_in
     from vlground.ocr.runner import OcrOptions, run_ocr
     from vlground.sink import OutputExistsError, OutputLockedError
 
     _check_flags(resume, retry_failed, overwrite, out)
     if mode is not None and mode not in MODES:
         fail(f"--mode must be one of {', '.join(MODES)}; got {mode!r}")
-    if ray is not None and engine != PPOCR:
+    if ray is not None and not is_built_in(engine):
         fail("--ray runs the built-in engine on a Ray cluster; a Qwen --engine runs in this process (or behind a server URL)")
-    if engine == PPOCR and (adapter is not None or merge_adapter):
+    if is_built_in(engine) and (adapter is not None or merge_adapter):
         fail("--adapter and --merge-adapter are for Qwen engines (--engine MODEL); the built-in engine has no adapters")
-    if engine == PPOCR and mode is not None:
+    if is_built_in(engine) and mode is not None:
         fail("--mode is for Qwen engines (--engine MODEL); the built-in engine always writes each line with its box and score")
     if not 1 <= dpi <= MAX_DPI:
         fail(f"--dpi must be between 1 and {MAX_DPI}; got {dpi}")
@@ -72,6 +73,8 @@ def ocr(
         summary = run_ocr(paths, out, options)
     except (OutputExistsError, OutputLockedError, IsADirectoryError, EngineUnavailableError, WeightsNotFoundError) as error:
         fail(str(error))
+    except BrokenPipeError:
+        raise  # the reader of --out - left (| head): click ends the command quietly, exit status 1
     except Exception as error:  # noqa: BLE001 - unknown models, bad devices: one line, no traceback
         fail(f"{type(error).__name__}: {error}")
     if not quiet or summary.no_inputs:

@@ -86,3 +86,17 @@ def test_messages_of_several_lines_become_one():
     message = "cannot find X. Provide it one of these ways:\n  - pass a folder\n  - download it\nSet HF_HUB_OFFLINE=1."
     assert one_line(message) == "cannot find X. Provide it one of these ways: pass a folder; download it; Set HF_HUB_OFFLINE=1."
     assert one_line("plain") == "plain"
+
+
+def test_a_reader_that_leaves_ends_the_run_quietly(tmp_path):
+    """`vlground ocr ... --out - | head`: no error line, no traceback once the pipe closes."""
+    from vlground.ocr.synthetic import Document, Style, render
+
+    for index in range(3):
+        render(Document("sign", [[[(f"Gate {index}", "center")]]]), Style(size=40)).save(tmp_path / f"{index}.png")
+    run = subprocess.Popen([sys.executable, "-m", "vlground.cli.main", "ocr", str(tmp_path), "--out", "-", "--workers", "1"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert run.stdout.read(10).startswith(b'{"path"')
+    run.stdout.close()
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1 and b"error" not in stderr and b"Traceback" not in stderr, stderr.decode()

@@ -1,4 +1,4 @@
-"""End to end on the real embedded engine: rendered signs, labels, receipts and two-column pages with
+"""End to end on both real built-in engines: rendered signs, labels, receipts and two-column pages with
 known text, in five fonts, four sizes, five colour pairs, noise, blur and JPEG."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from rapidfuzz.distance import Levenshtein
 
 from vlground.imageio import load_image
-from vlground.ocr.engine import PPOCREngine
+from vlground.ocr.ppocr import BUILT_IN_ENGINES, PPOCR_V4, BuiltInEngine, built_in_engine
 from vlground.ocr.synthetic import Document, Style, font_files, render, varied_cases
 
 FONTS = [None] + font_files(Path(__file__).parent / "fonts")
@@ -23,9 +23,11 @@ def character_errors(predicted: str, truth: str) -> tuple[int, int]:
     return Levenshtein.distance(_normalized(predicted), _normalized(truth)), len(_normalized(truth))
 
 
-@pytest.fixture(scope="module")
-def engine() -> PPOCREngine:
-    return PPOCREngine()
+@pytest.fixture(scope="module", params=list(BUILT_IN_ENGINES))
+def engine(request) -> BuiltInEngine:
+    if request.param == PPOCR_V4:
+        pytest.importorskip("rapidocr_onnxruntime", reason="rapidocr-onnxruntime 1.4 has no release for this Python")
+    return built_in_engine(request.param)
 
 
 def test_character_error_rate_at_most_1_5_percent(engine):

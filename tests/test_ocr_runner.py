@@ -113,12 +113,16 @@ def test_all_good_exits_zero_and_workers_agree(tmp_path):
     assert texts[1] == texts[2] == {str(tmp_path / f"{i}.png"): w for i, w in enumerate(["Bakery", "Library", "Pharmacy"])}
 
 
-def test_missing_engine_package_says_what_to_install(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)  # as on a Python it does not support
+@pytest.mark.parametrize(("engine", "module", "advice"), [("ppocr", "rapidocr", "pip install 'rapidocr"),
+                                                        ("ppocr-v4", "rapidocr_onnxruntime", "rapidocr-onnxruntime")])
+def test_missing_engine_package_says_what_to_install(tmp_path, monkeypatch, engine, module, advice):
+    monkeypatch.setitem(sys.modules, module, None)  # as where it is not installed, or has no release
     _sign("Bakery").save(tmp_path / "a.png")
-    result = CliRunner().invoke(ocr_app(), ["ocr", str(tmp_path / "a.png"), "--out", str(tmp_path / "r.jsonl")])
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(ocr_app(), ["ocr", str(tmp_path / "a.png"), "--out", str(out), "--engine", engine])
     assert result.exit_code == 2
-    assert "rapidocr-onnxruntime" in result.stderr and "Traceback" not in result.stderr
+    assert advice in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists() or out.read_text() == ""  # refused before any record
 
 
 def test_a_line_cut_by_a_kill_is_dropped_on_resume(tmp_path):

@@ -22,7 +22,7 @@ def test_ppocr_on_ray_reads_as_a_worker_process(ray_cluster, tmp_path):
         paths.append(path)
     (tmp_path / "bad.png").write_bytes(b"not a png")
     jobs = [PageJob(Source(str(p))) for p in [*paths, tmp_path / "bad.png"]]
-    start_worker(1)
+    start_worker("ppocr", 1)
     alone = {job.source.location: worker_read((job, None)).to_dict() for job in jobs}
     on_ray = [r.to_dict() for r in ppocr_records_on_ray(jobs, None, RaySettings(ray_cluster, workers=2))]
     assert sorted(r["path"] for r in on_ray) == sorted(alone)

@@ -68,11 +68,12 @@ class PpocrWorker:
     `vlground ocr` worker process does; an item is one packed `PageJob`."""
 
     max_image_pixels: int | None
+    engine: str
 
     def setup(self) -> None:
         from vlground.ocr.workers import start_worker
 
-        start_worker(1)
+        start_worker(self.engine, 1)
 
     def __call__(self, items: list[str]) -> list[dict]:
         from vlground.ocr.workers import worker_read
@@ -80,15 +81,15 @@ class PpocrWorker:
         return [worker_read((_unpack(item), self.max_image_pixels)).to_dict() for item in items]
 
     def failed(self, item: str, reason: str) -> dict:
-        from vlground.ocr.engine import PPOCR
         from vlground.ocr.workers import failed_record
 
-        return failed_record(_unpack(item), PPOCR, f"the OCR engine crashed on this image: {reason}").to_dict()
+        return failed_record(_unpack(item), self.engine, f"the OCR engine crashed on this image: {reason}").to_dict()
 
 
-def ppocr_records_on_ray(jobs: Sequence, max_image_pixels: int | None, settings: RaySettings) -> Iterator:
-    """The `OcrRecord` of every page job, read on Ray, each once, in the order they finish."""
+def ppocr_records_on_ray(jobs: Sequence, max_image_pixels: int | None, settings: RaySettings, engine: str = "ppocr") -> Iterator:
+    """The `OcrRecord` of every page job, read on Ray with the built-in `engine`, each once, in the
+    order they finish."""
     from vlground.ocr.records import OcrRecord
 
-    for record in ray_records([_pack(job) for job in jobs], PpocrWorker(max_image_pixels), settings):
+    for record in ray_records([_pack(job) for job in jobs], PpocrWorker(max_image_pixels, engine), settings):
         yield OcrRecord.from_dict(record)

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
 from vlground.ocr.documents import DEFAULT_DPI, DocumentError, PageJob, PageSelection, load_page, plan
-from vlground.ocr.engine import PPOCR, PPOCREngine, QwenEngine
+from vlground.ocr.engine import QwenEngine
 from vlground.ocr.exports import Exporter
 from vlground.ocr.output import absolute_name, input_key, open_sink
+from vlground.ocr.ppocr import PPOCR, check_built_in, is_built_in
 from vlground.ocr.records import OcrRecord
 from vlground.ocr.workers import failed_record, page_record, ppocr_records, start_worker
 from vlground.options import GenerationOptions, LoadOptions
@@ -31,8 +32,8 @@ from vlground.tasks import load_model
 
 @dataclass(frozen=True)
 class OcrOptions:
-    """Everything `vlground ocr` can be told. `engine` is "ppocr" or a Qwen model (hub id or
-    folder); `workers` (ppocr) None means one per core; `mode`, `batch_size`, `device`, `dtype` and
+    """Everything `vlground ocr` can be told. `engine` is a built-in engine ("ppocr", "ppocr-v4")
+    or a Qwen model (hub id, folder or server URL); `workers` (built-in) None means one per core; `mode`, `batch_size`, `device`, `dtype` and
     `max_pixels` (the model's input budget) apply to Qwen; `max_image_pixels` is the
     decompression-bomb limit (None: no limit); `max_new_tokens` caps a Qwen answer (None: the
     task's budget); `adapter` (a `vlground finetune` folder, merged into the weights with
@@ -88,7 +89,7 @@ def _qwen_records(jobs: list[PageJob], options: OcrOptions, engine: QwenEngine) 
 
 def _start_engine(options: OcrOptions, todo: list[PageJob]) -> Callable[[list[PageJob]], Iterator[OcrRecord]]:
     """Build the engine up front, so a missing package or model fails before any record is written."""
-    if options.engine != PPOCR:
+    if not is_built_in(options.engine):
         model = load_model(options.engine, LoadOptions(device=options.device, dtype=options.dtype, max_pixels=options.max_pixels,
                                                        adapter=options.adapter, merge_adapter=options.merge_adapter))
         generation = GenerationOptions(batch_size=options.batch_size, max_new_tokens=options.max_new_tokens)
@@ -99,13 +100,14 @@ def _start_engine(options: OcrOptions, todo: list[PageJob]) -> Callable[[list[Pa
         from vlground.scale import RaySettings
 
         settings = RaySettings(options.ray, workers=options.workers or 1)
-        return lambda jobs: ppocr_records_on_ray(jobs, options.max_image_pixels, settings)
+        check_built_in(options.engine)  # here, before the actors build theirs
+        return lambda jobs: ppocr_records_on_ray(jobs, options.max_image_pixels, settings, options.engine)
     workers = options.workers or max(1, min(os.cpu_count() or 1, len(todo)))
     if workers == 1:
-        start_worker(1 if options.workers else None)  # --workers 1 means one core
+        start_worker(options.engine, 1 if options.workers else None)  # --workers 1 means one core
     else:
-        PPOCREngine.check_available()  # the workers build their own engines
-    return lambda jobs: ppocr_records(jobs, workers, options.max_image_pixels)
+        check_built_in(options.engine)  # the workers build their own engines
+    return lambda jobs: ppocr_records(jobs, workers, options.max_image_pixels, options.engine)
 
 
 def _done_before(key: str, done: dict, options: OcrOptions, summary: Summary) -> bool:

@@ -104,7 +104,8 @@ def join_pieces(gray: np.ndarray, quad: Sequence[Sequence[float]], height: float
     `gray` is the whole image (uint8); `quad` the line's corners clockwise from its top-left; `height`
     the text height in pixels the gaps are measured against; `pieces` left to right. Spaces the
     recognizer wrote are kept. Where two pieces overlap, a character the first piece read under the
-    second piece's first character is a duplicate (or a fragment of it) and is dropped."""
+    second piece's first character is a duplicate (or a fragment of it): of the two readings the one
+    of the less confident piece is dropped (the second's when they tie)."""
     ink, warp, upright_height = _rectified_ink(gray, np.asarray(quad, dtype=np.float32))
     empty = ink <= max(1.0, EMPTY_COLUMN_INK * height)
     chars = _line_chars(pieces, warp, height)
@@ -140,11 +141,17 @@ def _line_chars(pieces: Sequence[PieceChars], warp: np.ndarray, height: float) -
     for piece in pieces:
         xs = cv2.perspectiveTransform(np.asarray(piece.centers, dtype=np.float32)[None], warp)[0, :, 0]
         halves = _half_widths(xs, piece.widths)
-        visible = [x for c, x in zip(piece.text, xs) if not c.isspace()]
+        visible = [i for i, c in enumerate(piece.text) if not c.isspace()]
+        dropped = None  # the new piece's first character, when the earlier reading of it is surer
         for _ in range(2):  # at most a duplicate and a fragment
-            if chars and visible and chars[-1].c != " " and chars[-1].x >= visible[0] - DUPLICATE_DISTANCE * height:
+            if chars and visible and chars[-1].c != " " and chars[-1].x >= xs[visible[0]] - DUPLICATE_DISTANCE * height:
+                if chars[-1].score > piece.score:
+                    dropped = visible[0]
+                    break
                 chars.pop()
-        for c, x, half in zip(piece.text, xs, halves):
+        for i, (c, x, half) in enumerate(zip(piece.text, xs, halves)):
+            if i == dropped:
+                continue
             if not c.isspace():
                 chars.append(_Char(c, float(x), float(half), piece.score))
             elif chars and chars[-1].c != " ":

@@ -20,7 +20,8 @@ from PIL import Image
 
 from vlground.imageio import ImageLoadError
 from vlground.ocr.documents import PageJob, load_page
-from vlground.ocr.engine import PPOCR, PPOCREngine, PageText
+from vlground.ocr.engine import PageText
+from vlground.ocr.ppocr import BUILT_IN_ENGINES, PPOCR, BuiltInEngine, built_in_engine
 from vlground.ocr.records import OcrRecord
 from vlground.sink import pid_alive
 
@@ -51,7 +52,7 @@ def read_job(job: PageJob, engine: str, max_image_pixels: int | None, read: Read
 
 
 # The engine of a worker process, built once by start_worker.
-_worker_engine: PPOCREngine | None = None
+_worker_engine: BuiltInEngine | None = None
 
 
 def _die_with_parent(main_pid: int) -> None:
@@ -70,50 +71,51 @@ def _watch(main_pid: int) -> None:
     os._exit(1)
 
 
-def start_worker(threads: int | None, main_pid: int | None = None) -> None:
-    """Build this process's engine (`threads` None: all cores); `main_pid`: the run to die with."""
+def start_worker(engine: str, threads: int | None, main_pid: int | None = None) -> None:
+    """Build this process's built-in engine (`threads` None: all cores); `main_pid`: the run to die with."""
     global _worker_engine
     if main_pid is not None:
         _die_with_parent(main_pid)
-    _worker_engine = PPOCREngine(threads=threads)
+    _worker_engine = built_in_engine(engine, threads=threads)
 
 
 def worker_read(job: Job) -> OcrRecord:
     page, max_image_pixels = job
-    return read_job(page, PPOCR, max_image_pixels, _worker_engine.read)
+    return read_job(page, _worker_engine.name, max_image_pixels, _worker_engine.read)
 
 
-def ppocr_records(jobs: list[PageJob], workers: int, max_image_pixels: int | None,
+def ppocr_records(jobs: list[PageJob], workers: int, max_image_pixels: int | None, engine: str = PPOCR,
                   read: Callable[[Job], OcrRecord] = worker_read) -> Iterator[OcrRecord]:
-    """Records of `jobs` as they finish, read by `workers` processes (1: in this process, whose
-    engine `start_worker` built)."""
+    """Records of `jobs` as they finish, read with the built-in `engine` by `workers` processes (1:
+    in this process, whose engine `start_worker` built)."""
     queue = deque((job, max_image_pixels) for job in jobs)
     if workers == 1:
         yield from map(read, queue)
         return
     # Never plain fork: onnxruntime's threads in this process (an earlier engine) would deadlock the
     # copies. A fork server starts clean, imports this module and rapidocr once, and forks workers
-    # from that (a missing rapidocr was caught by check_available before).
+    # from that (a missing rapidocr was caught by check_built_in before).
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__, "rapidocr_onnxruntime"])
+        context.set_forkserver_preload([__name__, *BUILT_IN_ENGINES[engine].modules])
     else:
         context = multiprocessing.get_context("spawn")
     while queue:
-        crashed = yield from _pool_pass(queue, workers, context, read)
+        crashed = yield from _pool_pass(queue, workers, context, engine, read)
         for job in crashed:  # each alone: only the image that kills the engine gets an error record
-            yield _alone(job, context, read)
+            yield _alone(job, context, engine, read)
 
 
-def _pool(workers: int, context) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker, initargs=(1, os.getpid()))
+def _pool(workers: int, context, engine: str) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker, initargs=(engine, 1, os.getpid()))
 
 
-def _pool_pass(jobs: deque, workers: int, context, read: Callable[[Job], OcrRecord]) -> Generator[OcrRecord, None, list[Job]]:
+def _pool_pass(jobs: deque, workers: int, context, engine: str,
+               read: Callable[[Job], OcrRecord]) -> Generator[OcrRecord, None, list[Job]]:
     """Records of `jobs` (taken from the left) read by `workers` processes, one job each in flight.
     A worker that dies (a crash inside the engine) breaks the pool: the pass then ends and returns
     the jobs that were in flight, since any of them may be the cause; the rest stay in `jobs`."""
-    with _pool(workers, context) as pool:
+    with _pool(workers, context, engine) as pool:
         running: dict = {}
         while jobs or running:
             while jobs and len(running) < workers:
@@ -132,10 +134,10 @@ def _pool_pass(jobs: deque, workers: int, context, read: Callable[[Job], OcrReco
     return []
 
 
-def _alone(job: Job, context, read: Callable[[Job], OcrRecord]) -> OcrRecord:
-    with _pool(1, context) as pool:
+def _alone(job: Job, context, engine: str, read: Callable[[Job], OcrRecord]) -> OcrRecord:
+    with _pool(1, context, engine) as pool:
         try:
             return pool.submit(read, job).result()
         except BrokenProcessPool:
-            return failed_record(job[0], PPOCR, "the OCR engine crashed on this image (its worker process died); "
+            return failed_record(job[0], engine, "the OCR engine crashed on this image (its worker process died); "
                                  "the other images were read")

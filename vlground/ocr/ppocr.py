@@ -1,0 +1,218 @@
+"""The built-in engines: PP-OCR through rapidocr, on the CPU, with the models its wheel carries.
+
+Two generations behind one interface, chosen by name (`vlground ocr --engine NAME`):
+
+    ppocr     rapidocr 3.x with its bundled PP-OCRv6 small models (the default: lower error rates
+              on every quality set at the same speed, Python 3.10-3.13)
+    ppocr-v4  rapidocr-onnxruntime 1.4.4 with PP-OCRv4 (the engine of vlground 0.1; Python < 3.13,
+              `pip install 'vlground[ppocr-v4]'`)
+
+Each gives `Piece`s (image pixels, one centre per character); vlground's layer on top is the same
+for both: lines in reading order (columns too), word spaces from the pixels, look-alike fixes. No
+engine downloads anything: the model files are taken from the installed package or refused."""
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vlground.ocr.confusions import fix_confusions
+from vlground.ocr.engine import EngineUnavailableError, PageText
+from vlground.ocr.layout import Piece, assemble_lines
+from vlground.ocr.records import OcrLine
+
+PPOCR = "ppocr"
+PPOCR_V4 = "ppocr-v4"
+
+
+class BuiltInEngine:
+    """What both generations share: pixels in, pieces out (`_pieces`, on a BGR array), lines
+    assembled by vlground's layer. `threads` caps onnxruntime's threads (1 per process when several
+    worker processes share the cores); None lets it use them all."""
+
+    name: str
+    # The packages a worker process imports before it forks (vlground.ocr.workers).
+    modules: tuple[str, ...]
+
+    def detect(self, image: Image.Image) -> list[Piece]:
+        """The bare engine's pieces (its text as it comes), image pixels."""
+        rgb = np.asarray(_within_aspect(image.convert("RGB")))
+        return self._pieces(np.ascontiguousarray(rgb[:, :, ::-1]))  # both rapidocr generations read BGR
+
+    def read_one(self, image: Image.Image) -> PageText:
+        lines = [with_confusions_fixed(line) for line in assemble_lines(self.detect(image), np.asarray(image.convert("L")))]
+        return PageText(text="\n".join(line.text for line in lines), lines=lines)
+
+    def read(self, images: Sequence[Image.Image]) -> list[PageText]:
+        return [self.read_one(image) for image in images]
+
+    def _pieces(self, bgr: np.ndarray) -> list[Piece]:
+        raise NotImplementedError
+
+
+class PPOCRv6(BuiltInEngine):
+    """rapidocr 3.x: PP-OCRv6 small detection and recognition, the v2 angle classifier, every model
+    path given explicitly so that rapidocr never reaches for its downloader. Its lines come with
+    their word spaces; `return_single_char_box` gives one box per visible character."""
+
+    name = PPOCR
+    modules = ("rapidocr", "onnxruntime")
+
+    def __init__(self, threads: int | None = None) -> None:
+        models = self.check_available()
+        from rapidocr import RapidOCR
+
+        params = {"Global.log_level": "error", **{f"{task}.model_path": str(path) for task, path in models.items()}}
+        if threads is not None:
+            params |= {"EngineConfig.onnxruntime.intra_op_num_threads": threads,
+                       "EngineConfig.onnxruntime.inter_op_num_threads": 1}
+        self._ocr = RapidOCR(params=params)
+
+    @staticmethod
+    def check_available() -> dict[str, Path]:
+        """The bundled model file of each stage (Det, Cls, Rec), or EngineUnavailableError saying
+        what to install."""
+        _require("rapidocr", "pip install 'rapidocr>=3.10,<4' onnxruntime")
+        _require("onnxruntime", "pip install onnxruntime (rapidocr leaves the runtime to you)")
+        folder = Path(importlib.import_module("rapidocr").__file__).parent / "models"
+        models = {}
+        for task, pattern in (("Det", "*_det_*.onnx"), ("Cls", "*_cls_*.onnx"), ("Rec", "*_rec_*.onnx")):
+            found = sorted(folder.glob(pattern))
+            if len(found) != 1:
+                raise EngineUnavailableError(
+                    f"rapidocr's bundled {task.lower()} model is {'missing from' if not found else 'ambiguous in'} {folder} "
+                    f"({', '.join(p.name for p in found) or 'no ' + pattern}); vlground never downloads OCR models: "
+                    "reinstall the wheel with pip install --force-reinstall 'rapidocr>=3.10,<4'")
+            models[task] = found[0]
+        return models
+
+    def _pieces(self, bgr: np.ndarray) -> list[Piece]:
+        result = self._ocr(bgr, return_word_box=True, return_single_char_box=True)
+        if result.boxes is None or result.txts is None:
+            return []
+        chars = result.word_results or [()] * len(result.txts)
+        pieces = []
+        for quad, text, score, boxes in zip(result.boxes, result.txts, result.scores, chars):
+            corners = np.asarray(quad, dtype=np.float64)
+            visible = [np.asarray(box, dtype=np.float64) for _, _, box in boxes or ()]
+            centers, widths = _char_geometry(corners, text, visible)
+            pieces.append(Piece(quad=corners, text=text, score=float(score), centers=centers, widths=widths))
+        return pieces
+
+
+class PPOCRv4(BuiltInEngine):
+    """rapidocr-onnxruntime 1.4.4, whose wheel carries PP-OCRv4: English text comes without its word
+    spaces, which vlground's layer puts back. No wheel for Python 3.13."""
+
+    name = PPOCR_V4
+    modules = ("rapidocr_onnxruntime",)
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.check_available()
+        from rapidocr_onnxruntime import RapidOCR
+
+        options = {} if threads is None else {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+        self._ocr = RapidOCR(**options)
+
+    @staticmethod
+    def check_available() -> None:
+        _require("rapidocr_onnxruntime",
+                 "pip install 'rapidocr-onnxruntime>=1.4,<1.5' (Python 3.10-3.12), or use --engine ppocr"
+                 if sys.version_info < (3, 13) else
+                 "rapidocr-onnxruntime 1.4 has no release for Python 3.13: use --engine ppocr (the default), "
+                 "or Python 3.10-3.12")
+
+    def _pieces(self, bgr: np.ndarray) -> list[Piece]:
+        result, _ = self._ocr(bgr, return_word_box=True)
+        pieces = []
+        for quad, text, score, *word_info in result or []:
+            corners = np.asarray(quad, dtype=np.float64)
+            boxes = word_info[0] if word_info else None
+            visible = [] if boxes is None else [np.asarray(box, dtype=np.float64) for box in boxes]
+            centers, widths = _char_geometry(corners, text, visible)
+            pieces.append(Piece(quad=corners, text=text, score=float(score), centers=centers, widths=widths))
+        return pieces
+
+
+BUILT_IN_ENGINES: dict[str, type[BuiltInEngine]] = {PPOCR: PPOCRv6, PPOCR_V4: PPOCRv4}
+
+
+def is_built_in(name: str) -> bool:
+    return name in BUILT_IN_ENGINES
+
+
+def built_in_engine(name: str = PPOCR, threads: int | None = None) -> BuiltInEngine:
+    """The built-in engine called `name` (EngineUnavailableError when its package is missing)."""
+    if name not in BUILT_IN_ENGINES:
+        raise ValueError(f"no built-in OCR engine {name!r}; built in: {', '.join(BUILT_IN_ENGINES)}")
+    return BUILT_IN_ENGINES[name](threads=threads)
+
+
+def check_built_in(name: str) -> None:
+    """Raise EngineUnavailableError, saying what to install, when engine `name` cannot run here."""
+    BUILT_IN_ENGINES[name].check_available()
+
+
+def _require(module: str, advice: str) -> None:
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        raise EngineUnavailableError(f"the OCR engine needs the package {module}, which is not importable here "
+                                     f"({error}): {advice}") from error
+
+
+# rapidocr shrinks the long side to 2000 px and fails once the short side rounds to nothing; its
+# detector then scales the short side up to 736 px, so a long strip costs its aspect ratio in time.
+MAX_ASPECT = 10
+
+
+def _within_aspect(image: Image.Image) -> Image.Image:
+    """Extreme strips padded (right or bottom, in their border colour) to MAX_ASPECT, so pixel
+    coordinates stay those of the original. Text in such a strip is shrunk with it and may be lost."""
+    width, height = image.size
+    if max(width, height) <= MAX_ASPECT * min(width, height):
+        return image
+    pixels = np.asarray(image)
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    size = (width, -(-width // MAX_ASPECT)) if width > height else (-(-height // MAX_ASPECT), height)
+    canvas = Image.new("RGB", size, tuple(int(v) for v in np.median(border, axis=0)))
+    canvas.paste(image, (0, 0))
+    return canvas
+
+
+def _char_geometry(quad: np.ndarray, text: str, boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+    """One (x, y) per character of `text` and its width along the line, from the engine's boxes of
+    the visible characters (`boxes`, 4 corners each, one per non-space character). A space sits
+    halfway between its neighbours, zero wide. Where the boxes do not match the text, centres go
+    evenly along the middle of the piece and widths are left to the layout (None)."""
+    visible = [i for i, c in enumerate(text) if not c.isspace()]
+    if boxes and len(boxes) in (len(visible), len(text)) and visible:
+        corners = np.stack(boxes).reshape(len(boxes), 4, 2)
+        if len(boxes) == len(text):  # the engine boxed the spaces too
+            visible = list(range(len(text)))
+        centers = np.zeros((len(text), 2))
+        widths = np.zeros(len(text))
+        centers[visible] = corners.mean(axis=1)
+        widths[visible] = (np.linalg.norm(corners[:, 1] - corners[:, 0], axis=1) + np.linalg.norm(corners[:, 2] - corners[:, 3], axis=1)) / 2
+        for i in sorted(set(range(len(text))) - set(visible)):
+            before = max((j for j in visible if j < i), default=None)
+            after = min((j for j in visible if j > i), default=None)
+            centers[i] = (centers[before] + centers[after]) / 2 if before is not None and after is not None else centers[before if before is not None else after]
+        return centers, widths
+    left, right = (quad[0] + quad[3]) / 2, (quad[1] + quad[2]) / 2
+    steps = (np.arange(len(text)) + 0.5) / max(len(text), 1)
+    return left + steps[:, None] * (right - left), None
+
+
+def with_confusions_fixed(line: OcrLine) -> OcrLine:
+    """The line with look-alike characters fixed, in its words too (the fixes keep word boundaries)."""
+    text = fix_confusions(line.text)
+    parts = text.split(" ")
+    if len(parts) != len(line.words):
+        return replace(line, text=text)
+    return replace(line, text=text, words=tuple(replace(w, text=t) for w, t in zip(line.words, parts)))
