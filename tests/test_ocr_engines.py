@@ -97,3 +97,16 @@ def test_the_default_engine_is_the_maintained_one():
     from vlground.ocr.runner import OcrOptions
 
     assert OcrOptions().engine == PPOCR and BUILT_IN_ENGINES[PPOCR] is PPOCRv6
+
+
+def test_a_broken_model_file_stops_the_engine_before_any_image(tmp_path, monkeypatch):
+    """rapidocr would load it at the first image and fail every image of the batch."""
+    import rapidocr
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for path in PPOCRv6.check_available().values():
+        (models / path.name).write_bytes(path.read_bytes() if "_det_" not in path.name else b"not an onnx model")
+    monkeypatch.setattr(rapidocr, "__file__", str(tmp_path / "__init__.py"))
+    with pytest.raises(EngineUnavailableError, match="could not be loaded.*--force-reinstall"):
+        PPOCRv6()

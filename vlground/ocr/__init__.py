@@ -1,7 +1,8 @@
 """Batch OCR: the embedded engine, line assembly, documents, exports and the resumable runner.
 
     records    the JSONL record `vlground ocr` writes (and `vlground eval ocr` reads), words included
-    engine     PP-OCR (rapidocr-onnxruntime, CPU, offline) and Qwen-VL engines
+    engine     what every engine gives (PageText), and the Qwen-VL models as engines
+    ppocr      the built-in engines, PP-OCRv6 (rapidocr 3, default) and PP-OCRv4, CPU, offline
     layout     detected pieces -> lines in reading order (columns, tilted pages)
     spacing    word spaces the recognizer dropped, put back from the pixels; the words of a line
     confusions look-alike characters fixed where the context leaves no doubt

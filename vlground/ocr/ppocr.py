@@ -72,6 +72,15 @@ class PPOCRv6(BuiltInEngine):
             params |= {"EngineConfig.onnxruntime.intra_op_num_threads": threads,
                        "EngineConfig.onnxruntime.inter_op_num_threads": 1}
         self._ocr = RapidOCR(params=params)
+        # rapidocr loads each model on first use; load them now, so that a broken model file stops
+        # the run before its first record instead of failing every image.
+        try:
+            for stage in ("_load_det_model", "_load_cls_model", "_load_rec_model"):
+                getattr(self._ocr, stage, lambda: None)()
+        except Exception as error:
+            raise EngineUnavailableError(
+                f"rapidocr's bundled models could not be loaded ({type(error).__name__}: {error}); "
+                "reinstall them with pip install --force-reinstall 'rapidocr>=3.10,<4'") from error
 
     @staticmethod
     def check_available() -> dict[str, Path]:
