@@ -11,6 +11,7 @@ a high error rate.
 
     python benchmarks/bench_ocr_documents.py                  # prints one JSON line
     ENGINE=ppocr-v4 python benchmarks/bench_ocr_documents.py  # another built-in engine, both sides
+    ANGLE_CLS=1 python benchmarks/bench_ocr_documents.py       # with the 0/180-degree line classifier
 Other load on the cores lowers pages/s; the line says what the load was."""
 from __future__ import annotations
 
@@ -112,6 +113,7 @@ def _cer(pairs: list[tuple[str, str]]) -> float:
 
 def main() -> None:
     engine_name = os.environ.get("ENGINE", PPOCR)
+    angle_cls = os.environ.get("ANGLE_CLS", "0") == "1"
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "docs"
         folder.mkdir()
@@ -120,18 +122,18 @@ def main() -> None:
         rates, texts = {}, {}
         for workers in (1, 2):
             out = Path(tmp) / f"w{workers}.jsonl"
-            summary = run_ocr([str(folder)], out, OcrOptions(engine=engine_name, workers=workers, progress=False, echo_failures=False))
+            summary = run_ocr([str(folder)], out, OcrOptions(engine=engine_name, angle_cls=angle_cls, workers=workers, progress=False, echo_failures=False))
             assert summary.failed == 0 and summary.done == len(truth)
             rates[f"workers_{workers}"] = summary.done / summary.seconds
             records = [json.loads(line) for line in out.read_text().splitlines()]
             texts = {(Path(r["path"]).name, r["page"]): r["text"] for r in records}
-        engine = built_in_engine(engine_name, threads=1)
+        engine = built_in_engine(engine_name, threads=1, angle_cls=angle_cls)
         bare = {}
         for name in ("document.pdf", "scan.tif"):
             for job in plan(Source(str(folder / name)), PageSelection()):
                 bare[(name, job.page)] = " ".join(p.text for p in engine.detect(load_page(job)))
     kinds = ("two_columns", "table", "small_print_8pt", "mixed")
-    report = {"engine": engine_name, "pages": len(truth), "dpi": 300, "cpu_count": os.cpu_count(), "load_average_1min_before": round(load_before, 2),
+    report = {"engine": engine_name, "angle_cls": angle_cls, "pages": len(truth), "dpi": 300, "cpu_count": os.cpu_count(), "load_average_1min_before": round(load_before, 2),
               "pages_per_s": {k: round(v, 3) for k, v in rates.items()},
               "speedup_2_workers": round(rates["workers_2"] / rates["workers_1"], 3)}
     for name in ("document.pdf", "scan.tif"):

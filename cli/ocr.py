@@ -14,6 +14,7 @@ def ocr(
     paths: Annotated[list[str], typer.Argument(help="Image files, folders (walked for image files) or quoted globs.")],
     out: Annotated[str, typer.Option("--out", "-o", help="JSONL file to append one record per input to (locked while the run writes it); '-' writes the records to standard output.")],
     engine: Annotated[str, typer.Option(help="Built in (CPU, offline): 'ppocr' (rapidocr 3, PP-OCRv6) or 'ppocr-v4' (rapidocr-onnxruntime 1.4, PP-OCRv4); or a Qwen-VL model (hub id or folder) or an OpenAI-compatible server URL (http://host:8000/v1; its first model).")] = "ppocr",
+    angle_cls: Annotated[bool, typer.Option("--angle-cls", help="Built-in engine: run PP-OCR's 0/180-degree line classifier, for upside-down lines; off by default, as it flips long lines of small print.")] = False,
     mode: Annotated[Optional[str], typer.Option(help="Qwen engine: 'text' (read-text prompt, the default) or 'lines' (text spotting with boxes). The built-in engine always writes lines with boxes.")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders too.")] = False,
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="Built-in engine: processes, one core each (default: one per core).")] = None,
@@ -53,6 +54,8 @@ def ocr(
         fail("--ray runs the built-in engine on a Ray cluster; a Qwen --engine runs in this process (or behind a server URL)")
     if is_built_in(engine) and (adapter is not None or merge_adapter):
         fail("--adapter and --merge-adapter are for Qwen engines (--engine MODEL); the built-in engine has no adapters")
+    if angle_cls and not is_built_in(engine):
+        fail("--angle-cls is for the built-in engines (ppocr, ppocr-v4); a Qwen model reads lines at any angle itself")
     if is_built_in(engine) and mode is not None:
         fail("--mode is for Qwen engines (--engine MODEL); the built-in engine always writes each line with its box and score")
     if not 1 <= dpi <= MAX_DPI:
@@ -63,7 +66,7 @@ def ocr(
         fail("--max-image-pixels must be positive, or 0 for no limit")
     pixel_limit = DEFAULT_MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels or None
     options = OcrOptions(
-        engine=engine, mode=mode or "text", recursive=recursive, workers=workers, batch_size=batch_size,
+        engine=engine, angle_cls=angle_cls, mode=mode or "text", recursive=recursive, workers=workers, batch_size=batch_size,
         resume=resume, retry_failed=retry_failed, overwrite=overwrite, progress=False if quiet else progress, device=device,
         max_new_tokens=max_new_tokens, adapter=adapter, merge_adapter=merge_adapter, ray=ray,
         dtype=dtype, max_pixels=max_pixels, max_image_pixels=pixel_limit, dpi=dpi,

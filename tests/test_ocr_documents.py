@@ -2,12 +2,15 @@
 per page, words, and the txt / hOCR / Markdown / searchable-PDF exports (the PDF's text read back)."""
 from __future__ import annotations
 
+import random
+import sys
 import xml.etree.ElementTree as ET
 from difflib import SequenceMatcher
 from pathlib import Path
 
 import pypdfium2 as pdfium
 import pytest
+from rapidfuzz.distance import Levenshtein
 from reportlab.pdfgen.canvas import Canvas
 from typer.testing import CliRunner
 
@@ -207,3 +210,37 @@ def test_a_table_page_is_read_row_by_row(tmp_path):
     for line in lines:  # each line is most like its own row, cells left to right (a misread digit allowed)
         nearest = max(rows, key=lambda row: SequenceMatcher(None, line, " ".join(row)).ratio())
         assert lines.index(line) == rows.index(nearest) and SequenceMatcher(None, line, " ".join(nearest)).ratio() > 0.8
+
+
+SMALL_PRINT_WORDS = ("invoice account balance delivery warehouse quarterly payment schedule customer order number "
+                     "station platform library museum harbour council notice meeting review budget summary total").split()
+
+
+def _small_print_pdf(path: Path, lines: int = 30) -> str:
+    """An A5 page of 8 pt lines, each about 25 times as wide as high; its text."""
+    rng = random.Random(3)
+    text = [" ".join(rng.choice(SMALL_PRINT_WORDS) for _ in range(8)).capitalize() + "." for _ in range(lines)]
+    canvas = Canvas(str(path), pagesize=(420, 595))
+    canvas.setFont("Helvetica", 8)
+    for row, line in enumerate(text):
+        canvas.drawString(36, 555 - 10.5 * row, line)
+    canvas.save()
+    return "\n".join(text)
+
+
+@pytest.mark.parametrize("engine", ["ppocr", pytest.param("ppocr-v4", marks=pytest.mark.skipif(
+    sys.version_info >= (3, 13), reason="rapidocr-onnxruntime 1.4 has no release for Python 3.13"))])
+def test_long_lines_of_small_print_are_not_flipped(tmp_path, engine):
+    """PP-OCR's angle classifier takes many such lines for upside down and garbles them: it is off
+    by default (--angle-cls turns it on)."""
+    truth = _small_print_pdf(tmp_path / "terms.pdf")
+    rates = {}
+    for flags in ([], ["--angle-cls"]):
+        out = tmp_path / f"{len(flags)}.jsonl"
+        result = CliRunner().invoke(ocr_app(), ["ocr", str(tmp_path / "terms.pdf"), "--out", str(out), "--workers", "1",
+                                             "--engine", engine, *flags])
+        assert result.exit_code == 0, result.stderr
+        (record,) = read_records(out)
+        rates[bool(flags)] = Levenshtein.distance(" ".join(record["text"].split()), " ".join(truth.split())) / len(truth)
+    assert rates[False] < 0.01, rates
+    assert rates[True] > rates[False]  # what the classifier costs here; when this fails, reconsider the default

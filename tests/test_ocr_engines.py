@@ -110,3 +110,10 @@ def test_a_broken_model_file_stops_the_engine_before_any_image(tmp_path, monkeyp
     monkeypatch.setattr(rapidocr, "__file__", str(tmp_path / "__init__.py"))
     with pytest.raises(EngineUnavailableError, match="could not be loaded.*--force-reinstall"):
         PPOCRv6()
+
+
+def test_the_angle_classifier_flag_is_for_built_in_engines_only(tmp_path):
+    render(Document("sign", [[[("Exit", "center")]]]), Style(font=FONT, size=40)).save(tmp_path / "a.png")
+    result = CliRunner().invoke(ocr_app(), ["ocr", str(tmp_path / "a.png"), "--out", str(tmp_path / "r.jsonl"),
+                                         "--engine", "Qwen/Qwen2.5-VL-7B-Instruct", "--angle-cls"])
+    assert result.exit_code == 2 and "--angle-cls is for the built-in engines" in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vlground.ocr.documents import PageJob
+from vlground.ocr.ppocr import EngineSpec
 from vlground.ocr.synthetic import Document, Style, render
 from vlground.ocr.workers import start_worker, worker_read
 from vlground.ray_jobs import ppocr_records_on_ray
@@ -22,9 +23,9 @@ def test_ppocr_on_ray_reads_as_a_worker_process(ray_cluster, tmp_path):
         paths.append(path)
     (tmp_path / "bad.png").write_bytes(b"not a png")
     jobs = [PageJob(Source(str(p))) for p in [*paths, tmp_path / "bad.png"]]
-    start_worker("ppocr", 1)
+    start_worker(EngineSpec(), 1)
     alone = {job.source.location: worker_read((job, None)).to_dict() for job in jobs}
-    on_ray = [r.to_dict() for r in ppocr_records_on_ray(jobs, None, RaySettings(ray_cluster, workers=2))]
+    on_ray = [r.to_dict() for r in ppocr_records_on_ray(jobs, None, RaySettings(ray_cluster, workers=2), EngineSpec())]
     assert sorted(r["path"] for r in on_ray) == sorted(alone)
     assert all(r == alone[r["path"]] for r in on_ray)
     assert alone[str(paths[0])]["text"] == "OPEN 24 HOURS" and alone[str(tmp_path / "bad.png")]["error"]

@@ -9,9 +9,12 @@ import pickle
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vlground.scale import RaySettings, ray_records
+
+if TYPE_CHECKING:
+    from vlground.ocr.ppocr import EngineSpec
 
 
 def _pack(value: Any) -> str:
@@ -68,7 +71,7 @@ class PpocrWorker:
     `vlground ocr` worker process does; an item is one packed `PageJob`."""
 
     max_image_pixels: int | None
-    engine: str
+    engine: EngineSpec
 
     def setup(self) -> None:
         from vlground.ocr.workers import start_worker
@@ -83,10 +86,10 @@ class PpocrWorker:
     def failed(self, item: str, reason: str) -> dict:
         from vlground.ocr.workers import failed_record
 
-        return failed_record(_unpack(item), self.engine, f"the OCR engine crashed on this image: {reason}").to_dict()
+        return failed_record(_unpack(item), self.engine.name, f"the OCR engine crashed on this image: {reason}").to_dict()
 
 
-def ppocr_records_on_ray(jobs: Sequence, max_image_pixels: int | None, settings: RaySettings, engine: str = "ppocr") -> Iterator:
+def ppocr_records_on_ray(jobs: Sequence, max_image_pixels: int | None, settings: RaySettings, engine: EngineSpec) -> Iterator:
     """The `OcrRecord` of every page job, read on Ray with the built-in `engine`, each once, in the
     order they finish."""
     from vlground.ocr.records import OcrRecord

@@ -20,7 +20,7 @@ from vlground.ocr.documents import DEFAULT_DPI, DocumentError, PageJob, PageSele
 from vlground.ocr.engine import QwenEngine
 from vlground.ocr.exports import Exporter
 from vlground.ocr.output import absolute_name, input_key, open_sink
-from vlground.ocr.ppocr import PPOCR, check_built_in, is_built_in
+from vlground.ocr.ppocr import PPOCR, EngineSpec, check_built_in, is_built_in
 from vlground.ocr.records import OcrRecord
 from vlground.ocr.workers import failed_record, page_record, ppocr_records, start_worker
 from vlground.options import GenerationOptions, LoadOptions
@@ -33,7 +33,9 @@ from vlground.tasks import load_model
 @dataclass(frozen=True)
 class OcrOptions:
     """Everything `vlground ocr` can be told. `engine` is a built-in engine ("ppocr", "ppocr-v4")
-    or a Qwen model (hub id, folder or server URL); `workers` (built-in) None means one per core; `mode`, `batch_size`, `device`, `dtype` and
+    or a Qwen model (hub id, folder or server URL); `angle_cls` turns on the built-in engine's
+    0/180-degree line classifier (off: it flips long lines of small print, `vlground.ocr.ppocr`);
+    `workers` (built-in) None means one per core; `mode`, `batch_size`, `device`, `dtype` and
     `max_pixels` (the model's input budget) apply to Qwen; `max_image_pixels` is the
     decompression-bomb limit (None: no limit); `max_new_tokens` caps a Qwen answer (None: the
     task's budget); `adapter` (a `vlground finetune` folder, merged into the weights with
@@ -43,6 +45,7 @@ class OcrOptions:
     Ray actors instead of local processes; `retry_failed` (with resume) reads again the inputs recorded as errors."""
 
     engine: str = PPOCR
+    angle_cls: bool = False
     mode: str = "text"
     recursive: bool = False
     workers: int | None = None
@@ -95,19 +98,20 @@ def _start_engine(options: OcrOptions, todo: list[PageJob]) -> Callable[[list[Pa
         generation = GenerationOptions(batch_size=options.batch_size, max_new_tokens=options.max_new_tokens)
         engine = QwenEngine(model, options.engine, mode=options.mode, options=generation)
         return lambda jobs: _qwen_records(jobs, options, engine)
+    spec = EngineSpec(options.engine, angle_cls=options.angle_cls)
     if options.ray is not None:  # actors on a Ray cluster, each with a one-thread engine
         from vlground.ray_jobs import ppocr_records_on_ray
         from vlground.scale import RaySettings
 
         settings = RaySettings(options.ray, workers=options.workers or 1)
         check_built_in(options.engine)  # here, before the actors build theirs
-        return lambda jobs: ppocr_records_on_ray(jobs, options.max_image_pixels, settings, options.engine)
+        return lambda jobs: ppocr_records_on_ray(jobs, options.max_image_pixels, settings, spec)
     workers = options.workers or max(1, min(os.cpu_count() or 1, len(todo)))
     if workers == 1:
-        start_worker(options.engine, 1 if options.workers else None)  # --workers 1 means one core
+        start_worker(spec, 1 if options.workers else None)  # --workers 1 means one core
     else:
         check_built_in(options.engine)  # the workers build their own engines
-    return lambda jobs: ppocr_records(jobs, workers, options.max_image_pixels, options.engine)
+    return lambda jobs: ppocr_records(jobs, workers, options.max_image_pixels, spec)
 
 
 def _done_before(key: str, done: dict, options: OcrOptions, summary: Summary) -> bool:

@@ -21,7 +21,7 @@ from PIL import Image
 from vlground.imageio import ImageLoadError
 from vlground.ocr.documents import PageJob, load_page
 from vlground.ocr.engine import PageText
-from vlground.ocr.ppocr import BUILT_IN_ENGINES, PPOCR, BuiltInEngine, built_in_engine
+from vlground.ocr.ppocr import BUILT_IN_ENGINES, BuiltInEngine, EngineSpec
 from vlground.ocr.records import OcrRecord
 from vlground.sink import pid_alive
 
@@ -71,12 +71,12 @@ def _watch(main_pid: int) -> None:
     os._exit(1)
 
 
-def start_worker(engine: str, threads: int | None, main_pid: int | None = None) -> None:
+def start_worker(engine: EngineSpec, threads: int | None, main_pid: int | None = None) -> None:
     """Build this process's built-in engine (`threads` None: all cores); `main_pid`: the run to die with."""
     global _worker_engine
     if main_pid is not None:
         _die_with_parent(main_pid)
-    _worker_engine = built_in_engine(engine, threads=threads)
+    _worker_engine = engine.build(threads)
 
 
 def worker_read(job: Job) -> OcrRecord:
@@ -84,7 +84,7 @@ def worker_read(job: Job) -> OcrRecord:
     return read_job(page, _worker_engine.name, max_image_pixels, _worker_engine.read)
 
 
-def ppocr_records(jobs: list[PageJob], workers: int, max_image_pixels: int | None, engine: str = PPOCR,
+def ppocr_records(jobs: list[PageJob], workers: int, max_image_pixels: int | None, engine: EngineSpec = EngineSpec(),
                   read: Callable[[Job], OcrRecord] = worker_read) -> Iterator[OcrRecord]:
     """Records of `jobs` as they finish, read with the built-in `engine` by `workers` processes (1:
     in this process, whose engine `start_worker` built)."""
@@ -97,7 +97,7 @@ def ppocr_records(jobs: list[PageJob], workers: int, max_image_pixels: int | Non
     # from that (a missing rapidocr was caught by check_built_in before).
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__, *BUILT_IN_ENGINES[engine].modules])
+        context.set_forkserver_preload([__name__, *BUILT_IN_ENGINES[engine.name].modules])
     else:
         context = multiprocessing.get_context("spawn")
     while queue:
@@ -106,11 +106,11 @@ def ppocr_records(jobs: list[PageJob], workers: int, max_image_pixels: int | Non
             yield _alone(job, context, engine, read)
 
 
-def _pool(workers: int, context, engine: str) -> ProcessPoolExecutor:
+def _pool(workers: int, context, engine: EngineSpec) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=context, initializer=start_worker, initargs=(engine, 1, os.getpid()))
 
 
-def _pool_pass(jobs: deque, workers: int, context, engine: str,
+def _pool_pass(jobs: deque, workers: int, context, engine: EngineSpec,
                read: Callable[[Job], OcrRecord]) -> Generator[OcrRecord, None, list[Job]]:
     """Records of `jobs` (taken from the left) read by `workers` processes, one job each in flight.
     A worker that dies (a crash inside the engine) breaks the pool: the pass then ends and returns
@@ -134,10 +134,10 @@ def _pool_pass(jobs: deque, workers: int, context, engine: str,
     return []
 
 
-def _alone(job: Job, context, engine: str, read: Callable[[Job], OcrRecord]) -> OcrRecord:
+def _alone(job: Job, context, engine: EngineSpec, read: Callable[[Job], OcrRecord]) -> OcrRecord:
     with _pool(1, context, engine) as pool:
         try:
             return pool.submit(read, job).result()
         except BrokenProcessPool:
-            return failed_record(job[0], engine, "the OCR engine crashed on this image (its worker process died); "
+            return failed_record(job[0], engine.name, "the OCR engine crashed on this image (its worker process died); "
                                  "the other images were read")
