@@ -10,7 +10,8 @@ assembly, reading order, space restoration and look-alike fixes on the engine's 
 
 Both are installed with `pip install -e ".[ppocr-v4]"` (Python 3.10-3.12):
 
-    python benchmarks/bench_ocr_engines.py     # N=16 images per set; prints one JSON line"""
+    python benchmarks/bench_ocr_engines.py                # N=16 images per set; prints one JSON line
+    ANGLE_CLS=1 python benchmarks/bench_ocr_engines.py    # with PP-OCR's 0/180-degree line classifier"""
 from __future__ import annotations
 
 import json
@@ -27,6 +28,7 @@ from vlground.ocr.ppocr import PPOCR, PPOCR_V4, built_in_engine, with_confusions
 from vlground.ocr.synthetic import Style, font_files, render, varied_cases
 
 N = int(os.environ.get("N", "16"))
+ANGLE_CLS = os.environ.get("ANGLE_CLS", "0") == "1"
 FONTS = [None] + font_files(Path(__file__).resolve().parent.parent / "tests" / "fonts")
 
 
@@ -62,9 +64,9 @@ def main() -> None:
 
     sets = _sets()
     load_before = os.getloadavg()[0]
-    engines = {f"{PPOCR_V4} (rapidocr-onnxruntime {version('rapidocr-onnxruntime')})": built_in_engine(PPOCR_V4, threads=1),
-               f"{PPOCR} (rapidocr {version('rapidocr')})": built_in_engine(PPOCR, threads=1)}
-    report = {"images_per_set": N, "cpu_count": os.cpu_count(), "load_average_1min_before": round(load_before, 2)}
+    engines = {f"{PPOCR_V4} (rapidocr-onnxruntime {version('rapidocr-onnxruntime')})": built_in_engine(PPOCR_V4, threads=1, angle_cls=ANGLE_CLS),
+               f"{PPOCR} (rapidocr {version('rapidocr')})": built_in_engine(PPOCR, threads=1, angle_cls=ANGLE_CLS)}
+    report = {"images_per_set": N, "angle_cls": ANGLE_CLS, "cpu_count": os.cpu_count(), "load_average_1min_before": round(load_before, 2)}
     for name, engine in engines.items():  # interleaved by set, so load drifts hit both alike
         report[name] = {}
     for set_name, images in sets.items():
