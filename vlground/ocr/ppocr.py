@@ -63,8 +63,9 @@ class BuiltInEngine:
 
 
 class PPOCRv6(BuiltInEngine):
-    """rapidocr 3.x: PP-OCRv6 small detection and recognition, the v2 angle classifier, every model
-    path given explicitly so that rapidocr never reaches for its downloader. Its lines come with
+    """rapidocr 3.x: PP-OCRv6 small detection and recognition, the v2 angle classifier (used only
+    with `angle_cls`), every model path given explicitly so that rapidocr never reaches for its
+    downloader. Its lines come with
     their word spaces; `return_single_char_box` gives one box per visible character."""
 
     name = PPOCR
