@@ -99,17 +99,35 @@ def test_the_default_engine_is_the_maintained_one():
     assert OcrOptions().engine == PPOCR and BUILT_IN_ENGINES[PPOCR] is PPOCRv6
 
 
-def test_a_broken_model_file_stops_the_engine_before_any_image(tmp_path, monkeypatch):
-    """rapidocr would load it at the first image and fail every image of the batch."""
+def _break_the_detection_model(folder: Path, monkeypatch) -> None:
     import rapidocr
 
-    models = tmp_path / "models"
+    models = folder / "models"
     models.mkdir()
     for path in PPOCRv6.check_available().values():
         (models / path.name).write_bytes(path.read_bytes() if "_det_" not in path.name else b"not an onnx model")
-    monkeypatch.setattr(rapidocr, "__file__", str(tmp_path / "__init__.py"))
+    monkeypatch.setattr(rapidocr, "__file__", str(folder / "__init__.py"))
+
+
+def test_a_broken_model_file_stops_the_engine_before_any_image(tmp_path, monkeypatch):
+    """rapidocr would load it at the first image and fail every image of the batch."""
+    _break_the_detection_model(tmp_path, monkeypatch)
     with pytest.raises(EngineUnavailableError, match="could not be loaded.*--force-reinstall"):
         PPOCRv6()
+
+
+def test_a_broken_install_is_one_message_with_several_workers(tmp_path, monkeypatch):
+    """The worker processes would each fail to build their engine and every page get a crash record."""
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    for index in range(3):
+        render(Document("sign", [[[(f"Gate {index}", "center")]]]), Style(font=FONT, size=40)).save(pages / f"{index}.png")
+    (tmp_path / "rapidocr").mkdir()
+    _break_the_detection_model(tmp_path / "rapidocr", monkeypatch)
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(ocr_app(), ["ocr", str(pages), "--out", str(out), "--workers", "2"])
+    assert result.exit_code == 2 and "could not be loaded" in result.stderr, result.stderr
+    assert not out.exists() or out.read_text() == ""
 
 
 def test_the_angle_classifier_flag_is_for_built_in_engines_only(tmp_path):

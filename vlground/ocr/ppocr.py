@@ -185,11 +185,6 @@ class EngineSpec:
         return built_in_engine(self.name, threads=threads, angle_cls=self.angle_cls)
 
 
-def check_built_in(name: str) -> None:
-    """Raise EngineUnavailableError, saying what to install, when engine `name` cannot run here."""
-    BUILT_IN_ENGINES[name].check_available()
-
-
 def _require(module: str, advice: str) -> None:
     try:
         importlib.import_module(module)

@@ -20,7 +20,7 @@ from vlground.ocr.documents import DEFAULT_DPI, DocumentError, PageJob, PageSele
 from vlground.ocr.engine import QwenEngine
 from vlground.ocr.exports import Exporter
 from vlground.ocr.output import absolute_name, input_key, open_sink
-from vlground.ocr.ppocr import PPOCR, EngineSpec, check_built_in, is_built_in
+from vlground.ocr.ppocr import PPOCR, EngineSpec, is_built_in
 from vlground.ocr.records import OcrRecord
 from vlground.ocr.workers import failed_record, page_record, ppocr_records, start_worker
 from vlground.options import GenerationOptions, LoadOptions
@@ -99,18 +99,19 @@ def _start_engine(options: OcrOptions, todo: list[PageJob]) -> Callable[[list[Pa
         engine = QwenEngine(model, options.engine, mode=options.mode, options=generation)
         return lambda jobs: _qwen_records(jobs, options, engine)
     spec = EngineSpec(options.engine, angle_cls=options.angle_cls)
+    workers = options.workers or max(1, min(os.cpu_count() or 1, len(todo)))
+    if options.ray is None and workers == 1:
+        start_worker(spec, 1 if options.workers else None)  # --workers 1 means one core
+        return lambda jobs: ppocr_records(jobs, 1, options.max_image_pixels, spec)
+    # One engine here first, so that a broken install stops the run with one message instead of an
+    # error record per page; the worker processes or Ray actors then build their own.
+    spec.build(threads=1)
     if options.ray is not None:  # actors on a Ray cluster, each with a one-thread engine
         from vlground.ray_jobs import ppocr_records_on_ray
         from vlground.scale import RaySettings
 
         settings = RaySettings(options.ray, workers=options.workers or 1)
-        check_built_in(options.engine)  # here, before the actors build theirs
         return lambda jobs: ppocr_records_on_ray(jobs, options.max_image_pixels, settings, spec)
-    workers = options.workers or max(1, min(os.cpu_count() or 1, len(todo)))
-    if workers == 1:
-        start_worker(spec, 1 if options.workers else None)  # --workers 1 means one core
-    else:
-        check_built_in(options.engine)  # the workers build their own engines
     return lambda jobs: ppocr_records(jobs, workers, options.max_image_pixels, spec)
 
 

@@ -94,7 +94,7 @@ def ppocr_records(jobs: list[PageJob], workers: int, max_image_pixels: int | Non
         return
     # Never plain fork: onnxruntime's threads in this process (an earlier engine) would deadlock the
     # copies. A fork server starts clean, imports this module and rapidocr once, and forks workers
-    # from that (a missing rapidocr was caught by check_built_in before).
+    # from that (a missing or broken rapidocr stopped the run before).
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__, *BUILT_IN_ENGINES[engine.name].modules])
