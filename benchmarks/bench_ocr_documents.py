@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
-from rapidfuzz.distance import Levenshtein
 
+from vlground.eval.ocr import edit_counts, pooled_rates
 from vlground.ocr.documents import PageSelection, load_page, plan
 from vlground.ocr.ppocr import PPOCR, built_in_engine
 from vlground.ocr.runner import OcrOptions, run_ocr
@@ -102,13 +102,9 @@ def build(folder: Path, seed: int = 11) -> dict[tuple[str, int], str]:
     return truth
 
 
-def _normalized(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _cer(pairs: list[tuple[str, str]]) -> float:
-    errors = sum(Levenshtein.distance(_normalized(p), _normalized(t)) for p, t in pairs)
-    return errors / sum(len(_normalized(t)) for _, t in pairs)
+    """Corpus CER of (predicted, truth) pairs, as `vlground eval ocr` computes it."""
+    return pooled_rates([edit_counts(truth, predicted) for predicted, truth in pairs])["cer"]
 
 
 def main() -> None:

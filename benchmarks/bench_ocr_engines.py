@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from rapidfuzz.distance import Levenshtein
 
+from vlground.eval.ocr import edit_counts, pooled_rates
 from vlground.ocr.layout import assemble_lines
 from vlground.ocr.ppocr import PPOCR, PPOCR_V4, built_in_engine, with_confusions_fixed
 from vlground.ocr.synthetic import Style, font_files, render, varied_cases
@@ -41,10 +41,9 @@ def _sets() -> dict[str, list[tuple[Image.Image, str]]]:
 
 
 def _rates(pairs: list[tuple[str, str]]) -> dict[str, float]:
-    chars = sum(Levenshtein.distance(" ".join(p.split()), " ".join(t.split())) for p, t in pairs)
-    words = sum(Levenshtein.distance(p.split(), t.split()) for p, t in pairs)
-    return {"cer": round(chars / sum(len(" ".join(t.split())) for _, t in pairs), 4),
-            "wer": round(words / sum(len(t.split()) for _, t in pairs), 4)}
+    """Corpus CER and WER of (predicted, truth) pairs, as `vlground eval ocr` computes them."""
+    rates = pooled_rates([edit_counts(truth, predicted) for predicted, truth in pairs])
+    return {name: round(rate, 4) for name, rate in rates.items()}
 
 
 def _evaluate(engine, images: list[tuple[Image.Image, str]]) -> dict:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rapidfuzz.distance import Levenshtein
 
+from vlground.eval.ocr import edit_counts
 from vlground.imageio import load_image
 from vlground.ocr.ppocr import BUILT_IN_ENGINES, PPOCR_V4, BuiltInEngine, built_in_engine
 from vlground.ocr.synthetic import Document, Style, font_files, render, varied_cases
@@ -14,13 +14,10 @@ from vlground.ocr.synthetic import Document, Style, font_files, render, varied_c
 FONTS = [None] + font_files(Path(__file__).parent / "fonts")
 
 
-def _normalized(text: str) -> str:
-    return " ".join(text.split())
-
-
 def character_errors(predicted: str, truth: str) -> tuple[int, int]:
-    """(edit distance, length of the truth), whitespace runs counted as one space."""
-    return Levenshtein.distance(_normalized(predicted), _normalized(truth)), len(_normalized(truth))
+    """(edit distance, length of the truth), whitespace runs counted as one space, as `vlground eval ocr` counts."""
+    counts = edit_counts(truth, predicted)
+    return counts["char_edits"], counts["ref_chars"]
 
 
 @pytest.fixture(scope="module", params=list(BUILT_IN_ENGINES))

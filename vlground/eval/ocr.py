@@ -110,19 +110,32 @@ def _normalize(text: str, ignore_case: bool) -> str:
     return text.lower() if ignore_case else text
 
 
+def edit_counts(reference: str, predicted: str, ignore_case: bool = False) -> dict[str, int]:
+    """Character and word edits that turn `predicted` into `reference`, and the reference's length
+    in characters and words, whitespace runs as one space: what every OCR figure here comes from."""
+    ref, hyp = _normalize(reference, ignore_case), _normalize(predicted, ignore_case)
+    return {"ref_chars": len(ref), "ref_words": len(ref.split()),
+            "char_edits": Levenshtein.distance(ref, hyp), "word_edits": Levenshtein.distance(ref.split(), hyp.split())}
+
+
+def pooled_rates(counts: Sequence[dict]) -> dict[str, float]:
+    """Corpus CER and WER of several documents' `edit_counts`: edits summed over references summed."""
+    chars = sum(c["ref_chars"] for c in counts)
+    words = sum(c["ref_words"] for c in counts)
+    char_edits = sum(c["char_edits"] for c in counts)
+    word_edits = sum(c["word_edits"] for c in counts)
+    return {"cer": char_edits / chars if chars else float(char_edits > 0),
+            "wer": word_edits / words if words else float(word_edits > 0)}
+
+
 @dataclass(kw_only=True)
 class OCRScores(Scores):
     per_document: list[dict]
 
     def headline(self) -> dict:
         docs = self.per_document
-        chars = sum(d["ref_chars"] for d in docs)
-        words = sum(d["ref_words"] for d in docs)
-        char_edits = sum(d["char_edits"] for d in docs)
-        word_edits = sum(d["word_edits"] for d in docs)
         return {
-            "cer": char_edits / chars if chars else float(char_edits > 0),
-            "wer": word_edits / words if words else float(word_edits > 0),
+            **pooled_rates(docs),
             "mean_document_cer": mean(d["cer"] for d in docs),
             "n": len(docs),
             "errors": sum(d["error"] is not None for d in docs),
@@ -142,19 +155,8 @@ def _document(reference: Transcription, record: dict | None, ignore_case: bool) 
     if record is not None and record.get("error"):
         error = str(record["error"])
     predicted = record.get("text") if record is not None and not error else ""
-    ref = _normalize(reference.text, ignore_case)
-    hyp = _normalize(predicted if isinstance(predicted, str) else "", ignore_case)
-    char_edits = Levenshtein.distance(ref, hyp)
-    word_edits = Levenshtein.distance(ref.split(), hyp.split())
-    return {
-        "path": reference.path,
-        "ref_chars": len(ref),
-        "ref_words": len(ref.split()),
-        "char_edits": char_edits,
-        "word_edits": word_edits,
-        "cer": char_edits / len(ref) if ref else float(char_edits > 0),
-        "error": error,
-    }
+    counts = edit_counts(reference.text, predicted if isinstance(predicted, str) else "", ignore_case)
+    return {"path": reference.path, **counts, "cer": pooled_rates([counts])["cer"], "error": error}
 
 
 def score_ocr(
