@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -37,8 +37,8 @@ PPOCR_V4 = "ppocr-v4"
 
 
 class BuiltInEngine:
-    """What both generations share: pixels in, pieces out (`_pieces`, on a BGR array), lines
-    assembled by vlground's layer. `threads` caps onnxruntime's threads (1 per process when several
+    """What both generations share: pixels in, pieces out, lines assembled by vlground's layer; a
+    generation only says how its rapidocr reads a BGR array (`_read`). `threads` caps onnxruntime's threads (1 per process when several
     worker processes share the cores); None lets it use them all."""
 
     name: str
@@ -49,7 +49,12 @@ class BuiltInEngine:
     def detect(self, image: Image.Image) -> list[Piece]:
         """The bare engine's pieces (its text as it comes), image pixels."""
         rgb = np.asarray(_within_aspect(image.convert("RGB")))
-        return self._pieces(np.ascontiguousarray(rgb[:, :, ::-1]))  # both rapidocr generations read BGR
+        pieces = []
+        for quad, text, score, boxes in self._read(np.ascontiguousarray(rgb[:, :, ::-1])):  # rapidocr reads BGR
+            corners = np.asarray(quad, dtype=np.float64)
+            centers, widths = _char_geometry(corners, text, [np.asarray(box, dtype=np.float64) for box in boxes])
+            pieces.append(Piece(quad=corners, text=text, score=float(score), centers=centers, widths=widths))
+        return pieces
 
     def read_one(self, image: Image.Image) -> PageText:
         lines = [with_confusions_fixed(line) for line in assemble_lines(self.detect(image), np.asarray(image.convert("L")))]
@@ -58,15 +63,16 @@ class BuiltInEngine:
     def read(self, images: Sequence[Image.Image]) -> list[PageText]:
         return [self.read_one(image) for image in images]
 
-    def _pieces(self, bgr: np.ndarray) -> list[Piece]:
+    def _read(self, bgr: np.ndarray) -> Iterable[tuple]:
+        """(quad, text, score, boxes of its visible characters) per piece, as the engine gives them."""
         raise NotImplementedError
 
 
 class PPOCRv6(BuiltInEngine):
     """rapidocr 3.x: PP-OCRv6 small detection and recognition, the v2 angle classifier (used only
     with `angle_cls`), every model path given explicitly so that rapidocr never reaches for its
-    downloader. Its lines come with
-    their word spaces; `return_single_char_box` gives one box per visible character."""
+    downloader. Its lines come with their word spaces; `return_single_char_box` gives one box per
+    visible character."""
 
     name = PPOCR
     modules = ("rapidocr", "onnxruntime")
@@ -110,18 +116,13 @@ class PPOCRv6(BuiltInEngine):
             models[task] = found[0]
         return models
 
-    def _pieces(self, bgr: np.ndarray) -> list[Piece]:
+    def _read(self, bgr: np.ndarray) -> Iterable[tuple]:
         result = self._ocr(bgr, use_cls=self.angle_cls, return_word_box=True, return_single_char_box=True)
         if result.boxes is None or result.txts is None:
             return []
         chars = result.word_results or [()] * len(result.txts)
-        pieces = []
-        for quad, text, score, boxes in zip(result.boxes, result.txts, result.scores, chars):
-            corners = np.asarray(quad, dtype=np.float64)
-            visible = [np.asarray(box, dtype=np.float64) for _, _, box in boxes or ()]
-            centers, widths = _char_geometry(corners, text, visible)
-            pieces.append(Piece(quad=corners, text=text, score=float(score), centers=centers, widths=widths))
-        return pieces
+        return [(quad, text, score, [box for _, _, box in boxes or ()])
+                for quad, text, score, boxes in zip(result.boxes, result.txts, result.scores, chars)]
 
 
 class PPOCRv4(BuiltInEngine):
@@ -147,16 +148,10 @@ class PPOCRv4(BuiltInEngine):
                  "rapidocr-onnxruntime 1.4 has no release for Python 3.13: use --engine ppocr (the default), "
                  "or Python 3.10-3.12")
 
-    def _pieces(self, bgr: np.ndarray) -> list[Piece]:
+    def _read(self, bgr: np.ndarray) -> Iterable[tuple]:
         result, _ = self._ocr(bgr, use_cls=self.angle_cls, return_word_box=True)
-        pieces = []
-        for quad, text, score, *word_info in result or []:
-            corners = np.asarray(quad, dtype=np.float64)
-            boxes = word_info[0] if word_info else None
-            visible = [] if boxes is None else [np.asarray(box, dtype=np.float64) for box in boxes]
-            centers, widths = _char_geometry(corners, text, visible)
-            pieces.append(Piece(quad=corners, text=text, score=float(score), centers=centers, widths=widths))
-        return pieces
+        return [(quad, text, score, word_info[0] if word_info and word_info[0] is not None else [])
+                for quad, text, score, *word_info in result or []]
 
 
 BUILT_IN_ENGINES: dict[str, type[BuiltInEngine]] = {PPOCR: PPOCRv6, PPOCR_V4: PPOCRv4}
@@ -215,21 +210,18 @@ def _within_aspect(image: Image.Image) -> Image.Image:
 def _char_geometry(quad: np.ndarray, text: str, boxes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
     """One (x, y) per character of `text` and its width along the line, from the engine's boxes of
     the visible characters (`boxes`, 4 corners each, one per non-space character). A space sits
-    halfway between its neighbours, zero wide. Where the boxes do not match the text, centres go
+    between its neighbours (halfway, for one), zero wide. Where the boxes do not match the text, centres go
     evenly along the middle of the piece and widths are left to the layout (None)."""
     visible = [i for i, c in enumerate(text) if not c.isspace()]
     if boxes and len(boxes) in (len(visible), len(text)) and visible:
         corners = np.stack(boxes).reshape(len(boxes), 4, 2)
         if len(boxes) == len(text):  # the engine boxed the spaces too
             visible = list(range(len(text)))
-        centers = np.zeros((len(text), 2))
+        middles = corners.mean(axis=1)
+        everywhere = np.arange(len(text))  # spaces between their neighbours, the ends' at the end
+        centers = np.stack([np.interp(everywhere, visible, middles[:, axis]) for axis in (0, 1)], axis=1)
         widths = np.zeros(len(text))
-        centers[visible] = corners.mean(axis=1)
         widths[visible] = (np.linalg.norm(corners[:, 1] - corners[:, 0], axis=1) + np.linalg.norm(corners[:, 2] - corners[:, 3], axis=1)) / 2
-        for i in sorted(set(range(len(text))) - set(visible)):
-            before = max((j for j in visible if j < i), default=None)
-            after = min((j for j in visible if j > i), default=None)
-            centers[i] = (centers[before] + centers[after]) / 2 if before is not None and after is not None else centers[before if before is not None else after]
         return centers, widths
     left, right = (quad[0] + quad[3]) / 2, (quad[1] + quad[2]) / 2
     steps = (np.arange(len(text)) + 0.5) / max(len(text), 1)
