@@ -155,3 +155,47 @@ def test_lock_refusal_between_processes_is_immediate(tmp_path):
         assert f"pid {os.getpid()}" in result.stderr and time.monotonic() - started < 30
     finally:
         lock.release()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_write_honours_the_umask_and_keeps_an_existing_files_mode(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        atomic_write(tmp_path / "report.json", "{}")
+        atomic_write_records(tmp_path / "r.jsonl", [{"id": "x"}])
+        with JsonlSink(tmp_path / "s.jsonl", _key) as sink:
+            sink.write({"id": "x"})
+    finally:
+        os.umask(old)
+    for name in ("report.json", "r.jsonl", "s.jsonl"):  # what a plain open() would give, for every writer
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+    (tmp_path / "report.json").chmod(0o640)
+    atomic_write(tmp_path / "report.json", "{}")
+    assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o640  # a rewrite keeps what the owner chose
+
+
+def test_resume_counts_repeats_already_in_the_file_and_close_compacts_them(tmp_path):
+    out = tmp_path / "r.jsonl"
+    out.write_text('{"id": "a", "v": 1}\n{"id": "b", "v": 1}\n{"id": "a", "v": 2}\n')  # a retried by a killed run
+    with JsonlSink(out, _key, resume=True) as sink:
+        assert sink.superseded == 1
+    assert _lines(out) == [{"id": "a", "v": 2}, {"id": "b", "v": 1}]
+
+
+def test_compaction_keeps_lines_that_name_no_key_where_they_were(tmp_path):
+    out = tmp_path / "r.jsonl"
+    out.write_text('{"id": "a", "v": 1}\n{"note": "foreign"}\nnot json\n{"id": "b", "v": 1}\n')
+    with JsonlSink(out, lambda r: r.get("id"), resume=True) as sink:
+        sink.write({"id": "a", "v": 2})
+    assert out.read_text().splitlines() == ['{"id": "a", "v": 2}', '{"note": "foreign"}', "not json", '{"id": "b", "v": 1}']
+
+
+def test_every_record_is_fsynced_before_write_returns(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    with JsonlSink(tmp_path / "r.jsonl", _key) as sink:
+        for i in range(3):
+            before = synced.count(sink._fd)
+            sink.write({"id": str(i)})
+            assert synced.count(sink._fd) == before + 1

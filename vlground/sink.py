@@ -20,9 +20,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -63,12 +63,31 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def _temporary_beside(path: Path) -> tuple[int, str]:
+    """A new file beside `path` with the permissions a plain open() would give it: the old file's
+    mode when `path` exists, else 0666 less the umask (mkstemp's 0600 would hide reports, exports
+    and datasets from the other users of a shared machine)."""
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        mode = None
+    while True:
+        temp = str(path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp"))
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the kernel applies the umask
+        except FileExistsError:
+            continue
+        if mode is not None:
+            os.fchmod(fd, mode)
+        return fd, temp
+
+
 def atomic_write(path: str | Path, data: bytes | str | Iterable[bytes]) -> None:
     """Replace `path` with `data` (bytes, text written as UTF-8, or chunks of bytes) so that a kill
     at any moment leaves either the old file or the whole new one, never a mix or nothing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, temp = _temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             chunks = [data.encode("utf-8")] if isinstance(data, str) else [data] if isinstance(data, bytes) else data
@@ -194,7 +213,7 @@ class JsonlSink:
             if exists and resume:
                 self._read_existing()
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if overwrite else 0)
-            self._fd = os.open(self.path, flags, 0o644)
+            self._fd = os.open(self.path, flags, 0o666)
             fsync_folder(self.path.parent)
         except BaseException:
             self.lock.release()
