@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from ocr_app import ocr_app, read_records
 from vlground.eval.ocr import edit_counts, pooled_rates
 from vlground.ocr.documents import PageSelection, parse_pages
-from vlground.ocr.formats import to_markdown
+from vlground.ocr.formats import to_hocr, to_markdown
 from vlground.ocr.records import OcrLine, OcrRecord, OcrWord
 from vlground.ocr.synthetic import Document, Style, render
 
@@ -188,6 +188,18 @@ def test_markdown_paragraphs_columns_and_rows():
         "Parking behind\nthe building.\n\n"
         "Coffee 3.50\\\nTea 2.00\n"
     )
+
+
+def test_control_characters_keep_the_hocr_well_formed_and_a_line_break_never_starts_markdown():
+    words = (OcrWord("a\x01b", (10, 10, 40, 30), score=0.9), OcrWord("# heading", (50, 10, 120, 30), score=0.9))
+    record = OcrRecord(path="odd\x01name.png", engine="ppocr", width=200, height=100, text="a\x01b\n# heading",
+                       lines=[OcrLine("a\x01b\n# heading", (10, 10, 120, 30), score=0.9, words=words)])
+    root = ET.fromstring(to_hocr([record], "odd\x01name.png").encode("utf-8"))  # well-formed XML
+    ns = {"h": "http://www.w3.org/1999/xhtml"}
+    assert root.find(".//h:title", ns).text == "odd\\x01name.png"  # shown as an escape, not dropped
+    assert [w.text for w in root.findall(".//h:span[@class='ocrx_word']", ns)] == ["a\\x01b", "# heading"]
+    markdown = to_markdown([record])
+    assert not any(line.startswith("#") for line in markdown.splitlines()), markdown
 
 
 def test_a_table_page_is_read_row_by_row(tmp_path):

@@ -87,17 +87,17 @@ def to_hocr(records: Sequence[OcrRecord], title: str) -> str:
         page_no = (record.page or number) - 1
         size = f"bbox 0 0 {record.width or 0} {record.height or 0}"
         body.append(f'  <div class="ocr_page" id="page_{page_no + 1}" '
-                    f'title="image {html.escape(_quoted(title))}; {size}; ppageno {page_no}">')
+                    f'title="image {_xml(_quoted(title))}; {size}; ppageno {page_no}">')
         for index, line in enumerate(record.lines, 1):
             line_id = f"line_{page_no + 1}_{index}"
             body.append(f'   <span class="ocr_line" id="{line_id}" title="{_bbox(line, record)}">')
             if line.words:
                 for number_in_line, word in enumerate(line.words, 1):
                     body.append(f'    <span class="ocrx_word" id="word_{page_no + 1}_{index}_{number_in_line}" '
-                                f'title="{_bbox(word, record)}{_confidence(word.score)}">{html.escape(word.text)}</span>')
+                                f'title="{_bbox(word, record)}{_confidence(word.score)}">{_xml(word.text)}</span>')
             else:  # an engine without words (Qwen): the line is one word
                 body.append(f'    <span class="ocrx_word" id="word_{page_no + 1}_{index}_1" '
-                            f'title="{_bbox(line, record)}{_confidence(line.score)}">{html.escape(line.text)}</span>')
+                            f'title="{_bbox(line, record)}{_confidence(line.score)}">{_xml(line.text)}</span>')
             body.append("   </span>")
         body.append("  </div>")
     return "\n".join([
@@ -106,7 +106,7 @@ def to_hocr(records: Sequence[OcrRecord], title: str) -> str:
         '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">',
         '<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="en" lang="en">',
         " <head>",
-        f"  <title>{html.escape(title)}</title>",
+        f"  <title>{_xml(title)}</title>",
         '  <meta http-equiv="Content-Type" content="text/html; charset=utf-8"/>',
         '  <meta name="ocr-system" content="vlground"/>',
         '  <meta name="ocr-capabilities" content="ocr_page ocr_line ocrx_word"/>',
@@ -119,6 +119,16 @@ def to_hocr(records: Sequence[OcrRecord], title: str) -> str:
     ])
 
 
+# What XML 1.0 does not allow in a document, even escaped: C0 controls but tab and line breaks, lone
+# surrogates, U+FFFE and U+FFFF. A file name or a recognised word holding one is written as its escape.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml(text: str) -> str:
+    """`text` escaped for XML content and attributes, characters XML cannot hold as `\\xNN`/`\\uNNNN`."""
+    return html.escape(_NOT_XML.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text))
+
+
 def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -128,6 +138,7 @@ _MD_LINE_START = re.compile(r"^(\s*)([#>+=-]|\d+[.)])")
 
 
 def _md_escape(text: str) -> str:
+    text = " ".join(text.splitlines())  # one recognised line stays one Markdown line: a break could start a heading
     text = _MD_SPECIAL.sub(r"\\\1", text)
     return _MD_LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), text)
 
@@ -174,7 +185,7 @@ def to_markdown(records: Sequence[OcrRecord]) -> str:
         paragraphs = [_paragraph_text(group) for group in _paragraphs(record.lines)]
         header = [f"<!-- page {record.page} of {record.pages} -->"] if record.page is not None else []
         if record.error is not None:
-            paragraphs = [f"<!-- not read: {html.escape(record.error)} -->"]
+            paragraphs = [f"<!-- not read: {_xml(record.error)} -->"]
         pages.append("\n\n".join(header + paragraphs))
     return "\n\n".join(page for page in pages if page) + "\n"
 
