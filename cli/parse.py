@@ -11,6 +11,15 @@ import typer
 from vlground.cli.errors import fail
 
 
+def _checked_thinking(value: str) -> str:
+    from vlground.grammar.reasoning import check_thinking
+
+    try:
+        return check_thinking(value)
+    except ValueError as error:
+        fail(f"--thinking: {error}")
+
+
 def _size(value: str, option: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in value.lower().split("x"))
@@ -30,8 +39,17 @@ def parse(
     scale: Annotated[float, typer.Option(help="Divisor of the 0-1000 frames (999 for Qwen-VL's RefCOCO script).")] = 1000,
     min_pixels: Annotated[Optional[int], typer.Option(help="Processor min_pixels when deriving the input size.")] = None,
     max_pixels: Annotated[Optional[int], typer.Option(help="Processor max_pixels when deriving the input size.")] = None,
+    thinking: Annotated[
+        str,
+        typer.Option(
+            callback=_checked_thinking,
+            help="How the text was generated: 'on' (the prompt opened the reasoning, so a text without </think> "
+            "is reasoning cut short), 'off' (a stray <think> is not reasoning), or 'auto' (inferred from the text).",
+        ),
+    ] = "auto",
 ) -> None:
-    """Print the detections in an answer as JSON, in pixels of the original image."""
+    """Print the detections in an answer as JSON, in pixels of the original image: boxes from the
+    answer only, the reasoning before it under "reasoning"."""
     from vlground.families import UnknownFamilyError, get_family
     from vlground.grammar import parse as parse_text
 
@@ -55,9 +73,13 @@ def parse(
         fail(str(error))
     seen = _size(input_size, "--input-size") if input_size else None
     try:
-        result = parse_text(text, fam, size, seen, scale=scale, min_pixels=min_pixels, max_pixels=max_pixels)
+        result = parse_text(
+            text, fam, size, seen, scale=scale, min_pixels=min_pixels, max_pixels=max_pixels, thinking=thinking
+        )
     except ValueError as error:  # the sizes or scale given, never the text: parse reads any text
         fail(f"{error}; check --image-size, --input-size, --scale, --min-pixels and --max-pixels")
+    if result.reasoning_cut_short:
+        typer.echo("note: the reasoning was cut short before any answer: no detections", err=True)
     typer.echo(json_line(result.to_dict()))
 
 

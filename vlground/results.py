@@ -77,20 +77,36 @@ class Detection:
 class Result:
     """A parsed model answer: detections on the original image plus the answer's plain text.
 
+    `text` is the answer only. `reasoning` is what a thinking model reasoned before answering (None
+    when it did not); `reasoning_cut_short` is True when its reasoning never ended (the token budget
+    ran out first): the model gave no answer, so there are no detections and `text` is empty.
+    `clipped` counts the coordinate values the answer wrote outside the image (past 1000 on a
+    0-1000 frame, negative, past the model input's edge), each clipped to the image's edge.
+
     Built from Detection objects, or (by the parser, for speed) from columns of boxes: then the
     Detection objects are made the first time `detections` is read, and `xyxy` needs none.
     Treat it as immutable. `image` is the image the answer was made on (the model methods set it;
     None otherwise): with it, Jupyter displays the result as that image with the detections drawn.
     It takes no part in equality, repr or to_dict."""
 
-    __slots__ = ("_detections", "_columns", "text", "image_size", "raw", "image")
+    __slots__ = ("_detections", "_columns", "text", "image_size", "raw", "image", "reasoning", "reasoning_cut_short", "clipped")
 
     def __init__(
-        self, detections: Sequence[Detection], text: str, image_size: tuple[int, int], raw: str = "", *, image: Any = None
+        self,
+        detections: Sequence[Detection],
+        text: str,
+        image_size: tuple[int, int],
+        raw: str = "",
+        *,
+        image: Any = None,
+        reasoning: str | None = None,
+        reasoning_cut_short: bool = False,
+        clipped: int = 0,
     ) -> None:
         self._detections: list[Detection] | None = list(detections)
         self._columns: tuple | None = None
         self.text, self.image_size, self.raw, self.image = text, image_size, raw, image
+        self.reasoning, self.reasoning_cut_short, self.clipped = reasoning, reasoning_cut_short, clipped
 
     @classmethod
     def from_boxes(
@@ -102,11 +118,12 @@ class Result:
         text: str,
         image_size: tuple[int, int],
         raw: str = "",
+        **fields: Any,
     ) -> Result:
         """A Result of boxes only, as columns: `boxes` (N, 4) float pixels, corners in order (an
         array, or a list of 4-tuples), and per box its label, text and attributes (`texts` /
-        `attributes` None when no box has any)."""
-        result = cls((), text, image_size, raw)
+        `attributes` None when no box has any); `fields` are the keyword fields of the constructor."""
+        result = cls((), text, image_size, raw, **fields)
         result._detections = None
         result._columns = (boxes, labels, texts, attributes)
         return result
@@ -136,17 +153,28 @@ class Result:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Result):
             return NotImplemented
-        return (self.detections, self.text, tuple(self.image_size), self.raw) == (
-            other.detections, other.text, tuple(other.image_size), other.raw,
+        return self._key() == other._key()
+
+    def _key(self) -> tuple:
+        return (
+            self.detections, self.text, tuple(self.image_size), self.raw, self.reasoning, self.reasoning_cut_short, self.clipped
         )
 
     __hash__ = None  # type: ignore[assignment]  # equal by content, which is mutable lists
 
     def __repr__(self) -> str:
-        return f"Result(detections={self.detections!r}, text={self.text!r}, image_size={self.image_size!r}, raw={self.raw!r})"
+        extra = "".join(f", {name}={getattr(self, name)!r}" for name in _FIELDS if getattr(self, name))
+        return f"Result(detections={self.detections!r}, text={self.text!r}, image_size={self.image_size!r}, raw={self.raw!r}{extra})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"detections": [d.to_dict() for d in self.detections], "text": self.text}
+        """The JSON shape of `vlground parse`: "detections" and "text" (the answer), then
+        "reasoning", "reasoning_cut_short" and "clipped" only where they say something (reasoning
+        written, cut short, coordinates clipped), as Detection.to_dict leaves out empty fields."""
+        out: dict[str, Any] = {"detections": [d.to_dict() for d in self.detections], "text": self.text}
+        for name in _FIELDS:
+            if getattr(self, name):
+                out[name] = getattr(self, name)
+        return out
 
     def to_supervision(self) -> sv.Detections:
         """`supervision.Detections` with `xyxy` (quads and points as their bounding boxes) and the
@@ -198,6 +226,9 @@ class Result:
         from vlground.viz import png_of
 
         return png_of(self)
+
+
+_FIELDS = ("reasoning", "reasoning_cut_short", "clipped")  # to_dict writes them only where set
 
 
 def class_name(detection: Detection) -> str:

@@ -1,6 +1,7 @@
 """Parsers and formatters for every output dialect of the family.
 
-`parse` turns what a model wrote into detections in pixels of the ORIGINAL image; `format_detections`
+`parse` turns what a model wrote into detections in pixels of the ORIGINAL image, read from the
+answer alone when the model reasoned first (vlground.grammar.reasoning); `format_detections`
 writes detections the way a model of that family would (for prompts and training data). A dialect is
 one registry entry: an extractor (text -> items in the model's frame) and a formatter (the inverse)."""
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from vlground.families import Family, get_family
 from vlground.geometry import Frame
-from vlground.grammar import json_items, markup, tags
+from vlground.grammar import json_items, markup, reasoning, tags
 from vlground.grammar.items import Extraction, RawItem
 from vlground.grammar.placement import place
 from vlground.results import Detection, Result
@@ -55,18 +56,29 @@ def parse(
     scale: float = 1000,
     min_pixels: int | None = None,
     max_pixels: int | None = None,
+    thinking: str = "auto",
 ) -> Result:
-    """Detections on the original image of `image_size` (width, height) from a model answer.
+    """Detections on the original image of `image_size` (width, height) from a model's text.
+
+    The text is split into reasoning and answer first (vlground.grammar.reasoning: at the last
+    `</think>`, an `<answer>` block where written) and geometry is read from the answer alone;
+    `thinking` is how the text was generated: "on" (the prompt opened the reasoning), "off", or
+    "auto" (inferred from the text). `Result.text` is the answer's text, `Result.reasoning` the
+    reasoning's; reasoning that never ended sets `Result.reasoning_cut_short` and gives no detections.
 
     `input_size` (width, height) is what the model saw; it matters for frames in input pixels
     (Qwen2.5-VL) and, when not given, is derived with the released checkpoint's smart_resize settings
     (or `min_pixels`/`max_pixels`). `scale` is the divisor of the 0-1000 frames (999 for the protocols
     that use it). Never raises on any text: what cannot be read is left out of the detections and
-    stays in `Result.text`. Corners are put in order, coordinates clipped to the image, and exact
-    repeats (a known generation loop) kept once."""
+    stays in `Result.text`. Corners are put in order, coordinates clipped to the image (and counted
+    in `Result.clipped`), and exact repeats (a known generation loop) kept once. ValueError only for
+    the sizes, scale or `thinking` given."""
     fam = get_family(family)
     frame = Frame.for_family(fam, image_size, input_size, scale=scale, min_pixels=min_pixels, max_pixels=max_pixels)
-    return place(DIALECTS[fam.dialect].extract(text), frame, text)
+    parts = reasoning.split(text, thinking)
+    if parts.cut_short:
+        return Result([], "", frame.image_size, text, reasoning=parts.reasoning, reasoning_cut_short=True)
+    return place(DIALECTS[fam.dialect].extract(parts.answer), frame, text, parts.reasoning)
 
 
 def format_detections(
