@@ -158,3 +158,14 @@ def test_vlground_parse_thinking():
     assert len(auto["detections"]) == 1 and "reasoning" not in auto
     bad = runner.invoke(app, ["parse", text, "-f", "qwen3-vl", "--image-size", "1000x500", "--thinking", "yes"])
     assert bad.exit_code == 2 and "--thinking" in bad.stderr
+
+
+def test_reasoning_received_apart_from_the_answer():
+    # a server with a reasoning parser returns reasoning_content and content separately
+    answer = WRITERS["qwen3-vl"](FINAL)
+    for thinking in THINKING:  # the text is the answer whatever the mode: no closer needed
+        r = parse(answer, "qwen3-vl", SIZE, thinking=thinking, reasoning="draft " + WRITERS["qwen3-vl"](DRAFT))
+        assert close_to(r, FINAL) and r.reasoning.startswith("draft") and not r.reasoning_cut_short
+    cut = parse("  ", "qwen3-vl", SIZE, reasoning="still looking at " + WRITERS["qwen3-vl"](DRAFT))
+    assert cut.reasoning_cut_short and len(cut) == 0
+    assert not parse("", "qwen3-vl", SIZE, reasoning="").reasoning_cut_short  # no reasoning, no answer

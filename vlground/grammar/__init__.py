@@ -14,9 +14,10 @@ import numpy as np
 
 from vlground.families import Family, get_family
 from vlground.geometry import Frame
-from vlground.grammar import json_items, markup, reasoning, tags
+from vlground.grammar import json_items, markup, tags
 from vlground.grammar.items import Extraction, RawItem
 from vlground.grammar.placement import place
+from vlground.grammar.reasoning import split as split_reasoning
 from vlground.results import Detection, Result
 
 
@@ -57,6 +58,7 @@ def parse(
     min_pixels: int | None = None,
     max_pixels: int | None = None,
     thinking: str = "auto",
+    reasoning: str | None = None,
 ) -> Result:
     """Detections on the original image of `image_size` (width, height) from a model's text.
 
@@ -65,6 +67,8 @@ def parse(
     `thinking` is how the text was generated: "on" (the prompt opened the reasoning), "off", or
     "auto" (inferred from the text). `Result.text` is the answer's text, `Result.reasoning` the
     reasoning's; reasoning that never ended sets `Result.reasoning_cut_short` and gives no detections.
+    `reasoning` is reasoning the runtime received apart (a server's `reasoning_content`): `text` is
+    then the answer, and a blank one after reasoning is reasoning cut short.
 
     `input_size` (width, height) is what the model saw; it matters for frames in input pixels
     (Qwen2.5-VL) and, when not given, is derived with the released checkpoint's smart_resize settings
@@ -75,7 +79,7 @@ def parse(
     the sizes, scale or `thinking` given."""
     fam = get_family(family)
     frame = Frame.for_family(fam, image_size, input_size, scale=scale, min_pixels=min_pixels, max_pixels=max_pixels)
-    parts = reasoning.split(text, thinking)
+    parts = split_reasoning(text, thinking, reasoning)
     if parts.cut_short:
         return Result([], "", frame.image_size, text, reasoning=parts.reasoning, reasoning_cut_short=True)
     return place(DIALECTS[fam.dialect].extract(parts.answer), frame, text, parts.reasoning)

@@ -19,8 +19,10 @@ The rules, for every `thinking` mode:
     stray tag, taken out of the answer's text, and what follows it is read as answer;
   - in "auto" and "on", an `<answer>` block after where the reasoning began still ends it (the
     model answered without closing its reasoning).
-Reasoning cut short has no answer, so no detections. Every step is one `find`/`rfind` over the
-text: linear time whatever it holds."""
+Reasoning cut short has no answer, so no detections. A runtime that receives the reasoning apart
+(a server's `reasoning_content`) passes it as `separated`: the text is then the answer as under
+"off", and reasoning with a blank answer is reasoning cut short. Every step is one `find`/`rfind`
+over the text: linear time whatever it holds."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,10 +50,17 @@ def check_thinking(thinking: str) -> str:
     return thinking
 
 
-def split(text: str, thinking: str = "auto") -> Split:
+def split(text: str, thinking: str = "auto", separated: str | None = None) -> Split:
     """`text` as reasoning and answer under the rules of this module, for the `thinking` mode the
-    answer was generated with ("auto" when not known)."""
+    answer was generated with ("auto" when not known); `separated` is reasoning the runtime already
+    took out of `text`."""
     check_thinking(thinking)
+    if separated is not None:
+        parts = split(text, "off")
+        reasoning = "\n".join(r for r in (_reasoning(separated), parts.reasoning) if r) or None
+        if reasoning and not parts.answer.strip():
+            return Split("", reasoning, cut_short=True)
+        return Split(parts.answer, reasoning)
     close = text.rfind(CLOSE)
     if close >= 0:
         return Split(_answer(text, close + len(CLOSE)), _reasoning(text[:close]))
