@@ -125,9 +125,19 @@ def test_bad_image_errors_name_the_escaped_source(tmp_path):
 
 
 def test_unsupported_schemes_are_named():
-    found = expand(["s3://bucket/photo.jpg", "ftp://host/photo.jpg"])
-    assert [s.error.split(" ")[0] for s in found.errors] == ["s3://", "ftp://"]
-    assert all("not supported" in s.error for s in found.errors)
+    found = expand(["nosuch://bucket/photo.jpg", "ftp://host/photo.jpg"])
+    assert [s.location for s in found.errors] == ["nosuch://bucket/photo.jpg", "ftp://host/photo.jpg"]
+    assert all("Unrecognized filesystem type" in s.error and "s3://" in s.error for s in found.errors)
+
+
+def test_pyarrow_uris_are_listed_and_read_by_the_folder_rules(folder):
+    uri = folder.resolve().as_uri()  # file:///...: listed and read through pyarrow, as s3:// would be
+    found = expand([uri, uri + "/sub/c.png", uri + "/missing.png"])
+    assert [s.location for s in found.readable] == [f"{uri}/a.jpg", f"{uri}/b.png", f"{uri}/sub/c.png"]
+    assert [s.error for s in found.errors] == ["no such file or folder"]
+    assert found.not_images == [f"{uri}/notes.txt"] and found.subfolders == [f"{uri}/sub"]
+    assert load(found.readable[0]).size == (40, 30)
+    assert [s.location for s in expand([uri], recursive=True).readable][-1] == f"{uri}/sub/c.png"
 
 
 def test_stdin_is_read_once_into_the_source():

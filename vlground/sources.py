@@ -1,6 +1,7 @@
 """The one place where what a user names as input becomes a list of images to read: local files,
-folders, globs, http(s):// URLs and `-` (one image on stdin). Every command expands its inputs here
-and reads each one with `load`, which goes through `vlground.imageio.load_image`.
+folders, globs, http(s):// URLs, URIs of any filesystem pyarrow reads (s3://bucket/dir, gs://...,
+hdfs://..., file:///abs/dir) and `-` (one image on stdin). Every command expands its inputs here and
+reads each one with `load`, which goes through `vlground.imageio.load_image`.
 
 Rules: a file named by the user is read whatever it is (a bad one fails when read, with its name); a
 folder is walked, not read, and from it only files with an image suffix are taken (the rest are
@@ -8,10 +9,11 @@ counted in `not_images`: a folder of scans often holds notes and ground truth); 
 `recursive` (else counted in `subfolders`), symlinked ones included, a symlink that leads back into a
 folder being walked reported as a loop. Each file appears once, in the order given, folders sorted by
 name, a folder's files before its subfolders'. URLs are fetched when read, with a timeout and a size
-limit. stdin is read once, when expanded.
+limit. A pyarrow URI is listed when expanded (a folder by the same rules: image suffixes, subfolders
+only with `recursive`) and its files read through pyarrow when read. stdin is read once, when expanded.
 
 Nothing is dropped in silence: a pattern that matches nothing, a folder that cannot be listed, a
-symlink loop, an unsupported scheme (s3://, ftp://, ...) is a `Source` whose `error` says why, in
+symlink loop, a scheme pyarrow does not know (ftp://, ...) is a `Source` whose `error` says why, in
 its place in the order, so a batch writes an error record for it and reads the rest.
 
 Names that are not valid UTF-8 (Linux allows any bytes) are kept as the OS gives them in
@@ -22,7 +24,6 @@ from __future__ import annotations
 import glob
 import http.client
 import os
-import re
 import sys
 import tempfile
 import time
@@ -40,8 +41,7 @@ from vlground.sink import escape_path
 STDIN = "-"
 DOWNLOAD_TIMEOUT = 30.0  # seconds for a whole download, connection included
 MAX_DOWNLOAD_BYTES = 64 * 2**20  # also the limit on an image read from stdin
-SUPPORTED = "local files, folders, globs, http(s):// URLs and - (one image on stdin)"
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+SUPPORTED = "local files, folders, globs, http(s):// URLs, pyarrow URIs (s3://, gs://, file://) and - (one image on stdin)"
 
 
 def image_suffixes() -> frozenset[str]:
@@ -51,6 +51,12 @@ def image_suffixes() -> frozenset[str]:
 
 def is_url(text: str) -> bool:
     return text[:8].lower().startswith(("http://", "https://"))
+
+
+def is_pyarrow_uri(text: str) -> bool:
+    """A URI for a pyarrow filesystem: a scheme other than http(s) (s3://, gs://, hdfs://, file://)."""
+    head, sep, _ = text.partition("://")
+    return bool(sep) and head.isidentifier() and not is_url(text)
 
 
 @dataclass(frozen=True)
@@ -103,19 +109,19 @@ class _Expansion:
         self.seen: set[str] = set()
 
     def add(self, location: str, error: str | None = None, data: bytes | None = None) -> None:
-        key = location if error is None and (data is not None or is_url(location)) else os.path.abspath(location)
+        remote = data is not None or is_url(location) or is_pyarrow_uri(location)
+        key = location if error is None and remote else os.path.abspath(location)
         if key not in self.seen:
             self.seen.add(key)
             self.found.items.append(Source(location, error, data))
 
     def argument(self, arg: str) -> None:
-        scheme = _SCHEME.match(arg)
         if arg == STDIN:
             self.add(STDIN, *_read_stdin(self.stdin))
         elif is_url(arg):
             self.add(arg)
-        elif scheme:
-            self.add(arg, f"{scheme.group(1)}:// sources are not supported; give {SUPPORTED}")
+        elif is_pyarrow_uri(arg):
+            self.uri(arg)
         elif glob.has_magic(arg) and not os.path.lexists(arg):
             matches = sorted(glob.glob(arg, recursive=True))
             if not matches:
@@ -150,6 +156,34 @@ class _Expansion:
                 else:
                     subfolders.append((entry.path, ancestors | {real}))
             todo += reversed(subfolders)
+
+    def uri(self, uri: str) -> None:
+        """A pyarrow URI: a file as it is, a folder's image files sorted by path."""
+        scheme = uri.split("://", 1)[0]
+        try:
+            import pyarrow.fs as pafs
+
+            fs, path = pafs.FileSystem.from_uri(uri)
+            info = fs.get_file_info(path)
+            if info.type == pafs.FileType.File:
+                self.add(uri)
+                return
+            if info.type != pafs.FileType.Directory:
+                self.add(uri, "no such file or folder")
+                return
+            entries = fs.get_file_info(pafs.FileSelector(path, recursive=self.recursive))
+        except (OSError, ValueError, ImportError) as error:  # unknown scheme, no credentials, unreachable
+            self.add(uri, f"cannot list this through pyarrow ({error}); give {SUPPORTED}")
+            return
+        for entry in sorted(entries, key=lambda e: e.path):
+            name = f"{scheme}://{entry.path}"
+            if entry.type == pafs.FileType.Directory:
+                if not self.recursive:
+                    self.found.subfolders.append(name)
+            elif os.path.splitext(entry.path)[1].lower() in self.suffixes:
+                self.add(name)
+            else:
+                self.found.not_images.append(name)
 
     def entries(self, folder: str) -> Iterable[tuple[os.DirEntry, bool]]:
         """The folder's entries by name, each with whether it is a folder; the ones that cannot be
@@ -239,6 +273,8 @@ def load(source: Source, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     every kind of source). Raises ImageLoadError whose `source` is `source.name`."""
     if source.error is not None:
         raise ImageLoadError(source.name, source.error)
+    if source.data is None and is_pyarrow_uri(source.location):
+        source = Source(source.location, data=_read_uri(source.location))
     if source.data is None and not is_url(source.location):
         try:
             return load_image(source.location, max_pixels=max_pixels)
@@ -252,3 +288,15 @@ def load(source: Source, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
             return load_image(spool.name, max_pixels=max_pixels)
         except ImageLoadError as error:
             raise ImageLoadError(source.name, error.reason) from None
+
+
+def _read_uri(uri: str) -> bytes:
+    """The bytes of a file behind a pyarrow URI; ImageLoadError naming it when it cannot be read."""
+    import pyarrow.fs as pafs
+
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+        with fs.open_input_stream(path) as stream:
+            return stream.read()
+    except (OSError, ValueError) as error:
+        raise ImageLoadError(escape_path(uri), f"cannot read it through pyarrow ({error})") from None

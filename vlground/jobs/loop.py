@@ -1,0 +1,119 @@
+"""The job loop: every task not yet in the output is handed to the executor, each record that comes
+back is written to the sink the moment it arrives, with a progress bar, and Ctrl-C ends the run
+keeping every record written (the summary says `interrupted`; `--resume` finishes it).
+
+A task is one input (an image, a page of a document, a benchmark sample) with its resume key, the
+key the sink files its record under. A task whose key the output already holds is skipped (counted
+in the summary), unless its record is an error and `retry_failed` is set: then it is run again and
+its new record supersedes the old one."""
+from __future__ import annotations
+
+import time
+from itertools import chain
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from vlground.progress import Summary, progress_bar
+
+Record = dict[str, Any]
+
+
+class Worker(Protocol):
+    """What a job does, built where it runs (this process, a worker process, a Ray actor): `setup()`
+    once there (load the model or engine), then calls on lists of items returning one JSON-able record
+    per item, in order; an item it cannot read or answer gets an error record, so a call raises only
+    when something is wrong beyond one item. `failed` builds the error record of an item that no
+    worker could finish (see `vlground.jobs.executors.isolated`). A worker is pickled to the
+    processes and actors before `setup`: keep it light until then."""
+
+    def setup(self) -> None: ...
+
+    def __call__(self, items: list) -> list[Record]: ...
+
+    def failed(self, item: Any, reason: str) -> Record: ...
+
+
+class Executor(Protocol):
+    """Where the work runs (`vlground.jobs.executors`): `run` sets `worker` up where it runs and yields
+    (index into `items`, record) for every item exactly once, in the order they finish."""
+
+    def run(self, worker: Worker, items: list) -> Iterator[tuple[int, Record]]: ...
+
+
+@dataclass(frozen=True)
+class Task:
+    """One input of a job: `key`, its identity in the output (the sink's key of its record); `item`,
+    what the worker is given; or `record`, its record known already (a document that cannot be
+    opened), written without a worker."""
+
+    key: str
+    item: Any = None
+    record: Record | None = None
+
+
+def pending(tasks: Iterable[Task], done: dict[str, Record], retry_failed: bool, summary: Summary) -> list[Task]:
+    """The tasks whose key `done` (the output's records) does not hold; with `retry_failed`, those it
+    holds as errors too. The others are counted in `summary` as skipped."""
+    todo = []
+    for task in tasks:
+        earlier = done.get(task.key)
+        failed = earlier is not None and earlier.get("error") is not None
+        if earlier is None or (failed and retry_failed):
+            todo.append(task)
+        else:
+            summary.skipped += 1
+            summary.skipped_failed += failed
+    return todo
+
+
+def run_tasks(tasks: Iterable[Task], worker: Worker, executor: Executor, sink, *, retry_failed: bool = False,
+              progress: bool | None = None, summary: Summary | None = None,
+              write: Callable[[Record], Record] | None = None,
+              report: Callable[[Record, Any], None] = lambda record, bar: None, unit: str = "img") -> Summary:
+    """Run every task the output does not hold yet (see the module docstring) and return the summary.
+
+    `sink`: a `vlground.sink` sink (`done`, `write`). `write(record)` writes one record and returns
+    it as written (default: `sink.write`); a job that draws or exports per record does it there.
+    `report(record, bar)` runs after each record is written (console lines; `bar` is the tqdm bar,
+    so lines go through `bar.write`). `progress`: the bar on stderr (None: when stderr is a
+    terminal). The worker is set up only when there is something to run. Records known already
+    (`Task.record`) are written first."""
+    summary = summary if summary is not None else Summary()
+    write = write or _plain_write(sink)
+    todo = pending(tasks, sink.done, retry_failed, summary)
+    if not todo:
+        return summary
+    started = time.perf_counter()
+    known = [(task, task.record) for task in todo if task.record is not None]
+    work = [task for task in todo if task.record is None]
+    records = executor.run(worker, [task.item for task in work]) if work else iter(())
+    written: set[str] = set()  # an input answered twice (a worker retried after a crash) is written once
+    bar = progress_bar(len(todo), progress, unit=unit)
+    try:
+        for task, record in chain(known, ((work[index], record) for index, record in records)):
+            if task.key in written:
+                continue
+            written.add(task.key)
+            record = write(record)
+            summary.done += 1
+            summary.failed += record.get("error") is not None
+            report(record, bar)
+            bar.update(1)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        bar.close()
+        close = getattr(records, "close", None)
+        if close is not None:
+            close()  # stops the executor's processes or Ray job
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _plain_write(sink) -> Callable[[Record], Record]:
+    def write(record: Record) -> Record:
+        sink.write(record)
+        return record
+
+    return write
