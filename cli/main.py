@@ -56,7 +56,9 @@ class _Commands(TyperGroup):
         except click.exceptions.ClickException as error:
             typer.echo(f"error: {error.format_message()}", err=True)
             sys.exit(error.exit_code)
-        except typer.Abort:
+        except typer.Abort as abort:
+            if isinstance(abort.__cause__, EOFError):  # click wraps EOFError as Ctrl-C; it is a fault (a cut file)
+                raise abort.__cause__ from None
             sys.exit(130)
         sys.exit(status if isinstance(status, int) else 0)
 

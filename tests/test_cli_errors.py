@@ -100,3 +100,16 @@ def test_a_reader_that_leaves_ends_the_run_quietly(tmp_path):
     run.stdout.close()
     _, stderr = run.communicate(timeout=120)
     assert run.returncode == 1 and b"error" not in stderr and b"Traceback" not in stderr, stderr.decode()
+
+
+def test_an_eof_error_inside_a_command_is_not_taken_for_ctrl_c(monkeypatch):
+    """click turns EOFError into its Abort, which the CLI maps to exit 130 as for Ctrl-C: an EOFError
+    from a damaged file must instead reach the user (here the test) as the error it is."""
+    import vlground.grammar
+
+    def truncated(*args, **kwargs):
+        raise EOFError("Ran out of input")
+
+    monkeypatch.setattr(vlground.grammar, "parse", truncated)
+    res = runner.invoke(app, ["parse", "<ref>a</ref><box>(1,2),(3,4)</box>", "--family", "qwen-vl", "--image-size", "100x100"])
+    assert res.exit_code != 130 and isinstance(res.exception, EOFError), (res.exit_code, res.output)

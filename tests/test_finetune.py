@@ -3,14 +3,15 @@ or adapters for other families or pixels refused; a stopped run resumes to the s
 whole loop on tiny models is tests/test_finetune_proof.py."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import vlground
-from vlground.convert import convert, read_records, record_turns
+from vlground.convert import convert, metadata_path, read_records, record_turns
 from vlground.families import get_family
 from vlground.finetune import FinetuneError, FinetuneOptions, apply_adapter, encode_example, finetune
 from vlground.imageio import load_image
@@ -160,3 +161,67 @@ def test_the_built_in_ocr_engine_refuses_an_adapter(tmp_path):
 
     done = CliRunner().invoke(app, ["ocr", str(tmp_path), "--out", str(tmp_path / "t.jsonl"), "--adapter", str(tmp_path)])
     assert done.exit_code == 2 and "Qwen engines" in done.output, done.output
+
+
+def _copy_of(train: Path, target: Path, lines: list[str]) -> Path:
+    """`lines` as converted data at `target`, with the metadata of `train` beside it."""
+    target.write_text("".join(lines))
+    metadata_path(target).write_text(metadata_path(train).read_text())
+    return target
+
+
+def test_broken_records_are_one_error_naming_file_and_line_before_the_model_loads(tiny_checkpoint, data, tmp_path, monkeypatch):
+    model, train = tiny_checkpoint("qwen2.5-vl"), data["qwen2.5-vl"]
+    good = train.read_text().splitlines(keepends=True)[0]
+    missing = json.dumps(dict(json.loads(good), image=str(tmp_path / "gone.png"))) + "\n"
+    monkeypatch.setattr(HFBackend, "load", lambda *a, **k: pytest.fail("the model was loaded before the data was checked"))
+    for line, words in [('{"images": ["a.png"]}\n', r"d\.jsonl:2: .*(conversations|messages)"),
+                        (missing, r"d\.jsonl:2: .*gone\.png"),
+                        ("{not json\n", r"d\.jsonl:2: not a JSON record"),
+                        ("[1, 2]\n", r"d\.jsonl:2: ")]:
+        with pytest.raises(FinetuneError, match=words):
+            finetune(model, _copy_of(train, tmp_path / "d.jsonl", [good, line]), tmp_path / "out")
+
+
+def _damaged_checkpoint(out: Path, damage: str) -> None:
+    folder = out / "checkpoint"
+    folder.mkdir(parents=True)
+    save_file({"w": torch.zeros(1)}, folder / "adapter_model.safetensors")
+    torch.save({"optimizer": {}, "schedule": {}}, folder / "optimizer.pt")
+    (folder / "state.json").write_text('{"epochs_done": 1}')
+    if damage == "empty optimizer":
+        (folder / "optimizer.pt").write_bytes(b"")
+    elif damage == "pickled object":
+        torch.save({"optimizer": Path("x"), "schedule": {}}, folder / "optimizer.pt")  # weights_only refuses any class
+    elif damage == "epochs not a number":
+        (folder / "state.json").write_text('{"epochs_done": "x"}')
+    elif damage == "state not JSON":
+        (folder / "state.json").write_text('{"epochs_done": ')
+    elif damage == "adapter cut":
+        (folder / "adapter_model.safetensors").write_bytes(b"\x10\x00")
+
+
+@pytest.mark.parametrize("damage, file", [("empty optimizer", "optimizer.pt"), ("pickled object", "optimizer.pt"),
+                                          ("epochs not a number", "state.json"), ("state not JSON", "state.json"),
+                                          ("adapter cut", "adapter_model.safetensors")])
+def test_a_damaged_checkpoint_is_one_line_naming_the_file(damage, file, tiny_checkpoint, data, tmp_path):
+    from typer.testing import CliRunner
+
+    from vlground.cli.main import app
+
+    _damaged_checkpoint(tmp_path / "o", damage)
+    done = CliRunner().invoke(app, ["finetune", "--model", str(tiny_checkpoint("qwen2.5-vl")), "--data", str(data["qwen2.5-vl"]),
+                                    "--out", str(tmp_path / "o"), "--resume", "--device", "cpu"])
+    lines = done.stderr.strip().splitlines()
+    assert done.exit_code == 2 and len(lines) == 1 and "Traceback" not in done.output, (done.exit_code, done.output)
+    assert lines[0].startswith("error: ") and str(tmp_path / "o" / "checkpoint" / file) in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("info", ["{}", "[]", "{not json", '{"family": "qwen3-vl", "min_pixels": "x", "max_pixels": null}'])
+def test_an_adapter_with_a_damaged_info_file_is_refused_naming_it(info, tmp_path):
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "vlground_finetune.json").write_text(info)
+    with pytest.raises(FinetuneError, match=f"{folder / 'vlground_finetune.json'}"):
+        apply_adapter(None, folder, get_family("qwen3-vl"), min_pixels=4096, max_pixels=32768)

@@ -15,8 +15,11 @@ image edge are clipped, degenerate ones left out, missing or unreadable images s
 family, task and processor settings, so `vlground finetune` can refuse data converted for others."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +29,9 @@ from vlground.families import Family, get_family
 from vlground.geometry import model_input_size
 from vlground.grammar import format_detections
 from vlground.prompts import IMAGE_SLOT, build_prompt
+from vlground.eval.inputs import InvalidValue, four_numbers, identifier, image_side, text
 from vlground.results import Detection
+from vlground.sink import escape_path
 
 SOURCES = ("coco", "refcoco", "yolo", "vlground")
 TASKS = ("ground", "detect", "spot")
@@ -34,6 +39,11 @@ PROMPT_TASKS = {"ground": "ground", "detect": "detect", "spot": "spot_text"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 NAMED_IN_SUMMARY = 20  # how many skipped images the summary names; all are counted
 METADATA_SUFFIX = ".vlground.json"
+DATA_YAML_LIMIT = 1 << 20  # bytes of a YOLO data.yaml read at most: a few lines in practice
+# Markup of an answer dialect or a chat template: `<ref>`, `</box>`, `<image>`, `<|im_end|>`. A label or
+# expression holding one would be read as markup by the trainer's template or by the parser (which
+# strips such tags), so what is trained would not be what the source says.
+MARKUP = re.compile(r"<\|?/?[A-Za-z_]+\|?>")
 
 
 class ConvertError(ValueError):
@@ -117,16 +127,16 @@ class ConvertSummary:
             (self.unlabelled, "unlabelled objects left out"),
             (self.without_text, "objects without text left out"),
             (self.empty_images, "images without objects for this task left out"),
-            (len(self.invalid_inputs), "invalid source items left out"),
         ]:
             if count:
                 parts.append(f"{count} {what}")
-        text = ", ".join(parts)
-        if self.skipped_images:
-            shown = "; ".join(self.skipped_images[:NAMED_IN_SUMMARY])
-            more = len(self.skipped_images) - NAMED_IN_SUMMARY
-            text += f"; {len(self.skipped_images)} images skipped ({shown}{f'; and {more} more' if more > 0 else ''})"
-        return text
+        described = ", ".join(parts)
+        for items, what in [(self.invalid_inputs, "invalid source items left out"), (self.skipped_images, "images skipped")]:
+            if items:
+                shown = "; ".join(items[:NAMED_IN_SUMMARY])
+                more = len(items) - NAMED_IN_SUMMARY
+                described += f"; {len(items)} {what} ({shown}{f'; and {more} more' if more > 0 else ''})"
+        return described
 
 
 # ---- sources ---------------------------------------------------------------------------------------
@@ -142,19 +152,68 @@ class ReadContext:
     summary: ConvertSummary
 
 
-def _read_coco(path: Path, context: ReadContext) -> list[LabelledImage]:
-    from vlground.datasets import read_coco
+def _coco_table(path: Path, entries: list, kind: str, read: Callable[[dict], Any], invalid: list[str]) -> dict[str, Any]:
+    """id -> what `read` makes of each entry of a COCO list; an entry with a bad value is left out
+    (named in `invalid`), an id given twice is a ConvertError: what refers to it is ambiguous."""
+    table: dict[str, Any] = {}
+    for index, entry in enumerate(entries, 1):
+        try:
+            if not isinstance(entry, dict):
+                raise InvalidValue("is not an object")
+            key = identifier(entry.get("id"), "id")
+            value = read(entry)
+        except InvalidValue as error:
+            invalid.append(f"{path}: {kind} #{index}: {error}")
+            continue
+        if key in table:
+            raise ConvertError(f"{path}: {kind} id {key} is given twice; what refers to it cannot be told apart")
+        table[key] = value
+    return table
 
-    try:
-        _, records = read_coco(path, context.image_root if context.image_root is not None else path.parent)
-    except (KeyError, TypeError, ValueError, OSError) as error:
-        raise ConvertError(f"{path} is not a COCO instances JSON ({type(error).__name__}: {error})") from error
-    return [LabelledImage(r.path, (r.width, r.height), tuple(r.detections)) for r in records]
+
+def _read_coco(path: Path, context: ReadContext) -> list[LabelledImage]:
+    """A COCO instances JSON read value by value: an image or annotation with a value of the wrong
+    type (a `bbox` of strings, a size of 0) is left out and named; ids given twice are refused."""
+    coco = _json(_text(path), str(path))
+    if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "annotations", "categories")):
+        raise ConvertError(f"{path} is not a COCO instances JSON: it needs lists of images, annotations and categories")
+    root = context.image_root if context.image_root is not None else path.parent
+    invalid = context.summary.invalid_inputs
+    names = _coco_table(path, coco["categories"], "category", lambda c: text(c.get("name"), "name"), invalid)
+    images = _coco_table(path, coco["images"], "image", lambda i: (
+        text(i.get("file_name"), "file_name"), image_side(i.get("width"), "width"), image_side(i.get("height"), "height")), invalid)
+    objects: dict[str, list[Detection]] = {key: [] for key in images}
+    for index, annotation in enumerate(coco["annotations"], 1):
+        name = annotation.get("id") if isinstance(annotation, dict) else None
+        where = f"{path}: annotation {name if isinstance(name, (str, int)) else f'#{index}'}"
+        try:
+            if not isinstance(annotation, dict):
+                raise InvalidValue("is not an object")
+            x, y, w, h = four_numbers(annotation.get("bbox"), "bbox")
+            image, category = identifier(annotation.get("image_id"), "image_id"), identifier(annotation.get("category_id"), "category_id")
+            if w < 0 or h < 0:
+                raise InvalidValue(f"'bbox' {[x, y, w, h]} has a negative width or height")
+            if image not in images or category not in names:
+                missing = f"image {image}" if image not in images else f"category {category}"
+                raise InvalidValue(f"names {missing}, which the file does not hold (or holds with a bad value)")
+        except InvalidValue as error:
+            invalid.append(f"{where}: {error}")
+            continue
+        objects[image].append(Detection(names[category], box=(x, y, x + w, y + h)))
+    return [LabelledImage(str(root / name), (width, height), tuple(objects[key])) for key, (name, width, height) in images.items()]
+
+
+def _safe_name(name: str) -> str:
+    """One path component that stays inside its folder (no separator, not `.` or `..`)."""
+    return re.sub(r"[/\\\x00]", "_", name).lstrip(".") or "_"
 
 
 def _embedded_image(sample, folder: Path) -> str:
-    """The file an embedded image (lmms-lab parquet) is written to, once, under `folder`/split/."""
-    path = folder / sample.split / Path(sample.image or f"{sample.id}.png").name
+    """The file an embedded image (lmms-lab parquet) is written to under `folder`/split/: its own
+    name, or that name with a digest of its bytes when another image of that name is there already."""
+    path = folder / _safe_name(sample.split) / _safe_name(Path(sample.image or f"{sample.id}.png").name)
+    if path.is_file() and path.read_bytes() != sample.image_bytes:
+        path = path.with_name(f"{path.stem}-{hashlib.sha256(sample.image_bytes).hexdigest()[:12]}{path.suffix}")
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(sample.image_bytes)
@@ -189,7 +248,8 @@ def _read_refcoco(path: Path, context: ReadContext) -> list[LabelledImage]:
 
 
 def _yolo_objects(label_file: Path, names: Sequence[str], summary: ConvertSummary) -> list[tuple[str, tuple[float, ...]]]:
-    """(label, normalized cx cy w h) of each line; a line that is not `class cx cy w h` is counted."""
+    """(label, normalized cx cy w h) of each line; a line that is not `class cx cy w h` with a class
+    of `names` (0 to N-1: -1 is no class) is left out and named."""
     if not label_file.is_file():
         return []  # YOLO's way of saying "no objects"
     objects = []
@@ -201,31 +261,53 @@ def _yolo_objects(label_file: Path, names: Sequence[str], summary: ConvertSummar
             values = tuple(float(v) for v in values)
             if len(values) != 4 or not all(math.isfinite(v) for v in values):
                 raise ValueError("needs 4 finite numbers")
+            if not 0 <= int(index) < len(names):
+                raise ValueError(f"class {index} is not one of 0 to {len(names) - 1}")
             objects.append((names[int(index)], values))
-        except (ValueError, IndexError) as error:
-            summary.invalid_inputs.append(f"{label_file}:{number}: not `class cx cy w h` of a known class ({error})")
+        except ValueError as error:
+            summary.invalid_inputs.append(f"{escape_path(str(label_file))}:{number}: not `class cx cy w h` of a known class ({error})")
     return objects
+
+
+def _yolo_names(folder: Path) -> list[str]:
+    """The class names of a YOLO data.yaml: a list, or a mapping of 0 to N-1 to names. Anything else
+    (a string, gaps in the numbers, nested lists, a file too big for a data.yaml) is a ConvertError."""
+    import yaml
+
+    file = folder / "data.yaml"
+    help = f"{folder} is not a YOLO dataset: it needs a data.yaml with `names`"
+    try:
+        if file.stat().st_size > DATA_YAML_LIMIT:
+            raise ConvertError(f"{file} is {file.stat().st_size} bytes, more than a data.yaml holds ({DATA_YAML_LIMIT} at most)")
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ConvertError(f"{help} ({type(error).__name__}: {error})") from None
+    names = data.get("names") if isinstance(data, dict) else None
+    if isinstance(names, dict):
+        keys = list(names)
+        if any(type(k) is not int for k in keys) or sorted(keys) != list(range(len(keys))):
+            raise ConvertError(f"{file}: `names` maps classes {', '.join(map(str, keys[:10]))}; they must be 0 to "
+                               f"{len(keys) - 1}, each once, as YOLO numbers its classes")
+        names = [names[k] for k in range(len(keys))]
+    if not isinstance(names, list) or not names or not all(isinstance(n, (str, int)) and not isinstance(n, bool) for n in names):
+        raise ConvertError(f"{file}: `names` must be a list of class names or a mapping of 0 to N-1 to names, "
+                           f"not {type(names).__name__}{' of other things' if isinstance(names, list) else ''}")
+    return [str(n) for n in names]
 
 
 def _read_yolo(folder: Path, context: ReadContext) -> list[LabelledImage]:
     """A YOLO folder: data.yaml (`names`), images/ (any depth) and labels/ mirroring it."""
-    summary = context.summary
-    import yaml
-
     from vlground.imageio import ImageLoadError, image_size
 
-    try:
-        names = yaml.safe_load((folder / "data.yaml").read_text(encoding="utf-8"))["names"]
-        names = [names[k] for k in sorted(names)] if isinstance(names, dict) else [str(n) for n in names]
-    except (OSError, KeyError, TypeError, yaml.YAMLError) as error:
-        raise ConvertError(f"{folder} is not a YOLO dataset: it needs a data.yaml with `names` ({error})") from error
+    summary = context.summary
+    names = _yolo_names(folder)
     out = []
     images = sorted(p for p in (folder / "images").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     for image in images:
         try:
             width, height = image_size(image)
         except ImageLoadError as error:
-            summary.skip(str(image), error.reason)
+            summary.skip(escape_path(str(image)), error.reason)
             continue
         label_file = folder / "labels" / image.relative_to(folder / "images").with_suffix(".txt")
         objects = []
@@ -236,18 +318,65 @@ def _read_yolo(folder: Path, context: ReadContext) -> list[LabelledImage]:
     return out
 
 
-def _read_vlground(path: Path, context: ReadContext) -> list[LabelledImage]:
-    """The JSON lines `vlground label` writes; its error records are listed as skipped images."""
-    from vlground.datasets import read_label_records
+def _label_detection(value: Any) -> Detection:
+    """One detection of a label record, every value checked; exactly one of box, quad and point."""
+    if not isinstance(value, dict):
+        raise InvalidValue("is not an object")
+    label, words = value.get("label"), value.get("text")
+    for name, given in (("label", label), ("text", words)):
+        if given is not None:
+            text(given, name)
+    shapes = [name for name in ("box", "quad", "point") if value.get(name) is not None]
+    if len(shapes) != 1:
+        raise InvalidValue(f"has {' and '.join(shapes) or 'no box, quad or point'}; a detection has exactly one")
+    if shapes == ["box"]:
+        return Detection(label, box=four_numbers(value["box"], "box"), text=words)
+    points = value[shapes[0]]
+    count = 4 if shapes == ["quad"] else 1
+    corners = [points] if count == 1 else points
+    if not isinstance(corners, list) or len(corners) != count or not all(isinstance(c, list) and len(c) == 2 for c in corners):
+        raise InvalidValue(f"{shapes[0]!r} is not {'4 points' if count == 4 else 'a point'} of 2 numbers")
+    xy = [tuple(four_numbers([*c, 0, 0], shapes[0])[:2]) for c in corners]
+    return Detection(label, quad=tuple(xy), text=words) if count == 4 else Detection(label, point=xy[0], text=words)
 
-    out = []
-    for record in read_label_records(path):
-        image = str(context.image_root / record.path) if context.image_root is not None else record.path
-        if record.error is not None or record.width is None or record.height is None:
-            context.summary.skip(image, f"the label record is an error ({record.error})")
+
+def _read_vlground(path: Path, context: ReadContext) -> list[LabelledImage]:
+    """The JSON lines `vlground label` writes, value by value: a line or detection with a value of the
+    wrong type is left out and named (FILE:LINE); error records are listed as skipped images; a later
+    record of an image wins, as the label run's own resume does."""
+    summary = context.summary
+    items: dict[str, LabelledImage] = {}
+    for number, line in enumerate(_text(path).splitlines(), 1):
+        if not line.strip():
             continue
-        out.append(LabelledImage(image, (record.width, record.height), tuple(record.detections)))
-    return out
+        where = f"{path}:{number}"
+        try:
+            record = _json(line, where)
+            if not isinstance(record, dict):
+                raise InvalidValue("is not a label record (a JSON object)")
+            name = text(record.get("path"), "path")
+            image = str(context.image_root / name) if context.image_root is not None else name
+            if record.get("error") is not None:
+                summary.skip(image, f"the label record is an error ({record['error']})")
+                continue
+            size = image_side(record.get("width"), "width"), image_side(record.get("height"), "height")
+            detections = record.get("detections") or []
+            if not isinstance(detections, list):
+                raise InvalidValue("'detections' is not a list")
+        except ConvertError as error:
+            summary.invalid_inputs.append(str(error))
+            continue
+        except InvalidValue as error:
+            summary.invalid_inputs.append(f"{where}: {error}")
+            continue
+        objects = []
+        for index, value in enumerate(detections, 1):
+            try:
+                objects.append(_label_detection(value))
+            except InvalidValue as error:
+                summary.invalid_inputs.append(f"{where}: detection {index}: {error}")
+        items[image] = LabelledImage(image, size, tuple(objects))
+    return list(items.values())
 
 
 READERS: dict[str, Callable[[Path, ReadContext], list[LabelledImage]]] = {
@@ -293,6 +422,9 @@ def _checked_size(item: LabelledImage, summary: ConvertSummary) -> tuple[int, in
     file is missing or unreadable, or its size is not the one the source states."""
     from vlground.imageio import ImageLoadError, image_size
 
+    if escape_path(item.image) != item.image:
+        summary.skip(escape_path(item.image), "the file name is not UTF-8, which training records cannot hold; rename the file")
+        return None
     try:
         size = image_size(item.image)
     except ImageLoadError as error:
@@ -303,6 +435,28 @@ def _checked_size(item: LabelledImage, summary: ConvertSummary) -> tuple[int, in
                                  "displayed (EXIF orientation applied); its boxes cannot be trusted")
         return None
     return size
+
+
+def _unfit_words(words: str | None) -> str | None:
+    """Why `words` (a label, an expression, a line's text) cannot be written into training text, or None."""
+    if words is None:
+        return None
+    if escape_path(words) != words:
+        return "it is not valid Unicode text"
+    markup = MARKUP.search(words)
+    return f"it holds {markup.group()}, markup of an answer or a chat template" if markup else None
+
+
+def _fit_objects(item: LabelledImage, detections: list[Detection], summary: ConvertSummary) -> list[Detection]:
+    """`detections` without those whose label or text cannot be written as training text (named)."""
+    kept = []
+    for d in detections:
+        reason = _unfit_words(d.label) or _unfit_words(d.text)
+        if reason is None:
+            kept.append(d)
+        else:
+            summary.invalid_inputs.append(f"{item.image}: object {(d.label or d.text)!r} left out: {reason}")
+    return kept
 
 
 def _groups(detections: Iterable[Detection]) -> dict[str, list[Detection]]:
@@ -354,7 +508,11 @@ def examples(items: Iterable[LabelledImage], family: Family, task: str, settings
         size = _checked_size(item, summary)
         if size is None:
             continue
-        detections = [d for d in (_clipped(d, size, summary) for d in item.objects) if d is not None]
+        reason = _unfit_words(item.expression)
+        if reason is not None:
+            summary.invalid_inputs.append(f"{item.image}: expression {item.expression!r} left out: {reason}")
+            continue
+        detections = _fit_objects(item, [d for d in (_clipped(d, size, summary) for d in item.objects) if d is not None], summary)
         made = _task_objects(task, item, detections, family.dialect, summary)
         if not made:
             summary.empty_images += 1
@@ -400,15 +558,25 @@ TARGETS: dict[str, Callable[[Example], dict[str, Any]]] = {
 
 
 def record_turns(record: dict[str, Any]) -> tuple[str, str, str]:
-    """(image, user words, answer) of a record of any target: the inverse of the target writers."""
-    if "conversations" in record:
-        human, gpt = record["conversations"]
-        return record["image"], human["value"].removeprefix("<image>\n"), gpt["value"]
-    user, assistant = record["messages"]
-    if isinstance(user["content"], list):
-        words = next(part["text"] for part in user["content"] if part["type"] == "text")
-        return record["images"][0], words, assistant["content"][0]["text"]
-    return record["images"][0], user["content"].removeprefix("<image>"), assistant["content"]
+    """(image, user words, answer) of a record of any target: the inverse of the target writers.
+    Raises ConvertError for anything else."""
+    try:
+        if "conversations" in record:
+            human, gpt = record["conversations"]
+            turns = record["image"], human["value"].removeprefix("<image>\n"), gpt["value"]
+        else:
+            user, assistant = record["messages"]
+            if isinstance(user["content"], list):
+                words = next(part["text"] for part in user["content"] if part["type"] == "text")
+                turns = record["images"][0], words, assistant["content"][0]["text"]
+            else:
+                turns = record["images"][0], user["content"].removeprefix("<image>"), assistant["content"]
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, StopIteration):
+        turns = None
+    if turns is None or not all(isinstance(part, str) for part in turns):
+        raise ConvertError("not a training record: it needs `conversations` and `image` (qwen) or `messages` and "
+                           "`images` (swift, llamafactory, trl), a user turn and an answer, as `vlground convert` writes")
+    return turns
 
 
 # ---- the whole conversion --------------------------------------------------------------------------
@@ -433,15 +601,62 @@ def read_metadata(data: str | Path) -> dict[str, Any]:
     path = metadata_path(data)
     if not path.is_file():
         raise ConvertError(f"{data} has no {path.name} beside it: convert the data with `vlground convert` first")
-    return json.loads(path.read_text(encoding="utf-8"))
+    metadata = _json(_text(path), str(path))
+    if not isinstance(metadata, dict):
+        raise ConvertError(f"{path} is not the metadata `vlground convert` writes (a JSON object); convert the data again")
+    return metadata
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConvertError(f"{path}: cannot be read ({getattr(error, 'strerror', None) or error})") from None
+
+
+def _json(text: str, where: str) -> Any:
+    """`json.loads`, every failure (nesting deeper than the decoder goes included) a ConvertError at `where`."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ConvertError(f"{where}: not a JSON record (nested too deeply)") from None
+    except ValueError as error:
+        raise ConvertError(f"{where}: not a JSON record ({error})") from None
+
+
+def _numbered_records(data: str | Path) -> list[tuple[str, dict[str, Any]]]:
+    """(where, record) of each record of a converted file; `where` is FILE:LINE (FILE:N for the Nth
+    record of a .json array)."""
+    path = Path(data)
+    text = _text(path)
+    if path.suffix == ".json":
+        records = _json(text, str(path))
+        if not isinstance(records, list):
+            raise ConvertError(f"{path}: not a JSON array of records")
+        numbered = [(f"{path}:{n}", r) for n, r in enumerate(records, 1)]
+    else:
+        numbered = [(f"{path}:{n}", _json(line, f"{path}:{n}")) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    for where, record in numbered:
+        if not isinstance(record, dict):
+            raise ConvertError(f"{where}: not a training record (a JSON object)")
+    return numbered
 
 
 def read_records(data: str | Path) -> list[dict[str, Any]]:
-    """The records of a converted file: a JSON array (.json) or one JSON object per line."""
-    text = Path(data).read_text(encoding="utf-8")
-    if Path(data).suffix == ".json":
-        return json.loads(text)
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    """The records of a converted file: a JSON array (.json) or one JSON object per line; a line
+    that is not a JSON object is a ConvertError naming the file and line."""
+    return [record for _, record in _numbered_records(data)]
+
+
+def training_turns(data: str | Path) -> list[tuple[str, tuple[str, str, str]]]:
+    """(FILE:LINE, (image, user words, answer)) of every record of a converted file, each checked."""
+    out = []
+    for where, record in _numbered_records(data):
+        try:
+            out.append((where, record_turns(record)))
+        except ConvertError as error:
+            raise ConvertError(f"{where}: {error}") from None
+    return out
 
 
 def convert(
@@ -476,6 +691,8 @@ def convert(
         raise ConvertError(f"{source}: no such file or folder")
     summary = ConvertSummary()
     out = Path(out)
+    if out.exists() and os.path.samefile(out, source):
+        raise ConvertError(f"--out {out} is the source {source}; write the training records to another file")
     context = ReadContext(Path(image_root) if image_root is not None else None, out.with_name(f"{out.stem}_images"), summary)
     items = READERS[source_format](source, context)
     records = [TARGETS[target](e) for e in examples(items, fam, task, settings, summary)]

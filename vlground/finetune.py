@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vlground.convert import read_metadata, read_records, record_turns
+from vlground.convert import ConvertError, read_metadata, training_turns
 from vlground.families import Family, get_family
 
 ADAPTER_INFO = "vlground_finetune.json"
@@ -85,6 +86,26 @@ def encode_example(processor, image, prompt: str, answer: str) -> dict:
     return {**full, "labels": labels}
 
 
+def _training_images(data: str | Path) -> list[tuple[object, str, str]]:
+    """(image, user words, answer) of every record of `data`, images loaded; a record that is not a
+    training record, or whose image cannot be read, is a FinetuneError naming the file and line."""
+    from vlground.imageio import ImageLoadError, load_image
+
+    out = []
+    try:
+        turns = training_turns(data)
+    except ConvertError as error:
+        raise FinetuneError(str(error)) from None
+    for where, (image, prompt, answer) in turns:
+        try:
+            out.append((load_image(image), prompt, answer))
+        except ImageLoadError as error:
+            raise FinetuneError(f"{where}: {error}") from None
+    if not out:
+        raise FinetuneError(f"{data} holds no records")
+    return out
+
+
 def _lora(model, options: FinetuneOptions):
     from peft import LoraConfig, get_peft_model
 
@@ -93,21 +114,71 @@ def _lora(model, options: FinetuneOptions):
     return get_peft_model(model, config)
 
 
-def _resume_state(out: Path, model, optimizer, schedule) -> int:
-    """The epoch to start at: 0, or the one after the last saved in out/checkpoint (its adapter
-    weights, optimizer and learning-rate schedule loaded)."""
+@dataclass(frozen=True)
+class _Checkpoint:
+    """What out/checkpoint holds to resume from: the epochs done and the saved states."""
+
+    epochs_done: int
+    adapter: dict
+    optimizer: dict
+    schedule: dict
+
+
+def _read_checkpoint(out: Path) -> _Checkpoint | None:
+    """out/checkpoint read (None: there is none) before any model is loaded; a damaged or foreign
+    file is a FinetuneError naming it. The optimizer file is read as tensors only: a pickled
+    object in it is refused, never run."""
+    import pickle
+
     import torch
-    from peft import set_peft_model_state_dict
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    state_file = out / CHECKPOINT / "state.json"
+    folder = out / CHECKPOINT
+    state_file, adapter_file, optimizer_file = folder / "state.json", folder / "adapter_model.safetensors", folder / "optimizer.pt"
     if not state_file.is_file():
-        return 0
-    set_peft_model_state_dict(model, load_file(out / CHECKPOINT / "adapter_model.safetensors"))
-    saved = torch.load(out / CHECKPOINT / "optimizer.pt", weights_only=True)
-    optimizer.load_state_dict(saved["optimizer"])
-    schedule.load_state_dict(saved["schedule"])
-    return json.loads(state_file.read_text())["epochs_done"]
+        return None
+
+    def damaged(file: Path, why: str) -> FinetuneError:
+        return FinetuneError(f"{file} cannot be resumed from ({why}); remove {folder} to train from the start, "
+                             "or choose another --out")
+
+    try:
+        epochs_done = json.loads(state_file.read_text(encoding="utf-8"))["epochs_done"]
+    except (OSError, ValueError, RecursionError, KeyError, TypeError) as error:
+        raise damaged(state_file, f"not {{\"epochs_done\": N}}: {type(error).__name__}: {error}") from None
+    if isinstance(epochs_done, bool) or not isinstance(epochs_done, int) or epochs_done < 0:
+        raise damaged(state_file, f"epochs_done is {epochs_done!r}, not a number of epochs")
+    try:
+        adapter = load_file(adapter_file)
+    except (OSError, SafetensorError) as error:
+        raise damaged(adapter_file, f"{type(error).__name__}: {error}") from None
+    try:
+        saved = torch.load(optimizer_file, weights_only=True)
+    except pickle.UnpicklingError as error:
+        wanted = re.search(r"unsupported global:? (?:GLOBAL )?([\w.]+)", str(error), re.IGNORECASE)
+        raise damaged(optimizer_file, f"it holds a pickled object{f' ({wanted.group(1)})' if wanted else ''} "
+                                      "that only running code could load") from None
+    except (OSError, EOFError, RuntimeError, ValueError) as error:
+        raise damaged(optimizer_file, f"{type(error).__name__}: {error or 'empty'}") from None
+    if not (isinstance(saved, dict) and isinstance(saved.get("optimizer"), dict) and isinstance(saved.get("schedule"), dict)):
+        raise damaged(optimizer_file, "it holds no optimizer and schedule states")
+    return _Checkpoint(epochs_done, adapter, saved["optimizer"], saved["schedule"])
+
+
+def _resume_state(checkpoint: _Checkpoint, folder: Path, model, optimizer, schedule) -> int:
+    """The epoch to start at, after the adapter weights, optimizer and learning-rate schedule of
+    `checkpoint` (read from `folder`) are put in place."""
+    from peft import set_peft_model_state_dict
+
+    try:
+        set_peft_model_state_dict(model, checkpoint.adapter)
+        optimizer.load_state_dict(checkpoint.optimizer)
+        schedule.load_state_dict(checkpoint.schedule)
+    except (KeyError, ValueError, RuntimeError, TypeError) as error:
+        raise FinetuneError(f"{folder} was saved by a run with other options or another model ({type(error).__name__}: "
+                            f"{error}); resume with the same options, or choose another --out") from None
+    return checkpoint.epochs_done
 
 
 def _save_checkpoint(out: Path, model, optimizer, schedule, epochs_done: int, info: dict) -> None:
@@ -167,7 +238,6 @@ def finetune(
     adapter's weights in fp32). Returns `out`."""
     import torch
 
-    from vlground.imageio import load_image
     from vlground.models.hf import HFBackend
 
     family = get_family(model_path)
@@ -175,20 +245,20 @@ def finetune(
     out = Path(out)
     if (out / CHECKPOINT).exists() and not resume:
         raise FinetuneError(f"{out} holds a run already: resume it (--resume) or choose another --out")
+    # Everything that can be wrong with the data or the checkpoint is found before the model loads.
+    checkpoint = _read_checkpoint(out) if resume else None
+    images = _training_images(data)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(options.seed)
     backend = HFBackend.load(Path(model_path), family, device=device, min_pixels=min_pixels, max_pixels=max_pixels)
     processor = backend.processor
-    examples = [encode_example(processor, load_image(image), prompt, answer)
-                for image, prompt, answer in map(record_turns, read_records(data))]
-    if not examples:
-        raise FinetuneError(f"{data} holds no records")
+    examples = [encode_example(processor, image, prompt, answer) for image, prompt, answer in images]
     model = _lora(backend.model, options)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=options.lr)
     steps = options.epochs * -(-len(examples) // options.batch_size)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / steps))
-    start = _resume_state(out, model, optimizer, schedule) if resume else 0
+    start = _resume_state(checkpoint, out / CHECKPOINT, model, optimizer, schedule) if checkpoint is not None else 0
     info = {"base_model": str(model_path), "family": family.name, "min_pixels": min_pixels, "max_pixels": max_pixels,
             "data": str(data), "options": asdict(options)}
     for epoch in range(start, options.epochs):
@@ -205,6 +275,24 @@ def finetune(
     return out
 
 
+def _adapter_info(path: Path) -> dict:
+    """The `vlground_finetune.json` of an adapter, checked: a family name and min/max pixels (whole
+    numbers or null); anything else is a FinetuneError naming the file."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as error:
+        raise FinetuneError(f"{path} cannot be read ({type(error).__name__}: {error}); write it again with "
+                            "`vlground finetune`, or remove it to load the adapter unchecked") from None
+    pixels_ok = isinstance(info, dict) and all(
+        info.get(name) is None or (isinstance(info.get(name), int) and not isinstance(info.get(name), bool))
+        for name in ("min_pixels", "max_pixels"))
+    if not pixels_ok or not isinstance(info.get("family"), str):
+        raise FinetuneError(f"{path} does not say what the adapter was trained for (it needs \"family\" and "
+                            "\"min_pixels\"/\"max_pixels\" as `vlground finetune` writes them); remove it to load the "
+                            "adapter unchecked")
+    return {"family": info["family"], "min_pixels": info.get("min_pixels"), "max_pixels": info.get("max_pixels")}
+
+
 def apply_adapter(model, adapter: str | Path, family: Family, *, merge: bool = False,
                   min_pixels: int | None = None, max_pixels: int | None = None):
     """`model` with the LoRA adapter in folder `adapter` on top (merged into its weights with `merge`).
@@ -217,7 +305,7 @@ def apply_adapter(model, adapter: str | Path, family: Family, *, merge: bool = F
         raise FinetuneError(f"{adapter} is not a PEFT adapter folder (no adapter_config.json); pass `vlground finetune`'s --out")
     info_file = adapter / ADAPTER_INFO
     if info_file.is_file():
-        info = json.loads(info_file.read_text())
+        info = _adapter_info(info_file)
         if info["family"] != family.name:
             raise FinetuneError(f"{adapter} was trained on {info['family']}, not {family.name}")
         for name, loaded in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
