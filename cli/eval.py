@@ -204,11 +204,12 @@ def _runner(model: str, load, ray: Optional[str], workers: int, gpus_per_worker:
 
         return None, RaySettings(ray, workers=workers, gpus_per_worker=gpus_per_worker, batch_size=batch_size)
     import vlground
+    from vlground.extras import MissingExtraError
     from vlground.families import UnknownFamilyError
 
     try:
         return vlground.load_model(model, load), None
-    except (UnknownFamilyError, ValueError, MemoryError, OSError) as error:  # OSError: weights or files missing
+    except (UnknownFamilyError, ValueError, MemoryError, OSError, MissingExtraError) as error:  # OSError: weights or files missing
         fail(str(error))
 
 

@@ -26,6 +26,7 @@ def finetune(
     merge: Annotated[bool, typer.Option("--merge", help="Also write a full checkpoint with the adapter merged, in OUT/merged.")] = False,
 ) -> None:
     """Train a LoRA adapter; progress with the loss goes to stderr, the adapter is saved every epoch."""
+    from vlground.extras import MissingExtraError
     from vlground.finetune import FinetuneOptions, finetune as run
 
     if not Path(model).is_dir():
@@ -34,9 +35,7 @@ def finetune(
         options = FinetuneOptions(epochs=epochs, lr=lr, lora_rank=lora_rank, batch_size=batch_size, seed=seed,
                                   min_pixels=min_pixels, max_pixels=max_pixels)
         run(model, data, out, options, resume=resume, merge=merge, device=device, progress=lambda line: typer.echo(line, err=True))
-    except ImportError as error:
-        fail(f"fine-tuning needs peft ({error}): pip install 'vlground[train]'")
-    except (ValueError, OSError) as error:  # FinetuneError, ConvertError, an unknown family, missing weights
+    except (ValueError, OSError, MissingExtraError) as error:  # FinetuneError, ConvertError, an unknown family, missing weights, no torch
         fail(str(error))
     typer.echo(f"adapter in {out}; use it with --adapter {out} or load_model(..., adapter={str(out)!r})", err=True)
 

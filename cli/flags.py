@@ -14,11 +14,14 @@ from vlground.cli.errors import fail
 
 def _checked_device(value: str) -> str:
     from vlground.device import DeviceUnavailableError, check_device
+    from vlground.extras import MissingExtraError
 
     try:
         return check_device(value)
     except DeviceUnavailableError as error:
         fail(f"--device: {error}")
+    except MissingExtraError as error:
+        fail(str(error))
 
 
 Device = Annotated[str, typer.Option(callback=_checked_device, help="auto (a GPU when there is one), cpu, cuda, cuda:1, mps.")]

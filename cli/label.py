@@ -36,6 +36,7 @@ def label(
     """Find every instance of the categories in each image; exit status 1 when any image failed (its record says why)."""
     from vlground.labeling import LabelOptions, run_label
     from vlground.options import GenerationOptions, LoadOptions
+    from vlground.extras import MissingExtraError
     from vlground.scale import WorkerSetupError
     from vlground.sink import OutputExistsError, OutputLockedError
 
@@ -50,7 +51,7 @@ def label(
             progress=progress, ray=ray, workers=workers, gpus_per_worker=gpus_per_worker,
         )
         summary = run_label(paths, out, options)
-    except (ValueError, OutputExistsError, OutputLockedError, IsADirectoryError, WorkerSetupError) as error:
+    except (ValueError, OutputExistsError, OutputLockedError, IsADirectoryError, WorkerSetupError, MissingExtraError) as error:
         fail(str(error))
     except Exception as error:  # noqa: BLE001 - missing weights, unknown models, a cluster that cannot be reached
         fail(f"{type(error).__name__}: {error}")

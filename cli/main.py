@@ -10,6 +10,7 @@ from typer import _click as click
 from typer.core import TyperArgument, TyperGroup
 
 from vlground import __version__
+from vlground.extras import MissingExtraError
 from vlground.cli import convert, detect, eval, finetune, label, ocr, parse
 
 
@@ -60,6 +61,9 @@ class _Commands(TyperGroup):
             if isinstance(abort.__cause__, EOFError):  # click wraps EOFError as Ctrl-C; it is a fault (a cut file)
                 raise abort.__cause__ from None
             sys.exit(130)
+        except MissingExtraError as error:  # a command of an extra this install leaves out
+            typer.echo(f"error: {error}", err=True)
+            sys.exit(2)
         sys.exit(status if isinstance(status, int) else 0)
 
 

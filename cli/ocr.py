@@ -39,6 +39,7 @@ def ocr(
     ray: Ray = None,
 ) -> None:
     """Read the text in every image; exit status 1 when any input failed (its record says why)."""
+    from vlground.extras import MissingExtraError
     from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS
     from vlground.models.weights import WeightsNotFoundError
     from vlground.ocr.documents import MAX_DPI
@@ -74,7 +75,8 @@ def ocr(
     )
     try:
         summary = run_ocr(paths, out, options)
-    except (OutputExistsError, OutputLockedError, IsADirectoryError, EngineUnavailableError, WeightsNotFoundError) as error:
+    except (OutputExistsError, OutputLockedError, IsADirectoryError, EngineUnavailableError, WeightsNotFoundError,
+            MissingExtraError) as error:
         fail(str(error))
     except BrokenPipeError:
         raise  # the reader of --out - left (| head): click ends the command quietly, exit status 1

@@ -8,6 +8,7 @@ import typer
 from typer.testing import CliRunner
 
 from vlground.cli.eval import register
+from vlground.extras import missing
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,8 @@ def test_eval_ocr_json(app, tmp_path):
         (("eval", "refcoco", "--gt", "{tmp}/gt.jsonl", "--pred", "{tmp}/p.jsonl"), "--family"),
         (("eval", "textvqa", "--gt", "{tmp}/gt.jsonl", "--pred", "{tmp}/p.jsonl"), "not TextVQA ground truth"),
         (("eval", "docvqa", "--gt", "{tmp}/gt.jsonl", "--pred", "{tmp}/missing.json"), "cannot read predictions"),
-        (("bench", "refcoco", "--model", "Acme/NotAQwen", "--gt", "{tmp}/gt.jsonl"), "cannot find the weights of Acme/NotAQwen"),
+        (("bench", "refcoco", "--model", "Acme/NotAQwen", "--gt", "{tmp}/gt.jsonl"),
+         "pip install 'vlground[models]'" if missing("models") else "cannot find the weights of Acme/NotAQwen"),
     ],
 )
 def test_failures_are_one_line_on_stderr_with_exit_2(app, tmp_path, args, message):

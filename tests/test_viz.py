@@ -163,7 +163,7 @@ def test_ocr_words_are_drawn_as_thin_grey_outlines_under_their_line():
 
 
 def test_an_ocr_record_displays_as_its_page_in_jupyter(tmp_path):
-    from IPython.core.interactiveshell import InteractiveShell
+    InteractiveShell = pytest.importorskip("IPython.core.interactiveshell").InteractiveShell  # noqa: N806
 
     path, record = _page(tmp_path)
     formats, _ = InteractiveShell.instance().display_formatter.format(record)
@@ -174,7 +174,7 @@ def test_an_ocr_record_displays_as_its_page_in_jupyter(tmp_path):
 
 
 def test_a_result_that_knows_its_image_displays_as_its_picture_in_jupyter():
-    from IPython.core.interactiveshell import InteractiveShell
+    InteractiveShell = pytest.importorskip("IPython.core.interactiveshell").InteractiveShell  # noqa: N806
 
     from vlground.results import Result
 

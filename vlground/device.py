@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 
+from vlground.extras import require
+
 _DEVICE = re.compile(r"^(cpu|cuda|mps)(?::(\d+))?$")
 
 
@@ -15,6 +17,7 @@ class DeviceUnavailableError(ValueError):
 def available_devices() -> list[str]:
     """The devices a model can run on here: "cpu", then "cuda:0", "cuda:1", ... (those CUDA makes
     visible, CUDA_VISIBLE_DEVICES honoured), then "mps" on Apple GPUs."""
+    require("models", "choosing a --device", "torch")
     import torch
 
     found = ["cpu", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]

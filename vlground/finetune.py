@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vlground.convert import ConvertError, read_metadata, training_turns
+from vlground.extras import require
 from vlground.families import Family, get_family
 
 ADAPTER_INFO = "vlground_finetune.json"
@@ -236,6 +237,7 @@ def finetune(
     `out` (see the module docstring); with `merge`, also a full checkpoint in out/merged. `device`
     "auto" trains on a GPU when there is one (base weights in bf16 there, fp32 on the CPU; the
     adapter's weights in fp32). Returns `out`."""
+    require("models", "fine-tuning", "torch", "transformers", "peft")
     import torch
 
     from vlground.models.hf import HFBackend
@@ -298,6 +300,7 @@ def apply_adapter(model, adapter: str | Path, family: Family, *, merge: bool = F
     """`model` with the LoRA adapter in folder `adapter` on top (merged into its weights with `merge`).
     An adapter `finetune` wrote is checked: trained for another family, or for other pixels than the
     loaded processor's (`min_pixels`/`max_pixels` as loaded), it is refused."""
+    require("models", "a LoRA adapter", "peft")
     from peft import PeftModel
 
     adapter = Path(adapter)

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from vlground.extras import require
 from vlground.jobs.executors import Outcome, WorkerSetupError, failure, isolated
 from vlground.jobs.loop import Worker
 
@@ -53,6 +54,7 @@ def connect(address: str) -> None:
     """Join the Ray cluster at `address`, or start one on this machine's cores for "local"; a
     process already connected (a notebook, the tests) keeps its cluster. Ray's own logging is kept
     to errors, its progress bars off: the job prints its own progress."""
+    require("ray", "--ray")
     import ray
 
     if not ray.is_initialized():
@@ -111,6 +113,7 @@ class RayExecutor:
     settings: RaySettings
 
     def run(self, worker: Worker, items: list) -> Iterator[Outcome]:
+        require("ray", "--ray")
         import ray.exceptions
 
         connect(self.settings.address)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from vlground.extras import require
 from vlground.families import Family, UnknownFamilyError, get_family
 from vlground.models.base import Backend
 from vlground.models.server import is_server_url
@@ -41,6 +42,7 @@ def load_backend(name_or_path: str | Path, options: LoadOptions | None = None, *
         return _load_server(str(name_or_path), options)
     if options.server_only:
         raise OptionsError(f"{_apply(options.server_only)} to a server URL (http://...), not to {name_or_path}")
+    require("models", f"running {name_or_path} on this machine")
     _check_family_early(name_or_path)
     path = resolve_checkpoint(name_or_path)
     family = get_family(path)  # the checkpoint's own config has the last word
