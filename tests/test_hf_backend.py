@@ -34,6 +34,11 @@ def noise_images(count, seed=0):
     return [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
 
 
+# Qwen3.5 and Qwen4-Exp think by default: a small reasoning budget keeps random weights quick and puts
+# the budget's forced closer inside every batch
+THINKING = dict(max_thinking_tokens=6)
+
+
 def mixed_requests(family, images):
     """Alternating tasks with different token limits, so one batch mixes prompt lengths and limits."""
     prompts = [
@@ -48,8 +53,8 @@ def mixed_requests(family, images):
 def test_hf_batched_answers_equal_one_at_a_time(backends, name):
     backend = backends[name]
     requests = mixed_requests(name, noise_images(7))
-    alone = [backend.generate([r], GenerationOptions(batch_size=1))[0] for r in requests]
-    batched = backend.generate(requests, GenerationOptions(batch_size=4))
+    alone = [backend.generate([r], GenerationOptions(batch_size=1, **THINKING))[0] for r in requests]
+    batched = backend.generate(requests, GenerationOptions(batch_size=4, **THINKING))
     assert batched == alone
     # the images steer the answers, and no row stopped at once: the comparison means something
     assert len({g.text for g in batched}) > 1 and all(g.text for g in batched)
@@ -58,7 +63,7 @@ def test_hf_batched_answers_equal_one_at_a_time(backends, name):
 @pytest.mark.parametrize("name", TINY_FAMILIES)
 def test_hf_input_size_is_what_the_processor_produced(backends, name):
     images = noise_images(4, seed=1)
-    answers = backends[name].generate(mixed_requests(name, images), GenerationOptions(max_new_tokens=1, batch_size=4))
+    answers = backends[name].generate(mixed_requests(name, images), GenerationOptions(max_new_tokens=1, batch_size=4, **THINKING))
     assert [a.input_size for a in answers] == [model_input_size(name, image.size) for image in images]
 
 
@@ -84,6 +89,7 @@ FORCED = {
                    (217 * 870 / 868, 350 * 1398 / 1400, 434 * 870 / 868, 700 * 1398 / 1400)),
     "qwen3-vl": ('```json\n[{"bbox_2d": [100, 200, 500, 750], "label": "red car"}]\n```', (87.0, 279.6, 435.0, 1048.5)),
 }
+FORCED.update({name: FORCED["qwen3-vl"] for name in ("qwen3-vl-moe", "qwen3.5", "qwen3.5-moe", "qwen4-exp")})
 
 
 @pytest.mark.parametrize("name", TINY_FAMILIES)
@@ -111,7 +117,7 @@ def test_hf_answer_decodes_and_parses_into_original_pixels(backends, name, monke
 def test_hf_end_to_end_on_random_weights(checkpoints, name):
     backend = HFBackend.load(checkpoints[name], get_family(name), device="cpu", dtype="fp32")
     images = noise_images(2, seed=2)
-    answers = backend.generate(mixed_requests(name, images), GenerationOptions(min_new_tokens=4, max_new_tokens=4))
+    answers = backend.generate(mixed_requests(name, images), GenerationOptions(min_new_tokens=4, max_new_tokens=4, **THINKING))
     for image, answer in zip(images, answers):
         assert answer.text and "<|im_end|>" not in answer.text
         assert parse(answer.text, name, image.size, answer.input_size).image_size == image.size

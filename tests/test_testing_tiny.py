@@ -8,7 +8,7 @@ from PIL import Image
 from vlground.families import UnknownFamilyError, get_family
 from vlground.geometry import model_input_size
 from vlground.testing import make_tiny_model
-from vlground.testing.hf import SPECIAL_TOKENS, TINY_FAMILIES
+from vlground.testing.hf import SPECIAL_TOKENS, THINK_TOKENS, TINY_FAMILIES
 
 # (image size, input size the released checkpoints' processors produce), width x height
 RESIZES = {
@@ -16,6 +16,8 @@ RESIZES = {
     "qwen2.5-vl": [((1024, 1024), (1036, 1036)), ((1014, 1532), (1008, 1540))],
     "qwen3-vl": [((1024, 1024), (1024, 1024)), ((120, 90), (320, 224))],  # the second is raised to min_pixels
 }
+# Qwen3-VL MoE, Qwen3.5 (dense and MoE) and Qwen4-Exp: the same processor (patch 16, merge 2) and pixel bounds
+RESIZES.update({name: RESIZES["qwen3-vl"] for name in ("qwen3-vl-moe", "qwen3.5", "qwen3.5-moe", "qwen4-exp")})
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +67,11 @@ def test_tiny_chat_template_has_the_released_shape(checkpoints, name):
     processor = AutoProcessor.from_pretrained(checkpoints[name])
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe this image."}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    # Qwen3.5 and Qwen4-Exp open the reasoning in the prompt, as the released template does
+    opening = "<think>\n" if get_family(name).thinking == "default" else ""
     assert text == (
         "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Describe this image.<|im_end|>\n"
-        "<|im_start|>assistant\n"
+        "<|im_start|>assistant\n" + opening
     )
 
 
@@ -79,6 +83,26 @@ def test_tiny_qwen_vl_goes_to_the_native_builder(monkeypatch, tmp_path, name, ch
     monkeypatch.setitem(sys.modules, "vlground.testing.qwen_vl", fake)
     assert make_tiny_model(name, tmp_path) == tmp_path
     assert calls == [(tmp_path, chat)]
+
+
+@pytest.mark.parametrize("thinking, off, on", [
+    ("never", "", ""),
+    ("default", "<think>\n\n</think>\n\n", "<think>\n"),  # Qwen3.5: the switch is honoured
+    ("always", "<think>\n", "<think>\n"),  # a Thinking checkpoint: no switch
+])
+def test_tiny_thinking_templates_open_reasoning_as_released(tmp_path, thinking, off, on):
+    from transformers import AutoProcessor
+
+    from vlground.models.thinking import template_thinking
+
+    processor = AutoProcessor.from_pretrained(make_tiny_model("qwen3-vl", tmp_path, thinking=thinking))
+    messages = [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]
+    for switch, opening in ((False, off), (True, on)):
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, enable_thinking=switch)
+        assert text.endswith("<|im_start|>assistant\n" + opening)
+    assert template_thinking(processor) == thinking
+    tokenizer = processor.tokenizer
+    assert [len(tokenizer.encode(t, add_special_tokens=False)) for t in THINK_TOKENS] == [1, 1]
 
 
 def test_tiny_unknown_family_is_refused(tmp_path):

@@ -4,6 +4,7 @@ frame, with which processor settings and prompts, and which checkpoints belong t
 Everything else looks a family up here instead of branching on model names."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -24,7 +25,12 @@ class Family:
     `prompts` maps a task to its template; `raw_prompts` are prefix completions for base models
     (`<img></img>` marks where the image goes). `runtimes` lists the runtimes (keys of
     `vlground.models.RUNTIMES`) that can run the family, the default first: the runtime is chosen
-    apart from the family, so one Qwen2.5-VL checkpoint runs on transformers or behind a server."""
+    apart from the family, so one Qwen2.5-VL checkpoint runs on transformers or behind a server.
+
+    `thinking` says whether the family's checkpoints reason before they answer (see THINKING);
+    checkpoints whose hub name matches `thinking_pattern` (Qwen3-VL-*-Thinking) always do. A local
+    checkpoint's chat template has the last word (`vlground.models.thinking.template_thinking`).
+    `transformers` is the oldest transformers release with the family's model classes."""
 
     name: str
     dialect: str
@@ -40,6 +46,13 @@ class Family:
     min_pixels: int | None = None
     max_pixels: int | None = None
     max_new_tokens: dict[str, int] = field(default_factory=dict)
+    thinking: str = "never"
+    thinking_pattern: str | None = None
+    transformers: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.thinking not in THINKING:
+            raise ValueError(f"{self.name}: thinking must be one of {', '.join(THINKING)}, got {self.thinking!r}")
 
     @property
     def factor(self) -> int:
@@ -54,6 +67,11 @@ class Family:
         return self.runtimes[0]
 
 
+# Whether a checkpoint reasons before it answers: "never"; "default" (its chat template opens a
+# <think> block unless the template is given enable_thinking=False, as Qwen3.5's); "always" (the
+# template opens one whatever it is given, as Qwen3-VL-*-Thinking's).
+THINKING = ("never", "default", "always")
+
 _VQA = "{question}\nAnswer the question using a single word or phrase."
 _JSON_PROMPTS = {
     "ground": "Locate {phrase} in this image and output the bbox coordinates in JSON format.",
@@ -63,6 +81,32 @@ _JSON_PROMPTS = {
     "spot_text": "Spotting all the text in the image with line-level, and output in JSON format.",
     "ask": _VQA,
 }
+
+_QWEN3_PROMPTS = {
+    **_JSON_PROMPTS,
+    "detect": 'Locate every instance that belongs to the following categories: "{categories}". Report bbox coordinates in JSON format.',
+}
+
+# Qwen3.5 / Qwen3.6: natively multimodal; Qwen3-VL's prompts, JSON and 0-1000 frame (QwenLM maintainers).
+# min/max pixels are Qwen3-VL's, not confirmed for Qwen3.5: used only where neither a checkpoint folder's
+# preprocessor config nor the caller says otherwise (a server's resizing, `vlground convert`).
+_QWEN35 = Family(
+    name="qwen3.5",
+    dialect="json",
+    frame="norm1000",
+    runtimes=("transformers", "server"),
+    model_types=("qwen3_5", "qwen3_5_moe"),
+    hub_pattern=r"qwen3\.[56](?!\d)",
+    hub_ids=("Qwen/Qwen3.5-0.8B", "Qwen/Qwen3.5-2B", "Qwen/Qwen3.5-4B", "Qwen/Qwen3.5-9B", "Qwen/Qwen3.5-27B",
+             "Qwen/Qwen3.5-35B-A3B", "Qwen/Qwen3.5-122B-A10B", "Qwen/Qwen3.5-397B-A17B", "Qwen/Qwen3.6-35B-A3B"),
+    patch_size=16,
+    merge_size=2,
+    min_pixels=65536,
+    max_pixels=16777216,
+    prompts=_QWEN3_PROMPTS,
+    thinking="default",
+    transformers="5.2.0",
+)
 
 FAMILIES: dict[str, Family] = {
     f.name: f
@@ -148,16 +192,22 @@ FAMILIES: dict[str, Family] = {
             runtimes=("transformers", "server"),
             model_types=("qwen3_vl", "qwen3_vl_moe"),
             hub_pattern=r"qwen3-vl",
-            hub_ids=("Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-8B-Instruct", "Qwen/Qwen3-VL-32B-Instruct", "Qwen/Qwen3-VL-30B-A3B-Instruct", "Qwen/Qwen3-VL-235B-A22B-Instruct"),
+            hub_ids=("Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-8B-Instruct", "Qwen/Qwen3-VL-32B-Instruct",
+                     "Qwen/Qwen3-VL-30B-A3B-Instruct", "Qwen/Qwen3-VL-235B-A22B-Instruct", "Qwen/Qwen3-VL-8B-Thinking",
+                     "Qwen/Qwen3-VL-30B-A3B-Thinking"),
             patch_size=16,
             merge_size=2,
             min_pixels=65536,
             max_pixels=16777216,
-            prompts={
-                **_JSON_PROMPTS,
-                "detect": 'Locate every instance that belongs to the following categories: "{categories}". Report bbox coordinates in JSON format.',
-            },
+            prompts=_QWEN3_PROMPTS,
+            thinking_pattern=r"thinking",
+            transformers="4.57.0",
         ),
+        _QWEN35,
+        # Qwen4-Exp: in transformers 5.25 with Qwen3.5's processor (patch 16, merge 2). No released checkpoint
+        # says how it grounds: Qwen3.5's prompts and frame are assumed; it runs end to end on tiny checkpoints.
+        dataclasses.replace(_QWEN35, name="qwen4-exp", model_types=("qwen4_exp",), hub_pattern=r"qwen4-exp",
+                            hub_ids=("Qwen/Qwen4-Exp",), transformers="5.25.0"),
     ]
 }
 
@@ -196,6 +246,15 @@ def family_from_name(name: str) -> Family:
         if re.search(family.hub_pattern, repo_name):
             return family
     raise UnknownFamilyError(f"unknown model family {key!r}; known families: {_known()}")
+
+
+def checkpoint_thinking(family: Family, name: str | None = None) -> str:
+    """Whether a checkpoint of `family` named `name` (a hub id or served name) reasons before it
+    answers, told from the name alone (one of THINKING)."""
+    repo_name = str(name or "").replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].lower()
+    if family.thinking_pattern and re.search(family.thinking_pattern, repo_name):
+        return "always"
+    return family.thinking
 
 
 def get_family(name_or_path: str | Path | Family) -> Family:

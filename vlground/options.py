@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+THINKING_SETTINGS = ("auto", "on", "off")
+DEFAULT_THINKING_TOKENS = 4096
 DTYPES = ("auto", "bf16", "bfloat16", "fp16", "float16", "fp32", "float32")
 RUNTIMES = ("transformers", "qwen-vl-native", "server")
 
@@ -30,7 +32,12 @@ class GenerationOptions:
     `batch_size`: images per forward pass on a local model (halved on out-of-memory), requests in
     flight on a server. `temperature`, `top_p` and `top_k` apply only with `do_sample=True`;
     `seed` makes sampling repeatable (each batch of a local model starts from it; a server gets it
-    in the request)."""
+    in the request).
+
+    `thinking`: "auto" (as the checkpoint does by default: Qwen3.5 and Thinking checkpoints reason
+    first, the others do not), "on" or "off"; it reaches the chat template as `enable_thinking`.
+    `max_thinking_tokens` bounds the reasoning (default DEFAULT_THINKING_TOKENS): when it is spent the
+    reasoning is closed (`</think>`) and the model answers within its own `max_new_tokens`."""
 
     max_new_tokens: int | None = None
     min_new_tokens: int = 0
@@ -40,9 +47,15 @@ class GenerationOptions:
     top_p: float | None = None
     top_k: int | None = None
     seed: int | None = None
+    thinking: str = "auto"
+    max_thinking_tokens: int | None = None
 
     def __post_init__(self) -> None:
         _at_least(self, "batch_size", 1)
+        if self.thinking not in THINKING_SETTINGS:
+            raise OptionsError(f"thinking must be one of {', '.join(THINKING_SETTINGS)}, got {self.thinking!r}")
+        if self.max_thinking_tokens is not None:
+            _at_least(self, "max_thinking_tokens", 1)
         _at_least(self, "min_new_tokens", 0)
         if self.max_new_tokens is not None:
             _at_least(self, "max_new_tokens", 1)
@@ -56,6 +69,11 @@ class GenerationOptions:
     def budget(self, task_default: int) -> int:
         """New tokens allowed for one request whose prompt budgets `task_default`."""
         return self.max_new_tokens or task_default
+
+    @property
+    def thinking_budget(self) -> int:
+        """Tokens of reasoning allowed before `</think>` is forced, for a request that thinks."""
+        return self.max_thinking_tokens or DEFAULT_THINKING_TOKENS
 
 
 @dataclass(frozen=True)

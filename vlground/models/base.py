@@ -42,10 +42,14 @@ class Generation:
     """The model's answer. `text` keeps grounding tokens (<ref>, <|box_start|>, ...) and drops only
     control tokens (padding, end of turn). `input_size` is the (width, height) the model actually saw,
     from the processor's output, never an assumption; None where the model squashes to a fixed size.
+    `thinking`: the prompt opened a reasoning block, so `text` is reasoning, `</think>`, answer.
+    `reasoning`: the reasoning a server returned apart (`reasoning_content`); `text` is then the answer.
     `error` is the exception that kept this request from an answer (then `text` is empty)."""
 
     text: str
     input_size: tuple[int, int] | None = None
+    thinking: bool = False
+    reasoning: str | None = None
     error: BaseException | None = field(default=None, compare=False)
 
 

@@ -1,4 +1,4 @@
-"""The transformers runtime for Qwen2-VL, Qwen2.5-VL and Qwen3-VL.
+"""The transformers runtime for Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5 and Qwen4-Exp.
 
 One processor call per batch (left padding, images of any sizes), one `generate`, one copy of the new
 tokens to the host. Each answer carries the input size the processor really produced for its image
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from vlground.families import Family
 from vlground.models.base import STOP_TOKENS, Backend, Generation, Request, resolve_device_dtype
+from vlground.models.thinking import CLOSER, ThinkingBudget, template_thinking, thinks
 from vlground.models.weights import InvalidCheckpointError, WeightsNotFoundError
 from vlground.options import GenerationOptions, LoadOptions, with_overrides
 
@@ -114,6 +115,21 @@ def _check_checkpoint(path: Path, family: Family) -> None:
             f"{path} holds a {model_type!r} model, not {family.name} ({', '.join(family.model_types)}); "
             "pick the family that matches the checkpoint"
         )
+    check_transformers(family, model_type)
+
+
+def check_transformers(family: Family, model_type: str) -> None:
+    """A clear line when the installed transformers predates `family`'s model classes."""
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if model_type in CONFIG_MAPPING:
+        return
+    wanted = f"transformers>={family.transformers}" if family.transformers else "a newer transformers"
+    raise InvalidCheckpointError(
+        f"{family.name} (model_type {model_type!r}) needs {wanted}; this is transformers {transformers.__version__}: "
+        f"pip install -U '{wanted if family.transformers else 'transformers'}'"
+    )
 
 
 def apply_adapter(model, options: LoadOptions, family: Family, processor):
@@ -202,6 +218,8 @@ class HFBackend(Backend):
         self.tokenizer.padding_side = "left"  # generation appends on the right, so padding goes left
         self.device = model.device
         self.patch_size = processor.image_processor.patch_size
+        self.thinking_mode = template_thinking(processor)  # the checkpoint's own template says whether it thinks
+        self._closer = self.tokenizer.encode(CLOSER, add_special_tokens=False)
         eos = model.generation_config.eos_token_id
         eos = [eos] if isinstance(eos, int) else list(eos or [])
         stop = {*self.tokenizer.convert_tokens_to_ids(list(STOP_TOKENS)), *eos, self.tokenizer.pad_token_id}
@@ -255,8 +273,9 @@ class HFBackend(Backend):
         )
         return config
 
-    def _encode(self, requests: Sequence[Request]):
-        """The processor's output for the batch (on the model's device) and each image's input size."""
+    def _encode(self, requests: Sequence[Request], thinking: bool = False):
+        """The processor's output for the batch (on the model's device) and each image's input size.
+        `thinking` reaches the chat template as enable_thinking (templates without the switch ignore it)."""
         for request in requests:
             if not request.prompt.chat:
                 raise ValueError(f"{self.family.name} is a chat model; its prompts must have chat=True")
@@ -265,6 +284,7 @@ class HFBackend(Backend):
                 [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": r.prompt.text}]}],
                 add_generation_prompt=True,
                 tokenize=False,
+                enable_thinking=thinking,
             )
             for r in requests
         ]
@@ -280,24 +300,37 @@ class HFBackend(Backend):
         import torch
 
         limits = list(budgets)
+        thinking = thinks(self.thinking_mode, options.thinking, f"this {self.family.name} checkpoint")
         try:
-            new_tokens, sizes = self._run(requests, self._generation_config(max(limits), options))
+            new_tokens, sizes, limits = self._run(requests, options, limits, thinking)
         except torch.OutOfMemoryError as error:
             message = str(error)
         else:
-            return [Generation(text=t, input_size=s) for t, s in zip(self._decode(new_tokens, limits), sizes)]
+            texts = self._decode(new_tokens, limits)
+            return [Generation(text=t, input_size=s, thinking=thinking) for t, s in zip(texts, sizes)]
         # Raised afresh once the handler is left: the original traceback keeps the failed attempt's
         # tensors alive, and the caller retries smaller batches right after this.
         raise torch.OutOfMemoryError(message)
 
-    def _run(self, requests: Sequence[Request], config):
-        """The new tokens of each row, on the host, and each image's input size."""
+    def _run(self, requests: Sequence[Request], options: GenerationOptions, limits: list[int], thinking: bool):
+        """The new tokens of each row (on the host), each image's input size, and each row's token
+        limit. A row that reasons gets the thinking budget on top of its answer's `limits`."""
         import torch
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
-        inputs, sizes = self._encode(requests)
+        inputs, sizes = self._encode(requests, thinking)
+        config = self._generation_config(max(limits), options)
+        steering = {}
+        if thinking:
+            budget = ThinkingBudget(self._closer, options.thinking_budget, limits, inputs["input_ids"].shape[1])
+            config.max_new_tokens = budget.max_new_tokens
+            steering = dict(logits_processor=LogitsProcessorList([budget.processor]),
+                            stopping_criteria=StoppingCriteriaList([budget.stopper]))
         with torch.inference_mode():
-            output = self.model.generate(**inputs, generation_config=config)
-        return output[:, inputs["input_ids"].shape[1] :].cpu(), sizes
+            output = self.model.generate(**inputs, generation_config=config, **steering)
+        if thinking:  # each answer's limit counts from its closer; a row still reasoning keeps all it wrote
+            limits = [int(c) + n if c >= 0 else config.max_new_tokens for c, n in zip(budget.closed_at.tolist(), limits)]
+        return output[:, inputs["input_ids"].shape[1] :].cpu(), sizes, limits
 
     def _decode(self, new_tokens, limits: list[int]) -> list[str]:
         """Text of each row up to its first stop token and at most its own token limit (a batch runs to

@@ -11,7 +11,15 @@ server refuses them by name (transformers serve answers HTTP 422); the request i
 without them, and so are later ones. What is lost without them: grounding tokens the server strips
 (Qwen2-VL's <|box_start|>... tags: boxes are still read from the bare coordinates, their labels are
 not), and min_new_tokens and top_k are not applied. The transport's limits (deadline, body size,
-retries, no redirects) are in `vlground.models.http_client`."""
+retries, no redirects) are in `vlground.models.http_client`.
+
+Thinking: whether the served checkpoint reasons first is told from its name (`checkpoint_thinking`:
+Qwen3.5 by default, *-Thinking always); `GenerationOptions.thinking` goes to the server's chat
+template as `chat_template_kwargs: {"enable_thinking": ...}` (vLLM, SGLang and transformers serve
+take it), and a reasoning request may write `max_thinking_tokens` more tokens. A server cannot be
+made to close the reasoning at that budget: reasoning that runs past it is reported as cut short.
+Reasoning a server returns apart (`reasoning_content`, with a reasoning parser on) lands in
+`Result.reasoning`; without one the text holds it, and the parser splits it off."""
 from __future__ import annotations
 
 import base64
@@ -22,10 +30,11 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from vlground.families import Family, UnknownFamilyError, family_from_name
+from vlground.families import Family, UnknownFamilyError, checkpoint_thinking, family_from_name
 from vlground.geometry import model_input_size
 from vlground.models.base import STOP_TOKENS, Backend, Generation, Request
 from vlground.models.http_client import HTTPPolicy, HTTPStatusError, ServerError, request_json
+from vlground.models.thinking import thinks
 from vlground.options import GenerationOptions, LoadOptions, with_overrides
 
 __all__ = ["DEFAULT_TIMEOUT", "HTTPPolicy", "ServerBackend", "ServerError", "is_server_url"]
@@ -75,6 +84,7 @@ class ServerBackend(Backend):
         self.min_pixels = min_pixels
         self.max_pixels = max_pixels
         self.image_format = image_format
+        self.thinking_mode = checkpoint_thinking(family, served_model)
 
     @classmethod
     def load(cls, source: str, family: Family | None, options: LoadOptions | None = None, **keywords) -> ServerBackend:
@@ -121,7 +131,11 @@ class ServerBackend(Backend):
     def _complete(self, request: Request, budget: int, options: GenerationOptions) -> Generation:
         if not request.prompt.chat:
             raise ValueError("a chat server needs chat prompts; this prompt is a raw completion (chat=False)")
-        payload, extensions = self._payload(request, budget, options), _extensions(options)
+        thinking = thinks(self.thinking_mode, options.thinking, self.served_model)
+        payload = self._payload(request, budget + options.thinking_budget if thinking else budget, options)
+        if thinking or self.thinking_mode != "never" or options.thinking != "auto":
+            payload["chat_template_kwargs"] = {"enable_thinking": thinking}
+        extensions = _extensions(options)
         url = self.base_url + "/chat/completions"
         with_extensions = self.takes_extensions  # read once: other threads may learn the server refuses them
         try:
@@ -134,9 +148,13 @@ class ServerBackend(Backend):
         choices = answer.get("choices")
         message = choices[0].get("message") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
         text = message.get("content") if isinstance(message, dict) else None
+        reasoning = message.get("reasoning_content") if isinstance(message, dict) else None
+        if text is None and isinstance(reasoning, str):
+            text = ""  # all reasoning: the budget ran out before the answer
         if not isinstance(text, str):
             raise ServerError(f"{url} answered without a choice's message: {str(answer)[:300]}")
-        return Generation(text=_until_stop(text), input_size=self._input_size(request.image.size))
+        return Generation(text=_until_stop(text), input_size=self._input_size(request.image.size), thinking=thinking,
+                          reasoning=reasoning if isinstance(reasoning, str) else None)
 
     def _refused_extensions(self, names: list[str]) -> None:
         if self.takes_extensions:

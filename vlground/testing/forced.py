@@ -5,7 +5,11 @@ Random weights answer noise that rarely holds a box, so end-to-end tests could o
 the model still runs every forward pass (vision tower, prefill, KV cache, batching, left padding);
 only the scores it picks the next token from are replaced by ones that choose the next token of the
 answer chosen for that row's prompt, then the end of turn. Rows of one batch get their own answers,
-so a permuted or mis-cut batch shows. In-process only (a subprocess or a server is not patched)."""
+so a permuted or mis-cut batch shows. In-process only (a subprocess or a server is not patched).
+
+Answers that reason (`REASONING_ANSWERS`: reasoning with draft boxes, `</think>`, the final answer)
+behave as a thinking model does under a thinking budget: when the backend forces `</think>` on a
+row, the row's forced text jumps to what follows its own closer, so the answer still comes."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -26,6 +30,14 @@ def answer_for(answers: Answers, prompt_text: str) -> str:
         if key in prompt_text:
             return answer
     raise KeyError(f"no forced answer for the prompt {prompt_text[-200:]!r}; keys: {list(answers)}")
+
+
+def with_reasoning(answer: str, draft: str, *, words: int = 0) -> str:
+    """What a thinking checkpoint writes before `answer`: reasoning that proposes `draft` (say, a box in
+    the wrong place), `words` more words of musing, `</think>`, then the answer. There is no opening
+    <think>: the chat template wrote it at the end of the prompt."""
+    musing = " hmm" * words
+    return f"The user wants a box. A first guess: {draft}{musing}. No, that is the wrong object; checking again.\n</think>\n\n{answer}"
 
 
 @contextmanager
@@ -70,14 +82,24 @@ def forced_loading(answers: Answers) -> Iterator[None]:
 
 
 class _Forcing:
-    """A transformers logits processor: row r gets its target's token at the current step."""
+    """A transformers logits processor: row r gets the next token of its target. After a `closer`
+    token the row did not get from its target (the backend forced it), the row goes on from what
+    follows its target's own closer."""
 
-    def __init__(self, targets: list[list[int]], prompt_length: int):
-        self.targets, self.prompt_length = targets, prompt_length
+    def __init__(self, targets: list[list[int]], prompt_length: int, closer: int | None = None):
+        self.targets, self.prompt_length, self.closer = targets, prompt_length, closer
+        self.cursors = [0] * len(targets)
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        step = input_ids.shape[1] - self.prompt_length
-        return _one_hot_scores(scores, [t[min(step, len(t) - 1)] for t in self.targets])
+        if input_ids.shape[1] > self.prompt_length:
+            last = input_ids[:, -1].tolist()
+            for row, (target, token) in enumerate(zip(self.targets, last)):
+                given = target[min(self.cursors[row], len(target) - 1)]
+                if token == self.closer and given != self.closer and self.closer in target:
+                    self.cursors[row] = len(target) - target[::-1].index(self.closer)
+                else:
+                    self.cursors[row] += 1
+        return _one_hot_scores(scores, [t[min(c, len(t) - 1)] for t, c in zip(self.targets, self.cursors)])
 
 
 def _one_hot_scores(scores: torch.Tensor, tokens: list[int]) -> torch.Tensor:
@@ -92,13 +114,16 @@ def _force_transformers(backend, answers: Answers) -> Iterator[None]:
 
     model, tokenizer = backend.model, backend.tokenizer
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    closer = tokenizer.encode("</think>", add_special_tokens=False)
     original = model.generate
 
     def generate(*args, **kwargs):
         input_ids = kwargs["input_ids"]
         prompts = tokenizer.batch_decode(input_ids, skip_special_tokens=False)
         targets = [tokenizer.encode(answer_for(answers, p), add_special_tokens=False) + [end] for p in prompts]
-        kwargs["logits_processor"] = LogitsProcessorList([_Forcing(targets, input_ids.shape[1])])
+        forcing = _Forcing(targets, input_ids.shape[1], closer[0] if len(closer) == 1 else None)
+        # first, so the backend's own processors (the thinking budget) still have the last word
+        kwargs["logits_processor"] = LogitsProcessorList([forcing, *kwargs.get("logits_processor", [])])
         return original(*args, **kwargs)
 
     model.generate = generate

@@ -1,0 +1,123 @@
+"""Thinking as an option on the transformers runtime: `enable_thinking` reaches the chat template, the
+reasoning has its own budget that ends in a forced `</think>` and an answer, and checkpoints say
+whether they think (their template's word)."""
+import pytest
+from PIL import Image
+
+from vlground.families import checkpoint_thinking, get_family
+from vlground.models.base import Request
+from vlground.models.hf import HFBackend
+from vlground.options import DEFAULT_THINKING_TOKENS, GenerationOptions, OptionsError
+from vlground.prompts import build_prompt
+from vlground.testing import make_tiny_model
+from vlground.testing.forced import forced_answers, with_reasoning
+
+FINAL = '[{"bbox_2d": [100, 200, 500, 750], "label": "red car"}]'
+DRAFT = '[{"bbox_2d": [900, 900, 990, 990], "label": "red car"}]'
+
+
+@pytest.fixture(scope="module")
+def qwen35(tiny_checkpoint):
+    return HFBackend.load(tiny_checkpoint("qwen3.5"), get_family("qwen3.5"), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def thinking_only(tmp_path_factory):
+    """A Qwen3-VL-*-Thinking-shaped checkpoint: its template opens <think> whatever it is told."""
+    folder = make_tiny_model("qwen3-vl", tmp_path_factory.mktemp("Qwen3-VL-Thinking"), thinking="always")
+    return HFBackend.load(folder, get_family("qwen3-vl"), device="cpu")
+
+
+def request(family="qwen3.5"):
+    return Request(Image.new("RGB", (320, 240), "white"), build_prompt("ground", family, phrase="red car"))
+
+
+def prompts_seen(backend, monkeypatch, options):
+    """The prompt text each row of one generation was given."""
+    seen = []
+    original = backend.model.generate
+
+    def generate(*args, **kwargs):
+        seen.extend(backend.tokenizer.batch_decode(kwargs["input_ids"]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(backend.model, "generate", generate)
+    backend.generate([request()], options)
+    return seen
+
+
+@pytest.mark.parametrize("setting, ending", [("auto", "<think>\n"), ("on", "<think>\n"), ("off", "<think>\n\n</think>\n\n")])
+def test_the_thinking_setting_reaches_the_chat_template(qwen35, monkeypatch, setting, ending):
+    seen = prompts_seen(qwen35, monkeypatch, GenerationOptions(thinking=setting, max_new_tokens=2, max_thinking_tokens=2))
+    assert seen[0].endswith("<|im_start|>assistant\n" + ending)
+
+
+def test_checkpoints_say_whether_they_think(qwen35, thinking_only, tiny_checkpoint):
+    assert qwen35.thinking_mode == "default"  # read from the template, not the family
+    assert thinking_only.thinking_mode == "always"
+    assert HFBackend.load(tiny_checkpoint("qwen2.5-vl"), get_family("qwen2.5-vl"), device="cpu").thinking_mode == "never"
+    # a server's checkpoint: by its name
+    assert checkpoint_thinking(get_family("qwen3.5"), "Qwen/Qwen3.5-9B") == "default"
+    assert checkpoint_thinking(get_family("qwen3-vl"), "Qwen/Qwen3-VL-8B-Thinking") == "always"
+    assert checkpoint_thinking(get_family("qwen3-vl"), "Qwen/Qwen3-VL-8B-Instruct") == "never"
+
+
+def test_the_reasoning_budget_closes_the_reasoning_and_the_answer_still_comes(qwen35):
+    text = with_reasoning(FINAL, DRAFT, words=200)
+    tokens = qwen35.tokenizer.encode(text, add_special_tokens=False)
+    with forced_answers(qwen35, lambda prompt: text):
+        full = qwen35.generate([request()], GenerationOptions(max_thinking_tokens=len(tokens)))[0]
+        cut = qwen35.generate([request()], GenerationOptions(max_thinking_tokens=12))[0]
+    assert full.thinking and full.text == text  # within budget: written as the model chose
+    reasoning, answer = cut.text.split("</think>")
+    assert len(qwen35.tokenizer.encode(reasoning, add_special_tokens=False)) == 12
+    assert text.startswith(reasoning) and "wrong object" not in reasoning
+    assert answer == "\n\n" + FINAL  # the model went on from its own closer to the whole answer
+
+
+def test_the_answer_budget_counts_from_the_closer(qwen35, monkeypatch):
+    text = with_reasoning(FINAL, DRAFT, words=30)
+    closer_at = len(qwen35.tokenizer.encode(text.split("</think>")[0] + "</think>", add_special_tokens=False))
+    lengths, original = [], qwen35.model.generate
+    monkeypatch.setattr(qwen35.model, "generate", lambda **kw: lengths.append(len(kw["input_ids"][0])) or
+                        lengths.append(len((out := original(**kw))[0])) or out)
+    with forced_answers(qwen35, lambda prompt: text):
+        answer = qwen35.generate([request()], GenerationOptions(max_new_tokens=4, max_thinking_tokens=closer_at + 10))[0]
+    reasoning, written = answer.text.split("</think>")
+    assert text.startswith(reasoning + "</think>")  # the reasoning, longer than 4 tokens, is all there
+    assert len(qwen35.tokenizer.encode(written, add_special_tokens=False)) == 4
+    assert lengths[1] - lengths[0] == closer_at + 4  # generation stopped there, not at the batch's cap
+
+
+def test_rows_of_one_batch_keep_their_own_budgets(qwen35):
+    """One row closes early by itself, one is closed by the budget: each answer is whole."""
+    short, long = with_reasoning(FINAL, DRAFT), with_reasoning(FINAL, DRAFT, words=100)
+    requests = [Request(Image.new("RGB", (320, 240)), build_prompt("ground", "qwen3.5", phrase=p)) for p in ("cat", "dog")]
+    budget = len(qwen35.tokenizer.encode(short, add_special_tokens=False))  # the short one closes within it
+    with forced_answers(qwen35, {"cat": short, "dog": long}):
+        answers = qwen35.generate(requests, GenerationOptions(max_thinking_tokens=budget, batch_size=2))
+    assert answers[0].text == short
+    assert answers[1].text.endswith("</think>\n\n" + FINAL) and len(answers[1].text) < len(long)
+
+
+def test_thinking_off_on_a_checkpoint_that_always_thinks_is_a_clear_error(thinking_only):
+    with pytest.raises(ValueError, match="always reasons before it answers.*--thinking auto"):
+        thinking_only.generate([request("qwen3-vl")], GenerationOptions(thinking="off"))
+    answer = thinking_only.generate([request("qwen3-vl")], GenerationOptions(max_new_tokens=2, max_thinking_tokens=3))[0]
+    assert answer.thinking and "</think>" in answer.text  # auto: it thinks, and the budget closed it
+
+
+def test_a_model_that_never_thinks_is_not_given_a_thinking_budget(tiny_checkpoint, monkeypatch):
+    backend = HFBackend.load(tiny_checkpoint("qwen3-vl"), get_family("qwen3-vl"), device="cpu")
+    answer = backend.generate([request("qwen3-vl")], GenerationOptions(max_new_tokens=3, min_new_tokens=3))[0]
+    assert not answer.thinking and len(backend.tokenizer.encode(answer.text, add_special_tokens=False)) == 3
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(thinking="maybe"), "thinking must be one of auto, on, off"),
+    (dict(max_thinking_tokens=0), "max_thinking_tokens must be an integer >= 1"),
+])
+def test_thinking_options_are_checked(fields, message):
+    with pytest.raises(OptionsError, match=message):
+        GenerationOptions(**fields)
+    assert GenerationOptions().thinking_budget == DEFAULT_THINKING_TOKENS
