@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pypdfium2 as pdfium
 import pytest
+from PIL import Image
 from reportlab.pdfgen.canvas import Canvas
 from typer.testing import CliRunner
 
 from ocr_app import ocr_app, read_records
 from vlground.eval.ocr import edit_counts, pooled_rates
-from vlground.ocr.documents import PageSelection, parse_pages
+from vlground.ocr.documents import PageJob, PageSelection, load_page, parse_pages
 from vlground.ocr.formats import to_hocr, to_markdown
 from vlground.ocr.records import OcrLine, OcrRecord, OcrWord
 from vlground.ocr.synthetic import Document, Style, render
@@ -154,6 +155,42 @@ def test_bad_documents_each_get_one_error_record_and_the_batch_goes_on(tmp_path)
     assert records["poster.pdf"]["page"] == 1 and "over the limit of 20,000,000" in records["poster.pdf"]["error"]
     assert "lower --dpi" in records["poster.pdf"]["error"]
     assert result.stderr.count("failed: ") == 5
+
+
+def _shaded_pages(folder: Path, count: int) -> tuple[Path, Path]:
+    """A PDF and a TIFF of `count` blank pages, page k shaded 20 * k grey levels darker than white."""
+    shades = [255 - 20 * k for k in range(count)]
+    canvas = Canvas(str(folder / "book.pdf"), pagesize=(72, 72))
+    for shade in shades:
+        canvas.setFillColorRGB(shade / 255, shade / 255, shade / 255)
+        canvas.rect(0, 0, 72, 72, stroke=0, fill=1)
+        canvas.showPage()
+    canvas.save()
+    pages = [Image.new("RGB", (40, 30), (shade,) * 3) for shade in shades]
+    pages[0].save(folder / "book.tif", save_all=True, append_images=pages[1:])
+    return folder / "book.pdf", folder / "book.tif"
+
+
+def test_a_document_is_opened_once_for_all_its_pages(tmp_path, monkeypatch):
+    """Reopening for every page made a 100,000-page PDF quadratic (pdfium reads the document's tables,
+    Pillow walks a TIFF's page chain up to the page, each time): count the opens, not the time."""
+    from PIL import Image as PILImage
+
+    from vlground.ocr.documents import plan
+    from vlground.sources import Source
+
+    pdf, tif = _shaded_pages(tmp_path, 6)
+    opened = []
+    real_pdf, real_open = pdfium.PdfDocument, PILImage.open
+    monkeypatch.setattr(pdfium, "PdfDocument", lambda path, *a, **k: (opened.append(str(path)), real_pdf(path, *a, **k))[1])
+    monkeypatch.setattr(PILImage, "open", lambda path, *a, **k: (opened.append(str(path)), real_open(path, *a, **k))[1])
+    for document in (pdf, tif):
+        jobs = plan(Source(str(document)), PageSelection(), dpi=20)
+        shades = [int(load_page(job).getpixel((5, 5))[0]) for job in jobs]
+        assert shades == pytest.approx([255 - 20 * k for k in range(6)], abs=2)  # each page its own, in order
+        assert opened.count(str(document)) == 1, opened
+    _pdf(pdf, ["taller"], size=(72, 144))
+    assert load_page(PageJob(Source(str(pdf)), 1, 1, 20)).size == (20, 40)  # a file changed since is opened again
 
 
 def test_page_ranges_parse():

@@ -160,6 +160,17 @@ class _Server(http.server.BaseHTTPRequestHandler):
             self._send(b"hello")
         elif self.path == "/big.png":
             self._send(b"\0" * 5000)
+        elif self.path in ("/slow-status.png", "/slow-headers.png"):  # the trickle before the body
+            head = b"HTTP/1.1 200 OK\r\n" + b"X-Padding: " + b"x" * 100
+            start = 5 if self.path == "/slow-status.png" else len(head) - 100
+            try:
+                self.wfile.write(head[:start])
+                for byte in head[start:]:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:  # the client gave up, as it should
+                pass
         elif self.path == "/slow.png":  # a trickle: each read is quick, the whole body is not
             self.send_response(200)
             self.send_header("Content-Length", "100")
@@ -210,6 +221,11 @@ def test_downloads_have_a_size_limit_and_a_deadline(server):
     with pytest.raises(ImageLoadError, match="no complete answer within 0.5 s"):
         download(f"{server}/slow.png", timeout=0.5)
     assert time.monotonic() - started < 2.5  # the deadline is for the whole body, not each read
+    for path in ("/slow-status.png", "/slow-headers.png"):  # and for the status line and headers before it
+        started = time.monotonic()
+        with pytest.raises(ImageLoadError, match="no complete answer within 0.5 s"):
+            download(f"{server}{path}", timeout=0.5)
+        assert time.monotonic() - started < 2.5, path
 
 
 def test_an_unreachable_server_is_an_error_naming_the_url():

@@ -212,28 +212,32 @@ def _decoded(image: Image.Image, name: str, max_pixels: int | None) -> Image.Ima
     return rgb
 
 
-def frame_count(path: str | Path) -> int:
-    """How many frames (pages) a multi-page file (TIFF) holds; 1 for ordinary images. Raises
-    `ImageLoadError` like `load_image`."""
-    with _open_file(Path(path)) as image:
-        try:
-            return int(getattr(image, "n_frames", 1))
-        except Exception as error:  # a broken page chain
-            raise ImageLoadError(str(path), f"cannot count the pages ({type(error).__name__}: {error})") from None
+def open_frames(path: str | Path) -> Image.Image:
+    """A multi-page file (TIFF) opened lazily for `count_frames` and `read_frame`; the caller closes
+    it. Keeping it open between pages keeps Pillow's table of where each page starts, so page N does
+    not walk the N-1 pages before it again. Raises `ImageLoadError` like `load_image`."""
+    return _open_file(Path(path))
 
 
-def load_frame(path: str | Path, index: int, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
-    """Frame `index` (0-based) of a multi-page file, under the rules of `load_image` (its own size
+def count_frames(image: Image.Image, path: str | Path) -> int:
+    """How many frames (pages) the open file holds; 1 for ordinary images."""
+    try:
+        return int(getattr(image, "n_frames", 1))
+    except Exception as error:  # a broken page chain
+        raise ImageLoadError(str(path), f"cannot count the pages ({type(error).__name__}: {error})") from None
+
+
+def read_frame(image: Image.Image, path: str | Path, index: int, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """Frame `index` (0-based) of the open file, under the rules of `load_image` (its own size
     checked against `max_pixels`, its own orientation applied)."""
     name = f"{path} page {index + 1}"
-    with _open_file(Path(path)) as image:
-        try:
-            image.seek(index)
-        except (EOFError, ValueError):
-            raise ImageLoadError(name, f"no such page (the file has {getattr(image, 'n_frames', 1)})") from None
-        except Exception as error:
-            raise ImageLoadError(name, f"cannot reach this page ({type(error).__name__}: {error})") from None
-        return _decoded(image, name, max_pixels)
+    try:
+        image.seek(index)
+    except (EOFError, ValueError):
+        raise ImageLoadError(name, f"no such page (the file has {getattr(image, 'n_frames', 1)})") from None
+    except Exception as error:
+        raise ImageLoadError(name, f"cannot reach this page ({type(error).__name__}: {error})") from None
+    return _decoded(image, name, max_pixels)
 
 
 def image_size(src: ImageSource) -> tuple[int, int]:

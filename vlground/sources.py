@@ -24,9 +24,10 @@ from __future__ import annotations
 import glob
 import http.client
 import os
+import socket
 import sys
 import tempfile
-import time
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -236,35 +237,106 @@ class _WebRedirects(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
+class Deadline:
+    """`timeout` seconds for a whole network exchange, over every connection it opens (redirects
+    included): when they pass, the sockets `watch`ed are shut down, which wakes a blocked read or
+    write at once, so a server trickling its status line, headers or body cannot hold the caller
+    past it (connecting is bounded by the socket's own timeout); `expired` then says why the call
+    failed. A context manager."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.expired = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(timeout, self._cut)
+        self._timer.daemon = True
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+        if self.expired.is_set():
+            self._cut()
+
+    def _cut(self) -> None:
+        self.expired.set()
+        with self._lock:
+            for sock in self._sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def __enter__(self) -> Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+class _Watched:
+    """A urllib handler whose connections' sockets are watched by a `Deadline` from the moment they
+    connect (urllib lets go of the connection once the headers are read; the socket lives on)."""
+
+    def __init__(self, deadline: Deadline, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline
+
+    def do_open(self, http_class, request, **kwargs):
+        def connection(*args, **options):
+            made = http_class(*args, **options)
+            connect = made.connect
+
+            def watched_connect() -> None:
+                connect()
+                self.deadline.watch(made.sock)
+
+            made.connect = watched_connect
+            return made
+
+        return super().do_open(connection, request, **kwargs)
+
+
+class _WatchedHTTP(_Watched, urllib.request.HTTPHandler):
+    pass
+
+
+class _WatchedHTTPS(_Watched, urllib.request.HTTPSHandler):
+    pass
+
+
 def download(url: str, timeout: float = DOWNLOAD_TIMEOUT, max_bytes: int = MAX_DOWNLOAD_BYTES) -> bytes:
     """The body of `url`, or ImageLoadError naming the URL: not found, unreachable, slower than
-    `timeout` seconds in all (a server trickling bytes included), larger than `max_bytes`, or
-    redirected elsewhere than to an http(s) URL."""
-    deadline = time.monotonic() + timeout
+    `timeout` seconds in all (connecting, the status line, headers and body, a server trickling
+    bytes included), larger than `max_bytes`, or redirected elsewhere than to an http(s) URL."""
     request = urllib.request.Request(url, headers={"User-Agent": "vlground"})
-    try:
-        with urllib.request.build_opener(_WebRedirects).open(request, timeout=timeout) as response:
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise ImageLoadError(url, f"{int(declared):,} bytes is over the download limit of {max_bytes:,}")
-            body = bytearray()
-            while chunk := response.read1(1 << 16):
-                body += chunk
-                if len(body) > max_bytes:
-                    raise ImageLoadError(url, f"more than the download limit of {max_bytes:,} bytes")
-                if time.monotonic() > deadline:
-                    raise TimeoutError
-            return bytes(body)
-    except urllib.error.HTTPError as error:
-        raise ImageLoadError(url, f"the server answered HTTP {error.code} {error.reason}") from None
-    except urllib.error.URLError as error:
-        if isinstance(error.reason, TimeoutError):
-            raise ImageLoadError(url, f"no complete answer within {timeout:g} s") from None
-        raise ImageLoadError(url, f"cannot download ({error.reason})") from None
-    except TimeoutError:
-        raise ImageLoadError(url, f"no complete answer within {timeout:g} s") from None
-    except (http.client.HTTPException, OSError, ValueError) as error:
-        raise ImageLoadError(url, f"download failed ({type(error).__name__}: {error})") from None
+    late = ImageLoadError(url, f"no complete answer within {timeout:g} s")
+    with Deadline(timeout) as deadline:
+        opener = urllib.request.build_opener(_WebRedirects, _WatchedHTTP(deadline), _WatchedHTTPS(deadline))
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                declared = response.headers.get("Content-Length")
+                if declared and declared.isdigit() and int(declared) > max_bytes:
+                    raise ImageLoadError(url, f"{int(declared):,} bytes is over the download limit of {max_bytes:,}")
+                body = bytearray()
+                while chunk := response.read1(1 << 16):
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise ImageLoadError(url, f"more than the download limit of {max_bytes:,} bytes")
+                if deadline.expired.is_set():  # the body was cut short by the deadline
+                    raise late
+                return bytes(body)
+        except ImageLoadError:
+            raise
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
+            if deadline.expired.is_set() or isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None), TimeoutError):
+                raise late from None
+            if isinstance(error, urllib.error.HTTPError):
+                raise ImageLoadError(url, f"the server answered HTTP {error.code} {error.reason}") from None
+            if isinstance(error, urllib.error.URLError):
+                raise ImageLoadError(url, f"cannot download ({error.reason})") from None
+            raise ImageLoadError(url, f"download failed ({type(error).__name__}: {error})") from None
 
 
 def load(source: Source, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,

@@ -2,7 +2,7 @@
 control. Standard library only.
 
 - One deadline per attempt: connecting, sending and reading the WHOLE answer must end within
-  `timeout` seconds (a watchdog closes the socket when it passes), so a server that trickles a byte
+  `timeout` seconds (`vlground.sources.Deadline` shuts the socket when it passes), so a server that trickles a byte
   a second cannot hold a call past its timeout.
 - A maximum answer size (`max_body` bytes): a larger answer is refused, never read whole.
 - HTTP 429 and 503 are retried with exponential backoff, honouring `Retry-After` (seconds or a date)
@@ -15,11 +15,11 @@ import email.utils
 import http.client
 import json
 import logging
-import socket
-import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
+
+from vlground.sources import Deadline
 
 log = logging.getLogger("vlground")
 
@@ -93,38 +93,25 @@ def _attempt(url: str, data: bytes | None, headers: dict[str, str], policy: HTTP
         raise ServerError(f"{url} is not an http(s) URL")
     connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     connection = connection_class(parts.hostname, parts.port, timeout=policy.timeout)
-    expired = threading.Event()
-    watchdog = threading.Timer(policy.timeout, _cut, (connection, expired))
-    watchdog.daemon = True
-    watchdog.start()
     target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
-    try:
-        connection.request("GET" if data is None else "POST", target, body=data, headers=headers)
-        response = connection.getresponse()
-        body = _read_body(response, policy.max_body, url)
-        if expired.is_set():
-            raise TimeoutError
-        return response.status, response.headers, body
-    except (OSError, http.client.HTTPException) as error:
-        if isinstance(error, ServerError):
-            raise
-        if expired.is_set() or isinstance(error, TimeoutError):
-            raise ServerError(f"{url} did not answer within {policy.timeout:g} s; raise the timeout or check the server's load") from error
-        raise ServerError(f"cannot reach {url} ({error}); check that the server is running and the host and port are right") from error
-    finally:
-        watchdog.cancel()
-        connection.close()
-
-
-def _cut(connection: http.client.HTTPConnection, expired: threading.Event) -> None:
-    """The deadline passed: wake any blocked read or write by shutting the socket down."""
-    expired.set()
-    sock = connection.sock
-    if sock is not None:
+    with Deadline(policy.timeout) as deadline:
         try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+            connection.connect()
+            deadline.watch(connection.sock)
+            connection.request("GET" if data is None else "POST", target, body=data, headers=headers)
+            response = connection.getresponse()
+            body = _read_body(response, policy.max_body, url)
+            if deadline.expired.is_set():
+                raise TimeoutError
+            return response.status, response.headers, body
+        except (OSError, http.client.HTTPException) as error:
+            if isinstance(error, ServerError):
+                raise
+            if deadline.expired.is_set() or isinstance(error, TimeoutError):
+                raise ServerError(f"{url} did not answer within {policy.timeout:g} s; raise the timeout or check the server's load") from error
+            raise ServerError(f"cannot reach {url} ({error}); check that the server is running and the host and port are right") from error
+        finally:
+            connection.close()
 
 
 def _read_body(response: http.client.HTTPResponse, max_body: int, url: str) -> bytes:

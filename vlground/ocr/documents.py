@@ -7,17 +7,25 @@ at 200 dpi 8 pt print drops to 22 px and loses its small characters). Every page
 image rules of `vlground.imageio` (pixel limit checked before a page is rendered or decoded, EXIF /
 TIFF orientation, 8-bit RGB).
 
+A document is opened once and kept open while its pages are read (`held_document`): reopening it
+for every page made a long one quadratic (pdfium reads the document's tables again, Pillow walks a
+TIFF's chain of pages up to the page), 18 hours of overhead on a 100,000-page PDF.
+
 What makes a whole document unreadable (encrypted, no pages, not a PDF after all, corrupt) is a
 `DocumentError`: one error record for the document. What makes one page unreadable (over the pixel
 limit, a broken page) is an `ImageLoadError` for that page alone."""
 from __future__ import annotations
 
+import os
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from PIL import Image
 
-from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, frame_count, load_frame
+from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, count_frames, open_frames, read_frame
 from vlground.sources import Source, is_url, load
 
 DEFAULT_DPI = 300
@@ -85,13 +93,51 @@ def _kind(source: Source) -> str:
     return "tiff" if head[:4] in _TIFF_MAGICS else "image"
 
 
-def _open_pdf(source: Source):
+_held_lock = threading.RLock()  # pdfium is not thread-safe, nor is a Pillow file's current page
+_held: tuple[tuple, object] | None = None  # (which file, as it was when opened; the open document)
+
+
+@contextmanager
+def held_document(path: str, kind: str) -> Iterator[object]:
+    """The document at `path` open (a pypdfium2 PdfDocument for kind "pdf", a Pillow image for
+    "tiff"), for the length of the block, under a lock. It stays open for the next call: one
+    document per process is kept, opened again only when another document is asked for or the file
+    has changed since (another size, time or inode). Raises DocumentError (PDF) or ImageLoadError."""
+    global _held
+    with _held_lock:
+        try:
+            stat = os.stat(path)
+        except OSError as error:
+            raise DocumentError(f"cannot read the file ({error.strerror or error})") from None
+        key = (os.getpid(), kind, path, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        if _held is None or _held[0] != key:
+            close_held_document()
+            _held = (key, _open_pdf(path) if kind == "pdf" else open_frames(path))
+        try:
+            yield _held[1]
+        except BaseException:
+            if kind != "pdf":  # a failed seek leaves Pillow's reader in doubt: start afresh next time
+                close_held_document()
+            raise
+
+
+def close_held_document() -> None:
+    """Close the document `held_document` keeps open, if any."""
+    global _held
+    with _held_lock:
+        if _held is not None:
+            held, _held = _held, None
+            if held[0][0] == os.getpid():  # a forked child leaves its parent's document alone
+                held[1].close()
+
+
+def _open_pdf(path: str):
     import pypdfium2 as pdfium
 
     try:
-        return pdfium.PdfDocument(source.location)
+        return pdfium.PdfDocument(path)
     except pdfium.PdfiumError as error:
-        text, raw = str(error), _raw(source.location)
+        text, raw = str(error), _raw(path)
         if re.search(rb"/Type\s*/Pages\b[^>]*/Count\s+0\b|/Count\s+0\b[^>]*/Type\s*/Pages\b", raw):
             raise DocumentError("the PDF has no pages") from None  # pdfium refuses such a file, with odd codes
         if "password" in text.lower() and b"/Encrypt" in raw:
@@ -118,17 +164,12 @@ def plan(source: Source, selection: PageSelection, dpi: int = DEFAULT_DPI) -> li
     kind = _kind(source)
     if kind == "image":
         return [PageJob(source)]
-    if kind == "pdf":
-        document = _open_pdf(source)
-        try:
-            pages = len(document)
-        finally:
-            document.close()
-    else:
-        try:
-            pages = frame_count(source.location)
-        except ImageLoadError as error:
-            raise DocumentError(error.reason) from None
+    try:
+        with held_document(source.location, kind) as document:
+            pages = len(document) if kind == "pdf" else count_frames(document, source.location)
+    except ImageLoadError as error:
+        raise DocumentError(error.reason) from None
+    if kind == "tiff":
         if pages == 1:
             return [PageJob(source)]  # a single-page TIFF is an image
     if pages == 0:
@@ -143,17 +184,18 @@ def load_page(job: PageJob, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -
     """The RGB image of one input. Raises ImageLoadError naming the file (and page)."""
     if job.page is None:
         return load(job.source, max_pixels=max_pixels)
-    if job.dpi is None:
-        return load_frame(job.source.location, job.page - 1, max_pixels=max_pixels)
-    return _render_pdf_page(job, max_pixels)
-
-
-def _render_pdf_page(job: PageJob, max_pixels: int | None) -> Image.Image:
     name = f"{job.source.name} page {job.page}"
     try:
-        document = _open_pdf(job.source)
+        with held_document(job.source.location, "pdf" if job.dpi is not None else "tiff") as document:
+            if job.dpi is None:
+                return read_frame(document, job.source.location, job.page - 1, max_pixels=max_pixels)
+            return _render_pdf_page(document, job, name, max_pixels)
     except DocumentError as error:
         raise ImageLoadError(name, str(error)) from None
+
+
+def _render_pdf_page(document, job: PageJob, name: str, max_pixels: int | None) -> Image.Image:
+    page = None
     try:
         page = document[job.page - 1]
         width_pt, height_pt = page.get_size()
@@ -169,5 +211,6 @@ def _render_pdf_page(job: PageJob, max_pixels: int | None) -> Image.Image:
     except Exception as error:  # pdfium reports a broken page in several types
         raise ImageLoadError(name, f"cannot render this page ({type(error).__name__}: {error})") from None
     finally:
-        document.close()
+        if page is not None:
+            page.close()  # the document stays open for the next page; this page's memory need not
     return image
