@@ -142,7 +142,7 @@ def detect(
 
     from vlground.detect_runs import AnnotationTarget, DetectJob, open_output, run_detect
     from vlground.options import GenerationOptions, LoadOptions
-    from vlground.sources import load
+    from vlground.sources import Source, download, is_url, load
     from vlground.tasks import load_model
 
     if retry_failed and not resume:
@@ -156,8 +156,11 @@ def detect(
     with reported(ValueError):
         job = DetectJob(tuple(queries), all_instances, GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens))
         annotations = AnnotationTarget(annotate, sources) if annotate is not None else None
-        if single and (sources.items[0].error is not None or os.path.isfile(names[0])):
-            load(sources.items[0])  # one image that cannot be read is an argument error, told before the model loads
+        if single:  # one image that cannot be read (or downloaded) is an argument error, told before the model loads
+            first = sources.items[0]
+            if first.error is None and first.data is None and is_url(first.location):
+                first = sources.items[0] = Source(first.location, data=download(first.location))  # fetched once
+            load(first)
         options = LoadOptions(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels,
                               served_model=served_model, adapter=adapter, merge_adapter=merge_adapter)
         sink = open_output(out, resume, overwrite) if out is not None else None

@@ -11,7 +11,7 @@ from typer.core import TyperArgument, TyperGroup
 
 from vlground import __version__
 from vlground.extras import MissingExtraError
-from vlground.cli import convert, detect, eval, finetune, label, ocr, parse
+from vlground.cli import convert, detect, eval, finetune, label, ocr, parse, tiny
 
 
 _KINDS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH"}
@@ -91,7 +91,7 @@ def _options(
     """Visual grounding and OCR with the Qwen-VL family, with boxes on the original image."""
 
 
-for module in (parse, detect, ocr, label, eval, convert, finetune):
+for module in (parse, detect, ocr, label, eval, convert, finetune, tiny):
     module.register(app)
 
 

@@ -150,17 +150,26 @@ def test_max_new_tokens_reaches_the_model(served, photos):
     assert [b["max_tokens"] for b in _asked(served)] == [7]
 
 
-def test_an_image_from_a_url(served, photos):
-    files = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(photos)))
+def test_an_image_from_a_url(served, photos, tmp_path):
+    fetched = []
+
+    class Files(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            fetched.append(self.path)
+            super().do_GET()
+
+    files = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Files, directory=str(photos)))
     threading.Thread(target=files.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{files.server_address[1]}"
     try:
         res = runner.invoke(app, ["detect", f"{base}/cat1.png", "the cat", "--json", *served.model])
         assert res.exit_code == 0, res.output
         assert json.loads(res.stdout)["detections"][0]["box"] == pytest.approx(CAT_BOX, abs=1)
-        res = runner.invoke(app, ["detect", f"{base}/gone.png", "the cat", *served.model])
+        assert fetched == ["/cat1.png"]  # checked before the model, and not downloaded a second time
+        # the 404 is found before any model loads: a model that cannot load is never reached
+        res = runner.invoke(app, ["detect", f"{base}/gone.png", "the cat", "--model", str(tmp_path / "no-model")])
         assert res.exit_code == 2 and f"{base}/gone.png" in res.stderr and "HTTP 404" in res.stderr
+        assert "no-model" not in res.stderr
     finally:
         files.shutdown()
 

@@ -13,7 +13,7 @@ from vlground.extras import require
 from vlground.families import Family, UnknownFamilyError, get_family
 from vlground.models.base import Backend
 from vlground.models.server import is_server_url
-from vlground.models.weights import CONFIG_PATTERNS, resolve_checkpoint
+from vlground.models.weights import CONFIG_PATTERNS, resolve_checkpoint, tiny_answer_budget
 from vlground.options import LoadOptions, OptionsError, with_overrides
 
 # runtime name -> "module:class"; imported on first use so `import vlground` stays light
@@ -49,7 +49,9 @@ def load_backend(name_or_path: str | Path, options: LoadOptions | None = None, *
     runtime = options.runtime or family.runtime
     if runtime not in family.runtimes or runtime == "server":
         raise OptionsError(f"{family.name} runs locally on {', '.join(r for r in family.runtimes if r != 'server')}, not {runtime}")
-    return runtime_class(runtime).load(path, family, options)
+    backend = runtime_class(runtime).load(path, family, options)
+    backend.answer_budget = tiny_answer_budget(path)
+    return backend
 
 
 def _load_server(url: str, options: LoadOptions) -> Backend:

@@ -79,6 +79,8 @@ class Backend(ABC):
 
     family: Family
     runtime: ClassVar[str] = ""
+    # the default answer length when neither the options nor the task say less (a tiny trial checkpoint's)
+    answer_budget: int | None = None
 
     @classmethod
     def load(cls, source: str | Path, family: Family, options: LoadOptions) -> Backend:
@@ -114,7 +116,7 @@ class Backend(ABC):
         if errors not in ERROR_HANDLING:
             raise ValueError(f"errors must be one of {', '.join(ERROR_HANDLING)}, got {errors!r}")
         options = options or GenerationOptions()
-        budgets = [options.budget(r.prompt.max_new_tokens) for r in requests]
+        budgets = [options.budget(min(r.prompt.max_new_tokens, self.answer_budget or r.prompt.max_new_tokens)) for r in requests]
         answers: list[Generation | None] = [None] * len(requests)
         for batch in plan_batches(requests, options.batch_size):
             if options.do_sample and options.seed is not None:

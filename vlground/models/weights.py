@@ -6,6 +6,9 @@ from pathlib import Path
 
 WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.bin", "*.tiktoken", "*.txt", "*.model", "*.jinja", "*.py"]
 CONFIG_PATTERNS = ["config.json", "generation_config.json"]
+# Written beside a tiny random-weight checkpoint built to try the commands (`vlground tiny-model`):
+# {"answer_budget": N, ...}, the default answer length, since its answers are noise however long.
+TINY_NOTE = "vlground_tiny.json"
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -37,3 +40,14 @@ def resolve_checkpoint(name_or_path: str | Path, patterns: list[str] = WEIGHT_PA
             f"(--model /path/to/{name.split('/')[-1]}), run `hf download {name}` with network access, or point "
             f"HF_HOME (or HF_HUB_CACHE) at a cache that holds it (HF_HUB_OFFLINE=1 uses the cache without the network)"
         ) from error
+
+
+def tiny_answer_budget(path: str | Path) -> int | None:
+    """The default answer budget a tiny trial checkpoint in folder `path` asks for, else None."""
+    note = Path(path) / TINY_NOTE
+    if not note.is_file():
+        return None
+    import json
+
+    budget = json.loads(note.read_text(encoding="utf-8")).get("answer_budget")
+    return budget if isinstance(budget, int) and not isinstance(budget, bool) and budget > 0 else None
