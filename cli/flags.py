@@ -27,7 +27,21 @@ def _checked_device(value: str) -> str:
 Device = Annotated[str, typer.Option(callback=_checked_device, help="auto (a GPU when there is one), cpu, cuda, cuda:1, mps.")]
 MaxNewTokens = Annotated[Optional[int], typer.Option(min=1, help="Cap on generated tokens per answer (default: the task's own budget).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line on stderr; warnings and errors still show.")]
-Ray = Annotated[Optional[str], typer.Option(help="Run on Ray: 'local' (a cluster on this machine), 'auto' (the cluster this machine is in) or ray://host:10001; each worker loads the model.")]
+def _checked_ray(value: Optional[str]) -> Optional[str]:
+    """A --ray that cannot work (Ray not installed, nothing listening there) fails before any output exists."""
+    if value is None:
+        return None
+    from vlground.extras import MissingExtraError
+    from vlground.jobs.ray_pool import RayUnreachableError, check_address
+
+    try:
+        check_address(value)
+    except (MissingExtraError, RayUnreachableError) as error:
+        fail(str(error))
+    return value
+
+
+Ray = Annotated[Optional[str], typer.Option(callback=_checked_ray, help="Run on Ray: 'local' (a cluster on this machine), 'auto' (the cluster this machine is in) or ray://host:10001; each worker loads the model.")]
 Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="With --ray: model replicas (actors).")]
 GpusPerWorker = Annotated[float, typer.Option(min=0, help="With --ray: GPUs per replica (0.5: two share one).")]
 Adapter = Annotated[Optional[Path], typer.Option(help="A LoRA adapter folder (from `vlground finetune`) applied on top of the model.")]

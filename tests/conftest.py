@@ -1,4 +1,6 @@
 import os
+import signal
+import threading
 
 import pytest
 
@@ -46,3 +48,36 @@ def tiny_checkpoint(tmp_path_factory):
         return built[family]
 
     return get
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_stops_the_test_run():
+    """A command run in process (typer's CliRunner) catches Ctrl-C as a user wants it to (records kept,
+    exit 130), and CliRunner turns that exit into a result: the runner's interrupt would be lost and
+    the first Ctrl-C would not stop pytest. A SIGINT that arrives during `invoke` is raised again
+    once the command has returned."""
+    from typer.testing import CliRunner
+
+    invoke = CliRunner.invoke
+
+    def invoke_passing_ctrl_c_on(self, *args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            return invoke(self, *args, **kwargs)
+        received = []
+
+        def on_sigint(signum, frame):
+            received.append(signum)
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+        try:
+            result = invoke(self, *args, **kwargs)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if received:
+            raise KeyboardInterrupt
+        return result
+
+    CliRunner.invoke = invoke_passing_ctrl_c_on
+    yield
+    CliRunner.invoke = invoke

@@ -113,3 +113,57 @@ def test_an_eof_error_inside_a_command_is_not_taken_for_ctrl_c(monkeypatch):
     monkeypatch.setattr(vlground.grammar, "parse", truncated)
     res = runner.invoke(app, ["parse", "<ref>a</ref><box>(1,2),(3,4)</box>", "--family", "qwen-vl", "--image-size", "100x100"])
     assert res.exit_code != 130 and isinstance(res.exception, EOFError), (res.exit_code, res.output)
+
+
+@pytest.mark.parametrize("command", ["ocr", "label"])
+def test_a_ray_address_where_nothing_listens_is_one_line_soon_and_leaves_no_output(command, photo, tmp_path):
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "o.jsonl"
+    args = {"ocr": ["ocr", str(photo)], "label": ["label", str(photo), "-c", "car", "--format", "jsonl"]}[command]
+    started = time.monotonic()
+    res = runner.invoke(app, [*args, "--out", str(out), "--ray", f"127.0.0.1:{port}"])
+    assert time.monotonic() - started < 30
+    assert f"127.0.0.1:{port}" in _one_line_error(res) and not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_ray_not_installed_is_an_install_hint_and_leaves_no_output(photo, tmp_path, monkeypatch):
+    import vlground.extras
+
+    real = vlground.extras.missing
+    monkeypatch.setattr(vlground.extras, "missing", lambda extra, *m: ["ray"] if extra == "ray" else real(extra, *m))
+    res = runner.invoke(app, ["ocr", str(photo), "--out", str(tmp_path / "o.jsonl"), "--ray", "local"])
+    assert "pip install 'vlground[ray]'" in _one_line_error(res) and os.listdir(tmp_path) == []
+
+
+_INTERRUPTED_SESSION = '''
+import os, signal, threading, time
+
+import vlground.grammar
+from typer.testing import CliRunner
+from vlground.cli.main import app
+
+
+def test_a_long_command_in_process(monkeypatch):
+    monkeypatch.setattr(vlground.grammar, "parse", lambda *a, **k: time.sleep(60))
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # the user's first Ctrl-C
+    CliRunner().invoke(app, ["parse", "x", "--family", "qwen-vl", "--image-size", "10x10"])
+
+
+def test_the_next_one():
+    open(os.environ["MARKER"], "w").close()
+'''
+
+
+def test_the_first_ctrl_c_stops_the_test_run_even_inside_an_in_process_command(tmp_path):
+    """A command catches Ctrl-C (exit 130, records kept); under the test runner it must still stop the runner."""
+    (tmp_path / "test_session.py").write_text(_INTERRUPTED_SESSION)
+    tests = os.path.dirname(os.path.abspath(__file__))
+    env = {**os.environ, "MARKER": str(tmp_path / "ran"), "PYTHONPATH": tests}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "conftest", "-p", "no:cacheprovider", str(tmp_path / "test_session.py")],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and not (tmp_path / "ran").exists(), done.stdout[-2000:] + done.stderr[-2000:]

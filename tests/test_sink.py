@@ -199,3 +199,15 @@ def test_every_record_is_fsynced_before_write_returns(tmp_path, monkeypatch):
             before = synced.count(sink._fd)
             sink.write({"id": str(i)})
             assert synced.count(sink._fd) == before + 1
+
+
+def test_a_run_that_fails_before_its_first_record_leaves_no_empty_output(tmp_path):
+    with pytest.raises(ConnectionError):
+        with JsonlSink(tmp_path / "new.jsonl", _key):
+            raise ConnectionError("the cluster is not there")
+    assert os.listdir(tmp_path) == []
+    (tmp_path / "kept.jsonl").write_text("")  # a file the user had stays, empty or not
+    with pytest.raises(ConnectionError):
+        with JsonlSink(tmp_path / "kept.jsonl", _key):
+            raise ConnectionError("the cluster is not there")
+    assert os.listdir(tmp_path) == ["kept.jsonl"]

@@ -205,6 +205,7 @@ class JsonlSink:
         if self.path.is_dir():
             raise IsADirectoryError(f"{self.path} is a folder; {flag} takes a file name such as results.jsonl")
         self.lock = OutputLock(self.path, flag)
+        self._created = not self.path.exists()
         try:
             exists = self.path.is_file() and self.path.stat().st_size > 0
             if exists and not resume and not overwrite:
@@ -281,7 +282,10 @@ class JsonlSink:
     def __enter__(self) -> JsonlSink:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type | None, *exc: object) -> None:
+        """Close; a run that failed before its first record leaves no empty file it created."""
+        if kind is not None and self._created and self._fd >= 0 and os.fstat(self._fd).st_size == 0:
+            os.unlink(self.path)
         self.close()
 
 

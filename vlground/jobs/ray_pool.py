@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import pickle
+import socket
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +51,28 @@ class RaySettings:
             raise ValueError("workers and batch size must be at least 1, GPUs per worker and retries at least 0")
 
 
+class RayUnreachableError(ConnectionError):
+    """Nothing answers at the `--ray` address; the message names it and what to check."""
+
+
+def check_address(address: str, timeout: float = 5.0) -> None:
+    """Refuse, in one line and before any work, a `--ray` that cannot work: Ray not installed
+    (MissingExtraError with the pip command), or a host:port (ray://host:port) where nothing accepts
+    a connection within `timeout` s (RayUnreachableError); Ray itself would retry for minutes,
+    logging every try. "local" and "auto" are Ray's to resolve."""
+    require("ray", "--ray")
+    if address in (LOCAL, "auto"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise RayUnreachableError(f"--ray {address}: expected local, auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise RayUnreachableError(f"--ray {address}: no Ray cluster answers there ({error.strerror or error}); start one "
+                                  "with `ray start --head` or check the address and port") from None
+
+
 def connect(address: str) -> None:
     """Join the Ray cluster at `address`, or start one on this machine's cores for "local"; a
     process already connected (a notebook, the tests) keeps its cluster. Ray's own logging is kept
@@ -58,6 +81,7 @@ def connect(address: str) -> None:
     import ray
 
     if not ray.is_initialized():
+        check_address(address)
         # Ray's C++ core logs warnings meant for its developers on stderr; RAY_BACKEND_LOG_LEVEL=info shows them
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
         quiet = dict(log_to_driver=False, logging_level=logging.ERROR)
