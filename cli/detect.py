@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlground.cli.errors import fail, one_line, reported
-from vlground.cli.flags import Adapter, Device, MaxNewTokens, MergeAdapter, Quiet
+from vlground.cli.flags import Adapter, Device, MaxNewTokens, MaxThinkingTokens, MergeAdapter, Quiet, Thinking
 
 
 def _is_source(arg: str) -> bool:
@@ -134,6 +134,8 @@ def detect(
     max_pixels: Annotated[Optional[int], typer.Option(min=1, help="Largest model input in pixels (Qwen2-VL and later).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch (all their queries together).")] = 8,
     max_new_tokens: MaxNewTokens = None,
+    thinking: Thinking = "auto",
+    max_thinking_tokens: MaxThinkingTokens = None,
     quiet: Quiet = False,
 ) -> None:
     """Find what each query names in each image, in pixels of the image as displayed. Exit status 1
@@ -154,7 +156,8 @@ def detect(
     names, queries = split_arguments(list(arguments), list(query or []))
     sources, single = _inputs(names, recursive, out is None)
     with reported(ValueError):
-        job = DetectJob(tuple(queries), all_instances, GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens))
+        job = DetectJob(tuple(queries), all_instances, GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens,
+                                                                              thinking=thinking, max_thinking_tokens=max_thinking_tokens))
         annotations = AnnotationTarget(annotate, sources) if annotate is not None else None
         if single:  # one image that cannot be read (or downloaded) is an argument error, told before the model loads
             first = sources.items[0]

@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlground.cli.errors import fail
-from vlground.cli.flags import Adapter, Device, GpusPerWorker, MaxNewTokens, MergeAdapter, Quiet, Ray, Workers
+from vlground.cli.flags import Adapter, Device, GpusPerWorker, MaxNewTokens, MaxThinkingTokens, MergeAdapter, Quiet, Ray, Thinking, Workers
 from vlground.eval.registry import BENCHMARKS
 
 eval_app = typer.Typer(help="Score predictions exactly as the reference evaluators do.", no_args_is_help=True)
@@ -132,6 +132,8 @@ def bench_refcoco(
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N samples.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per model batch.")] = 8,
     max_new_tokens: MaxNewTokens = None,
+    thinking: Thinking = "auto",
+    max_thinking_tokens: MaxThinkingTokens = None,
     protocol: Annotated[str, typer.Option(help="Scoring protocol: family, qwen-vl or lmms-eval.")] = "family",
     image_root: Annotated[Optional[Path], typer.Option(help="Folder the ground truth's image paths are relative to (default: the GT's folder).")] = None,
     dataset: DATASET = None,
@@ -177,7 +179,7 @@ def bench_refcoco(
         try:
             outcome = run_refcoco_bench(
                 runner, model, samples, out, gt_name=str(gt), image_root=image_root, limit=limit, batch_size=batch_size,
-                max_new_tokens=max_new_tokens, protocol=protocol, problems=problems, html_report=report, ray=settings,
+                max_new_tokens=max_new_tokens, thinking=thinking, max_thinking_tokens=max_thinking_tokens, protocol=protocol, problems=problems, html_report=report, ray=settings,
                 load={k: v for k, v in vars(load).items() if v is not None and k != "api_key"} if settings else None,
                 progress=lambda done, _: bar.update(done - bar.n),
             )

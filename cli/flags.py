@@ -25,7 +25,19 @@ def _checked_device(value: str) -> str:
 
 
 Device = Annotated[str, typer.Option(callback=_checked_device, help="auto (a GPU when there is one), cpu, cuda, cuda:1, mps.")]
-MaxNewTokens = Annotated[Optional[int], typer.Option(min=1, help="Cap on generated tokens per answer (default: the task's own budget).")]
+MaxNewTokens = Annotated[Optional[int], typer.Option(min=1, help="Cap on generated tokens per answer (default: the task's own budget; reasoning not counted).")]
+
+
+def _checked_thinking(value: str) -> str:
+    from vlground.options import THINKING_SETTINGS
+
+    if value not in THINKING_SETTINGS:
+        fail(f"--thinking must be one of {', '.join(THINKING_SETTINGS)}; got {value!r}")
+    return value
+
+
+Thinking = Annotated[str, typer.Option(callback=_checked_thinking, help="Reason before answering: auto (as the checkpoint does: Qwen3.5 and *-Thinking checkpoints reason), on or off.")]
+MaxThinkingTokens = Annotated[Optional[int], typer.Option(min=1, help="Cap on reasoning tokens; then </think> is forced and the model answers (default: 4096).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line on stderr; warnings and errors still show.")]
 def _checked_ray(value: Optional[str]) -> Optional[str]:
     """A --ray that cannot work (Ray not installed, nothing listening there) fails before any output exists."""

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlground.cli.errors import fail
-from vlground.cli.flags import Adapter, Device, GpusPerWorker, MaxNewTokens, MergeAdapter, Ray, Workers
+from vlground.cli.flags import Adapter, Device, GpusPerWorker, MaxNewTokens, MaxThinkingTokens, MergeAdapter, Ray, Thinking, Workers
 
 
 def label(
@@ -20,6 +20,8 @@ def label(
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders too.")] = False,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass (requests in flight for a server).")] = 8,
     max_new_tokens: MaxNewTokens = None,
+    thinking: Thinking = "auto",
+    max_thinking_tokens: MaxThinkingTokens = None,
     resume: Annotated[bool, typer.Option(help="Skip the images OUT already holds and label the rest.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT's records if it already holds some.")] = False,
     device: Device = "auto",
@@ -47,7 +49,8 @@ def label(
             categories=tuple(category), format=fmt, model=model, recursive=recursive, resume=resume, overwrite=overwrite,
             load=LoadOptions(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels,
                              adapter=adapter, merge_adapter=merge_adapter),
-            generation=GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens),
+            generation=GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens, thinking=thinking,
+                                         max_thinking_tokens=max_thinking_tokens),
             progress=progress, ray=ray, workers=workers, gpus_per_worker=gpus_per_worker,
         )
         summary = run_label(paths, out, options)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlground.cli.errors import fail
-from vlground.cli.flags import Adapter, Device, MaxNewTokens, MergeAdapter, Quiet, Ray
+from vlground.cli.flags import Adapter, Device, MaxNewTokens, MaxThinkingTokens, MergeAdapter, Quiet, Ray, Thinking
 
 
 def ocr(
@@ -30,6 +30,8 @@ def ocr(
     max_image_pixels: Annotated[Optional[int], typer.Option(help="Refuse images over this many pixels as decompression bombs (default 178956970, as Pillow); 0: no limit.")] = None,
     device: Device = "auto",
     max_new_tokens: MaxNewTokens = None,
+    thinking: Thinking = "auto",
+    max_thinking_tokens: MaxThinkingTokens = None,
     dtype: Annotated[str, typer.Option(help="Qwen engine: auto, bf16, fp16 or fp32.")] = "auto",
     max_pixels: Annotated[Optional[int], typer.Option(help="Qwen engine: the processor's max_pixels per image.")] = None,
     adapter: Adapter = None,
@@ -69,7 +71,7 @@ def ocr(
     options = OcrOptions(
         engine=engine, angle_cls=angle_cls, mode=mode or "text", recursive=recursive, workers=workers, batch_size=batch_size,
         resume=resume, retry_failed=retry_failed, overwrite=overwrite, progress=False if quiet else progress, device=device,
-        max_new_tokens=max_new_tokens, adapter=adapter, merge_adapter=merge_adapter, ray=ray,
+        max_new_tokens=max_new_tokens, thinking=thinking, max_thinking_tokens=max_thinking_tokens, adapter=adapter, merge_adapter=merge_adapter, ray=ray,
         dtype=dtype, max_pixels=max_pixels, max_image_pixels=pixel_limit, dpi=dpi,
         pages=_page_selection(pages), exports=_exports(formats or [], export_dir, txt_dir, out),
     )

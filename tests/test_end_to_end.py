@@ -13,7 +13,12 @@ from typer.testing import CliRunner
 import vlground
 from vlground.cli.main import app
 
-FAMILIES = ["qwen-vl", "qwen-vl-chat", "qwen2-vl", "qwen2.5-vl", "qwen3-vl"]
+from vlground.families import get_family
+from vlground.testing.forced import with_reasoning
+
+# families, and the MoE variants of a family: each a tiny checkpoint of its own architecture
+FAMILIES = ["qwen-vl", "qwen-vl-chat", "qwen2-vl", "qwen2.5-vl", "qwen3-vl", "qwen3-vl-moe", "qwen3.5", "qwen3.5-moe",
+            "qwen4-exp"]
 runner = CliRunner()
 
 
@@ -41,6 +46,15 @@ ANSWERS = {
     "qwen3-vl": {"the red car": '[{"bbox_2d": [100, 200, 500, 800], "label": "the red car"}]',
                  "a tree": 'Here: [{"bbox_2d": [600, 100, 900, 950], "label": "a tree"}]'},
 }
+ANSWERS["qwen3-vl-moe"] = ANSWERS["qwen3-vl"]
+# Qwen3.5 and Qwen4-Exp think by default: each answer comes after reasoning that drafts a box in the wrong
+# place (in a fence, as the final answer is), so a box read from the reasoning shows
+DRAFT = '```json\n[{"bbox_2d": [900, 900, 990, 990], "label": "%s"}]\n```'
+REASONED = {"the red car": with_reasoning('```json\n[{"bbox_2d": [100, 200, 500, 800], "label": "the red car"}]\n```',
+                                          DRAFT % "the red car"),
+            "a tree": with_reasoning('[{"bbox_2d": [600, 100, 900, 950], "label": "a tree"}]', DRAFT % "a tree")}
+ANSWERS.update({name: REASONED for name in ("qwen3.5", "qwen3.5-moe", "qwen4-exp")})
+THINKS = {"qwen3.5", "qwen3.5-moe", "qwen4-exp"}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -48,13 +62,15 @@ def test_python_api_end_to_end(family, tiny_checkpoint, photo):
     from vlground.testing.forced import forced_answers
 
     model = vlground.load_model(tiny_checkpoint(family), device="cpu")
-    assert model.family.name == family
+    assert model.family is get_family(family)
     with forced_answers(model.backend, ANSWERS[family]):
         results = model.ground([photo, photo], ["the red car", "a tree"], max_new_tokens=60)
     assert [r.image_size for r in results] == [(260, 180), (260, 180)]
     # one batch, two rows with their own answers: a permuted, mis-cut or mis-framed row shows here
     assert [[(d.label, d.xyxy) for d in r.detections] for r in results] == [
         [("the red car", pytest.approx(CAR, abs=0.01))], [("a tree", pytest.approx(TREE, abs=0.01))]]
+    if family in THINKS:  # the draft stays in the reasoning, the answer's box is the one kept
+        assert "900, 900, 990, 990" in results[0].reasoning and "900" not in results[0].text
     caption = model.caption(photo, max_new_tokens=6)  # unforced: random weights still answer a Result
     assert isinstance(caption, vlground.Result)
 
@@ -72,7 +88,7 @@ def test_detect_cli_json(family, tiny_checkpoint, photo, tmp_path):
         )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
-    assert set(data) == {"detections", "text"}
+    assert set(data) == {"detections", "text", *(["reasoning"] if family in THINKS else [])}
     assert [(d["label"], d["box"]) for d in data["detections"]] == [
         ("the red car", pytest.approx(list(CAR), abs=0.01)), ("a tree", pytest.approx(list(TREE), abs=0.01))]
     drawn = np.asarray(Image.open(out).convert("RGB"), dtype=int)

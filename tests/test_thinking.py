@@ -121,3 +121,42 @@ def test_thinking_options_are_checked(fields, message):
     with pytest.raises(OptionsError, match=message):
         GenerationOptions(**fields)
     assert GenerationOptions().thinking_budget == DEFAULT_THINKING_TOKENS
+
+
+def test_reasoning_that_never_closes_gives_no_box_and_says_so(tiny_checkpoint):
+    """The prompt opened the reasoning and the model ended without closing it: the draft box in it is
+    not an answer (parsed as "auto", a text without tags would be taken whole)."""
+    import vlground
+
+    model = vlground.load_model(tiny_checkpoint("qwen3.5"), device="cpu")
+    unfinished = with_reasoning(FINAL, DRAFT).split("</think>")[0]
+    with forced_answers(model.backend, lambda prompt: unfinished):
+        result = model.ground(Image.new("RGB", (320, 240)), "red car")
+        answered = model.ground(Image.new("RGB", (320, 240)), "red car", thinking="off")
+    assert result.detections == [] and result.reasoning_cut_short and "990" in result.reasoning
+    assert len(answered.detections) == 1  # thinking off: the same words are the answer
+
+
+def test_the_thinking_flag_reaches_the_model_from_the_command_line(tiny_checkpoint, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from vlground.cli.main import app
+    from vlground.testing.forced import forced_loading
+
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (320, 240)).save(photo)
+    seen = []
+
+    def answer(prompt):
+        seen.append(prompt)
+        return FINAL
+
+    common = ["detect", str(photo), "red car", "--model", str(tiny_checkpoint("qwen3.5")), "--device", "cpu", "--json"]
+    with forced_loading(answer):
+        off = CliRunner().invoke(app, [*common, "--thinking", "off"])
+        wrong = CliRunner().invoke(app, [*common, "--thinking", "maybe"])
+    assert off.exit_code == 0, off.output
+    assert seen[0].endswith("<think>\n\n</think>\n\n") and json.loads(off.stdout)["detections"]
+    assert wrong.exit_code == 2 and "--thinking must be one of auto, on, off" in wrong.stderr

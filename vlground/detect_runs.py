@@ -23,6 +23,7 @@ from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
 from vlground.progress import Summary
 from vlground.options import GenerationOptions
 from vlground.results import Result
+from vlground.tasks import reasoning_fields
 from vlground.sources import Source, Sources, is_url, load
 
 
@@ -73,7 +74,7 @@ def merge_answers(queries: Sequence[str], answers: Sequence[Result], all_instanc
             detections.append(dataclasses.replace(d, label=d.label or query, attributes=attributes))
     text = "\n".join(a.text for a in answers if a.text)
     missing = [q for q, a in zip(queries, answers) if not a.detections]
-    return Result(detections=detections, text=text, image_size=answers[0].image_size), missing
+    return Result(detections=detections, text=text, image_size=answers[0].image_size, **reasoning_fields(answers)), missing
 
 
 def detect_images(model, images: Sequence[Image.Image], job: DetectJob) -> list[tuple[Result, list[str]] | Exception]:

@@ -97,12 +97,18 @@ class Model:
         errors="record", an input whose request failed gets the exception in its place (as
         asyncio.gather's return_exceptions does) and the others go on."""
         requests = [Request(image=i, prompt=p) for i, p in zip(images, prompts, strict=True)]
-        answers = self.backend.generate(requests, _options(options, keywords), progress, errors=errors)
-        return [a.error if a.error is not None else self._parsed(i, p, a) for i, p, a in zip(images, prompts, answers)]
+        options = _options(options, keywords)
+        answers = self.backend.generate(requests, options, progress, errors=errors)
+        return [a.error if a.error is not None else self._parsed(i, p, a, options.thinking)
+                for i, p, a in zip(images, prompts, answers)]
 
-    def _parsed(self, image: Image.Image, prompt: Prompt, answer: Generation) -> Result:
-        """The answer on the image it was made on (kept on the Result, which displays itself with it)."""
-        result = parse(prompt.response_prefix + answer.text, self.family, image.size, answer.input_size)
+    def _parsed(self, image: Image.Image, prompt: Prompt, answer: Generation, thinking: str = "auto") -> Result:
+        """The answer on the image it was made on (kept on the Result, which displays itself with it).
+        Geometry comes from the answer alone: an answer written after a reasoning block the prompt
+        opened is parsed with thinking "on" (no closer: reasoning cut short, no detections), else as
+        the caller asked; reasoning a server returned apart goes into `Result.reasoning`."""
+        result = parse(prompt.response_prefix + answer.text, self.family, image.size, answer.input_size,
+                       thinking="on" if answer.thinking else thinking, reasoning=answer.reasoning)
         result.image = image
         return result
 
@@ -139,6 +145,14 @@ def _options(options: GenerationOptions | None, keywords: dict[str, Any]) -> Gen
     return with_overrides(GenerationOptions, options, keywords)
 
 
+def reasoning_fields(results: Sequence[Result]) -> dict[str, Any]:
+    """The reasoning fields of one Result made of several answers: their reasoning joined, cut
+    short if any was, clipped coordinates summed."""
+    reasoning = "\n".join(r.reasoning for r in results if r.reasoning)
+    return dict(reasoning=reasoning or None, reasoning_cut_short=any(r.reasoning_cut_short for r in results),
+                clipped=sum(r.clipped for r in results))
+
+
 def _merge(results: list[Result | Exception]) -> Result | Exception:
     failed = next((r for r in results if isinstance(r, Exception)), None)
     if failed is not None:
@@ -149,6 +163,7 @@ def _merge(results: list[Result | Exception]) -> Result | Exception:
         image_size=results[0].image_size,
         raw="\n".join(r.raw for r in results),
         image=results[0].image,
+        **reasoning_fields(results),
     )
 
 

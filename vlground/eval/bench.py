@@ -29,6 +29,7 @@ from vlground.eval.inputs import InputProblems
 from vlground.eval.refcoco import score_refcoco
 from vlground.eval.refcoco_data import RefSample
 from vlground.families import get_family
+from vlground.options import GenerationOptions
 
 log = logging.getLogger("vlground")
 
@@ -139,6 +140,8 @@ def run_refcoco_bench(
     limit: int | None = None,
     batch_size: int = 8,
     max_new_tokens: int | None = None,
+    thinking: str = "auto",
+    max_thinking_tokens: int | None = None,
     protocol: str = "family",
     worst: int = 20,
     progress: Callable[[int, int], None] | None = None,
@@ -150,7 +153,7 @@ def run_refcoco_bench(
     """Answer every sample not yet in `out`, then score all of them; returns the report.
 
     `model` is a loaded vlground model: `model.family`, and `model.ground(images, phrases,
-    batch_size=, max_new_tokens=)` returning Results with `.raw` and `.detections`. `model_name` and
+    batch_size=, max_new_tokens=, thinking=, max_thinking_tokens=)` returning Results with `.raw` and `.detections`. `model_name` and
     `gt_name` identify the run in `out`. `progress(done, total)` is called after each answer.
     With `ray` (a `vlground.scale.RaySettings`), `model` may be None: the samples are answered by
     Ray actors that load `model_name` with `load` (keywords of `vlground.load_model`), the records
@@ -165,7 +168,9 @@ def run_refcoco_bench(
     out.mkdir(parents=True, exist_ok=True)
     _check_run(out, BenchRun(model=model_name, gt=gt_name))
     root = Path(image_root) if image_root is not None else _gt_folder(gt_name)
-    options = {"batch_size": batch_size, "max_new_tokens": max_new_tokens}
+    options = {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "thinking": thinking,
+               "max_thinking_tokens": max_thinking_tokens}
+    GenerationOptions(**options)  # a value no model takes is refused before any sample is answered
     try:
         sink = JsonlSink(out / PREDICTIONS, _prediction_key(samples), resume=True)
     except (OutputLockedError, IsADirectoryError) as error:

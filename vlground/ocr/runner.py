@@ -38,7 +38,7 @@ class OcrOptions:
     `workers` (built-in) None means one per core; `mode`, `batch_size`, `device`, `dtype` and
     `max_pixels` (the model's input budget) apply to Qwen; `max_image_pixels` is the
     decompression-bomb limit (None: no limit); `max_new_tokens` caps a Qwen answer (None: the
-    task's budget); `adapter` (a `vlground finetune` folder, merged into the weights with
+    task's budget), `thinking` and `max_thinking_tokens` its reasoning (see GenerationOptions); `adapter` (a `vlground finetune` folder, merged into the weights with
     `merge_adapter`) goes on a Qwen engine; `pages` and `dpi` apply to documents; `exports` are
     (format, folder) pairs (formats of `vlground.ocr.formats`); `progress` None shows a bar only when
     stderr is a terminal; `ray` (a Ray address or "local") runs the built-in engine on `workers`
@@ -62,6 +62,8 @@ class OcrOptions:
     dtype: str = "auto"
     max_pixels: int | None = None
     max_new_tokens: int | None = None
+    thinking: str = "auto"
+    max_thinking_tokens: int | None = None
     adapter: Path | None = None
     merge_adapter: bool = False
     ray: str | None = None
@@ -95,7 +97,8 @@ def _start_engine(options: OcrOptions, todo: list[PageJob]) -> Callable[[list[Pa
     if not is_built_in(options.engine):
         model = load_model(options.engine, LoadOptions(device=options.device, dtype=options.dtype, max_pixels=options.max_pixels,
                                                        adapter=options.adapter, merge_adapter=options.merge_adapter))
-        generation = GenerationOptions(batch_size=options.batch_size, max_new_tokens=options.max_new_tokens)
+        generation = GenerationOptions(batch_size=options.batch_size, max_new_tokens=options.max_new_tokens,
+                                       thinking=options.thinking, max_thinking_tokens=options.max_thinking_tokens)
         engine = QwenEngine(model, options.engine, mode=options.mode, options=generation)
         return lambda jobs: _qwen_records(jobs, options, engine)
     spec = EngineSpec(options.engine, angle_cls=options.angle_cls)
