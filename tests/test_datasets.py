@@ -134,3 +134,13 @@ def test_label_records_round_trip_and_skip_a_cut_line(labelled, tmp_path):
     back = read_label_records(path)
     assert [r.to_dict() for r in back] == [r.to_dict() for r in records]
     assert json.loads(records[0].to_json())["detections"][0] == {"label": "car", "box": [40.0, 20.0, 200.0, 120.0]}
+
+
+def test_coco_category_ids_start_at_1_in_the_order_given():
+    from vlground.datasets import coco_dataset
+    from vlground.results import Detection
+
+    record = LabelRecord("a.png", "m", 100, 50, [Detection("person", box=(1, 2, 3, 4)), Detection("car", box=(5, 6, 7, 8))])
+    coco, _ = coco_dataset([record], ["car", "person"])
+    assert [(c["id"], c["name"]) for c in coco["categories"]] == [(1, "car"), (2, "person")]
+    assert [a["category_id"] for a in coco["annotations"]] == [2, 1]  # 0 is no category in COCO tools

@@ -240,3 +240,11 @@ def test_qwen_vl_scores_an_unreadable_answer_as_the_zero_box_not_as_no_box():
     assert scores.centre.tolist() == [True, False] and scores.hits.tolist() == [False, False]
     assert scores.summary()["centre_accuracy"] == 0.5 and scores.summary()["unparsable"] == 2
     np.testing.assert_array_equal(scores.pred_boxes, np.zeros((2, 4)))
+
+
+def test_centre_hit_reads_each_axis_on_boxes_that_are_not_square():
+    gt = np.array([[0, 0, 100, 20]] * 3, dtype=float)  # wide and short
+    pred = np.array([[40, 0, 60, 10],    # centre (50, 5): inside
+                     [40, 30, 60, 50],   # centre (50, 40): below the box, though 40 < x2 = 100
+                     [110, 0, 130, 10]], dtype=float)  # centre (120, 5): right of it, though 5 < y2
+    assert centre_hit(pred, gt).tolist() == [True, False, False]

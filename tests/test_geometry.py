@@ -115,3 +115,10 @@ def test_place_is_boxes_to_pixels_for_one_item():
     assert frame.place([1, 2, 3]) is None and frame.place(["a", 1, 2, 3]) is None and frame.place([10**400, 1, 2, 3]) is None
     quad = frame.place([0, 0, 868, 0, 868, 1400, 0, 1400])
     assert quad == ((0.0, 0.0), (870.0, 0.0), (870.0, 1398.0), (0.0, 1398.0))
+
+
+def test_a_full_image_box_is_written_as_999_on_the_1000_grid_and_998_when_dividing_by_999():
+    """The grid's largest value is scale - 1, written out here rather than read from `Frame.extent`."""
+    for family in ("qwen2-vl", "qwen3-vl", "qwen-vl"):
+        assert Frame.for_family(family, (640, 480)).from_pixels([0, 0, 640, 480]).tolist() == [0, 0, 999, 999]
+    assert Frame.for_family("qwen3-vl", (640, 480), scale=999).from_pixels([640, 480]).tolist() == [998, 998]

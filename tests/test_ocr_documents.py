@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from difflib import SequenceMatcher
 from pathlib import Path
 
+import numpy as np
 import pypdfium2 as pdfium
 import pytest
 from PIL import Image
@@ -112,8 +113,55 @@ def _check_searchable_pdf(path: Path, records: list[dict]) -> None:
             corners = [line["box"][:2], line["box"][2:]] if "box" in line else line["quad"]
             (x1, y1), (x2, y2) = [min(c[0] for c in corners), min(c[1] for c in corners)], [max(c[0] for c in corners), max(c[1] for c in corners)]
             assert rendered.crop((int(x1), int(y1), int(x2), int(y2))).getextrema()[0] < 100
+            _check_words_sit_on_their_ink(page, record, np.asarray(rendered), scale)
     finally:
         document.close()
+
+
+def _check_words_sit_on_their_ink(page, record: dict, gray: np.ndarray, scale: float) -> None:
+    """Each word of the text layer, its box read back from the PDF by pdfium (points, y up) and put in
+    page pixels, covers the ink of that word: the dark pixels under the word's box in the record."""
+    text_page = page.get_textpage()
+    _, page_height = page.get_size()
+    boxes = []  # one pixel box per visible character of the text layer, in text order
+    for index in range(text_page.count_chars()):
+        if text_page.get_text_range(index, 1).strip():
+            left, bottom, right, top = text_page.get_charbox(index, loose=True)
+            boxes.append((left / scale, (page_height - top) / scale, right / scale, (page_height - bottom) / scale))
+    words = [w for line in record["lines"] for w in (line.get("words") or [line])]
+    assert len(boxes) == sum(len(w["text"].replace(" ", "")) for w in words)
+    for word in words:
+        chars, boxes = boxes[: len(word["text"].replace(" ", ""))], boxes[len(word["text"].replace(" ", "")):]
+        found = (min(b[0] for b in chars), min(b[1] for b in chars), max(b[2] for b in chars), max(b[3] for b in chars))
+        corners = np.asarray([word["box"][:2], word["box"][2:]] if "box" in word else word["quad"], dtype=float)
+        x1, y1 = np.floor(corners.min(axis=0)).astype(int)
+        x2, y2 = np.ceil(corners.max(axis=0)).astype(int)
+        ys, xs = np.nonzero(gray[max(y1, 0):y2, max(x1, 0):x2] < 128)
+        assert len(xs), word
+        ink = np.stack([xs + max(x1, 0), ys + max(y1, 0)], axis=1)
+        inside = ((ink[:, 0] >= found[0] - 2) & (ink[:, 0] <= found[2] + 2) & (ink[:, 1] >= found[1] - 2) & (ink[:, 1] <= found[3] + 2))
+        centre_x, centre_y = ink.mean(axis=0)
+        assert found[0] <= centre_x <= found[2] and found[1] <= centre_y <= found[3], (word["text"], found, (x1, y1, x2, y2))
+        assert inside.mean() > 0.75, (word["text"], found, (x1, y1, x2, y2))  # the layer's box is a little short of capitals
+
+
+def test_the_searchable_pdf_puts_each_word_on_its_ink(tmp_path):
+    from PIL import ImageDraw, ImageFont
+
+    from vlground.ocr.formats import to_pdf
+
+    image = Image.new("RGB", (600, 400), "white")
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.truetype(FONT, 36)
+    words = []
+    for text, (x, y) in [("North", (30, 40)), ("gate", (200, 40)), ("closed", (380, 300)), ("Sunday", (60, 250))]:
+        draw.text((x, y), text, font=font, fill="black")
+        words.append(OcrWord(text, tuple(float(v) for v in draw.textbbox((x, y), text, font=font)), score=0.9))
+    lines = [OcrLine(" ".join(w.text for w in ws), (ws[0].box[0], min(w.box[1] for w in ws), ws[-1].box[2], max(w.box[3] for w in ws)),
+                     score=0.9, words=tuple(ws)) for ws in ([words[0], words[1]], [words[3]], [words[2]])]
+    record = OcrRecord(path="sign.png", engine="ppocr", width=600, height=400, text="North gate\nSunday\nclosed", lines=lines)
+    (tmp_path / "sign.pdf").write_bytes(to_pdf([record], lambda _: image, "sign.png"))
+    _check_searchable_pdf(tmp_path / "sign.pdf", [record.to_dict()])
 
 
 def test_pages_selection_and_resume_per_page(scans, tmp_path):

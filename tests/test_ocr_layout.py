@@ -220,3 +220,25 @@ def test_words_of_a_tilted_line_are_quads_along_it():
     starts = [np.array(w.quad[0]) for w in line.words]
     for a, b in zip(starts, starts[1:]):  # each word starts further along the 8-degree baseline
         assert math.degrees(math.atan2(b[1] - a[1], b[0] - a[0])) == pytest.approx(8, abs=1.5)
+
+
+def test_one_row_with_a_wide_gap_is_one_line_not_two_columns():
+    """Two columns need rows of prose on both sides; a single row, however long its runs, is a row."""
+    page = Page(size=(1100, 100))
+    pieces = [page.write(10, 20, "The library will be closed"), page.write(640, 20, "Books may be returned")]
+    assert [line.text for line in assemble_lines(pieces, page.gray)] == ["The library will be closed Books may be returned"]
+
+
+@pytest.mark.parametrize("first_score, second_score, text", [(0.9, 0.8, "reading room"), (0.7, 0.8, "readinq room"),
+                                                             (0.8, 0.8, "readinq room")])
+def test_of_two_readings_of_an_overlap_the_surer_is_kept_and_the_second_on_a_tie(first_score, second_score, text):
+    page = Page()
+    whole = page.write(10, 10, "reading room")
+    # The detector returns "reading" and "qroom": the second piece reads the g under the first's g as q.
+    split_x = whole.centers[6, 0]
+    first_quad, second_quad = whole.quad.copy(), whole.quad.copy()
+    first_quad[[1, 2], 0] = split_x + 6
+    second_quad[[0, 3], 0] = split_x - 6
+    first = Piece(quad=first_quad, text="reading", score=first_score, centers=whole.centers[:7])
+    second = Piece(quad=second_quad, text="qroom", score=second_score, centers=whole.centers[6:])
+    assert assemble_lines([second, first], page.gray)[0].text == text

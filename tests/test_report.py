@@ -128,3 +128,11 @@ def test_the_browser_check_sees_a_broken_page(tmp_path):
     shown = render(page)
     assert [i["naturalWidth"] for i in shown.images] == [0, 0]
     assert "console: boom" in shown.errors and any("ERR_FILE_NOT_FOUND" in e for e in shown.errors)
+
+
+def test_the_worst_samples_are_the_lowest_ious_when_there_are_more_than_shown(tmp_path):
+    samples, scores = _refcoco(tmp_path, n=WORST + 8)
+    page = write_report(tmp_path / "r.html", scores, image_root=tmp_path).read_text()
+    shown = [int(i) for i in re.findall(r"<figcaption>#(\d+) ", page)]
+    assert len(scores.ious) > WORST and shown == list(np.argsort(scores.ious, kind="stable")[:WORST])
+    assert max(scores.ious[shown]) <= min(np.delete(scores.ious, shown))

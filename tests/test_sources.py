@@ -243,3 +243,9 @@ def test_arrays_of_the_same_pixels_from_every_kind_of_source(server, tmp_path):
     found = expand([str(tmp_path / "photo.png"), f"{server}/photo.png", "-"], stdin=io.BytesIO(_png((33, 22))))
     arrays = [np.asarray(load(s)) for s in found.items]
     assert all(np.array_equal(arrays[0], a) for a in arrays[1:])
+
+
+def test_a_double_star_glob_reaches_every_depth(folder):
+    (folder / "sub" / "deeper").mkdir()
+    (folder / "sub" / "deeper" / "d.png").write_bytes(_png())
+    assert _names(expand([str(folder / "**" / "*.png")]), folder) == ["b.png", "sub/c.png", "sub/deeper/d.png"]

@@ -105,7 +105,7 @@ def join_pieces(gray: np.ndarray, quad: Sequence[Sequence[float]], height: float
     the text height in pixels the gaps are measured against; `pieces` left to right. Spaces the
     recognizer wrote are kept. Where two pieces overlap, a character the first piece read under the
     second piece's first character is a duplicate (or a fragment of it): of the two readings the one
-    of the less confident piece is dropped (the second's when they tie)."""
+    of the less confident piece is dropped (the first's when they tie: the later reading stands)."""
     ink, warp, upright_height = _rectified_ink(gray, np.asarray(quad, dtype=np.float32))
     empty = ink <= max(1.0, EMPTY_COLUMN_INK * height)
     chars = _line_chars(pieces, warp, height)
