@@ -22,8 +22,13 @@ class EngineUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class PageText:
+    """One image read: its text, its lines, the turn (degrees clockwise) it was read at (None:
+    the engine does not turn pages) and warnings about the reading (an orientation it was unsure of)."""
+
     text: str
     lines: list[OcrLine] = field(default_factory=list)
+    rotation: int | None = None
+    warnings: tuple[str, ...] = ()
 
 
 class QwenEngine:

@@ -73,9 +73,23 @@ def _rotation(angle: float) -> np.ndarray:
     return np.array([[c, -s], [s, c]])
 
 
+def _directions(pieces: list[Piece]) -> list[list[Piece]]:
+    """Pieces grouped by the way their text runs (right, down, left, up: the nearest quarter turn),
+    the group with the most text first: a table set sideways beside upright prose is laid out on
+    its own instead of cutting across the prose's rows."""
+    groups: dict[int, list[Piece]] = {}
+    for piece in pieces:
+        groups.setdefault(round(_angle(piece.quad) / (math.pi / 2)) % 4, []).append(piece)
+    weight = lambda group: sum(np.linalg.norm(p.quad[1] - p.quad[0]) for p in group)  # noqa: E731
+    return sorted(groups.values(), key=lambda group: -weight(group))
+
+
 def _deskew(pieces: list[Piece]) -> tuple[list[Piece], float]:
-    """Pieces with boxes in a frame rotated so the dominant text direction is horizontal."""
-    angles = np.array([_angle(p.quad) for p in pieces])
+    """Pieces (running the same way) with boxes in a frame rotated so their text runs left to
+    right, and that rotation's angle."""
+    centre = round(_angle(pieces[0].quad) / (math.pi / 2)) * (math.pi / 2)
+    # Angles about the group's quarter turn, so that text running left (about +-180 degrees) has no seam.
+    angles = np.array([centre + math.remainder(_angle(p.quad) - centre, 2 * math.pi) for p in pieces])
     weights = np.array([max(np.linalg.norm(p.quad[1] - p.quad[0]), 1.0) for p in pieces])
     order = np.argsort(angles)
     cumulative = np.cumsum(weights[order])
@@ -172,8 +186,11 @@ def assemble_lines(pieces: list[Piece], gray: np.ndarray) -> list[OcrLine]:
     pixels of `gray` (the whole image, uint8) show, with its words. `score` is the pieces'
     confidence weighted by their number of characters; a word's is that of its characters."""
     pieces = [p for p in pieces if p.text.strip()]
-    if not pieces:
-        return []
+    return [line for group in _directions(pieces) for line in _group_lines(group, gray)]
+
+
+def _group_lines(pieces: list[Piece], gray: np.ndarray) -> list[OcrLine]:
+    """The lines of pieces that run the same way (see assemble_lines)."""
     deskewed, angle = _deskew(pieces)
     widest = max(deskewed, key=lambda p: p.width)
     level = (abs(math.degrees(angle)) < AXIS_ALIGNED_DEGREES

@@ -7,15 +7,17 @@ Two generations behind one interface, chosen by name (`vlground ocr --engine NAM
     ppocr-v4  rapidocr-onnxruntime 1.4.4 with PP-OCRv4 (the engine of vlground 0.1; Python < 3.13,
               `pip install 'vlground[ppocr-v4]'`)
 
-Each gives `Piece`s (image pixels, one centre per character); vlground's layer on top is the same
-for both: lines in reading order (columns too), word spaces from the pixels, look-alike fixes. No
-engine downloads anything: the model files are taken from the installed package or refused.
+vlground drives each generation's networks itself (`vlground.ocr.reading`): detection at the
+image's own resolution, the page's orientation decided before it is read (`vlground.ocr.orientation`),
+recognition batched. Its layer on top is the same for both: lines in reading order (columns too),
+word spaces from the pixels, look-alike fixes. No engine downloads anything: the model files are
+taken from the installed package or refused.
 
-PP-OCR's 0/180-degree line classifier is off unless asked for (`angle_cls`): it squeezes each line
-into 48x192 pixels, so a long line of small print (25 times as wide as high) comes out squashed six
-times and is often taken for upside down and flipped before it is read. On the document benchmark
-it garbled 14 of 50 lines of 8 pt print; without it every page read at 0.0% CER, with both engines,
-and pages turned 180 degrees read no better with it than without."""
+PP-OCR's own 0/180-degree line classifier is never used: it squeezes each line into 48x192 pixels,
+so a long line of small print (25 times as wide as high) came out squashed six times and was often
+taken for upside down (it garbled 14 of 50 lines of 8 pt print on the document benchmark). Pages
+are turned as a whole instead; `angle_cls` adds a per-line check, each line read both ways up and
+the more confident reading kept, for pages with lines turned on their own."""
 from __future__ import annotations
 
 import importlib
@@ -24,12 +26,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
+from vlground.ocr import orientation
 from vlground.ocr.confusions import fix_confusions
 from vlground.ocr.engine import EngineUnavailableError, PageText
 from vlground.ocr.layout import Piece, assemble_lines
+from vlground.ocr.reading import Networks, PageReader, detect_lines
 from vlground.ocr.records import OcrLine
 
 PPOCR = "ppocr"
@@ -37,17 +42,21 @@ PPOCR_V4 = "ppocr-v4"
 
 
 class BuiltInEngine:
-    """What both generations share: pixels in, pieces out, lines assembled by vlground's layer; a
-    generation only says how its rapidocr reads a BGR array (`_read`). `threads` caps onnxruntime's threads (1 per process when several
-    worker processes share the cores); None lets it use them all."""
+    """What both generations share: vlground drives their detection and recognition networks
+    itself (the detection resolution, the page's orientation, batched recognition, characters'
+    places from the recognizer's own columns) and assembles the lines; a generation only hands
+    over its networks (`_networks`). `threads` caps onnxruntime's threads (1 per process when
+    several worker processes share the cores); None lets it use them all."""
 
     name: str
     # The packages a worker process imports before it forks (vlground.ocr.workers).
     modules: tuple[str, ...]
     angle_cls: bool = False
+    _nets: Networks  # set by each generation's constructor
 
     def detect(self, image: Image.Image) -> list[Piece]:
-        """The bare engine's pieces (its text as it comes), image pixels."""
+        """The bare engine's pieces (its text as it comes, rapidocr's own pipeline), image pixels:
+        what vlground's layer is measured against."""
         rgb = np.asarray(_within_aspect(image.convert("RGB")))
         pieces = []
         for quad, text, score, boxes in self._read(np.ascontiguousarray(rgb[:, :, ::-1])):  # rapidocr reads BGR
@@ -57,8 +66,15 @@ class BuiltInEngine:
         return pieces
 
     def read_one(self, image: Image.Image) -> PageText:
-        lines = [with_confusions_fixed(line) for line in assemble_lines(self.detect(image), np.asarray(image.convert("L")))]
-        return PageText(text="\n".join(line.text for line in lines), lines=lines)
+        rgb = np.asarray(_within_aspect(image.convert("RGB")))
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        page = PageReader(self._nets, bgr, detect_lines(self._nets, bgr), each_line_both_ways=self.angle_cls)
+        turn = orientation.decide(page.quads, page.confidence)
+        pieces = page.pieces(turn.rotation)
+        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        lines = [with_confusions_fixed(line) for line in assemble_lines(pieces, gray)]
+        return PageText(text="\n".join(line.text for line in lines), lines=lines, rotation=turn.rotation,
+                        warnings=(turn.warning,) if turn.warning and lines else ())
 
     def read(self, images: Sequence[Image.Image]) -> list[PageText]:
         return [self.read_one(image) for image in images]
@@ -93,6 +109,10 @@ class PPOCRv6(BuiltInEngine):
         try:
             for stage in ("_load_det_model", "_load_cls_model", "_load_rec_model"):
                 getattr(self._ocr, stage, lambda: None)()
+            detector, recognizer = self._ocr.text_det, self._ocr.text_rec
+            self._nets = Networks(detector=detector.session, boxes=detector.postprocess_op,
+                                  mean=np.asarray(detector.mean, dtype=np.float32), std=np.asarray(detector.std, dtype=np.float32),
+                                  recognizer=recognizer.session, classes=recognizer.postprocess_op.character)
         except Exception as error:
             raise EngineUnavailableError(
                 f"rapidocr's bundled models could not be loaded ({type(error).__name__}: {error}); "
@@ -139,6 +159,10 @@ class PPOCRv4(BuiltInEngine):
         self.angle_cls = angle_cls
         options = {} if threads is None else {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
         self._ocr = RapidOCR(**options)
+        detector, recognizer = self._ocr.text_det, self._ocr.text_rec
+        self._nets = Networks(detector=lambda batch: detector.infer(batch)[0], boxes=detector.postprocess_op,
+                              mean=np.asarray(detector.mean, dtype=np.float32), std=np.asarray(detector.std, dtype=np.float32),
+                              recognizer=lambda batch: recognizer.session(batch)[0], classes=recognizer.postprocess_op.character)
 
     @staticmethod
     def check_available() -> None:

@@ -3,7 +3,9 @@ ocr` reads.
 
     {"path", "abspath", "engine", "width", "height", "text",
      "lines": [{"text", "box" | "quad", "score", "words": [{"text", "box" | "quad", "score"}]}], "error"}
-    documents add "page" (1-based), "pages" (the document's count) and, for PDFs, "dpi".
+    documents add "page" (1-based), "pages" (the document's count) and, for PDFs, "dpi"; the
+    built-in engines add "rotation" (degrees clockwise the image was turned to read it upright: 0,
+    90, 180 or 270) and, when there is something to say, "warnings" (an orientation it was unsure of).
 
 `path` is the input as given, `abspath` its absolute path (the key `--resume` matches on); names
 that are not valid UTF-8 are escaped in both (`vlground.sink.escape_path`: byte 0xff -> "\\xff").
@@ -92,6 +94,8 @@ class OcrRecord:
     page: int | None = None
     pages: int | None = None
     dpi: int | None = None
+    rotation: int | None = None
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def failed(cls, path: str, engine: str, error: str) -> OcrRecord:
@@ -103,6 +107,10 @@ class OcrRecord:
             out.update(page=self.page, pages=self.pages)
         if self.dpi is not None:
             out["dpi"] = self.dpi
+        if self.rotation is not None:
+            out["rotation"] = self.rotation
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
         return {
             **out,
             "engine": self.engine,
@@ -136,4 +144,6 @@ class OcrRecord:
             page=d.get("page"),
             pages=d.get("pages"),
             dpi=d.get("dpi"),
+            rotation=d.get("rotation"),
+            warnings=tuple(d.get("warnings") or ()),
         )
