@@ -199,8 +199,10 @@ def test_words_join_into_the_line_and_sit_on_their_ink():
     columns = np.flatnonzero(ink.any(axis=0))
     boxes = [w.box for w in line.words]
     assert boxes[0][0] == pytest.approx(columns[0], abs=4) and boxes[-1][2] == pytest.approx(columns[-1], abs=4)
-    for x1, y1, x2, y2 in boxes:
-        assert x1 < x2 and y1 <= line.box[1] + 1 and y2 >= line.box[3] - 1  # as high as the line
+    for x1, y1, x2, y2 in boxes:  # inside the line, tight around the word's ink
+        rows = np.flatnonzero(ink[:, int(x1) : int(x2)].any(axis=1))
+        assert line.box[1] - 1 <= y1 and y2 <= line.box[3] + 1
+        assert y1 == pytest.approx(rows[0], abs=1) and y2 == pytest.approx(rows[-1] + 1, abs=1)
     for left, right in zip(boxes, boxes[1:]):  # left to right, nothing but paper between two words
         assert left[2] <= right[0] and not ink[:, int(left[2]) + 2 : int(right[0]) - 2].any()
     assert all(w.score == pytest.approx(0.9) for w in line.words)

@@ -57,7 +57,7 @@ def test_every_file_gets_one_record_and_the_batch_goes_on(messy_folder, tmp_path
     records = {Path(r["path"]).name: r for r in read_records(out)}
     assert set(records) == {"plain.png", "cmyk.jpg", "rotated.jpg", "tiny.png", "strip.png", "empty.png",
                             "truncated.png", "notes.jpg"}
-    assert set(records["plain.png"]) == {"path", "abspath", "engine", "width", "height", "text", "lines", "error"}
+    assert set(records["plain.png"]) == {"path", "abspath", "engine", "width", "height", "text", "lines", "error", "rotation"}
     assert records["plain.png"]["text"] == "Fresh Coffee"
     assert records["cmyk.jpg"]["text"] == "Corner Cafe"
     assert records["rotated.jpg"]["text"] == "Main Street"

@@ -9,6 +9,7 @@ under 0.31 of the box height and word spaces over 0.33, except beside punctuatio
 digits (a narrow "1" on a fixed-width digit cell), which get their own rules."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,8 +37,8 @@ _NO_SPACE_AFTER = set("([{$#")
 _APOSTROPHES = set("'\u2019")
 
 
-def _rectified_ink(gray: np.ndarray, quad: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """The text line warped upright: ink pixels per column, the warp matrix, the upright height."""
+def _rectified_ink(gray: np.ndarray, quad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The text line warped upright: its ink (a boolean mask, specks removed) and the warp matrix."""
     top_left, top_right, bottom_right, bottom_left = quad
     width = int(round(max(np.linalg.norm(top_right - top_left), np.linalg.norm(bottom_right - bottom_left))))
     height = int(round(max(np.linalg.norm(bottom_left - top_left), np.linalg.norm(bottom_right - top_right))))
@@ -52,7 +53,7 @@ def _rectified_ink(gray: np.ndarray, quad: np.ndarray) -> tuple[np.ndarray, np.n
     _, labels, stats, _ = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=8)
     keep = stats[:, cv2.CC_STAT_AREA] >= max(3.0, SPECK_AREA * height * height)
     keep[0] = False
-    return keep[labels].sum(axis=0), warp, height
+    return keep[labels], warp
 
 
 def _widest_empty_run(empty: np.ndarray) -> int:
@@ -77,7 +78,7 @@ def _wants_space(earlier: str, before: str, after: str, gap: float, threshold: f
 @dataclass(frozen=True)
 class WordSpan:
     """One word of a joined line: its text, its corners (image pixels, clockwise from the top-left,
-    the line's height) and the confidence of the pieces its characters came from."""
+    tight around its ink) and the confidence of the pieces its characters came from."""
 
     text: str
     quad: np.ndarray
@@ -106,8 +107,8 @@ def join_pieces(gray: np.ndarray, quad: Sequence[Sequence[float]], height: float
     recognizer wrote are kept. Where two pieces overlap, a character the first piece read under the
     second piece's first character is a duplicate (or a fragment of it): of the two readings the one
     of the less confident piece is dropped (the first's when they tie: the later reading stands)."""
-    ink, warp, upright_height = _rectified_ink(gray, np.asarray(quad, dtype=np.float32))
-    empty = ink <= max(1.0, EMPTY_COLUMN_INK * height)
+    ink, warp = _rectified_ink(gray, np.asarray(quad, dtype=np.float32))
+    empty = ink.sum(axis=0) <= max(1.0, EMPTY_COLUMN_INK * height)
     chars = _line_chars(pieces, warp, height)
     gaps = [_gap(empty, chars[i - 1].x, chars[i].x) / height for i in range(1, len(chars))]
     letter_gaps = [g for i, g in enumerate(gaps, 1) if chars[i].c != " " and chars[i - 1].c != " "]
@@ -123,7 +124,10 @@ def join_pieces(gray: np.ndarray, quad: Sequence[Sequence[float]], height: float
             words.append([])
         if char.c != " ":
             words[-1].append(char)
-    spans = [_word_span(word, warp, upright_height) for word in words if word]
+    words = [word for word in words if word]
+    # Each word owns the columns up to halfway to its neighbours; its box is the ink found there.
+    bounds = [0.0] + [(a[-1].x + b[0].x) / 2 for a, b in zip(words, words[1:])] + [float(ink.shape[1])]
+    spans = [_word_span(word, warp, ink, bounds[i], bounds[i + 1]) for i, word in enumerate(words)]
     return " ".join(span.text for span in spans), spans
 
 
@@ -166,9 +170,18 @@ def _half_widths(xs: np.ndarray, widths: np.ndarray | None) -> np.ndarray:
     return np.full(len(xs), abs(step) / 2)
 
 
-def _word_span(word: list[_Char], warp: np.ndarray, height: int) -> WordSpan:
+def _word_span(word: list[_Char], warp: np.ndarray, ink: np.ndarray, low: float, high: float) -> WordSpan:
+    """The word's box: tight around its ink between the columns `low` and `high` of the upright
+    line, or, with no ink there, its characters' extent over the line's height."""
     left, right = min(c.x - c.half for c in word), max(c.x + c.half for c in word)
-    upright = np.array([[[left, 0], [right, 0], [right, height], [left, height]]], dtype=np.float32)
+    top, bottom = 0.0, float(ink.shape[0])
+    lo, hi = max(0, int(math.floor(low))), min(ink.shape[1], int(math.ceil(high)))
+    columns = np.flatnonzero(ink[:, lo:hi].any(axis=0)) if hi > lo else np.zeros(0, dtype=int)
+    if len(columns):
+        left, right = float(lo + columns[0]), float(lo + columns[-1] + 1)
+        rows = np.flatnonzero(ink[:, int(left) : int(right)].any(axis=1))
+        top, bottom = float(rows[0]), float(rows[-1] + 1)
+    upright = np.array([[[left, top], [right, top], [right, bottom], [left, bottom]]], dtype=np.float32)
     quad = cv2.perspectiveTransform(upright, np.linalg.inv(warp))[0].astype(np.float64)
     return WordSpan("".join(c.c for c in word), quad, float(np.mean([c.score for c in word])))
 
