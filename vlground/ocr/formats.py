@@ -211,23 +211,26 @@ def _word_frame(item: OcrLine | OcrWord) -> tuple[float, float, float, float, fl
 
 
 def _draw_text_layer(canvas, record: OcrRecord, scale: float, page_height: float) -> None:
-    from reportlab.pdfbase.pdfmetrics import stringWidth
+    """Each word invisible over its box: the font's ascent-to-descent fills the box's height (so a
+    reader's box of each glyph covers the word's ink) and its glyphs the box's width."""
+    from reportlab.pdfbase.pdfmetrics import getFont, stringWidth
 
+    face = getFont(_FONT).face
+    ascent, descent = face.ascent / 1000, face.descent / 1000  # descent is below the baseline: negative
     for line in record.lines:
         words = line.words or (OcrWord(text=line.text, box=line.box, quad=line.quad, score=line.score),)
         for index, word in enumerate(words):
-            text = word.text + (" " if index < len(words) - 1 else "")  # spaces, so copied text has them
             x, y, width, height, angle = _word_frame(word)
-            size = max(height * scale * 0.8, 1.0)
-            natural = stringWidth(text, _FONT, size)
+            size = max(height * scale / (ascent - descent), 1.0)
+            natural = stringWidth(word.text, _FONT, size)
             canvas.saveState()
             canvas.translate(x * scale, page_height - y * scale)
             canvas.rotate(angle)
-            text_object = canvas.beginText(0, height * scale * 0.2)
+            text_object = canvas.beginText(0, -descent * size)
             text_object.setTextRenderMode(3)  # invisible: neither filled nor stroked
             text_object.setFont(_FONT, size)
             text_object.setHorizScale(100.0 * width * scale / natural if natural > 0 else 100.0)
-            text_object.textOut(text)
+            text_object.textOut(word.text + (" " if index < len(words) - 1 else ""))  # spaces, so copied text has them
             canvas.drawText(text_object)
             canvas.restoreState()
 
