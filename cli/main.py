@@ -1,8 +1,13 @@
 """Entry point of the `vlground` command. Each command module registers its commands here; they
-import heavy libraries (torch, transformers) inside the commands so `vlground parse` stays instant."""
+import heavy libraries (torch, transformers) inside the commands so `vlground parse` stays instant.
+
+Help is click's plain layout, not Typer's rich tables: option names are never cut, whatever the
+width (80 columns in a pipe), and options are grouped under the headings their `rich_help_panel`
+names, so the common ones come first and the rare ones below."""
 from __future__ import annotations
 
 import sys
+import types
 from typing import Annotated, Optional
 
 import typer
@@ -12,19 +17,42 @@ from typer.core import TyperArgument, TyperGroup
 from vlground import __version__
 from vlground.extras import MissingExtraError
 from vlground.cli import convert, detect, eval, finetune, label, ocr, parse, tiny
+from vlground.cli.verbosity import quiet_libraries, verbose_option
 
 
 _KINDS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH"}
 
 
+def _grouped_options(command: click.Command, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    """Arguments, then the options under their panel's heading ("Options" first) in the order given, then
+    a group's commands."""
+    sections: dict[str, list[tuple[str, str]]] = {"Arguments": [], "Options": []}
+    for param in command.get_params(ctx):
+        record = param.get_help_record(ctx)
+        if record is not None:
+            heading = "Arguments" if param.param_type_name == "argument" else getattr(param, "rich_help_panel", None) or "Options"
+            sections.setdefault(heading, []).append(record)
+    for heading, records in sections.items():
+        if records:
+            with formatter.section(heading):
+                formatter.write_dl(records)
+    if hasattr(command, "format_commands"):  # a group: its commands after its options
+        command.format_commands(ctx, formatter)
+
+
 def _plain_help(command: click.Command, ctx: click.Context) -> click.Command:
-    """Help in the words click and argparse users know: a flag shows no type, a value its kind in
-    capitals (TEXT, INTEGER, PATH), an argument only its name; not Typer's `<bool>` / `<str>` tags."""
+    """Help in the words click and argparse users know: a flag shows no type and no default, a value
+    its kind in capitals (TEXT, INTEGER, PATH), an argument only its name; not Typer's `<bool>` /
+    `<str>` tags. Every command also takes --verbose (see `vlground.cli.verbosity`)."""
+    if not hasattr(command, "commands") and not any(p.name == "verbose" for p in command.params):
+        command.params.append(verbose_option())
+    command.format_options = types.MethodType(_grouped_options, command)
     for param in [*command.params, command.get_help_option(ctx)]:
         if param is None:
             continue
         if isinstance(param, TyperArgument) or getattr(param, "is_flag", False):
             param.display_type_rich = lambda ctx: None
+            param.show_default = False
         elif param.metavar is None and not param.type_descriptor.is_choice:
             kind = param.display_type(None).strip("<>").removesuffix(" range")  # the range shows beside it
             kind = kind.removeprefix("list[").removesuffix("]")  # a repeatable option: the kind of one value
@@ -43,12 +71,13 @@ class _Commands(TyperGroup):
     def main(self, *args, standalone_mode: bool = True, **kwargs):
         """As click's, but a usage error (unknown option, bad value, missing argument) is one line
         on stderr with exit status 2, like every other error of the command."""
+        quiet_libraries()
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
             status = super().main(*args, standalone_mode=False, **kwargs)
         except click.exceptions.NoArgsIsHelpError as error:
-            typer.echo(error.ctx.get_help(), nl=False)  # rich prints the help itself and returns ""
+            typer.echo(error.ctx.get_help())
             sys.exit(2)
         except click.exceptions.UsageError as error:
             hint = f" ({error.ctx.command_path} -h for help)" if error.ctx is not None else ""
@@ -72,6 +101,7 @@ app = typer.Typer(
     cls=_Commands,
     help="Visual grounding and OCR with the Qwen-VL family, with boxes on the original image.",
     no_args_is_help=True,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )

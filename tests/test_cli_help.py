@@ -51,3 +51,21 @@ def test_shell_completion_is_available_and_completes_commands():
     env = {"_VLGROUND_COMPLETE": "complete_bash", "COMP_WORDS": "vlground de", "COMP_CWORD": "1"}
     res = runner.invoke(app, [], prog_name="vlground", env=env)
     assert res.output.split() == ["detect"]
+
+
+def test_every_option_name_is_whole_at_80_columns():
+    """In a pipe or a default terminal (80 columns) no option name is cut (rich tables cut them)."""
+    import typer
+
+    for path in _command_paths():
+        res = runner.invoke(app, [*path, "-h"], terminal_width=80)
+        command = typer.main.get_command(app)
+        for name in path:
+            command = command.commands[name]
+        names = [opt for param in command.params for opt in (*param.opts, *param.secondary_opts)
+                 if opt.startswith("-") and not getattr(param, "hidden", False)]
+        if not hasattr(command, "commands"):
+            assert "--verbose" in res.output, path  # every command takes it
+        for name in names:
+            assert re.search(rf"(^|[\s,/]){re.escape(name)}([\s,=]|$)", res.output, re.M), (path, name)
+        assert "…" not in res.output and max(map(len, res.output.splitlines())) <= 80, path

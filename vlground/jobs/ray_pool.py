@@ -19,8 +19,10 @@ import math
 import os
 import pickle
 import socket
+import sys
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +75,25 @@ def check_address(address: str, timeout: float = 5.0) -> None:
                                   "with `ray start --head` or check the address and port") from None
 
 
+@contextmanager
+def _start_up_lines_hidden() -> Iterator[None]:
+    """Ray's C++ core writes start-up lines to file descriptor 2 while it connects (logging.cc's
+    "Set ray log level ..."), past Python's logging: that descriptor points at /dev/null meanwhile,
+    unless VLGROUND_VERBOSE=1 (`--verbose`). Failures still arrive as Python exceptions."""
+    if os.environ.get("VLGROUND_VERBOSE") == "1":
+        yield
+        return
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def connect(address: str) -> None:
     """Join the Ray cluster at `address`, or start one on this machine's cores for "local"; a
     process already connected (a notebook, the tests) keeps its cluster. Ray's own logging is kept
@@ -85,10 +106,11 @@ def connect(address: str) -> None:
         # Ray's C++ core logs warnings meant for its developers on stderr; RAY_BACKEND_LOG_LEVEL=info shows them
         os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
         quiet = dict(log_to_driver=False, logging_level=logging.ERROR)
-        if address == LOCAL:
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
-        else:
-            ray.init(address=address, **quiet)
+        with _start_up_lines_hidden():
+            if address == LOCAL:
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
+            else:
+                ray.init(address=address, **quiet)
     import ray.data
 
     context = ray.data.DataContext.get_current()

@@ -1,0 +1,64 @@
+"""What reaches stderr. By default: vlground's own lines (failures, warnings about results, the
+summary) and, on a terminal, progress bars. The libraries underneath keep their notes to themselves:
+transformers' advice and its weight-loading bars off a terminal, Python warnings (FutureWarning,
+DeprecationWarning), Ray's start-up lines. `--verbose` on any command lets them all through.
+
+The settings are environment variables where a library reads one, so the worker processes a run
+starts (OCR workers, Ray actors on this machine) inherit them; VERBOSE tells vlground's own code."""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from typing import Annotated
+
+import typer
+from typer import _click as click
+
+VERBOSE = "VLGROUND_VERBOSE"
+
+_QUIET = {
+    "TRANSFORMERS_VERBOSITY": "error",  # transformers' logger: its advice and notices
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "PYTHONWARNINGS": "ignore",  # FutureWarning and the like, in worker processes too
+}
+_set_here: dict[str, str] = {}
+
+
+def quiet_libraries() -> None:
+    """Keep the libraries' own output off stderr (see the module docstring); a variable the user
+    set is left as it is."""
+    quiet = dict(_QUIET)
+    if not sys.stderr.isatty():  # progress bars only on a terminal, downloads' and weight loading's too
+        quiet["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    for name, value in quiet.items():
+        if name not in os.environ:
+            os.environ[name] = _set_here[name] = value
+    warnings.simplefilter("ignore")
+
+
+def _let_through(ctx: click.Context, param: click.Parameter, verbose: bool) -> None:
+    if not verbose:
+        return
+    for name, value in list(_set_here.items()):
+        if os.environ.get(name) == value:
+            del os.environ[name]
+        del _set_here[name]
+    warnings.resetwarnings()
+    warnings.simplefilter("default")  # each warning once per place, as Python shows them in __main__
+    os.environ[VERBOSE] = "1"
+
+
+def _declares_verbose(
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", expose_value=False, is_eager=True, callback=_let_through, rich_help_panel="Output",
+        help="Also show what the libraries underneath print (warnings, loading bars, log lines).")] = False,
+) -> None:
+    """Declares --verbose the way every option is declared; `verbose_option` takes it from here."""
+
+
+def verbose_option() -> click.Parameter:
+    """`--verbose`, for every command."""
+    declaring = typer.Typer()
+    declaring.command()(_declares_verbose)
+    return typer.main.get_command(declaring).params[0]

@@ -1,0 +1,55 @@
+"""Quiet by default: off a terminal, stderr carries vlground's own lines (failures, results nothing
+was found for, the summary), not the libraries' bars, advice, warnings or start-up lines; --verbose
+lets those through."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+OURS = ("warning: no box found", "failed: ", "detect: done ", "done ")
+
+
+def vlground(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("TRANSFORMERS_", "HF_HUB_DISABLE", "PYTHONWARNINGS", "VLGROUND_VERBOSE", "RAY_BACKEND"))}
+    return subprocess.run([sys.executable, "-m", "vlground.cli.main", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=600)
+
+
+def test_a_model_run_off_a_terminal_leaves_only_our_lines_on_stderr(tmp_path, tiny_checkpoint):
+    images = [str(SAMPLES / "shop_sign.png"), str(SAMPLES / "receipt.jpg")]
+    run = [*images, "the sign", "--model", str(tiny_checkpoint("qwen2.5-vl")), "--device", "cpu", "--max-new-tokens", "4"]
+    quiet = vlground("detect", *run, cwd=tmp_path)
+    assert quiet.returncode == 0, quiet.stderr
+    lines = quiet.stderr.splitlines()
+    assert lines and all(line.startswith(OURS) for line in lines), lines
+    assert lines[-1].startswith("detect: done 2, failed 0")
+    verbose = vlground("detect", *run, "--verbose", cwd=tmp_path)
+    assert verbose.returncode == 0, verbose.stderr
+    assert "Loading weights" in verbose.stderr  # what the default keeps off stderr is really there
+
+
+def test_python_warnings_are_kept_off_stderr_in_worker_processes_too_unless_verbose():
+    code = ("import subprocess, sys, warnings\n"
+            "from vlground.cli import verbosity\n"
+            "verbosity.quiet_libraries()\n"
+            "warnings.warn('parent', FutureWarning)\n"
+            "subprocess.run([sys.executable, '-c', \"import warnings; warnings.warn('child', FutureWarning)\"])\n"
+            "verbosity._let_through(None, None, True)\n"
+            "warnings.warn('verbose parent', FutureWarning)\n"
+            "subprocess.run([sys.executable, '-c', \"import warnings; warnings.warn('verbose child', FutureWarning)\"])\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    warned = [line for line in out.stderr.splitlines() if "FutureWarning" in line]
+    assert len(warned) == 2 and "verbose parent" in warned[0] and "verbose child" in warned[1], out.stderr
+
+
+def test_ray_start_up_lines_stay_off_stderr(tmp_path):
+    out = vlground("ocr", str(SAMPLES / "shop_sign.png"), "--out", "text.jsonl", "--ray", "local", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("done 1, failed 0"), lines
