@@ -12,10 +12,12 @@ reasoning never eats the answer's tokens."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import torch
+from typing import TYPE_CHECKING
 
 from vlground.families import THINKING
+
+if TYPE_CHECKING:  # torch only when a batch reasons: `import vlground` and the server runtime need none
+    import torch
 
 CLOSER = "</think>"
 
@@ -56,6 +58,7 @@ class ThinkingBudget:
     is kept per row and updated from the tokens appended since the last call: O(batch) per step."""
 
     def __init__(self, closer: Sequence[int], budget: int, answer_limits: Sequence[int], prompt_length: int):
+        import torch
         from transformers import LogitsProcessor, StoppingCriteria
 
         self.closer = torch.tensor(list(closer))
