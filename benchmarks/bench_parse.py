@@ -1,12 +1,16 @@
 """Parse throughput of vlground against supervision's `Detections.from_vlm`, on the same Qwen2.5-VL
-answers in one run, by answer length: 1 box (a referring expression), 3, 10, 40, 200 and 500 boxes
-(detection lists, up to the endless lists models write). Both turn each answer into boxes on the
+answers in one run, by answer length: 1 box (a referring expression), 3, 10, 20, 40, 63, 100, 200 and
+500 boxes (detection lists, up to the endless lists models write), in two layouts of the ```json
+fence: "lines", one object per line as Qwen2.5-VL writes it, and "indented", `json.dumps(...,
+indent=2)` as models fine-tuned on pretty-printed JSON write it. Both turn each answer into boxes on the
 original image; the boxes and labels are checked equal first. vlground also orders corners, clips,
 drops exact repeats and checks every value; its Detection objects are made on demand, so its
 answers/s are also given with them made (`.detections` read) for comparison.
 
     python benchmarks/bench_parse.py     # about BOXES=20000 boxes per length, best of REPEAT=5
-Prints one JSON line: answers/s of each and vlground's speed relative to supervision per length.
+    LAYOUTS=indented python benchmarks/bench_parse.py
+Prints one JSON line: answers/s of each and vlground's speed relative to supervision per layout and
+length.
 Each answer is timed REPEAT times by each, interleaved, and the best time per answer counts
 (robust to the load of a shared machine)."""
 from __future__ import annotations
@@ -24,13 +28,14 @@ from vlground.grammar import parse
 
 BOXES = int(os.environ.get("BOXES", "20000"))
 REPEAT = int(os.environ.get("REPEAT", "5"))
-LENGTHS = (1, 3, 10, 40, 200, 500)
+LENGTHS = (1, 3, 10, 20, 40, 63, 100, 200, 500)
+LAYOUTS = os.environ.get("LAYOUTS", "lines,indented").split(",")
 LABELS = ["car", "person", "top right brown cake", "traffic light", "dog", "the red car on the left"]
 
 
-def answers(rng: random.Random, boxes: int) -> list[tuple[str, tuple[int, int], tuple[int, int]]]:
+def answers(rng: random.Random, boxes: int, layout: str) -> list[tuple[str, tuple[int, int], tuple[int, int]]]:
     """(answer, original size, model input size) triples of `boxes` objects each, as a
-    ```json fenced list the way Qwen2.5-VL writes it."""
+    ```json fenced list in `layout`."""
     out = []
     for _ in range(min(2000, max(40, BOXES // boxes))):
         size = (rng.randint(400, 2000), rng.randint(400, 2000))
@@ -39,8 +44,11 @@ def answers(rng: random.Random, boxes: int) -> list[tuple[str, tuple[int, int], 
         for _ in range(boxes):
             x1, y1 = rng.randint(0, w - 20), rng.randint(0, h - 20)
             objects.append({"bbox_2d": [x1, y1, rng.randint(x1 + 1, w), rng.randint(y1 + 1, h)], "label": rng.choice(LABELS)})
-        body = ",\n".join("\t" + json.dumps(o) for o in objects)
-        out.append((f"```json\n[\n{body}\n]\n```", size, (w, h)))
+        if layout == "indented":
+            body = json.dumps(objects, indent=2)
+        else:
+            body = "[\n" + ",\n".join("\t" + json.dumps(o) for o in objects) + "\n]"
+        out.append((f"```json\n{body}\n```", size, (w, h)))
     return out
 
 
@@ -64,8 +72,8 @@ def best_times(fns: dict, data: list, repeat: int) -> dict[str, float]:
 def main() -> None:
     rng = random.Random(0)
     res: dict = {"boxes_per_length": BOXES, "repeat": REPEAT}
-    for boxes in LENGTHS:
-        data = answers(rng, boxes)
+    for layout, boxes in ((layout, boxes) for layout in LAYOUTS for boxes in LENGTHS):
+        data = answers(rng, boxes, layout)
 
         def ours(answer):
             text, size, seen = answer
@@ -84,7 +92,7 @@ def main() -> None:
             assert [d.label for d in a.detections] == list(b.data["class_name"])
         best = best_times({"vlground": ours, "supervision": theirs, "vlground_objects": ours_objects}, data, REPEAT)
         n = len(data)
-        res[f"{boxes}_boxes"] = {
+        res[f"{layout}_{boxes}_boxes"] = {
             "answers": n,
             "vlground_answers_per_s": round(n / best["vlground"]),
             "supervision_answers_per_s": round(n / best["supervision"]),

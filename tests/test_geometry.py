@@ -102,9 +102,10 @@ def test_for_family_builds_the_frame_each_family_writes_in():
 
 def test_boxes_to_pixels_orders_clips_and_drops_garbage():
     frame = Frame("norm1000", (500, 400))
-    px, kept = frame.boxes_to_pixels(np.array([[900, 1100, -20, 300], [1, 2, 3, np.nan], [1e300, 0, 0, 0], [0, 0, 1000, 1000]]))
+    px, kept, clipped = frame.boxes_to_pixels(np.array([[900, 1100, -20, 300], [1, 2, 3, np.nan], [1e300, 0, 0, 0], [0, 0, 1000, 1000]]))
     assert kept.tolist() == [True, False, False, True]
     assert px.tolist() == [[0.0, 120.0, 450.0, 400.0], [0.0, 0.0, 500.0, 400.0]]
+    assert clipped == 2  # 1100 and -20; 1000 is the edge itself
 
 
 def test_place_is_boxes_to_pixels_for_one_item():

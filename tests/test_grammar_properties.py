@@ -19,9 +19,14 @@ REAL = [
     "<!-- Image (10, 20, 500, 600) -->",
     "10,20,30,40 red car",
     '[{"point_2d": [5, 6], "label": "p"}]',
+    '<think>\nA draft: [{"bbox_2d": [1, 2, 3, 4]}]\n</think>\n\n```json\n[{"bbox_2d": [10, 20, 30, 40], "label": "a"}]\n```',
+    'maybe (1,2),(3,4)</think><answer><ref>dog</ref><box>(10,20),(30,40)</box></answer>',
 ]
 FAMILIES = ["qwen-vl", "qwen-vl-chat", "qwen2-vl", "qwen2.5-vl", "qwen3-vl"]
-ALPHABET = st.sampled_from(list('{}[]()<>,:"\'`|0123456789-. \n') + ["bbox_2d", "<box>", "</box>", "<ref>", "point_2d", "```json", "data-bbox=\"", "<!-- Image ("])
+ALPHABET = st.sampled_from(
+    list('{}[]()<>,:"\'`|0123456789-. \n')
+    + ["bbox_2d", "<box>", "</box>", "<ref>", "point_2d", "```json", "data-bbox=\"", "<!-- Image (", "<think>", "</think>", "<answer>", "</answer>"]
+)
 
 
 def mutate(text: str, seed: int) -> str:
@@ -50,9 +55,25 @@ sizes = st.tuples(st.integers(1, 5000), st.integers(1, 5000)).filter(lambda s: m
 
 
 @settings(max_examples=400, deadline=None)
-@given(text=st.text(max_size=300), family=st.sampled_from(FAMILIES), size=sizes)
-def test_random_text_never_raises(text, family, size):
-    check_inside(parse(text, family, size), size)
+@given(text=st.text(max_size=300), family=st.sampled_from(FAMILIES), size=sizes, thinking=st.sampled_from(["auto", "on", "off"]))
+def test_random_text_never_raises(text, family, size, thinking):
+    check_inside(parse(text, family, size, thinking=thinking), size)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    reasoning=st.one_of(st.lists(ALPHABET, max_size=40).map("".join), st.sampled_from(REAL), st.text(max_size=100)),
+    answer=st.sampled_from(REAL[:-2]),
+    family=st.sampled_from(FAMILIES),
+    thinking=st.sampled_from(["auto", "on", "off"]),
+)
+def test_whatever_the_reasoning_holds_the_boxes_are_the_answers(reasoning, answer, family, thinking):
+    # reasoning (with no closer of its own), then "</think>", then an answer: exactly the answer's detections
+    reasoning = reasoning.replace("</think>", "")
+    alone = parse(answer, family, (1000, 1000))
+    after = parse(reasoning + "</think>" + answer, family, (1000, 1000), thinking=thinking)
+    assert after.detections == alone.detections and after.text == alone.text
+    assert after.reasoning == (reasoning.replace("<think>", "", 1).strip() or None)
 
 
 @settings(max_examples=400, deadline=None)

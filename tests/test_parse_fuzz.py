@@ -31,19 +31,21 @@ BLOCKS = [
     "<!--", "-->", "<!DOCTYPE", "<br/>", "&amp;", "&#",
     # markdown and plain lines
     "<!-- Image (", "<!-- a", "1, 2, 3, 4)", "10,20,30,40 car", "- [", "]:", "a", "x",
+    # reasoning before the answer
+    "<think>", "</think>", "<think>\n", "\n</think>\n\n", "<answer>", "</answer>", "`", "</thin",
 ]
 FAMILIES = ["qwen-vl", "qwen2-vl", "qwen2.5-vl", "qwen3-vl"]
 SIZE = (100, 100)
 
 
-def best_time(family: str, text: str, runs: int = 5) -> float:
+def best_time(family: str, text: str, runs: int = 5, thinking: str = "auto") -> float:
     times = []
     for _ in range(runs):
         gc.disable()
         try:
             with time_limit(20):
                 t = time.perf_counter()
-                result = parse(text, family, SIZE)
+                result = parse(text, family, SIZE, thinking=thinking)
                 times.append(time.perf_counter() - t)
         finally:
             gc.enable()
@@ -51,18 +53,18 @@ def best_time(family: str, text: str, runs: int = 5) -> float:
     return min(times)
 
 
-def growth(family: str, make) -> list[float]:
-    return [best_time(family, make(n)) for n in SIZES]
+def growth(family: str, make, thinking: str = "auto") -> list[float]:
+    return [best_time(family, make(n), thinking=thinking) for n in SIZES]
 
 
 def linear(times: list[float]) -> bool:
     return all(later <= 3 * earlier + NOISE_S for earlier, later in zip(times, times[1:]))
 
 
-def assert_linear(family: str, make) -> None:
-    times = growth(family, make)
+def assert_linear(family: str, make, thinking: str = "auto") -> None:
+    times = growth(family, make, thinking)
     if not linear(times):  # once more: a burst of load on the machine is not the parser
-        times = [min(a, b) for a, b in zip(times, growth(family, make))]
+        times = [min(a, b) for a, b in zip(times, growth(family, make, thinking))]
     assert linear(times), f"time at {SIZES} characters: {[round(t, 4) for t in times]} s"
     assert times[-1] < 1.0, f"{times[-1]:.2f} s for 1e5 characters"  # issue 16: well under 1 s per 1e4
 
@@ -77,9 +79,10 @@ def repeat_to(prefix: str, unit: str, suffix: str):
     prefix=st.lists(st.sampled_from(BLOCKS), max_size=3).map("".join),
     suffix=st.lists(st.sampled_from(BLOCKS), max_size=3).map("".join),
     family=st.sampled_from(FAMILIES),
+    thinking=st.sampled_from(["auto", "auto", "on", "off"]),
 )
-def test_grown_grammar_soup_is_linear_and_never_raises(unit, prefix, suffix, family):
-    assert_linear(family, repeat_to(prefix, unit, suffix))
+def test_grown_grammar_soup_is_linear_and_never_raises(unit, prefix, suffix, family, thinking):
+    assert_linear(family, repeat_to(prefix, unit, suffix), thinking)
 
 
 def test_every_known_pathological_family_grows_linearly():

@@ -45,6 +45,15 @@ PATHOLOGICAL = {
     "plain lines": ("qwen2.5-vl", "1,2,3,4 ", "", ""),
     "digits": ("qwen2.5-vl", "9", "[1, 2, 3, ", "]"),
     "many boxes": ("qwen2.5-vl", BOX + ",", "[", "]"),
+    # reasoning before the answer (issue 20): tags repeated, unclosed, nested, inside JSON strings
+    "think openers": ("qwen3-vl", "<think>", "", ""),
+    "think closers": ("qwen3-vl", "</think>", "", BOX),
+    "unclosed think over boxes": ("qwen3-vl", BOX + ",", "<think>[", ""),
+    "nested think": ("qwen3-vl", "<think><think></think>", "", BOX),
+    "closer inside JSON strings": ("qwen3-vl", '{"bbox_2d": [1, 2, 3, 4], "label": "</think>"},', "[", "]"),
+    "answer openers": ("qwen3-vl", "<answer>", "<think>a</think>", ""),
+    "answer openers and closers": ("qwen3-vl", "<answer></think></answer>", "", BOX),
+    "lone backticks in a fence": ("qwen2.5-vl", "`a", "```json\n", ""),
 }
 
 
@@ -100,6 +109,19 @@ def test_the_quoted_stalls():
     for text in ("\n" * 160 + "x", "\n" * 1000 + "x", " " * 320 + "x"):
         assert timed_parse("qwen2.5-vl", text) < 0.1
     assert timed_parse("qwen-vl", "<ref>" * 10_000) < 0.5  # 14.2 s before
+
+
+@pytest.mark.parametrize("thinking", ["auto", "on", "off"])
+def test_reasoning_tags_repeated_1e5_times_in_every_mode(thinking):
+    # issue 20: each tag 10^5 times (0.7 to 0.9 million characters), alone and around an answer
+    for text in ("<think>" * 100_000, "</think>" * 100_000 + BOX, "<think>" * 100_000 + BOX, "<answer>" * 100_000, "<think>a" * 100_000 + "</think>" + BOX):
+        with time_limit(20):
+            t = time.perf_counter()
+            r = parse(text, "qwen3-vl", SIZE, thinking=thinking)
+            assert time.perf_counter() - t < 2.0
+        check(r)
+    assert len(parse("<think>a" * 100_000 + "</think>" + BOX, "qwen3-vl", SIZE, thinking=thinking)) == 1
+    assert parse("<think>" * 100_000 + BOX, "qwen3-vl", SIZE, thinking=thinking).reasoning_cut_short is (thinking != "off")
 
 
 def test_deep_nesting_does_not_raise_and_is_capped():

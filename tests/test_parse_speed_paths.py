@@ -37,6 +37,7 @@ def found_of(items):
 def same(a, b):
     assert [d.to_dict() for d in a.detections] == [d.to_dict() for d in b.detections]
     np.testing.assert_array_equal(a.xyxy, b.xyxy)
+    assert a.clipped == b.clipped
 
 
 @settings(max_examples=300, deadline=None)
@@ -129,3 +130,40 @@ def test_a_repeat_is_found_at_every_position():
         j = int(rng.integers(0, n - 1))
         boxes[-1] = boxes[j]
         assert placement._first_of_repeats(boxes, ["a"] * n, None, None) == list(range(n - 1))
+
+
+# plain boxes, now and then with what the bulk read must leave to the walk
+VARIANTS = {
+    "plain": lambda c: {"bbox_2d": c, "label": "car"},
+    "score": lambda c: {"bbox_2d": c, "label": "car", "score": 0.5},
+    "number label": lambda c: {"bbox_2d": c, "label": 7},
+    "pairs": lambda c: {"bbox_2d": [c[:2], c[2:], c[:2], c[2:]], "label": "car"},
+    "digits": lambda c: {"bbox_2d": "1234", "label": "car"},
+    "five": lambda c: {"bbox_2d": c + [1], "label": "car"},
+    "point key": lambda c: {"point_2d": c[:2], "label": "car"},
+    "strings": lambda c: {"bbox_2d": [str(v) for v in c], "label": " the  car "},
+    "odd value": lambda c: {"bbox_2d": c[:3] + [None], "label": "car"},
+}
+plain_item = st.tuples(st.sampled_from(["plain"] * 40 + list(VARIANTS)), st.lists(_ints, min_size=4, max_size=4)).map(lambda vc: VARIANTS[vc[0]](vc[1]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(items=st.lists(plain_item, min_size=json_items._BULK_FROM, max_size=40))
+def test_the_bulk_read_of_plain_boxes_is_the_walk(items):
+    # the bulk read takes only lists of plain boxes; whatever it takes, the walk reads the same
+    text = json.dumps(items)
+    bulk = json_items.extract(text)
+    walked = found_of(json.loads(text))
+    assert (bulk.coords, bulk.labels, bulk.texts, bulk.attributes) == (walked.coords, walked.labels, walked.texts, walked.attributes)
+    frame = Frame("norm1000", (640, 480))
+    for columnar_from in (0, 10**9):
+        a, b = place(bulk, frame, text, columnar_from=columnar_from), place(walked, frame, text, columnar_from=columnar_from)
+        same(a, b)
+
+
+def test_plain_boxes_are_read_in_bulk():
+    items = [{"bbox_2d": [1, 2, 3, 4], "label": " a  b"}] * json_items._BULK_FROM
+    assert json_items.extract(json.dumps(items)).boxes.shape == (json_items._BULK_FROM, 4)
+    pairs = [{"bbox_2d": [[0, 0], [10, 0], [10, 10], [0, 10]], "label": "q"}] * json_items._BULK_FROM  # a quad as pairs: walked
+    assert json_items.extract(json.dumps(pairs)).boxes is None
+    assert parse(json.dumps(pairs), "qwen3-vl", (100, 100)).detections[0].quad == ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))

@@ -67,10 +67,11 @@ class Frame:
 
     `kind` is "norm1000" (units of 1/`scale` of the original image; scale 1000, or 999 for the
     protocols that divide by it) or "input_pixels" (pixels of the smart-resized model input
-    `input_size`). Sizes are (width, height). Coordinates are flat x, y, x, y, ... sequences or
+    `input_size`). Sizes are (width, height); `edges` is the image's right and bottom edge in the
+    frame's own units (scale, or the input size). Coordinates are flat x, y, x, y, ... sequences or
     arrays whose last axis holds them: 2 numbers a point, 4 a box, 8 a quad."""
 
-    __slots__ = ("kind", "image_size", "input_size", "scale", "sx", "sy", "_width", "_height", "_scale4", "_limit4")
+    __slots__ = ("kind", "image_size", "input_size", "scale", "sx", "sy", "_width", "_height", "edges", "_scale4", "_limit4", "_most", "_edges4", "_nearest_edge")
 
     def __init__(
         self, kind: str, image_size: tuple[int, int], input_size: tuple[int, int] | None = None, scale: float = 1000
@@ -92,6 +93,10 @@ class Frame:
         self._width, self._height = float(width), float(height)
         self._scale4 = np.array([self.sx, self.sy, self.sx, self.sy])
         self._limit4 = np.array([self._width, self._height, self._width, self._height])
+        self._most = max(self.sx, self.sy)
+        self.edges = (float(scale), float(scale)) if kind == "norm1000" else (float(input_size[0]), float(input_size[1]))
+        self._edges4 = np.array(self.edges * 2)
+        self._nearest_edge = min(self.edges)
 
     @classmethod
     def for_family(
@@ -144,19 +149,32 @@ class Frame:
         out = np.rint(xy.reshape(-1, 2) / (self.sx, self.sy))
         return np.clip(out, 0, self.extent).astype(int).reshape(xy.shape)
 
-    def boxes_to_pixels(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, 4) boxes in this frame -> (pixels, kept): corners put in order and clipped to the
-        image; rows that are not finite numbers of sane magnitude (|x| < 1e12) are not kept."""
-        px = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * self._scale4
-        with np.errstate(invalid="ignore", over="ignore"):
-            sane = np.abs(px).max(initial=0.0) < _SANE  # false also when any is nan
-            kept = np.ones(len(px), dtype=bool) if sane else np.abs(px).sum(axis=1) < _SANE
-        if not sane:
-            px = px[kept]
+    def boxes_to_pixels(self, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """(N, 4) boxes in this frame -> (pixels, kept, clipped): corners put in order and clipped
+        to the image; rows that are not finite numbers of sane magnitude (|x| < 1e12) are not
+        kept; `clipped` counts the kept values that lay outside the image (compared in this
+        frame's units, so that a value on the edge is never counted for a rounding of its pixels)."""
+        written = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        # every row sane (and nothing to overflow) when the largest written magnitude is small:
+        # the common case, checked without a temporary array; false also when any is nan
+        low, high = (written.min(), written.max()) if len(written) else (0.0, 0.0)
+        if max(high, -low) * self._most < _SANE / 4:
+            px = written * self._scale4
+            kept = np.ones(len(px), dtype=bool)
+        else:
+            with np.errstate(invalid="ignore", over="ignore"):
+                px = written * self._scale4
+                kept = np.abs(px).sum(axis=1) < _SANE
+            px, written = px[kept], written[kept]
+            low, high = (written.min(), written.max()) if len(written) else (0.0, 0.0)
+        clipped = int(np.count_nonzero(written < 0.0)) if low < 0.0 else 0
+        if high > self._nearest_edge:
+            clipped += int(np.count_nonzero(written > self._edges4))
         out = np.empty_like(px)
         np.minimum(px[:, :2], px[:, 2:], out=out[:, :2])
         np.maximum(px[:, :2], px[:, 2:], out=out[:, 2:])
-        return np.clip(out, 0.0, self._limit4, out=out), kept
+        np.maximum(out, 0.0, out=out)
+        return np.minimum(out, self._limit4, out=out), kept, clipped
 
     def place(self, coords: Sequence[float]) -> tuple | None:
         """One item's coordinates (2, 4 or 8 numbers in this frame) in original pixels, clipped to

@@ -37,13 +37,15 @@ class Extraction:
     """An extractor's answer, held as columns because answers of hundreds of items are common:
     per item its `coords` as written (numbers or numeric strings, checked and converted by
     `parse`) and `labels`; `texts` and `attributes` map an item's index to its text or attributes
-    (most answers have none); and the answer's text with the markup taken out."""
+    (most answers have none); and the answer's text with the markup taken out. An extractor that
+    reads a list of plain boxes in bulk hands their coordinates over as one array too (`boxes`)."""
 
     text: str = ""
     coords: list[Sequence[Any]] = field(default_factory=list)
     labels: list[str | None] = field(default_factory=list)
     texts: dict[int, str] = field(default_factory=dict)
     attributes: dict[int, dict[str, Any]] = field(default_factory=dict)
+    boxes: Any = None  # every item a box of 4 numbers: their coords as one (N, 4) float64 array, where an extractor read them so
 
     def add(self, label: str | None, coords: Sequence[Any], text: str | None = None, attributes: dict | None = None) -> int:
         """Append one item; its index (extractors that learn an item's text later set texts[index])."""
@@ -58,6 +60,18 @@ class Extraction:
 
     def __len__(self) -> int:
         return len(self.coords)
+
+
+def find(text: str, needle: str, start: int = 0) -> int:
+    """`text.find(needle, start)`, by way of the needle's first character: CPython reads every
+    character at a few ns each when it looks for a string of several, but finds one character at
+    memory speed (memchr), and the first characters of markup (a backtick, "<") are rare in
+    answers. Linear still where they are not: each occurrence is looked at once."""
+    first = needle[0]
+    at = text.find(first, start)
+    while at >= 0 and not text.startswith(needle, at):
+        at = text.find(first, at + 1)
+    return at
 
 
 def pairs(s: str) -> tuple[float, ...]:

@@ -21,8 +21,9 @@ The rules, for every `thinking` mode:
     model answered without closing its reasoning).
 Reasoning cut short has no answer, so no detections. A runtime that receives the reasoning apart
 (a server's `reasoning_content`) passes it as `separated`: the text is then the answer as under
-"off", and reasoning with a blank answer is reasoning cut short. Every step is one `find`/`rfind`
-over the text: linear time whatever it holds."""
+"off", and reasoning with a blank answer is reasoning cut short. Every step is one search over the
+text: linear time whatever it holds. The searches run backwards (`rfind`), several times faster in
+CPython than forward searches for these tags."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,6 +56,8 @@ def split(text: str, thinking: str = "auto", separated: str | None = None) -> Sp
     answer was generated with ("auto" when not known); `separated` is reasoning the runtime already
     took out of `text`."""
     check_thinking(thinking)
+    if separated is None and thinking != "on" and "<" not in text:  # no tag at all: the common answer, at memchr speed
+        return Split(text)
     if separated is not None:
         parts = split(text, "off")
         reasoning = "\n".join(r for r in (_reasoning(separated), parts.reasoning) if r) or None
@@ -66,7 +69,7 @@ def split(text: str, thinking: str = "auto", separated: str | None = None) -> Sp
         return Split(_answer(text, close + len(CLOSE)), _reasoning(text[:close]))
     if thinking == "off":
         return Split(_answer(text.replace(OPEN, "") if OPEN in text else text, 0))
-    opened = text.find(OPEN)
+    opened = text.rfind(OPEN)  # the last: where the reasoning that was never closed began
     if opened < 0 and thinking == "auto":
         return Split(_answer(text, 0))
     began = 0 if opened < 0 else opened + len(OPEN)
