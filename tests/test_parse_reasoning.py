@@ -169,3 +169,51 @@ def test_reasoning_received_apart_from_the_answer():
     cut = parse("  ", "qwen3-vl", SIZE, reasoning="still looking at " + WRITERS["qwen3-vl"](DRAFT))
     assert cut.reasoning_cut_short and len(cut) == 0
     assert not parse("", "qwen3-vl", SIZE, reasoning="").reasoning_cut_short  # no reasoning, no answer
+
+
+REASONED = f"draft {WRITERS['qwen3-vl'](DRAFT)}</think>{WRITERS['qwen3-vl'](FINAL)}"
+
+
+def test_label_and_detect_records_carry_the_reasoning():
+    from vlground.datasets import LabelRecord
+
+    record = LabelRecord.from_result("a.jpg", "m", parse(REASONED, "qwen3-vl", SIZE))
+    line = json.loads(record.to_json())
+    assert line["reasoning"].startswith("draft") and len(line["detections"]) == 1
+    assert LabelRecord.from_dict(line) == record and record.result.reasoning == line["reasoning"]
+    cut = LabelRecord.from_result("b.jpg", "m", parse("<think>hmm", "qwen3-vl", SIZE)).to_dict()
+    assert cut["reasoning_cut_short"] is True and cut["detections"] == []
+    plain = LabelRecord.from_result("c.jpg", "m", parse(WRITERS["qwen3-vl"](FINAL), "qwen3-vl", SIZE)).to_dict()
+    assert set(plain) == {"path", "model", "width", "height", "detections", "text", "error"}  # records without reasoning unchanged
+
+
+def test_bench_prediction_lines_carry_the_reasoning():
+    from vlground.eval.bench import _record
+    from vlground.eval.refcoco_data import RefSample
+
+    sample = RefSample(id=None, sent="the car", box=(0, 0, 1, 1), width=10, height=10, split="val", image="a.jpg")
+    line = _record(0, sample, REASONED, [1, 2, 3, 4], None, parse(REASONED, "qwen3-vl", SIZE))
+    assert line["reasoning"].startswith("draft") and "reasoning_cut_short" not in line
+    assert "reasoning" not in _record(0, sample, "x", None, None, parse("x", "qwen3-vl", SIZE))
+
+
+def test_ocr_records_of_a_thinking_engine_carry_the_reasoning_and_warn_when_cut_short():
+    from PIL import Image
+
+    from vlground.ocr.documents import PageJob
+    from vlground.ocr.engine import QwenEngine
+    from vlground.ocr.records import OcrRecord
+    from vlground.ocr.workers import page_record
+    from vlground.sources import Source
+
+    class Reader:  # a model whose answers reason first: one answered, one cut short
+        def read_text(self, images, options=None):
+            return [parse("reading the sign</think>EXIT", "qwen3-vl", SIZE), parse("<think>the sign says", "qwen3-vl", SIZE)]
+
+    engine = QwenEngine(Reader(), "m")
+    image = Image.new("RGB", (10, 10))
+    answered, cut = (page_record(PageJob(Source(f"{name}.png")), "m", image, lambda images, i=i: [engine.read([image, image])[i]])
+                     for i, name in enumerate(("a", "b")))
+    assert answered.text == "EXIT" and answered.to_dict()["reasoning"] == "reading the sign" and not answered.warnings
+    assert cut.text == "" and "cut short" in cut.warnings[0] and cut.to_dict()["reasoning"] == "the sign says"
+    assert OcrRecord.from_dict(json.loads(answered.to_json())).reasoning == "reading the sign"

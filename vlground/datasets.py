@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlground.results import Detection, Result
+from vlground.results import REASONING_FIELDS, Detection, Result
 from vlground.sink import atomic_write, escape_path
 
 FORMATS = ("coco", "yolo", "jsonl")
@@ -29,8 +29,10 @@ YOLO_YAML = "data.yaml"
 @dataclass(frozen=True)
 class LabelRecord:
     """One image's labels: `detections` and `text` in the schema of `vlground parse`, with the image's
-    `path` (as given: a file or a URI), its displayed `width`/`height` and the `model`. A file that
-    could not be read or labelled has `error` set, no size and no detections."""
+    `path` (as given: a file or a URI), its displayed `width`/`height` and the `model`; the reasoning
+    fields of a thinking model's answer (`reasoning`, `reasoning_cut_short`, `clipped`, as Result
+    has them, written only where set). A file that could not be read or labelled has `error` set, no
+    size and no detections."""
 
     path: str
     model: str
@@ -39,11 +41,15 @@ class LabelRecord:
     detections: list[Detection] = field(default_factory=list)
     text: str = ""
     error: str | None = None
+    reasoning: str | None = None
+    reasoning_cut_short: bool = False
+    clipped: int = 0
 
     @classmethod
     def from_result(cls, path: str, model: str, result: Result) -> LabelRecord:
         width, height = result.image_size
-        return cls(path=path, model=model, width=width, height=height, detections=list(result.detections), text=result.text)
+        return cls(path=path, model=model, width=width, height=height, detections=list(result.detections), text=result.text,
+                   reasoning=result.reasoning, reasoning_cut_short=result.reasoning_cut_short, clipped=result.clipped)
 
     @classmethod
     def failed(cls, path: str, model: str, error: str) -> LabelRecord:
@@ -54,11 +60,14 @@ class LabelRecord:
         """The labels as a Result on the image (None for an error record)."""
         if self.error is not None or self.width is None or self.height is None:
             return None
-        return Result(detections=list(self.detections), text=self.text, image_size=(self.width, self.height))
+        return Result(detections=list(self.detections), text=self.text, image_size=(self.width, self.height),
+                      reasoning=self.reasoning, reasoning_cut_short=self.reasoning_cut_short, clipped=self.clipped)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "model": self.model, "width": self.width, "height": self.height,
-                "detections": [d.to_dict() for d in self.detections], "text": self.text, "error": self.error}
+        out = {"path": self.path, "model": self.model, "width": self.width, "height": self.height,
+               "detections": [d.to_dict() for d in self.detections], "text": self.text, "error": self.error}
+        out.update((name, getattr(self, name)) for name in REASONING_FIELDS if getattr(self, name))
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False)
@@ -67,7 +76,8 @@ class LabelRecord:
     def from_dict(cls, d: dict[str, Any]) -> LabelRecord:
         return cls(path=d["path"], model=d.get("model") or "", width=d.get("width"), height=d.get("height"),
                    detections=[Detection.from_dict(x) for x in d.get("detections") or []],
-                   text=d.get("text") or "", error=d.get("error"))
+                   text=d.get("text") or "", error=d.get("error"), reasoning=d.get("reasoning"),
+                   reasoning_cut_short=bool(d.get("reasoning_cut_short")), clipped=int(d.get("clipped") or 0))
 
 
 def label_key(record: dict[str, Any]) -> str:

@@ -163,7 +163,7 @@ class Result:
     __hash__ = None  # type: ignore[assignment]  # equal by content, which is mutable lists
 
     def __repr__(self) -> str:
-        extra = "".join(f", {name}={getattr(self, name)!r}" for name in _FIELDS if getattr(self, name))
+        extra = "".join(f", {name}={getattr(self, name)!r}" for name in REASONING_FIELDS if getattr(self, name))
         return f"Result(detections={self.detections!r}, text={self.text!r}, image_size={self.image_size!r}, raw={self.raw!r}{extra})"
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,7 +171,7 @@ class Result:
         "reasoning", "reasoning_cut_short" and "clipped" only where they say something (reasoning
         written, cut short, coordinates clipped), as Detection.to_dict leaves out empty fields."""
         out: dict[str, Any] = {"detections": [d.to_dict() for d in self.detections], "text": self.text}
-        for name in _FIELDS:
+        for name in REASONING_FIELDS:
             if getattr(self, name):
                 out[name] = getattr(self, name)
         return out
@@ -228,7 +228,7 @@ class Result:
         return png_of(self)
 
 
-_FIELDS = ("reasoning", "reasoning_cut_short", "clipped")  # to_dict writes them only where set
+REASONING_FIELDS = ("reasoning", "reasoning_cut_short", "clipped")  # what a reasoning answer adds; to_dict writes each only where set
 
 
 def class_name(detection: Detection) -> str:

@@ -30,6 +30,7 @@ from vlground.eval.refcoco import score_refcoco
 from vlground.eval.refcoco_data import RefSample
 from vlground.families import get_family
 from vlground.options import GenerationOptions
+from vlground.results import REASONING_FIELDS
 
 log = logging.getLogger("vlground")
 
@@ -83,10 +84,14 @@ def load_sample_image(sample: RefSample, image_root: Path | None):
     return load_image(path if path.is_absolute() or image_root is None else image_root / path)
 
 
-def _record(index: int, sample: RefSample, text: str | None, box, error: str | None) -> dict:
+def _record(index: int, sample: RefSample, text: str | None, box, error: str | None, result=None) -> dict:
+    """One prediction line; a thinking model's answer adds the reasoning fields of its Result
+    (reasoning, reasoning_cut_short, clipped) where set."""
     record = {"index": index, "sent": sample.sent, "text": text, "box": box, "error": error}
     if sample.id is not None:
         record["id"] = sample.id
+    if result is not None:
+        record.update((name, getattr(result, name)) for name in REASONING_FIELDS if getattr(result, name))
     return record
 
 
@@ -111,7 +116,7 @@ def _answer_chunk(model, samples: Sequence[RefSample], indices: list[int], image
                 records[i] = _record(i, samples[i], None, None, f"model failed: {type(error).__name__}: {error}")
         for i, result in zip(loaded, results or ()):
             box = [float(v) for v in result.detections[0].xyxy] if result.detections else None
-            records[i] = _record(i, samples[i], result.raw, box, None)
+            records[i] = _record(i, samples[i], result.raw, box, None, result)
     return [records[i] for i in indices]
 
 

@@ -23,12 +23,14 @@ class EngineUnavailableError(RuntimeError):
 @dataclass(frozen=True)
 class PageText:
     """One image read: its text, its lines, the turn (degrees clockwise) it was read at (None:
-    the engine does not turn pages) and warnings about the reading (an orientation it was unsure of)."""
+    the engine does not turn pages), warnings about the reading (an orientation it was unsure of,
+    reasoning cut short) and a thinking model's reasoning before it answered."""
 
     text: str
     lines: list[OcrLine] = field(default_factory=list)
     rotation: int | None = None
     warnings: tuple[str, ...] = ()
+    reasoning: str | None = None
 
 
 class QwenEngine:
@@ -48,10 +50,19 @@ class QwenEngine:
     def read(self, images: Sequence[Image.Image]) -> list[PageText]:
         images = list(images)
         if self.mode == "text":
-            return [PageText(text=r.text.strip()) for r in self._model.read_text(images, options=self.options)]
+            return [PageText(text=r.text.strip(), warnings=_cut_short(r), reasoning=r.reasoning)
+                    for r in self._model.read_text(images, options=self.options)]
         pages = []
         for result in self._model.spot_text(images, options=self.options):
             lines = [OcrLine(text=(d.text or d.label or "").strip(), box=d.box, quad=d.quad)
                      for d in result.detections if d.box is not None or d.quad is not None]
-            pages.append(PageText(text="\n".join(line.text for line in lines), lines=lines))
+            pages.append(PageText(text="\n".join(line.text for line in lines), lines=lines, warnings=_cut_short(result),
+                                  reasoning=result.reasoning))
         return pages
+
+
+def _cut_short(result) -> tuple[str, ...]:
+    """The warning of an answer whose reasoning never ended (no text read), else none."""
+    if not result.reasoning_cut_short:
+        return ()
+    return ("the model's reasoning was cut short before it answered: no text (raise --max-thinking-tokens)",)

@@ -96,6 +96,7 @@ class OcrRecord:
     dpi: int | None = None
     rotation: int | None = None
     warnings: tuple[str, ...] = ()
+    reasoning: str | None = None  # a thinking model's reasoning before its answer (written where set)
 
     @classmethod
     def failed(cls, path: str, engine: str, error: str) -> OcrRecord:
@@ -111,6 +112,8 @@ class OcrRecord:
             out["rotation"] = self.rotation
         if self.warnings:
             out["warnings"] = list(self.warnings)
+        if self.reasoning:
+            out["reasoning"] = self.reasoning
         return {
             **out,
             "engine": self.engine,
@@ -146,4 +149,5 @@ class OcrRecord:
             dpi=d.get("dpi"),
             rotation=d.get("rotation"),
             warnings=tuple(d.get("warnings") or ()),
+            reasoning=d.get("reasoning"),
         )

@@ -41,7 +41,7 @@ def page_record(job: PageJob, engine: str, image: Image.Image, read: Reader) -> 
         return failed_record(job, engine, f"the OCR engine failed on this image: {type(error).__name__}: {error}")
     return OcrRecord(path=job.source.location, engine=engine, width=image.width, height=image.height, text=page.text,
                      lines=page.lines, page=job.page, pages=job.pages, dpi=job.dpi, rotation=page.rotation,
-                     warnings=page.warnings)
+                     warnings=page.warnings, reasoning=page.reasoning)
 
 
 def read_job(job: PageJob, engine: str, max_image_pixels: int | None, read: Reader) -> OcrRecord:
