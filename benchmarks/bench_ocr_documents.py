@@ -25,10 +25,10 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from vlground.eval.ocr import edit_counts, pooled_rates
-from vlground.ocr.documents import PageSelection, load_page, plan
+from vlground.io.documents import PageSelection, load_page, plan
+from vlground.io.sources import Source
+from vlground.jobs.ocr import OcrOptions, run_ocr
 from vlground.ocr.ppocr import PPOCR, built_in_engine
-from vlground.ocr.runner import OcrOptions, run_ocr
-from vlground.sources import Source
 
 WORDS = ("invoice account balance delivery warehouse quarterly payment schedule customer order number "
          "station platform library museum harbour council notice meeting review budget summary total").split()

@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from vlground.imageio import load_image
+from vlground.io.images import load_image
+from vlground.jobs.ocr import OcrOptions, run_ocr
 from vlground.ocr.ppocr import built_in_engine
-from vlground.ocr.runner import OcrOptions, run_ocr
 from vlground.ocr.synthetic import font_files, render, varied_cases
 
 N = int(os.environ.get("N", "48"))

@@ -23,7 +23,7 @@ import time
 import numpy as np
 import supervision as sv
 
-from vlground.geometry import model_input_size
+from vlground.core.geometry import model_input_size
 from vlground.grammar import parse
 
 BOXES = int(os.environ.get("BOXES", "20000"))

@@ -28,10 +28,10 @@ import torch
 import transformers
 from PIL import Image
 
-from vlground.families import get_family
+from vlground.core.families import get_family
+from vlground.core.options import GenerationOptions
 from vlground.models.base import Request
 from vlground.models.hf import HFBackend, default_attn_implementation, set_pixel_limits, use_packed_vision_attention
-from vlground.options import GenerationOptions
 from vlground.prompts import build_prompt
 from vlground.testing.hf import build_config, build_processor, generation_config, model_class
 

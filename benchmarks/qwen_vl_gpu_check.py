@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vlground.families import FAMILIES
+from vlground.core.families import FAMILIES
+from vlground.core.options import GenerationOptions
 from vlground.models.base import Request
-from vlground.options import GenerationOptions
 from vlground.models.qwen_vl.backend import DecodeStep, QwenVLBackend
 from vlground.models.qwen_vl.checkpoint import load_model
 from vlground.models.qwen_vl.model import KVCache, QwenVL, QwenVLConfig

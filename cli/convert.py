@@ -21,8 +21,8 @@ def convert(
     max_pixels: Annotated[Optional[int], typer.Option(help="Processor max_pixels the model is trained with.")] = None,
 ) -> None:
     """Write training records whose answers are in the frame the model sees; a summary goes to stderr."""
-    from vlground.convert import ConvertError, convert as run
-    from vlground.families import UnknownFamilyError
+    from vlground.core.families import UnknownFamilyError
+    from vlground.training.convert import ConvertError, convert as run
 
     try:
         done = run(source, source_format=source_format, target=target, family=family, task=task, out=out,

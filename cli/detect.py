@@ -1,5 +1,5 @@
 """`vlground detect`: boxes for referring expressions (or every instance) on images. Arguments only;
-the work is in `vlground.detect_runs` and the inputs come from `vlground.sources`.
+the work is in `vlground.jobs.detect` and the inputs come from `vlground.io.sources`.
 
 Which arguments are images: the leading ones that are sources (an existing file or folder, a glob,
 an http(s):// URL, `-`); the rest are queries. A query that looks like an image (an existing path, a
@@ -20,14 +20,14 @@ from vlground.cli.flags import Adapter, Device, MaxNewTokens, MaxThinkingTokens,
 
 
 def _is_source(arg: str) -> bool:
-    from vlground.sources import STDIN, is_url
+    from vlground.io.sources import STDIN, is_url
 
     return arg == STDIN or is_url(arg) or "://" in arg or os.path.lexists(arg) or glob.has_magic(arg)
 
 
 def _image_like(arg: str) -> str | None:
     """Why a query looks like an image, or None."""
-    from vlground.sources import image_suffixes
+    from vlground.io.sources import image_suffixes
 
     if _is_source(arg) and not glob.has_magic(arg):
         return "it is an existing file, a URL or -"
@@ -75,7 +75,7 @@ def _print_table(title: str, result) -> None:
 def _inputs(names: list[str], recursive: bool, printing: bool):
     """The expanded sources, and whether this is the one-image form (one file, URL or -, printed):
     its unreadable image is an argument error. Exit status 1 with a warning when nothing is readable."""
-    from vlground.sources import expand
+    from vlground.io.sources import expand
 
     sources = expand(names, recursive=recursive)
     single = (printing and len(names) == 1 and len(sources.items) == 1
@@ -91,7 +91,7 @@ def _inputs(names: list[str], recursive: bool, printing: bool):
 def _reporter(single: bool, as_json: bool, to_stdout: bool, annotating: bool, model_name: str):
     """What the console shows for each input: the table or JSON (unless records go to --out), and
     on stderr the failures and the queries nothing was found for."""
-    from vlground.sink import encode_line
+    from vlground.io.sink import encode_line
 
     def report(detected, bar) -> None:
         say = (lambda m: bar.write(m, file=sys.stderr)) if not bar.disable else (lambda m: typer.echo(m, err=True))
@@ -142,9 +142,9 @@ def detect(
     when an input failed or no image was found; 2 for a wrong argument, before any model is loaded."""
     from contextlib import nullcontext
 
-    from vlground.detect_runs import AnnotationTarget, DetectJob, open_output, run_detect
-    from vlground.options import GenerationOptions, LoadOptions
-    from vlground.sources import Source, download, is_url, load
+    from vlground.core.options import GenerationOptions, LoadOptions
+    from vlground.io.sources import Source, download, is_url, load
+    from vlground.jobs.detect import AnnotationTarget, DetectJob, open_output, run_detect
     from vlground.tasks import load_model
 
     if retry_failed and not resume:

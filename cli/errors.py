@@ -32,13 +32,13 @@ def one_line(message: str) -> str:
 
 def _library_errors() -> tuple[type[BaseException], ...]:
     """The library's exception types whose messages are written for the user."""
-    from vlground.device import DeviceUnavailableError
-    from vlground.extras import MissingExtraError
-    from vlground.families import UnknownFamilyError
-    from vlground.imageio import ImageLoadError
+    from vlground.core.device import DeviceUnavailableError
+    from vlground.core.extras import MissingExtraError
+    from vlground.core.families import UnknownFamilyError
+    from vlground.core.options import OptionsError
+    from vlground.io.images import ImageLoadError
+    from vlground.io.sink import OutputExistsError, OutputLockedError
     from vlground.models.weights import WeightsNotFoundError
-    from vlground.options import OptionsError
-    from vlground.sink import OutputExistsError, OutputLockedError
 
     return (DeviceUnavailableError, MissingExtraError, UnknownFamilyError, ImageLoadError, WeightsNotFoundError, OptionsError,
             OutputExistsError, OutputLockedError, IsADirectoryError)

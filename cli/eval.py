@@ -38,7 +38,7 @@ def _warn(summary: dict) -> None:
 def _run_benchmark(benchmark, gt: Path, pred: Path, rows_path: Optional[Path], report: Optional[Path], as_json: bool, strict: bool,
                    options: dict) -> None:
     from vlground.eval.errors import EvalInputError, NothingToScore
-    from vlground.sink import atomic_write_records
+    from vlground.io.sink import atomic_write_records
 
     try:
         scores = benchmark.evaluate(gt, pred, strict=strict, **options)
@@ -59,7 +59,7 @@ def _run_benchmark(benchmark, gt: Path, pred: Path, rows_path: Optional[Path], r
 
 
 def _write_report(path: Path, scores, image_root: Optional[Path], context: dict) -> None:
-    from vlground.report import write_report
+    from vlground.eval.report import write_report
 
     try:
         write_report(path, scores, image_root=image_root, context=context)
@@ -154,12 +154,12 @@ def bench_refcoco(
     as_json: AS_JSON = False,
 ) -> None:
     """Ground every expression with MODEL, then score; an interrupted run resumes from --out."""
-    from vlground.eval.bench import run_refcoco_bench
+    from vlground.core.options import LoadOptions
     from vlground.eval.errors import EvalInputError, NothingToScore
     from vlground.eval.inputs import InputProblems
     from vlground.eval.refcoco import RefCOCOScores, get_protocol, load_samples
-    from vlground.options import LoadOptions
-    from vlground.progress import progress_bar
+    from vlground.jobs.bench import run_refcoco_bench
+    from vlground.jobs.progress import progress_bar
 
     if (workers != 1 or gpus_per_worker) and ray is None:
         fail("--workers and --gpus-per-worker apply with --ray; without it the model runs in this process")
@@ -202,12 +202,12 @@ def bench_refcoco(
 def _runner(model: str, load, ray: Optional[str], workers: int, gpus_per_worker: float, batch_size: int):
     """(the loaded model, None), or with --ray (None, the Ray settings): each Ray worker loads its own."""
     if ray is not None:
-        from vlground.scale import RaySettings
+        from vlground.jobs.scale import RaySettings
 
         return None, RaySettings(ray, workers=workers, gpus_per_worker=gpus_per_worker, batch_size=batch_size)
     import vlground
-    from vlground.extras import MissingExtraError
-    from vlground.families import UnknownFamilyError
+    from vlground.core.extras import MissingExtraError
+    from vlground.core.families import UnknownFamilyError
 
     try:
         return vlground.load_model(model, load), None

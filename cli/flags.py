@@ -13,8 +13,8 @@ from vlground.cli.errors import fail
 
 
 def _checked_device(value: str) -> str:
-    from vlground.device import DeviceUnavailableError, check_device
-    from vlground.extras import MissingExtraError
+    from vlground.core.device import DeviceUnavailableError, check_device
+    from vlground.core.extras import MissingExtraError
 
     try:
         return check_device(value)
@@ -29,7 +29,7 @@ MaxNewTokens = Annotated[Optional[int], typer.Option(min=1, help="Cap on generat
 
 
 def _checked_thinking(value: str) -> str:
-    from vlground.options import THINKING_SETTINGS
+    from vlground.core.options import THINKING_SETTINGS
 
     if value not in THINKING_SETTINGS:
         fail(f"--thinking must be one of {', '.join(THINKING_SETTINGS)}; got {value!r}")
@@ -43,7 +43,7 @@ def _checked_ray(value: Optional[str]) -> Optional[str]:
     """A --ray that cannot work (Ray not installed, nothing listening there) fails before any output exists."""
     if value is None:
         return None
-    from vlground.extras import MissingExtraError
+    from vlground.core.extras import MissingExtraError
     from vlground.jobs.ray_pool import RayUnreachableError, check_address
 
     try:

@@ -36,11 +36,11 @@ def label(
     progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", help="Progress bar on stderr (default: when it is a terminal).")] = None,
 ) -> None:
     """Find every instance of the categories in each image; exit status 1 when any image failed (its record says why)."""
-    from vlground.labeling import LabelOptions, run_label
-    from vlground.options import GenerationOptions, LoadOptions
-    from vlground.extras import MissingExtraError
-    from vlground.scale import WorkerSetupError
-    from vlground.sink import OutputExistsError, OutputLockedError
+    from vlground.core.extras import MissingExtraError
+    from vlground.core.options import GenerationOptions, LoadOptions
+    from vlground.io.sink import OutputExistsError, OutputLockedError
+    from vlground.jobs.label import LabelOptions, run_label
+    from vlground.jobs.scale import WorkerSetupError
 
     if (workers != 1 or gpus_per_worker) and ray is None:
         fail("--workers and --gpus-per-worker apply with --ray; without it the model runs in this process")

@@ -15,9 +15,9 @@ from typer import _click as click
 from typer.core import TyperArgument, TyperGroup
 
 from vlground import __version__
-from vlground.extras import MissingExtraError
 from vlground.cli import convert, detect, eval, finetune, label, ocr, parse, tiny
 from vlground.cli.verbosity import quiet_libraries, verbose_option
+from vlground.core.extras import MissingExtraError
 
 
 _KINDS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH"}

@@ -41,14 +41,14 @@ def ocr(
     ray: Ray = None,
 ) -> None:
     """Read the text in every image; exit status 1 when any input failed (its record says why)."""
-    from vlground.extras import MissingExtraError
-    from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS
+    from vlground.core.extras import MissingExtraError
+    from vlground.io.documents import MAX_DPI
+    from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS
+    from vlground.io.sink import OutputExistsError, OutputLockedError
+    from vlground.jobs.ocr import OcrOptions, run_ocr
     from vlground.models.weights import WeightsNotFoundError
-    from vlground.ocr.documents import MAX_DPI
     from vlground.ocr.engine import MODES, EngineUnavailableError
     from vlground.ocr.ppocr import is_built_in
-    from vlground.ocr.runner import OcrOptions, run_ocr
-    from vlground.sink import OutputExistsError, OutputLockedError
 
     _check_flags(resume, retry_failed, overwrite, out)
     if mode is not None and mode not in MODES:
@@ -101,7 +101,7 @@ def _check_flags(resume: bool, retry_failed: bool, overwrite: bool, out: str) ->
 
 
 def _page_selection(pages: str | None):
-    from vlground.ocr.documents import PageSelection, parse_pages
+    from vlground.io.documents import PageSelection, parse_pages
 
     try:
         return parse_pages(pages) if pages is not None else PageSelection()

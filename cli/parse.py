@@ -50,14 +50,14 @@ def parse(
 ) -> None:
     """Print the detections in an answer as JSON, in pixels of the original image: boxes from the
     answer only, the reasoning before it under "reasoning"."""
-    from vlground.families import UnknownFamilyError, get_family
+    from vlground.core.families import UnknownFamilyError, get_family
     from vlground.grammar import parse as parse_text
 
     if text == "-":  # bytes that are not UTF-8 become U+FFFD rather than an error
         stream = getattr(sys.stdin, "buffer", None)
         text = stream.read().decode("utf-8", "replace") if stream is not None else sys.stdin.read()
     if image is not None:
-        from vlground.imageio import ImageLoadError, image_size as read_size
+        from vlground.io.images import ImageLoadError, image_size as read_size
 
         try:
             size = read_size(image)
@@ -98,7 +98,7 @@ def prompt(
     question: Annotated[Optional[str], typer.Option(help="Question (ask).")] = None,
 ) -> None:
     """Print the prompt a family is asked a task with."""
-    from vlground.families import UnknownFamilyError
+    from vlground.core.families import UnknownFamilyError
     from vlground.prompts import build_prompt
 
     try:

@@ -2,7 +2,7 @@
 segfault inside onnxruntime would, and reads every other file with the real engine."""
 import os
 
-from vlground.ocr.workers import worker_read
+from vlground.jobs.ocr_workers import worker_read
 
 
 def read_or_die(job):

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vlground.cli.main import app
-from vlground.device import DeviceUnavailableError, available_devices, check_device
+from vlground.core.device import DeviceUnavailableError, available_devices, check_device
 
 runner = CliRunner()
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlground.convert import TARGETS, ConvertError, convert, read_metadata, read_records, record_turns
-from vlground.families import FAMILIES, get_family
-from vlground.geometry import Frame
+from vlground.core.families import FAMILIES, get_family
+from vlground.core.geometry import Frame
 from vlground.grammar import parse
 from vlground.prompts import build_prompt
+from vlground.training.convert import TARGETS, ConvertError, convert, read_metadata, read_records, record_turns
 
 # (width, height) of each image and its objects in pixels; aspect ratios vary so Qwen2.5-VL's input
 # differs from the image in both axes and from one image to the next

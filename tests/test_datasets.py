@@ -137,8 +137,8 @@ def test_label_records_round_trip_and_skip_a_cut_line(labelled, tmp_path):
 
 
 def test_coco_category_ids_start_at_1_in_the_order_given():
+    from vlground.core.results import Detection
     from vlground.datasets import coco_dataset
-    from vlground.results import Detection
 
     record = LabelRecord("a.png", "m", 100, 50, [Detection("person", box=(1, 2, 3, 4)), Detection("car", box=(5, 6, 7, 8))])
     coco, _ = coco_dataset([record], ["car", "person"])

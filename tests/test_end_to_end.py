@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import vlground
 from vlground.cli.main import app
 
-from vlground.families import get_family
+from vlground.core.families import get_family
 from vlground.testing.forced import with_reasoning
 
 # families, and the MoE variants of a family: each a tiny checkpoint of its own architecture

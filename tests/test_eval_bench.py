@@ -9,11 +9,11 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from vlground.eval.bench import run_refcoco_bench
+from vlground.core.families import get_family
 from vlground.eval.errors import EvalInputError
 from vlground.eval.refcoco_data import RefSample, load_refcoco
-from vlground.families import get_family
 from vlground.grammar import parse
+from vlground.jobs.bench import run_refcoco_bench
 
 
 class ScriptedModel:
@@ -140,7 +140,7 @@ def test_resuming_only_appends_to_predictions(tmp_path):
 
 
 def test_a_second_run_on_the_same_folder_is_refused_while_the_first_writes(tmp_path):
-    from vlground.sink import JsonlSink
+    from vlground.io.sink import JsonlSink
 
     gt = make_gt(tmp_path, ["cat"])
     with JsonlSink(tmp_path / "out" / "predictions.jsonl", key=lambda r: None, resume=True):

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from vlground.families import FAMILIES, UnknownFamilyError, get_family
+from vlground.core.families import FAMILIES, UnknownFamilyError, get_family
 
 
 @pytest.mark.parametrize(
@@ -54,7 +54,7 @@ def test_fixed_size_family_has_no_factor():
 
 
 def test_a_family_from_a_name_never_opens_a_path(tmp_path):
-    from vlground.families import family_from_name
+    from vlground.core.families import family_from_name
 
     assert family_from_name("/models/Qwen2-VL-7B-Instruct").name == "qwen2-vl"  # the last part, as a name
     assert family_from_name("Qwen/Qwen2.5-VL-7B-Instruct").name == "qwen2.5-vl"

@@ -11,14 +11,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import vlground
-from vlground.convert import convert, metadata_path, read_records, record_turns
-from vlground.families import get_family
-from vlground.finetune import FinetuneError, FinetuneOptions, apply_adapter, encode_example, finetune
-from vlground.imageio import load_image
+from vlground.core.families import get_family
+from vlground.io.images import load_image
+from vlground.models.adapters import AdapterError, load_adapter
 from vlground.models.base import Request
 from vlground.models.hf import HFBackend
 from vlground.prompts import build_prompt
 from vlground.testing.shapes import make_shapes_dataset
+from vlground.training.convert import convert, metadata_path, read_records, record_turns
+from vlground.training.finetune import FinetuneError, FinetuneOptions, encode_example, finetune
 
 # Qwen2.5-VL is trained and asked with a small max_pixels, so its input is about half the image:
 # answers framed in original pixels (or the released settings' input) would miss. Qwen3-VL writes
@@ -107,14 +108,14 @@ def test_an_adapter_for_another_family_or_other_pixels_is_refused(tiny_checkpoin
     model = vlground.load_model(tiny_checkpoint("qwen3-vl"), device="cpu").backend.model
     folder = tmp_path / "adapter"
     folder.mkdir()
-    with pytest.raises(FinetuneError, match="not a PEFT adapter folder"):
-        apply_adapter(model, folder, get_family("qwen3-vl"))
+    with pytest.raises(AdapterError, match="not a PEFT adapter folder"):
+        load_adapter(model, folder, get_family("qwen3-vl"))
     (folder / "adapter_config.json").write_text("{}")
     (folder / "vlground_finetune.json").write_text('{"family": "qwen2.5-vl", "min_pixels": 3136, "max_pixels": 20000}')
-    with pytest.raises(FinetuneError, match="trained on qwen2.5-vl, not qwen3-vl"):
-        apply_adapter(model, folder, get_family("qwen3-vl"))
-    with pytest.raises(FinetuneError, match="trained with max_pixels=20000, the model is loaded with 12845056"):
-        apply_adapter(model, folder, get_family("qwen2.5-vl"), min_pixels=3136, max_pixels=12845056)
+    with pytest.raises(AdapterError, match="trained on qwen2.5-vl, not qwen3-vl"):
+        load_adapter(model, folder, get_family("qwen3-vl"))
+    with pytest.raises(AdapterError, match="trained with max_pixels=20000, the model is loaded with 12845056"):
+        load_adapter(model, folder, get_family("qwen2.5-vl"), min_pixels=3136, max_pixels=12845056)
 
 
 def test_the_command_fails_in_one_line(tiny_checkpoint, data, tmp_path):
@@ -223,5 +224,5 @@ def test_an_adapter_with_a_damaged_info_file_is_refused_naming_it(info, tmp_path
     folder.mkdir()
     (folder / "adapter_config.json").write_text("{}")
     (folder / "vlground_finetune.json").write_text(info)
-    with pytest.raises(FinetuneError, match=f"{folder / 'vlground_finetune.json'}"):
-        apply_adapter(None, folder, get_family("qwen3-vl"), min_pixels=4096, max_pixels=32768)
+    with pytest.raises(AdapterError, match=f"{folder / 'vlground_finetune.json'}"):
+        load_adapter(None, folder, get_family("qwen3-vl"), min_pixels=4096, max_pixels=32768)

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 import vlground
-from vlground.eval.bench import run_refcoco_bench
 from vlground.eval.refcoco_data import load_refcoco
-from vlground.finetune import FinetuneError, FinetuneOptions, finetune
+from vlground.jobs.bench import run_refcoco_bench
+from vlground.models.adapters import AdapterError
+from vlground.training.finetune import FinetuneOptions, finetune
 from test_finetune import SETTINGS, data, shapes  # noqa: F401 (fixtures)
 
 PROOF = FinetuneOptions(epochs=60, lr=3e-3, lora_rank=16, batch_size=2)
@@ -44,7 +45,7 @@ def test_the_loop_through_the_commands_takes_qwen2_5_vl_from_zero_to_above_0_9(t
     assert f"epoch {PROOF.epochs}/{PROOF.epochs} mean loss" in trained.stderr
     after = json.loads(_command(*bench, "--adapter", str(adapter), "--out", str(tmp_path / "after")).stdout)
     assert after["n"] == 16 and after["accuracy"] >= 0.9
-    with pytest.raises(FinetuneError, match="trained with max_pixels=20000"):  # the released settings frame otherwise
+    with pytest.raises(AdapterError, match="trained with max_pixels=20000"):  # the released settings frame otherwise
         vlground.load_model(folder, device="cpu", adapter=adapter)
 
 
@@ -57,5 +58,5 @@ def test_the_loop_in_python_takes_qwen3_vl_from_zero_to_above_0_9(tiny_checkpoin
     assert _accuracy(tuned, samples, shapes, tmp_path / "after") >= 0.9
     merged = vlground.load_model(folder, device="cpu", adapter=adapter, merge_adapter=True, **pixels)
     assert _accuracy(merged, samples, shapes, tmp_path / "merged") >= 0.9
-    with pytest.raises(FinetuneError, match="trained on qwen3-vl, not qwen2.5-vl"):
+    with pytest.raises(AdapterError, match="trained on qwen3-vl, not qwen2.5-vl"):
         vlground.load_model(tiny_checkpoint("qwen2.5-vl"), device="cpu", adapter=adapter, **pixels)

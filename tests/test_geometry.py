@@ -4,7 +4,7 @@ from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize 
 
 import numpy as np
 
-from vlground.geometry import Frame, model_input_size, smart_resize
+from vlground.core.geometry import Frame, model_input_size, smart_resize
 
 sides = st.integers(min_value=1, max_value=9000)
 settings_ = st.sampled_from([(28, 3136, 12845056), (28, 3136, 1280 * 28 * 28), (32, 65536, 16777216), (28, 56 * 56, 256 * 28 * 28)])

@@ -3,9 +3,9 @@ import random
 
 from hypothesis import given, settings, strategies as st
 
-from vlground.geometry import Frame
+from vlground.core.geometry import Frame
+from vlground.core.results import Detection
 from vlground.grammar import format_detections, parse
-from vlground.results import Detection
 from test_grammar import APPLES, CAKE, RECEIPT
 
 REAL = [

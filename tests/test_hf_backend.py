@@ -6,13 +6,13 @@ import pytest
 import torch
 from PIL import Image
 
-from vlground.families import get_family
-from vlground.geometry import model_input_size
+from vlground.core.families import get_family
+from vlground.core.geometry import model_input_size
+from vlground.core.options import GenerationOptions
 from vlground.grammar import parse
 from vlground.models.base import Request
 from vlground.models.hf import HFBackend
 from vlground.models.weights import WeightsNotFoundError
-from vlground.options import GenerationOptions
 from vlground.prompts import build_prompt
 from vlground.testing.hf import TINY_FAMILIES
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, image_size, load_image
+from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, image_size, load_image
 
 EXIF_ORIENTATION = 0x0112
 

@@ -9,9 +9,10 @@ import os
 
 import pytest
 
-from vlground.jobs.executors import InProcess, Processes, WorkerSetupError, executor_for
+from vlground.io.sink import JsonlSink
+from vlground.jobs.executors import InProcess, Processes, executor_for
+from vlground.jobs.isolation import WorkerSetupError
 from vlground.jobs.loop import Task, run_tasks
-from vlground.sink import JsonlSink
 
 
 class Echo:

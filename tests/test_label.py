@@ -76,7 +76,7 @@ def test_forced_boxes_reach_coco_and_yolo_in_pixels(folder, tmp_path, tiny_check
     it in pixels of each image, whatever size the processor resized it to."""
     import supervision as sv
 
-    from vlground.geometry import model_input_size
+    from vlground.core.geometry import model_input_size
     from vlground.testing.forced import forced_loading
 
     answer = '[{"bbox_2d": [28, 0, 56, 28], "label": "dog"}, {"bbox_2d": [0, 0, 28, 56], "label": "cats"}]'

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vlground.extras import EXTRAS
+from vlground.core.extras import EXTRAS
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 ABSENT = sorted({*EXTRAS["models"], *EXTRAS["ray"], "peft", "torchvision", "tiktoken", "tokenizers", "accelerate"})

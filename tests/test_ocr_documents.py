@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from ocr_app import ocr_app, read_records
 from vlground.eval.ocr import edit_counts, pooled_rates
-from vlground.ocr.documents import PageJob, PageSelection, load_page, parse_pages
+from vlground.io.documents import PageJob, PageSelection, load_page, parse_pages
 from vlground.ocr.formats import to_hocr, to_markdown
 from vlground.ocr.records import OcrLine, OcrRecord, OcrWord
 from vlground.ocr.synthetic import Document, Style, render
@@ -224,8 +224,8 @@ def test_a_document_is_opened_once_for_all_its_pages(tmp_path, monkeypatch):
     Pillow walks a TIFF's page chain up to the page, each time): count the opens, not the time."""
     from PIL import Image as PILImage
 
-    from vlground.ocr.documents import plan
-    from vlground.sources import Source
+    from vlground.io.documents import plan
+    from vlground.io.sources import Source
 
     pdf, tif = _shaded_pages(tmp_path, 6)
     opened = []

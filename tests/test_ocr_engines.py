@@ -94,7 +94,7 @@ def test_the_record_names_the_engine_that_read_it(tmp_path, name):
 
 
 def test_the_default_engine_is_the_maintained_one():
-    from vlground.ocr.runner import OcrOptions
+    from vlground.jobs.ocr import OcrOptions
 
     assert OcrOptions().engine == PPOCR and BUILT_IN_ENGINES[PPOCR] is PPOCRv6
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from vlground.eval.ocr import edit_counts
-from vlground.imageio import load_image
+from vlground.io.images import load_image
 from vlground.ocr.ppocr import BUILT_IN_ENGINES, PPOCR_V4, BuiltInEngine, built_in_engine
 from vlground.ocr.synthetic import Document, Style, font_files, render, varied_cases
 

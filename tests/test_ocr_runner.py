@@ -177,9 +177,9 @@ def test_a_worker_crash_costs_only_the_image_that_caused_it(tmp_path):
         from ocr_crash_reader import read_or_die
     finally:
         sys.path.pop(0)
-    from vlground.ocr.documents import PageJob
-    from vlground.ocr.workers import ppocr_records
-    from vlground.sources import Source
+    from vlground.io.documents import PageJob
+    from vlground.io.sources import Source
+    from vlground.jobs.ocr_workers import ppocr_records
 
     words = ["Bakery", "Library", "Pharmacy", "Museum", "Station"]
     files = []
@@ -196,7 +196,7 @@ def test_a_worker_crash_costs_only_the_image_that_caused_it(tmp_path):
 
 
 def test_a_second_run_on_the_same_out_is_refused_naming_the_first(tmp_path):
-    from vlground.sink import OutputLock
+    from vlground.io.sink import OutputLock
 
     _sign("Bakery").save(tmp_path / "a.png")
     out = tmp_path / "r.jsonl"

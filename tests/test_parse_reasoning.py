@@ -7,9 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from vlground.cli.main import app
+from vlground.core.results import Detection, Result
 from vlground.grammar import format_detections, parse
 from vlground.grammar.reasoning import THINKING, split
-from vlground.results import Detection, Result
 
 SIZE = (1000, 500)
 DRAFT = Detection("draft", box=(10.0, 10.0, 100.0, 100.0))
@@ -188,8 +188,8 @@ def test_label_and_detect_records_carry_the_reasoning():
 
 
 def test_bench_prediction_lines_carry_the_reasoning():
-    from vlground.eval.bench import _record
     from vlground.eval.refcoco_data import RefSample
+    from vlground.jobs.bench import _record
 
     sample = RefSample(id=None, sent="the car", box=(0, 0, 1, 1), width=10, height=10, split="val", image="a.jpg")
     line = _record(0, sample, REASONED, [1, 2, 3, 4], None, parse(REASONED, "qwen3-vl", SIZE))
@@ -200,11 +200,11 @@ def test_bench_prediction_lines_carry_the_reasoning():
 def test_ocr_records_of_a_thinking_engine_carry_the_reasoning_and_warn_when_cut_short():
     from PIL import Image
 
-    from vlground.ocr.documents import PageJob
+    from vlground.io.documents import PageJob
+    from vlground.io.sources import Source
+    from vlground.jobs.ocr_workers import page_record
     from vlground.ocr.engine import QwenEngine
     from vlground.ocr.records import OcrRecord
-    from vlground.ocr.workers import page_record
-    from vlground.sources import Source
 
     class Reader:  # a model whose answers reason first: one answered, one cut short
         def read_text(self, images, options=None):

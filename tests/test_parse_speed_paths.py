@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from vlground.geometry import Frame
+from vlground.core.geometry import Frame
 from vlground.grammar import json_items, parse
 from vlground.grammar.placement import COLUMNAR_FROM, place
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from vlground.families import get_family
+from vlground.core.families import get_family
+from vlground.core.options import GenerationOptions
 from vlground.models.base import Request
 from vlground.models.qwen_vl.backend import QwenVLBackend
 from vlground.models.qwen_vl.model import KVCache
 from vlground.models.qwen_vl.vision import preprocess
-from vlground.options import GenerationOptions
 from vlground.prompts import Prompt, build_prompt
 from vlground.testing.qwen_vl import make_tiny_qwen_vl
 

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from qwen_vl_reference import DATA, IMAGE_PLACEHOLDER, reference_config, reference_facts, released_tiktoken
-from vlground.families import FAMILIES
+from vlground.core.families import FAMILIES
+from vlground.core.options import GenerationOptions
 from vlground.models.base import Request
-from vlground.options import GenerationOptions
 from vlground.models.qwen_vl.backend import QwenVLBackend
 from vlground.models.qwen_vl.checkpoint import load_model
 from vlground.models.qwen_vl.model import KVCache

@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vlground.families import get_family
+from vlground.core.families import get_family
+from vlground.core.options import GenerationOptions
 from vlground.models.base import Request
-from vlground.options import GenerationOptions
 from vlground.models.qwen_vl.backend import QwenVLBackend
 from vlground.models.qwen_vl.model import KVCache, QwenVL, QwenVLConfig, RMSNorm
 from vlground.prompts import build_prompt

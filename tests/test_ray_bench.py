@@ -6,9 +6,9 @@ import json
 
 from PIL import Image
 
-from vlground.eval.bench import run_refcoco_bench
 from vlground.eval.refcoco_data import RefSample
-from vlground.scale import RaySettings
+from vlground.jobs.bench import run_refcoco_bench
+from vlground.jobs.scale import RaySettings
 
 
 def _predictions(folder) -> list[dict]:

@@ -17,8 +17,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vlground.cli.main import app
-from vlground.labeling import LabelOptions, run_label
-from vlground.options import GenerationOptions
+from vlground.core.options import GenerationOptions
+from vlground.jobs.label import LabelOptions, run_label
 
 CATEGORIES = ("cat", "dog")
 
@@ -147,7 +147,7 @@ class _Echo:
 def test_an_input_that_kills_every_worker_gets_an_error_record(ray_cluster):
     import ray.cloudpickle
 
-    from vlground.scale import RaySettings, ray_records
+    from vlground.jobs.scale import RaySettings, ray_records
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test file
     items = ["a", "b", "poison", "c", "d", "e"]
@@ -159,7 +159,7 @@ def test_an_input_that_kills_every_worker_gets_an_error_record(ray_cluster):
 
 
 def test_a_local_pool_that_cannot_fit_is_refused_not_left_waiting(ray_cluster):
-    from vlground.scale import RaySettings, ray_records
+    from vlground.jobs.scale import RaySettings, ray_records
 
     with pytest.raises(ValueError, match="--gpus-per-worker 1: this machine has 0 GPUs"):
         list(ray_records(["a"], _Echo(), RaySettings("local", gpus_per_worker=1)))

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlground.geometry import model_input_size
-from vlground.llm_steps import GroundingSteps
+from vlground.core.geometry import model_input_size
+from vlground.jobs.llm_steps import GroundingSteps
 from vlground.prompts import build_prompt
 
 QWEN25 = "Qwen/Qwen2.5-VL-7B-Instruct"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vlground.ocr.documents import PageJob
+from vlground.io.documents import PageJob
+from vlground.io.sources import Source
+from vlground.jobs.ocr_workers import start_worker, worker_read
+from vlground.jobs.ray_workers import ppocr_records_on_ray
+from vlground.jobs.scale import RaySettings
 from vlground.ocr.ppocr import EngineSpec
 from vlground.ocr.synthetic import Document, Style, render
-from vlground.ocr.workers import start_worker, worker_read
-from vlground.ray_jobs import ppocr_records_on_ray
-from vlground.scale import RaySettings
-from vlground.sources import Source
 
 FONT = str(Path(__file__).parent / "fonts" / "DejaVuSansCondensed-Bold.ttf")
 

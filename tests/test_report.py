@@ -12,8 +12,8 @@ from vlground.eval.docvqa import score_docvqa
 from vlground.eval.ocr import Transcription, score_ocr
 from vlground.eval.refcoco import score_refcoco
 from vlground.eval.refcoco_data import RefSample
+from vlground.eval.report import WORST, write_report
 from vlground.eval.textvqa import Question, score_textvqa
-from vlground.report import WORST, write_report
 
 WIDTH, HEIGHT = 1280, 900
 

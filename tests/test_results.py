@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from vlground.core.results import Detection, Result
 from vlground.grammar import parse
-from vlground.results import Detection, Result
 
 
 def test_detection_needs_exactly_one_geometry():

@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 
 import vlground
 from vlground.cli.main import app
+from vlground.core.options import GenerationOptions
 from vlground.models.base import Request
 from vlground.models.server import ServerError
-from vlground.options import GenerationOptions
 from vlground.prompts import build_prompt
 
 pytest.importorskip("fastapi", reason="needs the serving extra: pip install 'transformers[serving]' (in vlground[dev])")

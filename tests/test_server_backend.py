@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 import vlground
 from vlground.cli.main import app
-from vlground.families import UnknownFamilyError
+from vlground.core.families import UnknownFamilyError
 from vlground.models.server import ServerBackend, ServerError
 
 QWEN25 = "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -420,8 +420,8 @@ def test_extensions_are_dropped_once_a_server_refuses_them_by_name(serve, pictur
 
 
 def test_with_errors_recorded_a_failing_request_does_not_cost_the_others(serve, picture):
+    from vlground.core.options import GenerationOptions
     from vlground.models.base import Request
-    from vlground.options import GenerationOptions
     from vlground.prompts import build_prompt
 
     def reply(body):

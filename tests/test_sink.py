@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from vlground.sink import (JsonlSink, OutputExistsError, OutputLock, OutputLockedError, atomic_write,
+from vlground.io.sink import (JsonlSink, OutputExistsError, OutputLock, OutputLockedError, atomic_write,
                            atomic_write_records, encode_line)
 
 
@@ -71,7 +71,7 @@ def test_a_second_writer_is_refused_naming_the_first_and_the_lock_goes_with_it(t
 
 _HOLD = """
 import sys, time
-from vlground.sink import JsonlSink
+from vlground.io.sink import JsonlSink
 sink = JsonlSink(sys.argv[1], lambda r: r["id"])
 sink.write({"id": "a"})
 print("locked", flush=True)
@@ -124,7 +124,7 @@ def test_atomic_write_leaves_the_old_file_when_it_fails(tmp_path):
 
 _SLOW_REWRITE = """
 import sys, time
-from vlground.sink import atomic_write_records
+from vlground.io.sink import atomic_write_records
 def records():
     for index in range(1000):
         if index == 10:

@@ -1,4 +1,4 @@
-"""vlground.sources: files, folders, globs, URLs (served from 127.0.0.1) and stdin become inputs, and
+"""vlground.io.sources: files, folders, globs, URLs (served from 127.0.0.1) and stdin become inputs, and
 every input that cannot be read is an error item in its place, never a crash or a silent gap."""
 import http.server
 import io
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlground.imageio import ImageLoadError
-from vlground.sources import Source, download, expand, load
+from vlground.io.images import ImageLoadError
+from vlground.io.sources import Source, download, expand, load
 
 
 def _png(size=(40, 30), color=(200, 10, 10)) -> bytes:

@@ -5,9 +5,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vlground.families import get_family
+from vlground.core.families import get_family
+from vlground.core.options import GenerationOptions
 from vlground.models.base import Backend, Generation, Request, plan_batches
-from vlground.options import GenerationOptions
 from vlground.prompts import build_prompt
 from vlground.tasks import Model
 
@@ -113,7 +113,7 @@ def test_an_unsupported_model_is_refused_before_its_weights_are_fetched(tmp_path
     import json
 
     import vlground.models as models
-    from vlground.families import UnknownFamilyError
+    from vlground.core.families import UnknownFamilyError
 
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llava"}))
     fetched = []
@@ -138,7 +138,7 @@ class Recording(Scripted):
 def test_generation_options_reach_the_backend_as_one_object_or_as_keywords():
     import vlground
 
-    assert vlground.GenerationOptions is GenerationOptions and vlground.LoadOptions.__module__ == "vlground.options"
+    assert vlground.GenerationOptions is GenerationOptions and vlground.LoadOptions.__module__ == "vlground.core.options"
     img = Image.new("RGB", (20, 20))
     chosen = GenerationOptions(max_new_tokens=5, do_sample=True, temperature=0.7, top_p=0.9, batch_size=2)
     as_object, as_keywords = Recording("qwen3-vl"), Recording("qwen3-vl")
@@ -161,7 +161,7 @@ def test_max_new_tokens_is_resolved_once_from_the_task_unless_set():
 
 
 def test_bad_options_are_refused_naming_the_option():
-    from vlground.options import LoadOptions, OptionsError
+    from vlground.core.options import LoadOptions, OptionsError
 
     model = Model(Recording("qwen3-vl"))
     img = Image.new("RGB", (20, 20))
@@ -184,7 +184,7 @@ def test_bad_options_are_refused_naming_the_option():
 
 def test_load_options_reach_the_transformers_backend_as_one_object_or_as_keywords(tiny_checkpoint, monkeypatch):
     import vlground
-    from vlground.options import LoadOptions
+    from vlground.core.options import LoadOptions
 
     path = tiny_checkpoint("qwen2.5-vl")
     by_object = vlground.load_model(path, LoadOptions(device="cpu", min_pixels=5000, max_pixels=60000))
@@ -193,7 +193,7 @@ def test_load_options_reach_the_transformers_backend_as_one_object_or_as_keyword
         assert dict(model.backend.processor.image_processor.size) == {"shortest_edge": 5000, "longest_edge": 60000}
     import vlground.models.hf as hf
 
-    seen = []  # the adapter itself is vlground.finetune's (tests/test_finetune.py); here: the options reach it
+    seen = []  # the adapter itself is vlground.training.finetune's (tests/test_finetune.py); here: the options reach it
     monkeypatch.setattr(hf, "apply_adapter", lambda model, options, family, processor: seen.append(
         (options.adapter, options.merge_adapter, family.name, dict(processor.image_processor.size))) or model)
     vlground.load_model(path, device="cpu", max_pixels=60000, adapter="my-lora", merge_adapter=True)
@@ -202,8 +202,8 @@ def test_load_options_reach_the_transformers_backend_as_one_object_or_as_keyword
 
 def test_the_runtime_is_chosen_apart_from_the_family(tiny_checkpoint):
     import vlground.models as models
-    from vlground.families import FAMILIES
-    from vlground.options import OptionsError
+    from vlground.core.families import FAMILIES
+    from vlground.core.options import OptionsError
 
     assert FAMILIES["qwen2.5-vl"].runtimes == ("transformers", "server")
     assert FAMILIES["qwen-vl"].runtimes == ("qwen-vl-native",)  # a base model has no chat server
@@ -243,7 +243,7 @@ def test_with_errors_recorded_a_failing_input_gets_its_exception_and_the_rest_th
 
 def test_a_device_that_is_not_here_is_refused_before_the_weights_are_read(tiny_checkpoint, monkeypatch):
     import vlground
-    from vlground.device import DeviceUnavailableError
+    from vlground.core.device import DeviceUnavailableError
 
     read = []
     import transformers
@@ -276,7 +276,7 @@ def test_results_keep_their_image_and_urls_are_images_too(tmp_path):
         assert from_url.image.getpixel((0, 0)) == (255, 0, 0) and from_pil.image.getpixel((0, 0)) == (0, 0, 255)
         merged = Model(Scripted("qwen-vl", lambda r: "(0,0),(10,10)</box>")).detect(local, ["cat", "dog"])
         assert merged.image.size == (100, 100)
-        from vlground.imageio import ImageLoadError
+        from vlground.io.images import ImageLoadError
 
         with pytest.raises(ImageLoadError, match="missing.png"):
             model.ground(url.replace("remote", "missing"), "x")

@@ -5,8 +5,8 @@ import types
 import pytest
 from PIL import Image
 
-from vlground.families import UnknownFamilyError, get_family
-from vlground.geometry import model_input_size
+from vlground.core.families import UnknownFamilyError, get_family
+from vlground.core.geometry import model_input_size
 from vlground.testing import make_tiny_model
 from vlground.testing.hf import SPECIAL_TOKENS, THINK_TOKENS, TINY_FAMILIES
 

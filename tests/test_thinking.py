@@ -4,10 +4,10 @@ whether they think (their template's word)."""
 import pytest
 from PIL import Image
 
-from vlground.families import checkpoint_thinking, get_family
+from vlground.core.families import checkpoint_thinking, get_family
+from vlground.core.options import DEFAULT_THINKING_TOKENS, GenerationOptions, OptionsError
 from vlground.models.base import Request
 from vlground.models.hf import HFBackend
-from vlground.options import DEFAULT_THINKING_TOKENS, GenerationOptions, OptionsError
 from vlground.prompts import build_prompt
 from vlground.testing import make_tiny_model
 from vlground.testing.forced import forced_answers, with_reasoning

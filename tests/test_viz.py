@@ -176,7 +176,7 @@ def test_an_ocr_record_displays_as_its_page_in_jupyter(tmp_path):
 def test_a_result_that_knows_its_image_displays_as_its_picture_in_jupyter():
     InteractiveShell = pytest.importorskip("IPython.core.interactiveshell").InteractiveShell  # noqa: N806
 
-    from vlground.results import Result
+    from vlground.core.results import Result
 
     img = Image.new("RGB", (400, 300), "white")
     unknown = parse("<ref>x</ref><box>(100,100),(500,600)</box>", "qwen-vl", img.size)

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlground.results import REASONING_FIELDS, Detection, Result
-from vlground.sink import atomic_write, escape_path
+from vlground.core.results import REASONING_FIELDS, Detection, Result
+from vlground.io.sink import atomic_write, escape_path
 
 FORMATS = ("coco", "yolo", "jsonl")
 COCO_FILE = "instances.json"
@@ -280,7 +280,7 @@ def read_yolo(folder: str | Path) -> tuple[list[str], list[LabelRecord]]:
     are read from the images (EXIF honoured), boxes put back in pixels."""
     import yaml
 
-    from vlground.imageio import image_size
+    from vlground.io.images import image_size
 
     folder = Path(folder)
     names = list(yaml.safe_load((folder / YOLO_YAML).read_text(encoding="utf-8"))["names"])

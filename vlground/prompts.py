@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vlground.families import Family, get_family
+from vlground.core.families import Family, get_family
 
 TASKS = ("ground", "detect", "caption", "grounded_caption", "read_text", "spot_text", "ask")
 IMAGE_SLOT = "<img></img>"

@@ -15,16 +15,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from vlground.families import DEFAULT_MODEL, Family
+from vlground.core.families import DEFAULT_MODEL, Family
+from vlground.core.options import GenerationOptions, LoadOptions, with_overrides
+from vlground.core.results import Result
 from vlground.grammar import parse
-from vlground.imageio import load_image
+from vlground.io.images import load_image
+from vlground.io.sources import Source, is_url
+from vlground.io.sources import load as load_source
 from vlground.models import load_backend
 from vlground.models.base import Backend, Generation, Request
-from vlground.options import GenerationOptions, LoadOptions, with_overrides
 from vlground.prompts import Prompt, build_prompt
-from vlground.results import Result
-from vlground.sources import Source, is_url
-from vlground.sources import load as load_source
 
 ImageInput = str | Path | Image.Image | np.ndarray
 Progress = Callable[[int], None] | None
@@ -135,7 +135,7 @@ class Model:
 
 def _load(image: ImageInput) -> Image.Image:
     """An image given as a path, an http(s) URL (downloaded with a deadline and a size limit, see
-    `vlground.sources`), a PIL image or an array; errors are ImageLoadError naming it."""
+    `vlground.io.sources`), a PIL image or an array; errors are ImageLoadError naming it."""
     if isinstance(image, str) and is_url(image):
         return load_source(Source(image))
     return load_image(image)

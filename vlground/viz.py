@@ -1,6 +1,8 @@
 """Drawing results on images with supervision's annotators: `annotate` for one picture, `show` for
 results (one, or a list as a grid) whose image is passed or known, and `png_of`, which is what a
-Result or an OCR record hands Jupyter to display itself.
+Result or an OCR record hands Jupyter to display itself. It knows no result type: what it draws is a
+`Drawing` (shapes in pixels, the image size, the image where known), which a result makes of itself
+with its `drawing()` method.
 
 Labels are drawn with a bundled font that covers Latin and CJK (WenQuanYi Micro Hei, Apache-2.0), so
 a label such as "击掌" is readable rather than a row of boxes. A label sits above its box when there is
@@ -9,37 +11,62 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from vlground.imageio import ImageSource, load_image
-from vlground.results import Detection, Result
+from vlground.io.images import ImageSource, load_image
 
 FONT = Path(__file__).parent / "fonts" / "wqy-microhei.ttc"
 DISPLAY_SIDE = 1024  # longest side of a picture handed to Jupyter, so notebooks stay small
 TILE_SIDE = 320  # longest side of one picture in a grid
 WORD_COLOR = "#8c8c8c"  # OCR words, under their lines' colours
 
+Corners = tuple[tuple[float, float], ...]
 
-def as_result(drawable: Any) -> Result:
-    """The Result to draw: a Result itself, or an OCR record's lines as detections carrying their
-    text, and their words (where the engine gives them) as detections marked `attributes["word"]`."""
-    if isinstance(drawable, Result):
+
+@dataclass(frozen=True)
+class Shape:
+    """One thing to draw, in pixels of the image: its bounding box `xyxy` (a point's is empty), the
+    corners of a quad, the class `name` that picks its colour, and the `caption` written beside it.
+    A `word` (an OCR line's part) is drawn as a thin grey outline without a caption."""
+
+    xyxy: tuple[float, float, float, float]
+    kind: str  # "box", "point" or "quad"
+    name: str
+    caption: str
+    quad: Corners | None = None
+    word: bool = False
+
+    def scaled(self, sx: float, sy: float) -> Shape:
+        x1, y1, x2, y2 = self.xyxy
+        quad = self.quad and tuple((x * sx, y * sy) for x, y in self.quad)
+        return replace(self, xyxy=(x1 * sx, y1 * sy, x2 * sx, y2 * sy), quad=quad)
+
+
+@dataclass(frozen=True)
+class Drawing:
+    """What a drawable object (a Result, an OCR record) hands this module through its `drawing()`
+    method: its shapes, the size of the image they belong to, that image where it is known (else
+    None) and a title for a grid tile. This module knows no result type; the types convert
+    themselves."""
+
+    shapes: list[Shape]
+    image_size: tuple[int, int]
+    image: ImageSource | None
+    title: str
+
+
+def drawing_of(drawable: Any) -> Drawing:
+    """`drawable.drawing()`; a TypeError naming what cannot be drawn."""
+    if isinstance(drawable, Drawing):
         return drawable
-    lines = getattr(drawable, "lines", None)
-    if lines is None:
+    if not callable(getattr(drawable, "drawing", None)):
         raise TypeError(f"cannot draw a {type(drawable).__name__}: give a Result or an OCR record")
-    if getattr(drawable, "error", None) or drawable.width is None:
-        raise ValueError(f"{drawable.path}: the OCR record has no page to draw ({drawable.error})")
-    detections = [Detection(label=None, box=line.box, quad=line.quad, text=line.text) for line in lines]
-    detections += [
-        Detection(label=None, box=word.box, quad=word.quad, attributes={"word": True})
-        for line in lines for word in getattr(line, "words", ())
-    ]
-    return Result(detections, drawable.text, (drawable.width, drawable.height))
+    return drawable.drawing()
 
 
 def annotate(image: ImageSource, result: Any, font_path: str | Path | None = None) -> Image.Image:
@@ -47,47 +74,60 @@ def annotate(image: ImageSource, result: Any, font_path: str | Path | None = Non
     result's boxes, quads and points drawn, each labelled with its label and its text (OCR lines;
     an OCR record's words, where it has them, as thin grey outlines). `image` must be the original
     the result refers to; `result` may also be an OCR record."""
+    return _annotate(load_image(image), drawing_of(result), font_path)
+
+
+def _annotate(picture: Image.Image, drawing: Drawing, font_path: str | Path | None = None) -> Image.Image:
     import supervision as sv
 
-    result = as_result(result)
-    picture = _checked(load_image(image), result)
+    picture = _checked(picture, drawing)
     scene = np.ascontiguousarray(np.array(picture)[:, :, ::-1])  # supervision draws on BGR arrays, as OpenCV does
     thickness = max(2, round(min(picture.size) / 300))
     shapes = []
-    for d in result.detections:
-        if d.attributes.get("word"):
-            x1, y1, x2, y2 = d.xyxy
-            corners = d.quad if d.quad is not None else ((x1, y1), (x2, y1), (x2, y2), (x1, y2))
+    for shape in drawing.shapes:
+        if shape.word:
+            x1, y1, x2, y2 = shape.xyxy
+            corners = shape.quad if shape.quad is not None else ((x1, y1), (x2, y1), (x2, y2), (x1, y2))
             scene = sv.draw_polygon(scene, np.rint(corners).astype(np.int64), sv.Color.from_hex(WORD_COLOR), max(1, thickness // 2))
         else:
-            shapes.append(d)
+            shapes.append(shape)
     if shapes:
-        scene = _draw_shapes(scene, Result(shapes, result.text, result.image_size), thickness, str(font_path or FONT))
+        scene = _draw_shapes(scene, shapes, thickness, str(font_path or FONT))
     return Image.fromarray(np.ascontiguousarray(scene[:, :, ::-1]))
 
 
-def _draw_shapes(scene: np.ndarray, result: Result, thickness: int, font_path: str) -> np.ndarray:
-    """Boxes, quads and points in their class colours, then their labels."""
+def _detections(shapes: list[Shape]):
+    """The shapes as `sv.Detections`, class ids in sorted name order."""
     import supervision as sv
 
-    detections = result.to_supervision()
-    boxes = np.array([d.box is not None for d in result.detections])
-    points = np.array([d.point is not None for d in result.detections])
+    names = sorted({s.name for s in shapes})
+    return sv.Detections(
+        xyxy=np.array([s.xyxy for s in shapes], dtype=np.float64).reshape(-1, 4).astype(np.float32),
+        class_id=np.array([names.index(s.name) for s in shapes], dtype=int),
+    )
+
+
+def _draw_shapes(scene: np.ndarray, shapes: list[Shape], thickness: int, font_path: str) -> np.ndarray:
+    """Boxes, quads and points in their class colours, then their captions."""
+    import supervision as sv
+
+    detections = _detections(shapes)
+    boxes = np.array([s.kind == "box" for s in shapes])
+    points = np.array([s.kind == "point" for s in shapes])
     if boxes.any():
         scene = sv.BoxAnnotator(thickness=thickness).annotate(scene, detections[boxes])
-    for d, class_id in zip(result.detections, detections.class_id):
-        if d.quad is not None:
+    for shape, class_id in zip(shapes, detections.class_id):
+        if shape.quad is not None:
             color = sv.ColorPalette.DEFAULT.by_idx(int(class_id))
-            scene = sv.draw_polygon(scene, np.rint(d.quad).astype(np.int64), color, thickness)
+            scene = sv.draw_polygon(scene, np.rint(shape.quad).astype(np.int64), color, thickness)
     if points.any():
         scene = sv.DotAnnotator(radius=thickness * 3).annotate(scene, detections[points])
-    labels = [" ".join(" ".join(v.split()) for v in (d.label, d.text) if v) or "?" for d in result.detections]
-    return _draw_labels(scene, detections, labels, font_path)
+    return _draw_labels(scene, detections, [s.caption for s in shapes], font_path)
 
 
-def _checked(picture: Image.Image, result: Result) -> Image.Image:
-    if picture.size != tuple(result.image_size):
-        raise ValueError(f"the result belongs to an image of {tuple(result.image_size)}, not {picture.size}")
+def _checked(picture: Image.Image, drawing: Drawing) -> Image.Image:
+    if picture.size != tuple(drawing.image_size):
+        raise ValueError(f"the result belongs to an image of {tuple(drawing.image_size)}, not {picture.size}")
     return picture
 
 
@@ -110,46 +150,20 @@ def _draw_labels(scene: np.ndarray, detections, labels: list[str], font_path: st
     return scene
 
 
-def _known_image(result: Any) -> ImageSource | None:
-    """The image a result was answered on (set by the model methods), or an OCR record's file
-    (not for a page of a document: its path names the PDF or TIFF, not the page image)."""
-    image = getattr(result, "image", None)
-    if image is None and not isinstance(result, Result) and getattr(result, "page", None) is None:
-        image = getattr(result, "path", None)
-    return image
-
-
-def _picture(image: ImageSource | None, result: Any, side: int | None) -> Image.Image:
-    """`result` drawn on its image; with `side`, on the image shrunk to at most `side` pixels a side
+def _picture(image: ImageSource | None, drawing: Drawing, side: int | None) -> Image.Image:
+    """The drawing on its image; with `side`, on the image shrunk to at most `side` pixels a side
     (the geometry scaled with it), so that lines and labels keep a readable size."""
-    image = image if image is not None else _known_image(result)
+    image = image if image is not None else drawing.image
     if image is None:
         raise ValueError("this result does not know its image: pass it, as in vlground.show(image, result)")
-    result = as_result(result)
-    picture = _checked(load_image(image), result)
+    picture = _checked(load_image(image), drawing)
     if side is None or max(picture.size) <= side:
-        return annotate(picture, result)
+        return _annotate(picture, drawing)
     small = picture.copy()
     small.thumbnail((side, side))
     sx, sy = small.width / picture.width, small.height / picture.height
-
-    def move(xy):
-        return None if xy is None else tuple(v * (sy if i % 2 else sx) for i, v in enumerate(xy))
-
-    detections = [
-        Detection(d.label, box=move(d.box), point=move(d.point), quad=d.quad and tuple(map(move, d.quad)), text=d.text,
-                  attributes=d.attributes)
-        for d in result.detections
-    ]
-    return annotate(small, Result(detections, result.text, small.size))
-
-
-def _caption(result: Any) -> str:
-    """A grid tile's title: an OCR record's file name; a result's labels, else its text."""
-    if not isinstance(result, Result):
-        return Path(result.path).name
-    labels = ", ".join(dict.fromkeys(d.label.strip() for d in result.detections if d.label))
-    return labels or " ".join(result.text.split()) or "(nothing found)"
+    shapes = [shape.scaled(sx, sy) for shape in drawing.shapes]
+    return _annotate(small, replace(drawing, shapes=shapes, image_size=small.size))
 
 
 def grid(pictures: Sequence[Image.Image], titles: Sequence[str] | None = None, columns: int = 3) -> Image.Image:
@@ -188,21 +202,22 @@ def show(
     if result is None:
         image, result = None, image
     if not isinstance(result, (list, tuple)):
-        return _picture(image, result, side)
+        return _picture(image, drawing_of(result), side)
     images = list(image) if isinstance(image, (list, tuple)) else [image] * len(result)
     if len(images) != len(result):
         raise ValueError(f"{len(images)} images for {len(result)} results: give one image per result, or one for all")
     if titles is not None and len(titles) != len(result):
         raise ValueError(f"{len(titles)} titles for {len(result)} results")
-    pictures = [_picture(i, r, TILE_SIDE) for i, r in zip(images, result)]
-    return grid(pictures, titles or [_caption(r) for r in result], columns)
+    drawings = [drawing_of(r) for r in result]
+    pictures = [_picture(i, d, TILE_SIDE) for i, d in zip(images, drawings)]
+    return grid(pictures, titles or [d.title for d in drawings], columns)
 
 
 def png_of(drawable: Any) -> bytes | None:
     """PNG bytes of a result (or a list of them) drawn on its image, at most DISPLAY_SIDE pixels on
     a side, for Jupyter's `_repr_png_`; None when the image is not known (Jupyter then shows text)."""
     items = drawable if isinstance(drawable, (list, tuple)) else [drawable]
-    if not items or any(_known_image(r) is None for r in items):
+    if not items or any(drawing_of(r).image is None for r in items):
         return None
     picture = show(drawable, side=DISPLAY_SIDE)
     picture.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))  # a grid of many rows

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vlground.core.families import Family, UnknownFamilyError, get_family
 from vlground.eval.benchmark import Benchmark, Option, require_items
 from vlground.eval.boxes import THRESHOLDS, accuracy_at, centre_hit, iou
 from vlground.eval.errors import EvalInputError, GroundTruthError
@@ -36,7 +37,6 @@ from vlground.eval.inputs import InputProblems, InvalidValue, four_numbers
 from vlground.eval.predictions import align
 from vlground.eval.refcoco_data import RefSample, load_refcoco
 from vlground.eval.scores import Scores
-from vlground.families import Family, UnknownFamilyError, get_family
 
 Coords = tuple[float, float, float, float]
 PREDICTION_ID_KEYS = ("id", "question_id", "sent_id")
@@ -159,7 +159,7 @@ def _sizes4(sizes: np.ndarray, dtype) -> np.ndarray:
 
 def _qwen_vl_frame(coords: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """torch.tensor(box, float32) / 999, then x *= width and y *= height, all float32, as the
-    reference does. Not `vlground.geometry.Frame` ("norm1000", scale 999): its float64
+    reference does. Not `vlground.core.geometry.Frame` ("norm1000", scale 999): its float64
     x * (width / 999) differs in the last bit for most boxes, and a borderline IoU of exactly 0.5
     in float32 is a hit the reference counts (test_qwen_vl_computes_in_float32_like_the_torch_script)."""
     return coords.astype(np.float32) / np.float32(999) * _sizes4(sizes, np.float32)

@@ -310,3 +310,21 @@ def _load_parquet(path: Path, split: str | None, keep_images: bool, problems: In
                 "question_id, image, answer, bbox, file_name"
             ) from None
     return samples
+
+
+def load_sample_image(sample: RefSample, image_root: Path | None):
+    """The RGB image of `sample`: its embedded bytes, else its file (relative to `image_root`);
+    ImageLoadError naming the file when it cannot be read."""
+    from PIL import Image
+
+    from vlground.io.images import ImageLoadError, load_image
+
+    if sample.image_bytes is not None:
+        try:
+            return load_image(Image.open(io.BytesIO(sample.image_bytes)))
+        except OSError as error:
+            raise ImageLoadError(sample.image or "<embedded image>", f"cannot decode the embedded image ({error})") from None
+    if sample.image is None:
+        raise ImageLoadError("<none>", "the ground truth names no image for this sample")
+    path = Path(sample.image)
+    return load_image(path if path.is_absolute() or image_root is None else image_root / path)

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vlground.families import Family, get_family
-from vlground.geometry import Frame
+from vlground.core.families import Family, get_family
+from vlground.core.geometry import Frame
+from vlground.core.results import Detection, Result
 from vlground.grammar import json_items, markup, tags
 from vlground.grammar.items import Extraction, RawItem
 from vlground.grammar.placement import place
 from vlground.grammar.reasoning import split as split_reasoning
-from vlground.results import Detection, Result
 
 
 def _extract_json_family(text: str) -> Extraction:

@@ -13,9 +13,9 @@ from itertools import chain
 
 import numpy as np
 
-from vlground.geometry import Frame
+from vlground.core.geometry import Frame
+from vlground.core.results import Detection, Result
 from vlground.grammar.items import Extraction
-from vlground.results import Detection, Result
 
 COLUMNAR_FROM = 24  # items per answer from which the columnar path is faster (measured: equal near 20-30)
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from vlground.progress import Summary, progress_bar
+from vlground.jobs.progress import Summary, progress_bar
 
 Record = dict[str, Any]
 
@@ -24,7 +24,7 @@ class Worker(Protocol):
     once there (load the model or engine), then calls on lists of items returning one JSON-able record
     per item, in order; an item it cannot read or answer gets an error record, so a call raises only
     when something is wrong beyond one item. `failed` builds the error record of an item that no
-    worker could finish (see `vlground.jobs.executors.isolated`). A worker is pickled to the
+    worker could finish (see `vlground.jobs.isolation.isolated`). A worker is pickled to the
     processes and actors before `setup`: keep it light until then."""
 
     def setup(self) -> None: ...
@@ -73,7 +73,7 @@ def run_tasks(tasks: Iterable[Task], worker: Worker, executor: Executor, sink, *
               report: Callable[[Record, Any], None] = lambda record, bar: None, unit: str = "img") -> Summary:
     """Run every task the output does not hold yet (see the module docstring) and return the summary.
 
-    `sink`: a `vlground.sink` sink (`done`, `write`). `write(record)` writes one record and returns
+    `sink`: a `vlground.io.sink` sink (`done`, `write`). `write(record)` writes one record and returns
     it as written (default: `sink.write`); a job that draws or exports per record does it there.
     `report(record, bar)` runs after each record is written (console lines; `bar` is the tqdm bar,
     so lines go through `bar.write`). `progress`: the bar on stderr (None: when stderr is a

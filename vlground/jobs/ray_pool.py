@@ -1,10 +1,10 @@
 """The Ray executor, and everything of vlground that touches Ray Core and Ray Data (Ray Data LLM aside:
-`vlground.llm_steps`). The items become a Ray Dataset, the job's worker runs in a pool of actors
+`vlground.jobs.llm_steps`). The items become a Ray Dataset, the job's worker runs in a pool of actors
 (one model replica or one single-threaded OCR engine each), and the records stream back to the
 driver, which writes them through its own sink: `--resume`, the record schema and the exit status
 are those of a run in one process; only where the work happens changes.
 
-Every item comes back exactly once, by the rule of `vlground.jobs.executors.isolated`: an actor that
+Every item comes back exactly once, by the rule of `vlground.jobs.isolation.isolated`: an actor that
 dies is restarted by Ray and its batch retried (`RaySettings.retries` times); items still without a
 record then (a batch a dying actor took down) run again one per task, and one that kills its actor
 every time gets the worker's error record. Outputs of a failed try never reach the driver, so nothing
@@ -26,8 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from vlground.extras import require
-from vlground.jobs.executors import Outcome, WorkerSetupError, failure, isolated
+from vlground.core.extras import require
+from vlground.jobs.isolation import Outcome, WorkerSetupError, failure, isolated
 from vlground.jobs.loop import Worker
 
 LOCAL = "local"

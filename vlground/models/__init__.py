@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from vlground.extras import require
-from vlground.families import Family, UnknownFamilyError, get_family
+from vlground.core.extras import require
+from vlground.core.families import Family, UnknownFamilyError, get_family
+from vlground.core.options import LoadOptions, OptionsError, with_overrides
 from vlground.models.base import Backend
 from vlground.models.server import is_server_url
 from vlground.models.weights import CONFIG_PATTERNS, resolve_checkpoint, tiny_answer_budget
-from vlground.options import LoadOptions, OptionsError, with_overrides
 
 # runtime name -> "module:class"; imported on first use so `import vlground` stays light
 RUNTIMES = {

@@ -17,8 +17,8 @@ from typing import ClassVar
 
 from PIL import Image
 
-from vlground.families import Family
-from vlground.options import GenerationOptions, LoadOptions
+from vlground.core.families import Family
+from vlground.core.options import GenerationOptions, LoadOptions
 from vlground.prompts import Prompt
 
 log = logging.getLogger("vlground")
@@ -174,7 +174,7 @@ def resolve_device_dtype(device: str = "auto", dtype: str = "auto"):
     here raises DeviceUnavailableError (a ValueError) naming the ones that are."""
     import torch
 
-    from vlground.device import check_device
+    from vlground.core.device import check_device
 
     check_device(device)  # a device that is not here is refused before any weight is read
     if device == "auto":

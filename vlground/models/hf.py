@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from vlground.families import Family
+from vlground.core.families import Family
+from vlground.core.options import GenerationOptions, LoadOptions, with_overrides
 from vlground.models.base import STOP_TOKENS, Backend, Generation, Request, resolve_device_dtype
 from vlground.models.thinking import CLOSER, ThinkingBudget, template_thinking, thinks
 from vlground.models.weights import InvalidCheckpointError, WeightsNotFoundError
-from vlground.options import GenerationOptions, LoadOptions, with_overrides
 
 log = logging.getLogger("vlground")
 
@@ -133,15 +133,15 @@ def check_transformers(family: Family, model_type: str) -> None:
 
 
 def apply_adapter(model, options: LoadOptions, family: Family, processor):
-    """The model with `options.adapter` (a PEFT adapter folder, see `vlground.finetune`) on top, merged
+    """The model with `options.adapter` (a PEFT adapter folder, see `vlground.models.adapters`) on top, merged
     into the weights when `options.merge_adapter`; the model itself without one. The adapter is
     checked against the family and the pixel bounds the processor really uses."""
     if options.adapter is None:
         return model
-    from vlground.finetune import apply_adapter as with_adapter
+    from vlground.models.adapters import load_adapter
 
     size = processor.image_processor.size
-    return with_adapter(model, options.adapter, family, merge=options.merge_adapter,
+    return load_adapter(model, options.adapter, family, merge=options.merge_adapter,
                         min_pixels=size["shortest_edge"], max_pixels=size["longest_edge"])
 
 

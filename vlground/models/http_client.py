@@ -2,7 +2,7 @@
 control. Standard library only.
 
 - One deadline per attempt: connecting, sending and reading the WHOLE answer must end within
-  `timeout` seconds (`vlground.sources.Deadline` shuts the socket when it passes), so a server that trickles a byte
+  `timeout` seconds (`vlground.io.sources.Deadline` shuts the socket when it passes), so a server that trickles a byte
   a second cannot hold a call past its timeout.
 - A maximum answer size (`max_body` bytes): a larger answer is refused, never read whole.
 - HTTP 429 and 503 are retried with exponential backoff, honouring `Retry-After` (seconds or a date)
@@ -19,7 +19,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 
-from vlground.sources import Deadline
+from vlground.io.sources import Deadline
 
 log = logging.getLogger("vlground")
 

@@ -30,12 +30,12 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from vlground.families import Family, UnknownFamilyError, checkpoint_thinking, family_from_name
-from vlground.geometry import model_input_size
+from vlground.core.families import Family, UnknownFamilyError, checkpoint_thinking, family_from_name
+from vlground.core.geometry import model_input_size
+from vlground.core.options import GenerationOptions, LoadOptions, with_overrides
 from vlground.models.base import STOP_TOKENS, Backend, Generation, Request
 from vlground.models.http_client import HTTPPolicy, HTTPStatusError, ServerError, request_json
 from vlground.models.thinking import thinks
-from vlground.options import GenerationOptions, LoadOptions, with_overrides
 
 __all__ = ["DEFAULT_TIMEOUT", "HTTPPolicy", "ServerBackend", "ServerError", "is_server_url"]
 

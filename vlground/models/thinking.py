@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from vlground.families import THINKING
+from vlground.core.families import THINKING
 
 if TYPE_CHECKING:  # torch only when a batch reasons: `import vlground` and the server runtime need none
     import torch

@@ -1,6 +1,6 @@
 """What every OCR engine behind `vlground ocr` gives, and the Qwen-VL models as one.
 
-Engines take RGB images from `vlground.imageio.load_image` and return a `PageText` per image: the
+Engines take RGB images from `vlground.io.images.load_image` and return a `PageText` per image: the
 text in reading order and its lines, in pixels of the image given. The built-in PP-OCR engines are
 in `vlground.ocr.ppocr`."""
 from __future__ import annotations
@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from vlground.core.options import GenerationOptions
 from vlground.ocr.records import OcrLine
-from vlground.options import GenerationOptions
 
 MODES = ("text", "lines")
 

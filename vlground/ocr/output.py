@@ -1,4 +1,4 @@
-"""Where OCR records go: the result sink (`vlground.sink`), keyed by input.
+"""Where OCR records go: the result sink (`vlground.io.sink`), keyed by input.
 
 An input's key is its absolute path (names that are not UTF-8 escaped by `escape_path`), plus the
 page for documents. Records carry it as "abspath", so a resumed run finds them from any working
@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vlground.sink import JsonlSink, Record, StreamSink, escape_path
-from vlground.sources import STDIN, is_url
+from vlground.io.sink import JsonlSink, Record, StreamSink, escape_path
+from vlground.io.sources import STDIN, is_url
 
 
 def input_key(abspath: str, page: int | None = None) -> str:

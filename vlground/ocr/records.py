@@ -8,7 +8,7 @@ ocr` reads.
     90, 180 or 270) and, when there is something to say, "warnings" (an orientation it was unsure of).
 
 `path` is the input as given, `abspath` its absolute path (the key `--resume` matches on); names
-that are not valid UTF-8 are escaped in both (`vlground.sink.escape_path`: byte 0xff -> "\\xff").
+that are not valid UTF-8 are escaped in both (`vlground.io.sink.escape_path`: byte 0xff -> "\\xff").
 
 Coordinates are pixels of the image as displayed (EXIF orientation applied). `box` is
 [x1, y1, x2, y2]; `quad` is four [x, y] corners clockwise from the top-left of the text. `score` is the
@@ -16,12 +16,16 @@ engine's confidence in [0, 1], or null where the engine gives none (Qwen). A fil
 read has `error` set, width/height null, empty text and no lines."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from vlground.core.results import Box, Detection, Quad, Result
+from vlground.io.sink import encode_line, escape_path
 from vlground.ocr.output import absolute_name
-from vlground.results import Box, Quad
-from vlground.sink import encode_line, escape_path
+
+if TYPE_CHECKING:
+    from vlground.viz import Drawing
 
 
 def _geometry_dict(box: Box | None, quad: Quad | None) -> dict[str, Any]:
@@ -123,6 +127,20 @@ class OcrRecord:
             "lines": [line.to_dict() for line in self.lines],
             "error": self.error,
         }
+
+    def drawing(self) -> Drawing:
+        """The record as `vlground.viz` draws it: its lines captioned with their text, their words
+        as grey outlines, on the file it names (not for a page of a document: the path names the
+        PDF or TIFF); a grid tile titled with the file name."""
+        if self.error or self.width is None:
+            raise ValueError(f"{self.path}: the OCR record has no page to draw ({self.error})")
+        detections = [Detection(label=None, box=line.box, quad=line.quad, text=line.text) for line in self.lines]
+        detections += [
+            Detection(label=None, box=word.box, quad=word.quad, attributes={"word": True})
+            for line in self.lines for word in line.words
+        ]
+        drawing = Result(detections, self.text, (self.width, self.height)).drawing()
+        return replace(drawing, image=self.path if self.page is None else None, title=Path(self.path).name)
 
     def _repr_png_(self) -> bytes | None:
         """Jupyter shows the record drawn on its image (None: the image cannot be read)."""

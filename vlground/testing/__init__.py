@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vlground.families import get_family
+from vlground.core.families import get_family
 from vlground.models.weights import TINY_NOTE
 
 

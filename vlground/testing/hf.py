@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vlground.families import Family, get_family
+from vlground.core.families import Family, get_family
 
 SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>",
@@ -40,7 +40,7 @@ _TURNS = (
     "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
     "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
 )
-# How the generation prompt opens (or not) a reasoning block, per `vlground.families.THINKING` value.
+# How the generation prompt opens (or not) a reasoning block, per `vlground.core.families.THINKING` value.
 _OPENINGS = {
     "never": "",
     "default": "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vlground.families import FAMILIES
+from vlground.core.families import FAMILIES
 from vlground.models.qwen_vl.checkpoint import key_map
 from vlground.models.qwen_vl.model import QwenVL, QwenVLConfig
 from vlground.models.qwen_vl.tokenizer import GROUNDING_TAGS, SPECIAL_TOKENS, TIKTOKEN_FILE

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import torch
 
-from vlground.families import Family
+from vlground.core.families import Family
+from vlground.core.options import GenerationOptions, LoadOptions, OptionsError, with_overrides
 from vlground.models.base import Backend, Generation, Request, resolve_device_dtype
 from vlground.models.qwen_vl.checkpoint import load_model
 from vlground.models.qwen_vl.model import KVCache, QwenVL
 from vlground.models.qwen_vl.tokenizer import EncodedPrompt, QwenVLTokenizer
 from vlground.models.qwen_vl.vision import preprocess
-from vlground.options import GenerationOptions, LoadOptions, OptionsError, with_overrides
 
 
 class QwenVLBackend(Backend):

@@ -1,7 +1,7 @@
 """The one place where what a user names as input becomes a list of images to read: local files,
 folders, globs, http(s):// URLs, URIs of any filesystem pyarrow reads (s3://bucket/dir, gs://...,
 hdfs://..., file:///abs/dir) and `-` (one image on stdin). Every command expands its inputs here and
-reads each one with `load`, which goes through `vlground.imageio.load_image`.
+reads each one with `load`, which goes through `vlground.io.images.load_image`.
 
 Rules: a file named by the user is read whatever it is (a bad one fails when read, with its name); a
 folder is walked, not read, and from it only files with an image suffix are taken (the rest are
@@ -18,7 +18,7 @@ its place in the order, so a batch writes an error record for it and reads the r
 
 Names that are not valid UTF-8 (Linux allows any bytes) are kept as the OS gives them in
 `Source.location`, to open the file, and shown in `Source.name` with each undecodable byte written
-as `\\xNN` (`vlground.sink.escape_path`, the form records and resume keys use): `bad\\xffname.png`."""
+as `\\xNN` (`vlground.io.sink.escape_path`, the form records and resume keys use): `bad\\xffname.png`."""
 from __future__ import annotations
 
 import glob
@@ -36,8 +36,8 @@ from typing import BinaryIO, Iterable
 
 from PIL import Image
 
-from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image
-from vlground.sink import escape_path
+from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image
+from vlground.io.sink import escape_path
 
 STDIN = "-"
 DOWNLOAD_TIMEOUT = 30.0  # seconds for a whole download, connection included

@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from vlground.families import Family, get_family
+from vlground.core.families import Family, get_family
 from vlground.grammar import parse
 from vlground.prompts import build_prompt
 
@@ -55,14 +55,14 @@ class GroundingSteps:
 
     def _messages(self, row: dict[str, Any]) -> tuple[list[dict], dict[str, Any]]:
         """The chat turn for `row`'s image, and the columns that carry the image's size on."""
-        from vlground.imageio import load_image
+        from vlground.io.images import load_image
 
         if row.get("image") is not None:
             from PIL import Image
 
             image = load_image(Image.open(io.BytesIO(row["image"])), max_pixels=self.max_image_pixels)
         else:
-            from vlground.scale import load_input
+            from vlground.jobs.scale import load_input
 
             image = load_input(str(row["path"]), self.max_image_pixels)
         png = io.BytesIO()

@@ -10,12 +10,12 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from vlground.ocr.documents import PageJob, load_page
+from vlground.io.documents import PageJob, load_page
+from vlground.io.sink import atomic_write, escape_path
+from vlground.io.sources import STDIN, Source, is_url
 from vlground.ocr.formats import SUFFIXES, render
 from vlground.ocr.output import absolute_name
 from vlground.ocr.records import OcrRecord
-from vlground.sink import atomic_write, escape_path
-from vlground.sources import STDIN, Source, is_url
 
 
 def export_path(folder: Path, location: str, root: str, fmt: str) -> Path:

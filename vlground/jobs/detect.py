@@ -19,12 +19,12 @@ from urllib.parse import urlparse
 
 from PIL import Image
 
-from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
-from vlground.progress import Summary
-from vlground.options import GenerationOptions
-from vlground.results import Result
+from vlground.core.options import GenerationOptions
+from vlground.core.results import Result
+from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
+from vlground.io.sources import Source, Sources, is_url, load
+from vlground.jobs.progress import Summary
 from vlground.tasks import reasoning_fields
-from vlground.sources import Source, Sources, is_url, load
 
 
 @dataclass(frozen=True)
@@ -187,9 +187,9 @@ class DetectSummary(Summary):
 
 def open_output(path: str | Path, resume: bool = False, overwrite: bool = False):
     """The sink for `detect --out`: a locked JSONL file keyed as label records are (see
-    `vlground.sink`), or standard output for "-" (nothing there to resume)."""
+    `vlground.io.sink`), or standard output for "-" (nothing there to resume)."""
     from vlground.datasets import label_key
-    from vlground.sink import JsonlSink, StreamSink
+    from vlground.io.sink import JsonlSink, StreamSink
 
     if str(path) == "-":
         if resume or overwrite:
@@ -202,14 +202,14 @@ def run_detect(open_model: Callable[[], object], model_name: str, sources: Sourc
                sink=None, annotations: AnnotationTarget | None = None,
                report: Callable[[Detected, object], None] = lambda d, bar: None, progress: bool | None = None,
                retry_failed: bool = False) -> DetectSummary:
-    """Answer every source; each outcome goes to `annotations`, to `sink` (a vlground.sink sink, keyed
+    """Answer every source; each outcome goes to `annotations`, to `sink` (a vlground.io.sink sink, keyed
     like label records; sources it already holds are skipped), then to `report`. `open_model` is
     called only when there is something to answer. A drawn copy that cannot be written turns the
     input's outcome into an error. Ctrl-C ends the run keeping what is written (`interrupted`).
     `progress`: a bar on stderr (None: when it is a terminal); `retry_failed`: answer again the
     sources `sink` holds as errors (the new record replaces the old)."""
     from vlground.datasets import label_key
-    from vlground.progress import progress_bar
+    from vlground.jobs.progress import progress_bar
 
     summary = DetectSummary(not_images=len(sources.not_images), subfolders=len(sources.subfolders))
     todo = []

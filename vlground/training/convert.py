@@ -25,13 +25,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlground.families import Family, get_family
-from vlground.geometry import model_input_size
-from vlground.grammar import format_detections
-from vlground.prompts import IMAGE_SLOT, build_prompt
+from vlground.core.families import Family, get_family
+from vlground.core.geometry import model_input_size
+from vlground.core.results import Detection
 from vlground.eval.inputs import InvalidValue, four_numbers, identifier, image_side, text
-from vlground.results import Detection
-from vlground.sink import escape_path
+from vlground.grammar import format_detections
+from vlground.io.sink import escape_path
+from vlground.prompts import IMAGE_SLOT, build_prompt
 
 SOURCES = ("coco", "refcoco", "yolo", "vlground")
 TASKS = ("ground", "detect", "spot")
@@ -297,7 +297,7 @@ def _yolo_names(folder: Path) -> list[str]:
 
 def _read_yolo(folder: Path, context: ReadContext) -> list[LabelledImage]:
     """A YOLO folder: data.yaml (`names`), images/ (any depth) and labels/ mirroring it."""
-    from vlground.imageio import ImageLoadError, image_size
+    from vlground.io.images import ImageLoadError, image_size
 
     summary = context.summary
     names = _yolo_names(folder)
@@ -420,7 +420,7 @@ def _clipped(detection: Detection, size: tuple[int, int], summary: ConvertSummar
 def _checked_size(item: LabelledImage, summary: ConvertSummary) -> tuple[int, int] | None:
     """The image's displayed size, read from its file: None (the image listed as skipped) when the
     file is missing or unreadable, or its size is not the one the source states."""
-    from vlground.imageio import ImageLoadError, image_size
+    from vlground.io.images import ImageLoadError, image_size
 
     if escape_path(item.image) != item.image:
         summary.skip(escape_path(item.image), "the file name is not UTF-8, which training records cannot hold; rename the file")
@@ -675,7 +675,7 @@ def convert(
     `task`, written to `out` (a JSON array if it ends in .json, else JSON lines) atomically, with the
     metadata file beside it. Images embedded in the source (lmms-lab parquet) are written to
     OUT-STEM_images/SPLIT/ beside `out`."""
-    from vlground.sink import atomic_write
+    from vlground.io.sink import atomic_write
 
     for name, value, allowed in [("source format", source_format, SOURCES), ("target", target, TARGETS), ("task", task, TASKS)]:
         if value not in allowed:

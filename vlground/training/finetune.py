@@ -8,8 +8,8 @@ answers' coordinates depend on them for Qwen2.5-VL), and the loss counts the ans
 
 The output folder holds a PEFT adapter (`adapter_config.json`, `adapter_model.safetensors`) and
 `vlground_finetune.json` (base model, family, pixels); `checkpoint/` beside them holds the optimizer
-and the epoch reached, so a run stopped at any point resumes with `resume=True`. `apply_adapter`
-puts an adapter on a loaded model (`load_model(M, adapter=DIR)`), merged into the weights on request."""
+and the epoch reached, so a run stopped at any point resumes with `resume=True`. The adapter is put
+on a loaded model by `vlground.models.adapters` (`load_model(M, adapter=DIR)`)."""
 from __future__ import annotations
 
 import json
@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vlground.convert import ConvertError, read_metadata, training_turns
-from vlground.extras import require
-from vlground.families import Family, get_family
+from vlground.core.extras import require
+from vlground.core.families import Family, get_family
+from vlground.models.adapters import ADAPTER_INFO
+from vlground.training.convert import ConvertError, read_metadata, training_turns
 
-ADAPTER_INFO = "vlground_finetune.json"
 CHECKPOINT = "checkpoint"
 IGNORE = -100  # the label torch's cross-entropy skips
 TARGET_MODULES = r"(.*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj))|lm_head"
@@ -90,7 +90,7 @@ def encode_example(processor, image, prompt: str, answer: str) -> dict:
 def _training_images(data: str | Path) -> list[tuple[object, str, str]]:
     """(image, user words, answer) of every record of `data`, images loaded; a record that is not a
     training record, or whose image cannot be read, is a FinetuneError naming the file and line."""
-    from vlground.imageio import ImageLoadError, load_image
+    from vlground.io.images import ImageLoadError, load_image
 
     out = []
     try:
@@ -189,7 +189,7 @@ def _save_checkpoint(out: Path, model, optimizer, schedule, epochs_done: int, in
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    from vlground.sink import atomic_write
+    from vlground.io.sink import atomic_write
 
     model.save_pretrained(out, save_embedding_layers=False)  # lm_head carries LoRA only: the base stays
     atomic_write(out / ADAPTER_INFO, json.dumps(info, indent=1) + "\n")
@@ -275,45 +275,3 @@ def finetune(
         merged.save_pretrained(out / "merged")
         processor.save_pretrained(out / "merged")
     return out
-
-
-def _adapter_info(path: Path) -> dict:
-    """The `vlground_finetune.json` of an adapter, checked: a family name and min/max pixels (whole
-    numbers or null); anything else is a FinetuneError naming the file."""
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as error:
-        raise FinetuneError(f"{path} cannot be read ({type(error).__name__}: {error}); write it again with "
-                            "`vlground finetune`, or remove it to load the adapter unchecked") from None
-    pixels_ok = isinstance(info, dict) and all(
-        info.get(name) is None or (isinstance(info.get(name), int) and not isinstance(info.get(name), bool))
-        for name in ("min_pixels", "max_pixels"))
-    if not pixels_ok or not isinstance(info.get("family"), str):
-        raise FinetuneError(f"{path} does not say what the adapter was trained for (it needs \"family\" and "
-                            "\"min_pixels\"/\"max_pixels\" as `vlground finetune` writes them); remove it to load the "
-                            "adapter unchecked")
-    return {"family": info["family"], "min_pixels": info.get("min_pixels"), "max_pixels": info.get("max_pixels")}
-
-
-def apply_adapter(model, adapter: str | Path, family: Family, *, merge: bool = False,
-                  min_pixels: int | None = None, max_pixels: int | None = None):
-    """`model` with the LoRA adapter in folder `adapter` on top (merged into its weights with `merge`).
-    An adapter `finetune` wrote is checked: trained for another family, or for other pixels than the
-    loaded processor's (`min_pixels`/`max_pixels` as loaded), it is refused."""
-    require("models", "a LoRA adapter", "peft")
-    from peft import PeftModel
-
-    adapter = Path(adapter)
-    if not (adapter / "adapter_config.json").is_file():
-        raise FinetuneError(f"{adapter} is not a PEFT adapter folder (no adapter_config.json); pass `vlground finetune`'s --out")
-    info_file = adapter / ADAPTER_INFO
-    if info_file.is_file():
-        info = _adapter_info(info_file)
-        if info["family"] != family.name:
-            raise FinetuneError(f"{adapter} was trained on {info['family']}, not {family.name}")
-        for name, loaded in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
-            if info[name] is not None and loaded is not None and info[name] != loaded:
-                raise FinetuneError(f"{adapter} was trained with {name}={info[name]}, the model is loaded with {loaded}: "
-                                    f"load it with {name}={info[name]}")
-    wrapped = PeftModel.from_pretrained(model, adapter)
-    return wrapped.merge_and_unload() if merge else wrapped

@@ -18,12 +18,12 @@ from concurrent.futures.process import BrokenProcessPool
 
 from PIL import Image
 
-from vlground.imageio import ImageLoadError
-from vlground.ocr.documents import PageJob, load_page
+from vlground.io.documents import PageJob, load_page
+from vlground.io.images import ImageLoadError
+from vlground.io.sink import pid_alive
 from vlground.ocr.engine import PageText
 from vlground.ocr.ppocr import BUILT_IN_ENGINES, BuiltInEngine, EngineSpec
 from vlground.ocr.records import OcrRecord
-from vlground.sink import pid_alive
 
 Job = tuple[PageJob, "int | None"]  # (the input, the decompression-bomb limit)
 Reader = Callable[[list], list[PageText]]

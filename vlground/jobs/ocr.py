@@ -2,7 +2,7 @@
 soon as it is known, and, once all of an input's pages are in, its exports (txt, hOCR, Markdown,
 searchable PDF).
 
-The built-in engine runs in worker processes (`vlground.ocr.workers`), by default as many as cores,
+The built-in engine runs in worker processes (`vlground.jobs.ocr_workers`), by default as many as cores,
 or, for a single input, one process with every thread; a Qwen model runs in this process, batched on
 its device. An input that cannot be read, or that the engine fails on, becomes an error record and
 the batch goes on."""
@@ -15,18 +15,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
-from vlground.ocr.documents import DEFAULT_DPI, DocumentError, PageJob, PageSelection, load_page, plan
+from vlground.core.options import GenerationOptions, LoadOptions
+from vlground.io.documents import DEFAULT_DPI, DocumentError, PageJob, PageSelection, load_page, plan
+from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
+from vlground.io.sink import escape_path
+from vlground.io.sources import Sources, expand, is_url
+from vlground.jobs.ocr_exports import Exporter
+from vlground.jobs.ocr_workers import failed_record, page_record, ppocr_records, start_worker
+from vlground.jobs.progress import Summary, progress_bar
 from vlground.ocr.engine import QwenEngine
-from vlground.ocr.exports import Exporter
 from vlground.ocr.output import absolute_name, input_key, open_sink
 from vlground.ocr.ppocr import PPOCR, EngineSpec, is_built_in
 from vlground.ocr.records import OcrRecord
-from vlground.ocr.workers import failed_record, page_record, ppocr_records, start_worker
-from vlground.options import GenerationOptions, LoadOptions
-from vlground.progress import Summary, progress_bar
-from vlground.sink import escape_path
-from vlground.sources import Sources, expand, is_url
 from vlground.tasks import load_model
 
 
@@ -110,8 +110,8 @@ def _start_engine(options: OcrOptions, todo: list[PageJob]) -> Callable[[list[Pa
     # error record per page; the worker processes or Ray actors then build their own.
     spec.build(threads=1)
     if options.ray is not None:  # actors on a Ray cluster, each with a one-thread engine
-        from vlground.ray_jobs import ppocr_records_on_ray
-        from vlground.scale import RaySettings
+        from vlground.jobs.ray_workers import ppocr_records_on_ray
+        from vlground.jobs.scale import RaySettings
 
         settings = RaySettings(options.ray, workers=options.workers or 1)
         return lambda jobs: ppocr_records_on_ray(jobs, options.max_image_pixels, settings, spec)
@@ -133,7 +133,7 @@ def _done_before(key: str, done: dict, options: OcrOptions, summary: Summary) ->
 
 
 def expand_inputs(paths: list[str], recursive: bool = False) -> Sources:
-    """`vlground.sources.expand`, with the PDFs of walked folders taken as inputs too."""
+    """`vlground.io.sources.expand`, with the PDFs of walked folders taken as inputs too."""
     return expand(paths, recursive=recursive, extra_suffixes={".pdf"})
 
 

@@ -1,14 +1,14 @@
 """Batch jobs on a Ray cluster: what `label --ray` still calls until it runs through `vlground.jobs`
-(the executor is `vlground.jobs.ray_pool`, the inputs come from `vlground.sources`)."""
+(the executor is `vlground.jobs.ray_pool`, the inputs come from `vlground.io.sources`)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from vlground.jobs.executors import WorkerSetupError  # noqa: F401 - the label command reports it
+from vlground.io.sources import STDIN, Source
+from vlground.jobs.isolation import WorkerSetupError  # noqa: F401 - the label command reports it
 from vlground.jobs.loop import Worker
 from vlground.jobs.ray_pool import RayExecutor, RaySettings
-from vlground.sources import STDIN, Source
 
 
 @dataclass
@@ -22,8 +22,8 @@ class Inputs:
 
 
 def expand_inputs(paths: list[str], recursive: bool = False) -> Inputs:
-    """The inputs behind `paths` (`vlground.sources.expand`); stdin is refused in a batch."""
-    from vlground.sources import expand
+    """The inputs behind `paths` (`vlground.io.sources.expand`); stdin is refused in a batch."""
+    from vlground.io.sources import expand
 
     found = expand(paths, recursive)
     inputs = Inputs(not_images=found.not_images, subfolders=found.subfolders)
@@ -37,7 +37,7 @@ def expand_inputs(paths: list[str], recursive: bool = False) -> Inputs:
 
 def load_input(item: str, max_pixels: int | None):
     """The image behind one input (a file, URL or pyarrow URI). Raises ImageLoadError."""
-    from vlground.sources import load
+    from vlground.io.sources import load
 
     return load(Source(item), max_pixels=max_pixels)
 

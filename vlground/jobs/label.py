@@ -5,7 +5,7 @@ boxes for the categories), written durably as soon as it is known, and at the en
 The records (JSON lines, `vlground.datasets.LabelRecord`) are the record of truth: `--resume` reads
 them to skip what is done, and the dataset is always rebuilt from all of them. For `--format jsonl`
 they are the output itself; for coco and yolo they are OUT/records.jsonl beside the dataset. The
-model runs in this process, or with `ray` in a Ray actor pool (`vlground.scale`); either way the
+model runs in this process, or with `ray` in a Ray actor pool (`vlground.jobs.scale`); either way the
 records come back here, through the same sink, so resume, schema and exit status are the same."""
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from pathlib import Path
 
 from vlground.datasets import (COCO_FILE, FORMATS, DatasetStats, LabelRecord, label_key, read_label_records, write_coco,
                                write_yolo)
-from vlground.families import DEFAULT_MODEL
-from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
-from vlground.options import GenerationOptions, LoadOptions
-from vlground.progress import Summary
-from vlground.progress import progress_bar
-from vlground.sink import JsonlSink, escape_path
+from vlground.core.families import DEFAULT_MODEL
+from vlground.core.options import GenerationOptions, LoadOptions
+from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
+from vlground.io.sink import JsonlSink, escape_path
+from vlground.jobs.progress import Summary
+from vlground.jobs.progress import progress_bar
 
 RECORDS = "records.jsonl"
 
@@ -60,7 +60,7 @@ class LabelOptions:
 
 @dataclass
 class LabelSummary(Summary):
-    """The run (see `vlground.progress.Summary`) and what went into the dataset."""
+    """The run (see `vlground.jobs.progress.Summary`) and what went into the dataset."""
 
     dataset: DatasetStats | None = None
     written: list[str] = field(default_factory=list)
@@ -99,7 +99,7 @@ class Labeler:
         return LabelRecord.failed(escape_path(item), self.name, reason).to_dict()
 
     def __call__(self, items: list[str]) -> list[dict]:
-        from vlground.scale import load_input
+        from vlground.jobs.scale import load_input
 
         loaded, records = [], {}
         for item in items:
@@ -136,7 +136,7 @@ def _local_records(labeler: Labeler, items: list[str]) -> Iterator[dict]:
 def _records(labeler: Labeler, items: list[str]) -> Iterator[dict]:
     if labeler.options.ray is None:
         return _local_records(labeler, items)
-    from vlground.scale import RaySettings, ray_records
+    from vlground.jobs.scale import RaySettings, ray_records
 
     o = labeler.options
     settings = RaySettings(o.ray, workers=o.workers, gpus_per_worker=o.gpus_per_worker, batch_size=o.generation.batch_size)
@@ -158,7 +158,7 @@ def run_label(paths: Iterable[str], out: str | Path, options: LabelOptions) -> L
     """Label every image behind `paths` into `out` (see the module docstring); the dataset is written
     at the end unless the run was interrupted. Raises OutputExistsError / OutputLockedError before
     any work when `out` holds results of another run (without resume or overwrite)."""
-    from vlground.scale import expand_inputs
+    from vlground.jobs.scale import expand_inputs
 
     out = Path(out)
     inputs = expand_inputs(list(paths), options.recursive)

@@ -58,7 +58,7 @@ def write_report(
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{kind} evaluation</title>'
         f"<style>{STYLE}</style></head><body><h1>{kind} evaluation</h1>\n" + "\n".join(sections) + "\n</body></html>\n"
     )
-    from vlground.sink import atomic_write
+    from vlground.io.sink import atomic_write
 
     atomic_write(path, page)
     return Path(path)
@@ -222,9 +222,9 @@ def _iou_histograms(scores) -> bytes:
 def _drawn_sample(sample, pred_box: np.ndarray | None, image_root: Path | None) -> str:
     """An <img> of the sample with its ground truth and prediction (None: no box) drawn, or a note
     saying why it cannot be shown."""
-    from vlground.eval.bench import load_sample_image
-    from vlground.imageio import ImageLoadError
-    from vlground.results import Detection, Result
+    from vlground.core.results import Detection, Result
+    from vlground.eval.refcoco_data import load_sample_image
+    from vlground.io.images import ImageLoadError
     from vlground.viz import annotate
 
     try:

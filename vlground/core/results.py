@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if TYPE_CHECKING:  # supervision pulls in heavy modules; import it only when converting
+if TYPE_CHECKING:  # supervision pulls in heavy modules, viz Pillow; import them only when converting or drawing
     import supervision as sv
+
+    from vlground.viz import Drawing
 
 Box = tuple[float, float, float, float]
 Point = tuple[float, float]
@@ -219,6 +221,21 @@ class Result:
             x1, y1, x2, y2 = d.xyxy
             out.append({"image_id": image_id, "category_id": cat, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
         return out
+
+    def drawing(self) -> Drawing:
+        """The result as `vlground.viz` draws it: each detection captioned with its label and text
+        (an OCR word, `attributes["word"]`, as a grey outline), on `image` where it is known; a
+        grid tile titled with its labels, else its text."""
+        from vlground.viz import Drawing, Shape
+
+        shapes = [
+            Shape(d.xyxy, "box" if d.box is not None else "point" if d.point is not None else "quad", class_name(d),
+                  " ".join(" ".join(v.split()) for v in (d.label, d.text) if v) or "?", quad=d.quad,
+                  word=bool(d.attributes.get("word")))
+            for d in self.detections
+        ]
+        labels = ", ".join(dict.fromkeys(d.label.strip() for d in self.detections if d.label))
+        return Drawing(shapes, self.image_size, self.image, labels or " ".join(self.text.split()) or "(nothing found)")
 
     def _repr_png_(self) -> bytes | None:
         """Jupyter's picture of the result: its image with the detections drawn (None without an

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vlground.families import Family, get_family
+from vlground.core.families import Family, get_family
 
 FRAMES = ("norm1000", "input_pixels")
 

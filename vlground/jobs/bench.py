@@ -3,7 +3,7 @@
 `run_refcoco_bench` writes three files into its output folder:
 - `predictions.jsonl`: one line per sample as it is answered ({"index", "id", "sent", "text": raw model
   output, "box": first detection in original pixels or null, "error"}), written through
-  `vlground.sink.JsonlSink`: each line fsync'ed as it is written, the file locked against a second
+  `vlground.io.sink.JsonlSink`: each line fsync'ed as it is written, the file locked against a second
   run, never rewritten in place (a kill at any moment keeps every finished prediction). A rerun with
   the same folder skips the samples already there, so an interrupted run goes on where it stopped;
   a cut-off last line is dropped and redone.
@@ -15,22 +15,24 @@ An image that cannot be loaded, or a batch the model fails on, becomes an `error
 a miss; the run goes on."""
 from __future__ import annotations
 
-import io
 import json
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from vlground.core.families import get_family
+from vlground.core.options import GenerationOptions
+from vlground.core.results import REASONING_FIELDS
 from vlground.eval.errors import EvalInputError
 from vlground.eval.inputs import InputProblems
 from vlground.eval.refcoco import score_refcoco
-from vlground.eval.refcoco_data import RefSample
-from vlground.families import get_family
-from vlground.options import GenerationOptions
-from vlground.results import REASONING_FIELDS
+from vlground.eval.refcoco_data import RefSample, load_sample_image
+from vlground.jobs.ray_workers import pack, unpack
+from vlground.jobs.scale import RaySettings, ray_records
 
 log = logging.getLogger("vlground")
 
@@ -66,24 +68,6 @@ def _gt_folder(gt_name: str) -> Path | None:
     return gt if gt.is_dir() else gt.parent if gt.exists() else None
 
 
-def load_sample_image(sample: RefSample, image_root: Path | None):
-    """The RGB image of `sample`: its embedded bytes, else its file (relative to `image_root`);
-    ImageLoadError naming the file when it cannot be read."""
-    from PIL import Image
-
-    from vlground.imageio import ImageLoadError, load_image
-
-    if sample.image_bytes is not None:
-        try:
-            return load_image(Image.open(io.BytesIO(sample.image_bytes)))
-        except OSError as error:
-            raise ImageLoadError(sample.image or "<embedded image>", f"cannot decode the embedded image ({error})") from None
-    if sample.image is None:
-        raise ImageLoadError("<none>", "the ground truth names no image for this sample")
-    path = Path(sample.image)
-    return load_image(path if path.is_absolute() or image_root is None else image_root / path)
-
-
 def _record(index: int, sample: RefSample, text: str | None, box, error: str | None, result=None) -> dict:
     """One prediction line; a thinking model's answer adds the reasoning fields of its Result
     (reasoning, reasoning_cut_short, clipped) where set."""
@@ -96,7 +80,7 @@ def _record(index: int, sample: RefSample, text: str | None, box, error: str | N
 
 
 def _answer_chunk(model, samples: Sequence[RefSample], indices: list[int], image_root: Path | None, options: dict) -> list[dict]:
-    from vlground.imageio import ImageLoadError
+    from vlground.io.images import ImageLoadError
 
     records: dict[int, dict] = {}
     loaded, images = [], []
@@ -121,7 +105,7 @@ def _answer_chunk(model, samples: Sequence[RefSample], indices: list[int], image
 
 
 def _check_run(out: Path, run: BenchRun) -> None:
-    from vlground.sink import atomic_write
+    from vlground.io.sink import atomic_write
 
     marker = out / RUN
     if marker.is_file():
@@ -160,13 +144,13 @@ def run_refcoco_bench(
     `model` is a loaded vlground model: `model.family`, and `model.ground(images, phrases,
     batch_size=, max_new_tokens=, thinking=, max_thinking_tokens=)` returning Results with `.raw` and `.detections`. `model_name` and
     `gt_name` identify the run in `out`. `progress(done, total)` is called after each answer.
-    With `ray` (a `vlground.scale.RaySettings`), `model` may be None: the samples are answered by
+    With `ray` (a `vlground.jobs.scale.RaySettings`), `model` may be None: the samples are answered by
     Ray actors that load `model_name` with `load` (keywords of `vlground.load_model`), the records
     still written here, through the one sink. `image_root` defaults to the folder of `gt_name` (the GT file's
     folder, or the GT folder itself). The report's `failed_all` is true when no sample could be
     answered at all (a wrong image root, a broken model), `first_error` says why. `html_report`
-    also writes the HTML report (`vlground.report.write_report`) there."""
-    from vlground.sink import JsonlSink, OutputLockedError
+    also writes the HTML report (`vlground.eval.report.write_report`) there."""
+    from vlground.io.sink import JsonlSink, OutputLockedError
 
     samples = list(samples)[:limit] if limit is not None else list(samples)
     out = Path(out)
@@ -183,8 +167,6 @@ def run_refcoco_bench(
     with sink:
         todo = [i for i in range(len(samples)) if str(i) not in sink.done]
         if ray is not None:
-            from vlground.ray_jobs import refcoco_records
-
             answers = refcoco_records(model_name, load or {}, samples, todo, root, options, ray)
         else:
             answers = _answers(model, samples, todo, root, options)
@@ -196,7 +178,7 @@ def run_refcoco_bench(
     family = model.family if model is not None else get_family(model_name)
     scores = score_refcoco(samples, records, protocol, family, problems=problems)
     if html_report is not None:
-        from vlground.report import write_report
+        from vlground.eval.report import write_report
 
         write_report(html_report, scores, image_root=root, context={"command": "vlground bench refcoco", "model": model_name, "gt": gt_name})
     return _report(model_name, gt_name, scores, records, out, worst=worst, answered=len(todo))
@@ -211,7 +193,7 @@ def _answers(model, samples: Sequence[RefSample], todo: list[int], root: Path | 
 
 def _report(model_name: str, gt_name: str, scores, records, out: Path, *, worst: int, answered: int) -> dict:
     """Write samples.jsonl and report.json atomically, return the report."""
-    from vlground.sink import atomic_write, atomic_write_records
+    from vlground.io.sink import atomic_write, atomic_write_records
 
     rows = scores.rows(records)
     atomic_write_records(out / SAMPLES, rows)
@@ -229,3 +211,38 @@ def _report(model_name: str, gt_name: str, scores, records, out: Path, *, worst:
     }
     atomic_write(out / REPORT, json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8", "backslashreplace"))
     return report
+
+
+@dataclass
+class RefcocoWorker:
+    """Grounds RefCOCO samples with the model `model_name` loaded with `load` (keywords of
+    `vlground.load_model`), answering as `run_refcoco_bench` does in one process: an item is one
+    packed (index, sample) pair, its record the prediction line of that sample."""
+
+    model_name: str
+    load: dict[str, Any]
+    image_root: Path | None
+    generation: dict[str, Any]
+    model: Any = field(default=None, repr=False)
+
+    def setup(self) -> None:
+        from vlground.tasks import load_model
+
+        self.model = load_model(self.model_name, **self.load)
+
+    def __call__(self, items: list[str]) -> list[dict]:
+        pairs = [unpack(item) for item in items]
+        samples = dict(pairs)
+        return _answer_chunk(self.model, samples, [index for index, _ in pairs], self.image_root, self.generation)
+
+    def failed(self, item: str, reason: str) -> dict:
+        index, sample = unpack(item)
+        return _record(index, sample, None, None, f"model failed: {reason}")
+
+
+def refcoco_records(model_name: str, load: dict[str, Any], samples: Sequence, todo: list[int], image_root: Path | None,
+                    generation: dict[str, Any], settings: RaySettings) -> Iterator[dict]:
+    """The prediction records of samples `todo` (indices into `samples`), answered on Ray, each once,
+    in the order they finish."""
+    worker = RefcocoWorker(model_name, load, image_root, generation)
+    return ray_records([pack((i, samples[i])) for i in todo], worker, settings)

@@ -4,7 +4,7 @@ A document gives one OCR input per page (`PageJob`, 1-based `page` and the docum
 other file is one input. PDFs are rendered with pypdfium2 at `dpi`: the default, 300, is the
 resolution OCR engines are tuned for (10 pt text is 42 px high, inside the recognizer's best range;
 at 200 dpi 8 pt print drops to 22 px and loses its small characters). Every page goes through the
-image rules of `vlground.imageio` (pixel limit checked before a page is rendered or decoded, EXIF /
+image rules of `vlground.io.images` (pixel limit checked before a page is rendered or decoded, EXIF /
 TIFF orientation, 8-bit RGB).
 
 A document is opened once and kept open while its pages are read (`held_document`): reopening it
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from vlground.imageio import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, count_frames, open_frames, read_frame
-from vlground.sources import Source, is_url, load
+from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, count_frames, open_frames, read_frame
+from vlground.io.sources import Source, is_url, load
 
 DEFAULT_DPI = 300
 MAX_DPI = 1200
