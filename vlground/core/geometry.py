@@ -71,7 +71,7 @@ class Frame:
     frame's own units (scale, or the input size). Coordinates are flat x, y, x, y, ... sequences or
     arrays whose last axis holds them: 2 numbers a point, 4 a box, 8 a quad."""
 
-    __slots__ = ("kind", "image_size", "input_size", "scale", "sx", "sy", "_width", "_height", "edges", "_scale4", "_limit4", "_most", "_edges4", "_nearest_edge")
+    __slots__ = ("kind", "image_size", "input_size", "scale", "sx", "sy", "_width", "_height", "edges", "_scale4", "_limit4", "_most", "_nearest_edge")
 
     def __init__(
         self, kind: str, image_size: tuple[int, int], input_size: tuple[int, int] | None = None, scale: float = 1000
@@ -95,7 +95,6 @@ class Frame:
         self._limit4 = np.array([self._width, self._height, self._width, self._height])
         self._most = max(self.sx, self.sy)
         self.edges = (float(scale), float(scale)) if kind == "norm1000" else (float(input_size[0]), float(input_size[1]))
-        self._edges4 = np.array(self.edges * 2)
         self._nearest_edge = min(self.edges)
 
     @classmethod
@@ -169,7 +168,7 @@ class Frame:
             low, high = (written.min(), written.max()) if len(written) else (0.0, 0.0)
         clipped = int(np.count_nonzero(written < 0.0)) if low < 0.0 else 0
         if high > self._nearest_edge:
-            clipped += int(np.count_nonzero(written > self._edges4))
+            clipped += int(np.count_nonzero(written > self.edges * 2))
         out = np.empty_like(px)
         np.minimum(px[:, :2], px[:, 2:], out=out[:, :2])
         np.maximum(px[:, :2], px[:, 2:], out=out[:, 2:])
