@@ -72,12 +72,13 @@ def _print_table(title: str, result) -> None:
         typer.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
 
 
-def _inputs(names: list[str], recursive: bool, printing: bool):
-    """The expanded sources, and whether this is the one-image form (one file, URL or -, printed):
-    its unreadable image is an argument error. Exit status 1 with a warning when nothing is readable."""
+def _inputs(names: list[str], recursive: bool, printing: bool, own: list):
+    """The expanded sources (the run's `own` outputs left out of folders and patterns), and whether
+    this is the one-image form (one file, URL or -, printed): its unreadable image is an argument
+    error. Exit status 1 with a warning when nothing is readable."""
     from vlground.io.sources import expand
 
-    sources = expand(names, recursive=recursive)
+    sources = expand(names, recursive=recursive, exclude=own)
     single = (printing and len(names) == 1 and len(sources.items) == 1
               and not os.path.isdir(names[0]) and not glob.has_magic(names[0]))
     if not sources.readable and not single:
@@ -154,7 +155,8 @@ def detect(
     if as_json and out is not None:
         fail("--json prints the results; with --out they go to OUT as JSON lines already (--out - prints them)")
     names, queries = split_arguments(list(arguments), list(query or []))
-    sources, single = _inputs(names, recursive, out is None)
+    own = [out, f"{out}.lock"] if out is not None and str(out) != "-" else []
+    sources, single = _inputs(names, recursive, out is None, own)
     with reported(ValueError):
         job = DetectJob(tuple(queries), all_instances, GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens,
                                                                               thinking=thinking, max_thinking_tokens=max_thinking_tokens))
@@ -166,6 +168,8 @@ def detect(
             load(first)
         options = LoadOptions(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels,
                               served_model=served_model, adapter=adapter, merge_adapter=merge_adapter)
+        if out is not None and str(out) != "-":
+            sources.check_output(out)
         sink = open_output(out, resume, overwrite) if out is not None else None
     model_name = model or os.environ.get("VLGROUND_MODEL") or "default"
 

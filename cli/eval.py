@@ -158,7 +158,7 @@ def bench_refcoco(
     from vlground.eval.errors import EvalInputError, NothingToScore
     from vlground.eval.inputs import InputProblems
     from vlground.eval.refcoco import RefCOCOScores, get_protocol, load_samples
-    from vlground.jobs.bench import run_refcoco_bench
+    from vlground.jobs.bench import bench_run, check_run, run_refcoco_bench
     from vlground.jobs.progress import progress_bar
 
     if (workers != 1 or gpus_per_worker) and ray is None:
@@ -172,6 +172,12 @@ def bench_refcoco(
         fail(str(error), code=1)
     except (EvalInputError, ValueError) as error:  # ValueError: LoadOptions refusing a value
         fail(str(error))
+    answer_settings = {"adapter": str(adapter) if adapter is not None else None, "merge_adapter": merge_adapter,
+                       "min_pixels": min_pixels, "max_pixels": max_pixels, "dtype": dtype}
+    try:  # a resume with other settings is refused before the model loads
+        check_run(Path(out), bench_run(model, str(gt), answer_settings, max_new_tokens, thinking, max_thinking_tokens))
+    except EvalInputError as error:
+        fail(str(error))
     runner, settings = _runner(model, load, ray, workers, gpus_per_worker, batch_size)
     total = min(limit, len(samples)) if limit else len(samples)
     started = time.monotonic()
@@ -181,6 +187,7 @@ def bench_refcoco(
                 runner, model, samples, out, gt_name=str(gt), image_root=image_root, limit=limit, batch_size=batch_size,
                 max_new_tokens=max_new_tokens, thinking=thinking, max_thinking_tokens=max_thinking_tokens, protocol=protocol, problems=problems, html_report=report, ray=settings,
                 load={k: v for k, v in vars(load).items() if v is not None and k != "api_key"} if settings else None,
+                settings=answer_settings,
                 progress=lambda done, _: bar.update(done - bar.n),
             )
         except EvalInputError as error:

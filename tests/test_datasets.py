@@ -3,6 +3,7 @@ boxes vlground parsed, in pixels of the images."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -144,3 +145,16 @@ def test_coco_category_ids_start_at_1_in_the_order_given():
     coco, _ = coco_dataset([record], ["car", "person"])
     assert [(c["id"], c["name"]) for c in coco["categories"]] == [(1, "car"), (2, "person")]
     assert [a["category_id"] for a in coco["annotations"]] == [2, 1]  # 0 is no category in COCO tools
+
+
+def test_a_yolo_dataset_that_fails_midway_leaves_no_staging_folder(tmp_path, monkeypatch):
+    Image.new("RGB", (20, 10)).save(tmp_path / "a.png")
+    record = LabelRecord(str(tmp_path / "a.png"), "m", 20, 10, [])
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "symlink", broken)
+    with pytest.raises(OSError):
+        write_yolo([record], tmp_path / "yolo", ["car"])
+    assert [p.name for p in (tmp_path / "yolo").iterdir()] == []

@@ -112,7 +112,7 @@ def test_yolo_and_jsonl_formats(folder, tmp_path, tiny_checkpoint):
     jsonl = tmp_path / "labels.jsonl"
     assert label(str(folder / "b.jpg"), "--out", str(jsonl), *model_args(tiny_checkpoint)).exit_code == 0
     (record,) = records(jsonl)
-    assert set(record) == {"path", "model", "width", "height", "detections", "text", "error"}
+    assert set(record) == {"path", "abspath", "model", "width", "height", "detections", "text", "error"}
 
 
 def test_resume_labels_only_what_is_missing(folder, tmp_path, tiny_checkpoint):

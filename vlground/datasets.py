@@ -81,9 +81,20 @@ class LabelRecord:
 
 
 def label_key(record: dict[str, Any]) -> str:
-    """A label record's input across runs (the resume key): the absolute path, a URI as it is."""
+    """A label record's input across runs (the resume key): its "abspath", which the run that wrote it
+    took from its own working directory; for a record without one, the path made absolute here; a URI
+    as it is."""
+    abspath = record.get("abspath")
+    if isinstance(abspath, str):
+        return abspath
     path = record["path"]
     return path if "://" in path else escape_path(os.path.abspath(path))
+
+
+def with_abspath(record: dict[str, Any]) -> dict[str, Any]:
+    """`record` with "abspath" (see `label_key`), set in the process that names the inputs: a Ray
+    worker elsewhere has another working directory."""
+    return {**record, "abspath": label_key(record)}
 
 
 def read_label_records(path: str | Path) -> list[LabelRecord]:
@@ -233,8 +244,12 @@ def yolo_names(paths: Sequence[str]) -> list[str]:
         else:
             stem, suffix = os.path.splitext(_relative(p, root).replace("://", "__").replace("/", "__"))
             names.append(f"{stem}_{suffix[1:]}{suffix}")
-    if len({Path(n).stem for n in names}) < len(names):
-        raise ValueError("two images would share one YOLO label file; give them distinct names")
+    first: dict[str, str] = {}
+    for path, name in zip(paths, names):
+        other = first.setdefault(Path(name).stem, path)
+        if other != path:
+            raise ValueError(f"two images would share one YOLO label file ({escape_path(other)} and {escape_path(path)} "
+                             f"both become {Path(name).stem}); rename one of them")
     return names
 
 
@@ -255,21 +270,26 @@ def write_yolo(records: Iterable[LabelRecord], folder: str | Path, categories: S
     usable = _usable(records, stats)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    names = yolo_names([r.path for r in usable])
     staging = {part: folder / f".{part}.tmp-{os.getpid()}" for part in ("images", "labels")}
-    for path in staging.values():
-        shutil.rmtree(path, ignore_errors=True)
-        path.mkdir()
-    for record, name in zip(usable, yolo_names([r.path for r in usable])):
-        lines = [_yolo_line(i, box, record.width, record.height) for i, box in _boxes(record, categories, stats)]
-        (staging["labels"] / f"{Path(name).stem}.txt").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        if "://" not in record.path:
-            os.symlink(os.path.abspath(record.path), staging["images"] / name)
-    for part, path in staging.items():
-        old = folder / f".{part}.old-{os.getpid()}"
-        if (folder / part).exists():
-            os.replace(folder / part, old)
-        os.replace(path, folder / part)
-        shutil.rmtree(old, ignore_errors=True)
+    try:
+        for path in staging.values():
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir()
+        for record, name in zip(usable, names):
+            lines = [_yolo_line(i, box, record.width, record.height) for i, box in _boxes(record, categories, stats)]
+            (staging["labels"] / f"{Path(name).stem}.txt").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+            if "://" not in record.path:
+                os.symlink(os.path.abspath(record.path), staging["images"] / name)
+        for part, path in staging.items():
+            old = folder / f".{part}.old-{os.getpid()}"
+            if (folder / part).exists():
+                os.replace(folder / part, old)
+            os.replace(path, folder / part)
+            shutil.rmtree(old, ignore_errors=True)
+    finally:  # whatever ends the writing (an error, Ctrl-C), no half-built folder is left behind
+        for path in staging.values():
+            shutil.rmtree(path, ignore_errors=True)
     data = {"path": str(folder.resolve()), "train": "images", "val": "images", "nc": len(categories), "names": list(categories)}
     atomic_write(folder / YOLO_YAML, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return stats

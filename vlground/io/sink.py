@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import secrets
 import socket
@@ -28,12 +29,18 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger("vlground")
+
 Record = dict[str, Any]
 KeyOf = Callable[[Record], "str | None"]
 
 
 class OutputExistsError(FileExistsError):
     """The output already holds records and neither resume nor overwrite was asked for."""
+
+
+class OutputIsInputError(OutputExistsError):
+    """The output named is one of the run's inputs; writing it would destroy the input."""
 
 
 class OutputLockedError(RuntimeError):
@@ -226,15 +233,27 @@ class JsonlSink:
         complete = data.rfind(b"\n") + 1
         if complete < len(data):  # the line being written when the last run was killed
             os.truncate(self.path, complete)
-        for line in data[:complete].splitlines():
-            try:
-                record = json.loads(line)
-                key = self.key(record)
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue  # a foreign or damaged line: leave it, it names no input we can skip
-            if key is not None:
+        for number, line in enumerate(data[:complete].splitlines(), 1):
+            record, key = self._read_line(line)
+            if record is None:  # a foreign or damaged line: left as it is, it names no input we can skip
+                log.warning("%s:%d: not a record of this run (%s); left as it is", self.path, number, key)
+            elif key is not None:
                 self.superseded += key in self.done
                 self.done[key] = record
+
+    def _read_line(self, line: bytes) -> tuple[Record | None, str | None]:
+        """(record, its key) of one line of the output; (None, why) for a line that is not JSON or
+        is nested deeper than the decoder goes."""
+        try:
+            record = json.loads(line)
+        except RecursionError:
+            return None, "JSON nested too deeply"
+        except ValueError as error:
+            return None, f"not JSON: {error}"
+        try:
+            return record, self.key(record)
+        except (KeyError, TypeError, AttributeError, ValueError):
+            return record, None
 
     def write(self, record: Record) -> None:
         """Append one record durably and note it in `done` (a key written again supersedes the
@@ -252,11 +271,8 @@ class JsonlSink:
         order: list[str | Record] = []
         with open(self.path, "rb") as handle:
             for line in handle:
-                try:
-                    key = self.key(json.loads(line))
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    key = None
-                if key is None:
+                record, key = self._read_line(line)
+                if record is None or key is None:
                     order.append(line)
                 elif key in self.done:
                     order.append(key)

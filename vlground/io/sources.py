@@ -37,7 +37,7 @@ from typing import BinaryIO, Iterable
 from PIL import Image
 
 from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image
-from vlground.io.sink import escape_path
+from vlground.io.sink import OutputIsInputError, escape_path
 
 STDIN = "-"
 DOWNLOAD_TIMEOUT = 30.0  # seconds for a whole download, connection included
@@ -92,6 +92,23 @@ class Sources:
     def errors(self) -> list[Source]:
         return [s for s in self.items if s.error is not None]
 
+    def check_output(self, path: str | Path, flag: str = "--out") -> None:
+        """Refuse an output that is one of the local inputs (the same file, by any name or link):
+        writing it would destroy the input before it is read."""
+        try:
+            target = os.stat(path)
+        except OSError:
+            return  # not there yet: it cannot be an input
+        for source in self.readable:
+            if source.data is None and not is_url(source.location) and not is_pyarrow_uri(source.location):
+                try:
+                    same = os.path.samestat(os.stat(source.location), target)
+                except OSError:
+                    continue
+                if same:
+                    raise OutputIsInputError(f"{flag} {escape_path(os.fspath(path))} is one of the inputs "
+                                             f"({source.name}); writing it would destroy it: choose another {flag}")
+
     def describe_empty(self) -> str:
         """Why nothing readable was found, for the warning of a run with no input."""
         notes = [f"{len(self.not_images)} files without an image suffix" if self.not_images else "",
@@ -103,22 +120,30 @@ class Sources:
 class _Expansion:
     """The state of one `expand` call: what is found so far, and which files are already in."""
 
-    def __init__(self, recursive: bool, stdin: BinaryIO | None, extra_suffixes: Iterable[str]) -> None:
+    def __init__(self, recursive: bool, stdin: BinaryIO | None, extra_suffixes: Iterable[str],
+                 exclude: Iterable[str | Path]) -> None:
         self.recursive, self.stdin = recursive, stdin
         self.suffixes = image_suffixes() | {s.lower() for s in extra_suffixes}
         self.found = Sources()
         self.seen: set[str] = set()
+        self.exclude = [os.path.realpath(p) for p in exclude]
+
+    def excluded(self, path: str) -> bool:
+        """Whether `path` is, or lies in, one of the run's own outputs."""
+        real = os.path.realpath(path)
+        return any(real == own or real.startswith(own.rstrip(os.sep) + os.sep) for own in self.exclude)
 
     def add(self, location: str, error: str | None = None, data: bytes | None = None) -> None:
         remote = data is not None or is_url(location) or is_pyarrow_uri(location)
-        key = location if error is None and remote else os.path.abspath(location)
+        key = location if location == STDIN or (error is None and remote) else os.path.abspath(location)
         if key not in self.seen:
             self.seen.add(key)
             self.found.items.append(Source(location, error, data))
 
     def argument(self, arg: str) -> None:
         if arg == STDIN:
-            self.add(STDIN, *_read_stdin(self.stdin))
+            if STDIN not in self.seen:  # named twice, stdin is still one input, read once
+                self.add(STDIN, *_read_stdin(self.stdin))
         elif is_url(arg):
             self.add(arg)
         elif is_pyarrow_uri(arg):
@@ -128,7 +153,8 @@ class _Expansion:
             if not matches:
                 self.add(arg, "no file matches this pattern")
             for match in matches:
-                self.path(match)
+                if not self.excluded(match):
+                    self.path(match)
         else:
             self.path(arg)
 
@@ -146,6 +172,8 @@ class _Expansion:
             folder, ancestors = todo.pop()
             subfolders = []
             for entry, is_dir in self.entries(folder):
+                if self.excluded(entry.path):
+                    continue  # the run's own output or exports, never its input
                 if not is_dir and Path(entry.name).suffix.lower() in self.suffixes:
                     self.add(entry.path)
                 elif not is_dir:
@@ -205,11 +233,13 @@ class _Expansion:
 
 
 def expand(paths: Iterable[str], recursive: bool = False, *, stdin: BinaryIO | None = None,
-           extra_suffixes: Iterable[str] = ()) -> Sources:
+           extra_suffixes: Iterable[str] = (), exclude: Iterable[str | Path] = ()) -> Sources:
     """The inputs behind `paths` (see the module docstring for the rules). `stdin` is the stream
     `-` reads (default: this process's standard input); `extra_suffixes` (".pdf") are taken from
-    folders besides the image suffixes, for a caller that reads more than images."""
-    expansion = _Expansion(recursive, stdin, extra_suffixes)
+    folders besides the image suffixes, for a caller that reads more than images; `exclude`: the
+    run's own output files and folders, never taken from a folder or a pattern (a run resumed on a
+    folder holding its exports would read them as inputs, and their exports, and so on)."""
+    expansion = _Expansion(recursive, stdin, extra_suffixes, exclude)
     for arg in paths:
         expansion.argument(os.fspath(arg))
     return expansion.found

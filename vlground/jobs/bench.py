@@ -44,10 +44,13 @@ RUN = "run.json"
 
 @dataclass(frozen=True)
 class BenchRun:
-    """What identifies a run: a folder holding another run's predictions is refused, not mixed in."""
+    """What identifies a run: a folder holding another run's predictions is refused, not mixed in.
+    `settings` are those that change answers (adapter, min/max pixels, dtype, token budgets,
+    thinking): resuming with another value of any would mix two models' predictions."""
 
     model: str
     gt: str
+    settings: dict = field(default_factory=dict)
 
 
 def _prediction_key(samples: Sequence[RefSample]):
@@ -104,17 +107,33 @@ def _answer_chunk(model, samples: Sequence[RefSample], indices: list[int], image
     return [records[i] for i in indices]
 
 
-def _check_run(out: Path, run: BenchRun) -> None:
+def bench_run(model: str, gt: str, load_settings: dict | None, max_new_tokens: int | None, thinking: str,
+              max_thinking_tokens: int | None) -> BenchRun:
+    """The identity of a run: the model, the ground truth and every setting that changes answers."""
+    return BenchRun(model, gt, {**(load_settings or {}), "max_new_tokens": max_new_tokens, "thinking": thinking,
+                                "max_thinking_tokens": max_thinking_tokens})
+
+
+def check_run(out: Path, run: BenchRun) -> None:
+    """Refuse `out` when it holds a run of another model, ground truth or answer-changing setting
+    (one written before settings were recorded is checked on model and ground truth); else mark it
+    as this run's."""
     from vlground.io.sink import atomic_write
 
     marker = out / RUN
     if marker.is_file():
         previous = json.loads(marker.read_text(encoding="utf-8"))
-        if previous != asdict(run):
-            raise EvalInputError(
-                f"{out} holds a run of {previous.get('model')} on {previous.get('gt')}; "
-                "use another --out folder, or delete this one to start over"
-            )
+        if not isinstance(previous, dict) or (previous.get("model"), previous.get("gt")) != (run.model, run.gt):
+            raise EvalInputError(f"{out} holds a run of {previous.get('model') if isinstance(previous, dict) else '?'} on "
+                                 f"{previous.get('gt') if isinstance(previous, dict) else '?'}; "
+                                 "use another --out folder, or delete this one to start over")
+        before = previous.get("settings")
+        if isinstance(before, dict) and before != run.settings:
+            changed = "; ".join(f"{name} was {before.get(name)!r}, now {run.settings.get(name)!r}"
+                                for name in sorted(set(before) | set(run.settings)) if before.get(name) != run.settings.get(name))
+            raise EvalInputError(f"{out} holds predictions made with other settings ({changed}); resume with the same "
+                                 "settings, or use another --out folder")
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write(marker, json.dumps(asdict(run), ensure_ascii=False).encode("utf-8", "backslashreplace"))
 
 
@@ -138,6 +157,7 @@ def run_refcoco_bench(
     html_report: str | Path | None = None,
     ray=None,
     load: dict | None = None,
+    settings: dict | None = None,
 ) -> dict:
     """Answer every sample not yet in `out`, then score all of them; returns the report.
 
@@ -149,13 +169,14 @@ def run_refcoco_bench(
     still written here, through the one sink. `image_root` defaults to the folder of `gt_name` (the GT file's
     folder, or the GT folder itself). The report's `failed_all` is true when no sample could be
     answered at all (a wrong image root, a broken model), `first_error` says why. `html_report`
-    also writes the HTML report (`vlground.eval.report.write_report`) there."""
+    also writes the HTML report (`vlground.eval.report.write_report`) there. `settings`: how the model
+    was loaded, as far as it changes answers (see `BenchRun`); the generation options are added."""
     from vlground.io.sink import JsonlSink, OutputLockedError
 
     samples = list(samples)[:limit] if limit is not None else list(samples)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_run(out, BenchRun(model=model_name, gt=gt_name))
+    check_run(out, bench_run(model_name, gt_name, settings, max_new_tokens, thinking, max_thinking_tokens))
     root = Path(image_root) if image_root is not None else _gt_folder(gt_name)
     options = {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "thinking": thinking,
                "max_thinking_tokens": max_thinking_tokens}

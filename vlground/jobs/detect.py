@@ -208,7 +208,7 @@ def run_detect(open_model: Callable[[], object], model_name: str, sources: Sourc
     input's outcome into an error. Ctrl-C ends the run keeping what is written (`interrupted`).
     `progress`: a bar on stderr (None: when it is a terminal); `retry_failed`: answer again the
     sources `sink` holds as errors (the new record replaces the old)."""
-    from vlground.datasets import label_key
+    from vlground.datasets import label_key, with_abspath
     from vlground.jobs.progress import progress_bar
 
     summary = DetectSummary(not_images=len(sources.not_images), subfolders=len(sources.subfolders))
@@ -229,7 +229,7 @@ def run_detect(open_model: Callable[[], object], model_name: str, sources: Sourc
             for detected in detect_sources(model, todo, job):
                 detected = _drawn(detected, annotations)
                 if sink is not None:
-                    sink.write(detected.record(model_name))
+                    sink.write(with_abspath(detected.record(model_name)))
                 summary.done += 1
                 summary.failed += detected.error is not None
                 summary.empty += detected.result is not None and not detected.result.detections

@@ -15,14 +15,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlground.datasets import (COCO_FILE, FORMATS, DatasetStats, LabelRecord, label_key, read_label_records, write_coco,
-                               write_yolo)
+from vlground.datasets import (COCO_FILE, FORMATS, YOLO_YAML, DatasetStats, LabelRecord, label_key, read_label_records,
+                               with_abspath, write_coco, write_yolo, yolo_names)
 from vlground.core.families import DEFAULT_MODEL
-from vlground.core.options import GenerationOptions, LoadOptions
 from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
-from vlground.io.sink import JsonlSink, escape_path
+from vlground.core.options import GenerationOptions, LoadOptions
 from vlground.jobs.progress import Summary
 from vlground.jobs.progress import progress_bar
+from vlground.io.sink import JsonlSink, escape_path
 
 RECORDS = "records.jsonl"
 
@@ -161,11 +161,17 @@ def run_label(paths: Iterable[str], out: str | Path, options: LabelOptions) -> L
     from vlground.jobs.scale import expand_inputs
 
     out = Path(out)
-    inputs = expand_inputs(list(paths), options.recursive)
+    records = records_path(out, options.format)
+    own = [records, f"{records}.lock"] + ([] if options.format == "jsonl" else
+                                          [out / COCO_FILE, out / YOLO_YAML, out / "images", out / "labels"])
+    inputs = expand_inputs(list(paths), options.recursive, exclude=own, output=records)
     summary = LabelSummary(not_images=len(inputs.not_images), subfolders=len(inputs.subfolders))
     labeler = Labeler(options)
     started = time.perf_counter()
     with JsonlSink(records_path(out, options.format), label_key, resume=options.resume, overwrite=options.overwrite) as sink:
+        if options.format == "yolo":  # names that would collide are refused now, not after labelling everything
+            yolo_names(sorted({escape_path(item) for item, error in inputs.items if error is None}
+                              | {r["path"] for r in sink.done.values() if r.get("error") is None}))
         todo = []
         for item, error in inputs.items:
             earlier = sink.done.get(label_key({"path": escape_path(item)}))
@@ -173,7 +179,7 @@ def run_label(paths: Iterable[str], out: str | Path, options: LabelOptions) -> L
                 summary.skipped += 1
                 summary.skipped_failed += earlier.get("error") is not None
             elif error is not None:
-                sink.write(labeler.failed(item, error))
+                sink.write(with_abspath(labeler.failed(item, error)))
                 summary.done += 1
                 summary.failed += 1
             else:
@@ -189,6 +195,7 @@ def _drain(records: Iterator[dict], sink: JsonlSink, summary: LabelSummary, tota
     bar = progress_bar(total, progress)
     try:
         for record in records:
+            record = with_abspath(record)
             if label_key(record) in sink.done:
                 continue  # an input answered twice (a retried worker) is written once
             sink.write(record)

@@ -132,9 +132,10 @@ def _done_before(key: str, done: dict, options: OcrOptions, summary: Summary) ->
     return True
 
 
-def expand_inputs(paths: list[str], recursive: bool = False) -> Sources:
-    """`vlground.io.sources.expand`, with the PDFs of walked folders taken as inputs too."""
-    return expand(paths, recursive=recursive, extra_suffixes={".pdf"})
+def expand_inputs(paths: list[str], recursive: bool = False, exclude: Iterable = ()) -> Sources:
+    """`vlground.io.sources.expand`, with the PDFs of walked folders taken as inputs too; `exclude`: the
+    run's own output and export folders."""
+    return expand(paths, recursive=recursive, extra_suffixes={".pdf"}, exclude=exclude)
 
 
 def _plan(inputs: Sources, options: OcrOptions, done: dict, summary: Summary,
@@ -187,7 +188,10 @@ def run_ocr(paths: Iterable[str], out: str | Path, options: OcrOptions | None = 
     when `out` holds results and neither resume nor overwrite is set, or another run writes it;
     EngineUnavailableError / WeightsNotFoundError when the engine cannot start."""
     options = options or OcrOptions()
-    inputs = inputs or expand_inputs(list(paths), recursive=options.recursive)
+    own = [folder for _, folder in options.exports] + ([] if str(out) == "-" else [out, f"{out}.lock"])
+    inputs = inputs or expand_inputs(list(paths), recursive=options.recursive, exclude=own)
+    if str(out) != "-":
+        inputs.check_output(out)
     summary = Summary(not_images=len(inputs.not_images), subfolders=len(inputs.subfolders))
     if not inputs.items:
         summary.no_inputs = inputs.describe_empty()

@@ -3,9 +3,11 @@
 An export goes under its folder at the input's place below the inputs' common folder, with the
 format's suffix appended to the full name (a/scan.pdf -> DIR/a/scan.pdf.hocr, photo.jpg ->
 DIR/photo.jpg.txt, so photo.png cannot collide with it); a URL goes under its host and path, stdin
-as "stdin". Every export is written atomically (a kill leaves the old file or the new one)."""
+as "stdin"; an input whose place an earlier input has taken gets a digest of its name appended
+(`Exporter.expect`). Every export is written atomically (a kill leaves the old file or the new one)."""
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,16 +20,15 @@ from vlground.ocr.output import absolute_name
 from vlground.ocr.records import OcrRecord
 
 
-def export_path(folder: Path, location: str, root: str, fmt: str) -> Path:
-    """Where the `fmt` export of the input at `location` goes (see the module docstring)."""
+def export_name(location: str, root: str) -> str:
+    """The place of the input at `location` below an export folder, without the format's suffix
+    (see the module docstring)."""
     if location == STDIN:
-        relative = "stdin"
-    elif is_url(location):
+        return "stdin"
+    if is_url(location):
         parts = urlsplit(location)
-        relative = os.path.join(parts.netloc, *[p for p in parts.path.split("/") if p not in ("", ".", "..")]) or "download"
-    else:
-        relative = os.path.relpath(os.path.abspath(location), root)
-    return folder / (relative + SUFFIXES[fmt])
+        return os.path.join(parts.netloc, *[p for p in parts.path.split("/") if p not in ("", ".", "..")]) or "download"
+    return os.path.relpath(os.path.abspath(location), root)
 
 
 class Exporter:
@@ -38,16 +39,27 @@ class Exporter:
     def __init__(self, exports: tuple[tuple[str, Path], ...], root: str) -> None:
         self.exports = exports
         self.root = root
-        self._inputs: dict[str, tuple[Source, list[str]]] = {}
+        self._inputs: dict[str, tuple[Source, list[str], str]] = {}
+        self._names: set[str] = set()
 
     def expect(self, source: Source, keys: list[str]) -> None:
-        if self.exports:
-            self._inputs[absolute_name(source.location)] = (source, keys)
+        """Note the input `source` and the keys of its records. Its export name is its place (see
+        `export_name`); where an earlier input has that name already (a URL and a local folder named
+        like its host, `-` and a file named stdin), the later one's gets 8 hex digits of a digest of
+        its absolute name, so that no input's exports replace another's."""
+        if not self.exports:
+            return
+        name = absolute_name(source.location)
+        export = export_name(source.location, self.root)
+        if export in self._names:
+            export += "." + hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        self._names.add(export)
+        self._inputs[name] = (source, keys, export)
 
     def record_done(self, record: OcrRecord, done: dict) -> str | None:
         """Write the exports of `record`'s input if all its records are in `done`; the reason when
         one cannot be written, else None."""
-        source, keys = self._inputs.get(absolute_name(record.path), (None, []))
+        source, keys, export = self._inputs.get(absolute_name(record.path), (None, [], ""))
         if source is None or any(key not in done for key in keys):
             return None
         records = [OcrRecord.from_dict(done[key]) for key in keys]
@@ -59,7 +71,7 @@ class Exporter:
             return load_page(PageJob(source, page.page, page.pages, page.dpi))
 
         for fmt, folder in self.exports:
-            target = export_path(folder, source.location, self.root, fmt)
+            target = folder / (export + SUFFIXES[fmt])
             try:
                 atomic_write(target, render(fmt, records, page_image, title))
             except OSError as error:

@@ -2,8 +2,9 @@
 (the executor is `vlground.jobs.ray_pool`, the inputs come from `vlground.io.sources`)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from vlground.io.sources import STDIN, Source
 from vlground.jobs.isolation import WorkerSetupError  # noqa: F401 - the label command reports it
@@ -21,11 +22,15 @@ class Inputs:
     subfolders: list[str] = field(default_factory=list)
 
 
-def expand_inputs(paths: list[str], recursive: bool = False) -> Inputs:
-    """The inputs behind `paths` (`vlground.io.sources.expand`); stdin is refused in a batch."""
+def expand_inputs(paths: list[str], recursive: bool = False, exclude: Iterable = (), output: Path | None = None) -> Inputs:
+    """The inputs behind `paths` (`vlground.io.sources.expand`, the run's own outputs in `exclude`
+    left out); stdin is refused in a batch; an `output` that is one of the inputs is
+    OutputIsInputError."""
     from vlground.io.sources import expand
 
-    found = expand(paths, recursive)
+    found = expand(paths, recursive, exclude=exclude)
+    if output is not None:
+        found.check_output(output)
     inputs = Inputs(not_images=found.not_images, subfolders=found.subfolders)
     for source in found.items:
         error = source.error
