@@ -120,12 +120,15 @@ class Result:
         text: str,
         image_size: tuple[int, int],
         raw: str = "",
-        **fields: Any,
+        *,
+        reasoning: str | None = None,
+        reasoning_cut_short: bool = False,
+        clipped: int = 0,
     ) -> Result:
         """A Result of boxes only, as columns: `boxes` (N, 4) float pixels, corners in order (an
         array, or a list of 4-tuples), and per box its label, text and attributes (`texts` /
-        `attributes` None when no box has any); `fields` are the keyword fields of the constructor."""
-        result = cls((), text, image_size, raw, **fields)
+        `attributes` None when no box has any); the keyword fields are the constructor's."""
+        result = cls((), text, image_size, raw, reasoning=reasoning, reasoning_cut_short=reasoning_cut_short, clipped=clipped)
         result._detections = None
         result._columns = (boxes, labels, texts, attributes)
         return result

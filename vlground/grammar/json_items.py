@@ -204,7 +204,7 @@ def _plain_boxes(objects: list[Any], out: Extraction) -> bool:
     return True
 
 
-_BULK_FROM = 8  # items from which the bulk read pays for its fixed cost
+_BULK_FROM = 32  # items from which the bulk read pays: the numpy placement of as many (placement.COLUMNAR_FROM) uses its array
 
 
 def _collect(root: Any, out: Extraction) -> None:

@@ -26,15 +26,14 @@ text: linear time whatever it holds. The searches run backwards (`rfind`), sever
 CPython than forward searches for these tags."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 THINKING = ("auto", "on", "off")
 OPEN, CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 
 
-@dataclass(frozen=True, slots=True)
-class Split:
+class Split(NamedTuple):
     """A model's text split: `answer` is what geometry is read from, `reasoning` the reasoning's
     text (None when there was none, or only white space), `cut_short` True when the reasoning never
     ended, so the model gave no answer (`answer` is then empty)."""
