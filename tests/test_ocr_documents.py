@@ -245,6 +245,7 @@ def test_page_ranges_parse():
     assert parse_pages("1-3,7").pick(10) == [1, 2, 3, 7]
     assert parse_pages("5-").pick(7) == [5, 6, 7]
     assert PageSelection().pick(2) == [1, 2] and str(parse_pages("1-3,7")) == "1-3,7"
+    assert str(parse_pages("5-")) == "5-" and str(parse_pages("2,5-")) == "2,5-"  # as given, in messages
     for wrong in ("0", "3-1", "a", "1,,2"):
         with pytest.raises(ValueError, match="--pages"):
             parse_pages(wrong)

@@ -61,7 +61,11 @@ class PageSelection:
         return [p for p in range(1, pages + 1) if any(lo <= p <= hi for lo, hi in self.ranges)]
 
     def __str__(self) -> str:
-        return ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in self.ranges) or "all"
+        return ",".join(str(lo) if lo == hi else f"{lo}-" if hi == TO_THE_END else f"{lo}-{hi}"
+                        for lo, hi in self.ranges) or "all"
+
+
+TO_THE_END = 10**9  # the last page of "5-": past any document's page count
 
 
 def parse_pages(spec: str) -> PageSelection:
@@ -72,7 +76,7 @@ def parse_pages(spec: str) -> PageSelection:
         if not match:
             raise ValueError(f"--pages takes page numbers and ranges such as 1-3,7 or 5-; {part.strip()!r} is neither")
         low = int(match.group(1))
-        high = low if not match.group(2) else int(match.group(3)) if match.group(3) else 10**9
+        high = low if not match.group(2) else int(match.group(3)) if match.group(3) else TO_THE_END
         if low < 1 or high < low:
             raise ValueError(f"--pages: {part.strip()!r} is not a range of pages counted from 1")
         ranges.append((low, high))

@@ -33,7 +33,7 @@ class Summary:
 
     @property
     def images_per_second(self) -> float:
-        return self.done / self.seconds if self.seconds > 0 else 0.0
+        return (self.done - self.failed) / self.seconds if self.seconds > 0 else 0.0  # what was read, not failures
 
     @property
     def ok(self) -> bool:
