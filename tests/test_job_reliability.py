@@ -63,35 +63,25 @@ def test_an_output_that_is_one_of_the_inputs_is_refused_and_left_intact(command,
         assert victim.read_bytes() == before
 
 
-class _Images(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - the http.server hook
-        body = _png("Online")
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_each_input_gets_its_own_export_even_where_their_names_meet(tmp_path, monkeypatch):
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Images)
+    from test_sources import _Server  # serves a blank /photo.png
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Server)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     host = f"127.0.0.1:{httpd.server_address[1]}"
     try:
         (tmp_path / "in" / host).mkdir(parents=True)
         (tmp_path / "in" / "a.png").write_bytes(_png("Alpha"))
-        (tmp_path / "in" / host / "x.png").write_bytes(_png("Local"))  # where the URL's export would go
+        (tmp_path / "in" / host / "photo.png").write_bytes(_png("Local"))  # where the URL's export would go
         (tmp_path / "in" / "stdin").write_bytes(_png("Named"))  # where stdin's export would go
-        res = _run("ocr", str(tmp_path / "in" / "a.png"), str(tmp_path / "in" / host / "x.png"), f"http://{host}/x.png",
+        res = _run("ocr", str(tmp_path / "in" / "a.png"), str(tmp_path / "in" / host / "photo.png"), f"http://{host}/photo.png",
                    str(tmp_path / "in" / "stdin"), "-", "--format", "txt", "--out", str(tmp_path / "r.jsonl"),
                    input=_png("Piped"))
     finally:
         httpd.shutdown()
     assert res.exit_code == 0, res.output
     texts = sorted(p.read_text().strip() for p in (tmp_path / "r").rglob("*.txt"))
-    assert texts == ["Alpha", "Local", "Named", "Online", "Piped"]
+    assert texts == ["", "Alpha", "Local", "Named", "Piped"]  # the URL's image is blank
 
 
 def test_a_run_never_reads_its_own_output_or_exports(tmp_path):
