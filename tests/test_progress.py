@@ -1,5 +1,5 @@
 """The closing summary of a batch run."""
-from vlground.progress import Summary
+from vlground.jobs.progress import Summary
 
 
 def test_the_rate_counts_what_was_read_not_the_failures():
