@@ -28,7 +28,8 @@ Device = Annotated[str, typer.Option(callback=_checked_device, help="auto (a GPU
 MaxNewTokens = Annotated[Optional[int], typer.Option(min=1, help="Cap on generated tokens per answer (default: the task's own budget; reasoning not counted).")]
 
 
-def _checked_thinking(value: str) -> str:
+def checked_thinking(value: str) -> str:
+    """`value` if it is a --thinking mode; else one line on stderr and exit status 2."""
     from vlground.core.options import THINKING_SETTINGS
 
     if value not in THINKING_SETTINGS:
@@ -36,7 +37,7 @@ def _checked_thinking(value: str) -> str:
     return value
 
 
-Thinking = Annotated[str, typer.Option(callback=_checked_thinking, help="Reason before answering: auto (as the checkpoint does: Qwen3.5 and *-Thinking checkpoints reason), on or off.")]
+Thinking = Annotated[str, typer.Option(callback=checked_thinking, help="Reason before answering: auto (as the checkpoint does: Qwen3.5 and *-Thinking checkpoints reason), on or off.")]
 MaxThinkingTokens = Annotated[Optional[int], typer.Option(min=1, help="Cap on reasoning tokens; then </think> is forced and the model answers (default: 4096).")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line on stderr; warnings and errors still show.")]
 def _checked_ray(value: Optional[str]) -> Optional[str]:

@@ -9,15 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlground.cli.errors import fail
-
-
-def _checked_thinking(value: str) -> str:
-    from vlground.grammar.reasoning import check_thinking
-
-    try:
-        return check_thinking(value)
-    except ValueError as error:
-        fail(f"--thinking: {error}")
+from vlground.cli.flags import checked_thinking
 
 
 def _size(value: str, option: str) -> tuple[int, int]:
@@ -42,7 +34,7 @@ def parse(
     thinking: Annotated[
         str,
         typer.Option(
-            callback=_checked_thinking,
+            callback=checked_thinking,
             help="How the text was generated: 'on' (the prompt opened the reasoning, so a text without </think> "
             "is reasoning cut short), 'off' (a stray <think> is not reasoning), or 'auto' (inferred from the text).",
         ),

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-THINKING = ("auto", "on", "off")
+from vlground.core.options import THINKING_SETTINGS as THINKING  # the modes generation and parsing share
 OPEN, CLOSE = "<think>", "</think>"
 ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
 
