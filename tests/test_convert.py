@@ -449,3 +449,22 @@ def test_parquet_rows_sharing_a_file_name_keep_their_own_pixels_and_names_stay_i
     for image, colour in zip(images, [(255, 0, 0), (0, 0, 255)]):
         assert image.resolve().is_relative_to((tmp_path / "out" / "train_images").resolve()), image
         assert Image.open(image).getpixel((0, 0)) == colour
+
+
+@pytest.mark.parametrize("family", ["qwen3.5", "qwen4-exp"])
+def test_qwen3_5_records_carry_the_empty_reasoning_block_and_the_0_1000_frame(coco, tmp_path, family):
+    """A checkpoint that thinks by default is trained on what it writes with thinking off: the block its
+    template writes then, and the answer on 0-1000 of the original image."""
+    from vlground.core.families import EMPTY_REASONING
+
+    done = convert(coco, source_format="coco", target="trl", family=family, task="ground", out=tmp_path / "t.jsonl")
+    for record, (name, objects) in zip(read_records(done.out), _expected("ground")):
+        answer = record_turns(record)[2]
+        assert answer.startswith(EMPTY_REASONING) and answer.count("</think>") == 1
+        width, height = Image.open(coco.parent / name).size
+        box = json.loads(answer[answer.index("[") : answer.rindex("]") + 1])[0]["bbox_2d"]
+        expected = objects[0][1]
+        assert box == pytest.approx([expected[0] / width * 1000, expected[1] / height * 1000,
+                                     expected[2] / width * 1000, expected[3] / height * 1000], abs=1)
+    plain = convert(coco, source_format="coco", target="trl", family="qwen3-vl", task="ground", out=tmp_path / "p.jsonl")
+    assert "<think>" not in record_turns(read_records(plain.out)[0])[2]  # Instruct checkpoints: no block

@@ -226,3 +226,25 @@ def test_an_adapter_with_a_damaged_info_file_is_refused_naming_it(info, tmp_path
     (folder / "vlground_finetune.json").write_text(info)
     with pytest.raises(AdapterError, match=f"{folder / 'vlground_finetune.json'}"):
         load_adapter(None, folder, get_family("qwen3-vl"), min_pixels=4096, max_pixels=32768)
+
+
+def test_qwen3_5_is_trained_after_the_empty_reasoning_block_it_is_asked_with(tiny_checkpoint, shapes, tmp_path):
+    """Qwen3.5 thinks by default: its records carry the empty block its template writes with thinking
+    off, and training puts the block in the prompt (as inference with thinking off sends it), not twice."""
+    from vlground.core.families import EMPTY_REASONING
+    from vlground.prompts import Prompt
+
+    pixels = SETTINGS["qwen3-vl"]
+    done = convert(shapes, source_format="refcoco", target="qwen", family="qwen3.5", task="ground",
+                   out=tmp_path / "train.jsonl", **pixels)
+    backend = HFBackend.load(tiny_checkpoint("qwen3.5"), get_family("qwen3.5"), device="cpu", **pixels)
+    image, prompt, answer = record_turns(read_records(done.out)[0])
+    assert answer.startswith(EMPTY_REASONING)
+    example = encode_example(backend.processor, load_image(image), prompt, answer)
+    labels, ids = example["labels"][0], example["input_ids"][0]
+    trained = backend.processor.tokenizer.decode(ids[labels != -100])
+    assert trained == answer.removeprefix(EMPTY_REASONING) + "<|im_end|>"
+    inference, _ = backend._encode([Request(load_image(image), Prompt(prompt, "ground"))], thinking=False)
+    prompt_ids = inference["input_ids"][0]
+    assert torch.equal(ids[: len(prompt_ids)], prompt_ids)  # the very prompt `--thinking off` sends
+    assert backend.processor.tokenizer.decode(prompt_ids).endswith("<|im_start|>assistant\n" + EMPTY_REASONING)

@@ -154,9 +154,9 @@ def test_hf_load_refuses_incomplete_or_foreign_checkpoints(checkpoints, tmp_path
         HFBackend.load(checkpoints["qwen2-vl"], get_family("qwen2-vl"), device="cpu", min_pixels=10**6, max_pixels=10**5)
 
 
-def _broken_copy(source, folder, drop=(), config=None, template=None):
+def _broken_copy(source, folder, drop=(), config=None, template=None, processor=None):
     """A copy of checkpoint `source` without the files `drop`, with `config(dict)` applied to its
-    config.json and `template` as its chat template."""
+    config.json, `processor(dict)` to its processor_config.json and `template` as its chat template."""
     import json
     import shutil
 
@@ -167,6 +167,10 @@ def _broken_copy(source, folder, drop=(), config=None, template=None):
         data = json.loads((folder / "config.json").read_text())
         config(data)
         (folder / "config.json").write_text(json.dumps(data))
+    if processor is not None:
+        data = json.loads((folder / "processor_config.json").read_text())
+        processor(data)
+        (folder / "processor_config.json").write_text(json.dumps(data))
     if template is not None:
         (folder / "chat_template.jinja").write_text(template)
     return folder
@@ -180,6 +184,10 @@ BROKEN = {
     "no tokenizer.json": (dict(drop=["tokenizer.json"]), r"does not spell the image token <\|image_pad\|>.*no tokenizer.json"),
     "sandbox": (dict(template="{{ ''.__class__.__mro__[1].__subclasses__() }}"), "chat template .*cannot be rendered .*SecurityError"),
     "size mismatch": (dict(config=_shrink_mlp), r"6 weights do not have the shapes config.json describes \(e.g. .*mlp"),
+    # the image processor's settings are the checkpoint's: never filled in from the family registry
+    "no preprocessor config": (dict(drop=["processor_config.json"]), "has no preprocessor_config.json .*does not guess"),
+    "other patch size": (dict(processor=lambda data: data["image_processor"].update(patch_size=16)),
+                         "cuts 16-pixel patches merged 2x2, the model's vision tower expects 14"),
 }
 
 

@@ -67,6 +67,31 @@ def test_postprocess_reads_boxes_in_the_engines_frame():
     assert json.loads(qwen3.postprocess(vllm_row)["detections"])[0]["box"] == [500.0, 0.0, 1000.0, 500.0]
 
 
+def test_a_thinking_checkpoint_gets_its_switch_its_budgets_and_the_answers_box(photo):
+    """Qwen3.5 thinks by default: the template is told (vLLM's chat-template stage, the HTTP request),
+    the reasoning budget comes on top of the answer's, and the box is the answer's, not the draft's."""
+    from vlground.testing.forced import with_reasoning
+
+    path, _ = photo
+    steps = GroundingSteps("Qwen/Qwen3.5-9B", "ground", phrase="the car", max_tokens=64, max_thinking_tokens=100)
+    assert steps.preprocess_vllm({"path": str(path)})["sampling_params"]["max_tokens"] == 164
+    assert steps.vllm_config().chat_template_stage["chat_template_kwargs"] == {"enable_thinking": True}
+    http = steps.preprocess_http({"path": str(path)})["payload"]
+    assert http["chat_template_kwargs"] == {"enable_thinking": True} and http["max_tokens"] == 164
+    off = GroundingSteps("Qwen/Qwen3.5-9B", "ground", phrase="the car", max_tokens=64, thinking="off")
+    assert off.preprocess_http({"path": str(path)})["payload"]["chat_template_kwargs"] == {"enable_thinking": False}
+    assert "chat_template_kwargs" not in GroundingSteps(QWEN25, "ground", phrase="x").preprocess_http({"path": str(path)})["payload"]
+    final, draft = '[{"bbox_2d": [500, 0, 1000, 1000], "label": "car"}]', '[{"bbox_2d": [0, 0, 10, 10], "label": "car"}]'
+    out = steps.postprocess({"generated_text": with_reasoning(final, draft), "width": 1000, "height": 500})
+    assert json.loads(out["detections"])[0]["box"] == [500.0, 0.0, 1000.0, 500.0] and "0, 0, 10, 10" in out["reasoning"]
+    cut = steps.postprocess({"generated_text": "Let me look at the car... " + draft, "width": 1000, "height": 500})
+    assert json.loads(cut["detections"]) == [] and cut["reasoning_cut_short"]  # no closer: no answer came
+    served = {"http_response": {"choices": [{"message": {"content": final, "reasoning_content": "a draft: " + draft}}]},
+              "width": 1000, "height": 500, "payload": {}}
+    out = steps.postprocess(served)
+    assert json.loads(out["detections"])[0]["box"] == [500.0, 0.0, 1000.0, 500.0] and out["reasoning"] == "a draft: " + draft
+
+
 def test_configs_carry_the_same_processor_settings():
     steps = GroundingSteps(QWEN25, "detect", categories=("car",), max_pixels=1_003_520)
     vllm = steps.vllm_config(workers=4, gpus_per_worker=2, batch_size=32)

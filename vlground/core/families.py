@@ -71,6 +71,9 @@ class Family:
 # <think> block unless the template is given enable_thinking=False, as Qwen3.5's); "always" (the
 # template opens one whatever it is given, as Qwen3-VL-*-Thinking's).
 THINKING = ("never", "default", "always")
+# What a Qwen3.5-style template writes after `<|im_start|>assistant\n` when told enable_thinking=False:
+# training answers for such checkpoints start with it, so they are trained as they are asked with thinking off.
+EMPTY_REASONING = "<think>\n\n</think>\n\n"
 
 _VQA = "{question}\nAnswer the question using a single word or phrase."
 _JSON_PROMPTS = {

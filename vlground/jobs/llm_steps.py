@@ -13,7 +13,13 @@ into detections in pixels of the ORIGINAL image. Qwen2.5-VL writes pixels of the
 processor resized it, so the parse must use the engine's own min/max pixels: one `GroundingSteps`
 holds them and puts the same values into the engine config (vLLM's `mm_processor_kwargs`); for a
 server you did not start, give the values it runs with. Rows keep their other columns; results
-travel as JSON text (`detections`), since their shapes are not one Arrow schema."""
+travel as JSON text (`detections`), since their shapes are not one Arrow schema.
+
+A checkpoint that reasons first (Qwen3.5, *-Thinking: told from `model`'s name) gets `thinking` as
+the chat template's `enable_thinking` (vLLM's chat-template stage, or `chat_template_kwargs` in the
+HTTP request) and `max_thinking_tokens` on top of the answer's budget; its answer is parsed from
+after the reasoning (`reasoning` and `reasoning_cut_short` columns), a server's `reasoning_content`
+included."""
 from __future__ import annotations
 
 import base64
@@ -22,7 +28,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from vlground.core.families import Family, get_family
+from vlground.core.families import Family, checkpoint_thinking, get_family
+from vlground.core.options import GenerationOptions
 from vlground.grammar import parse
 from vlground.prompts import build_prompt
 
@@ -32,7 +39,8 @@ class GroundingSteps:
     """One task for one served model. `model` is the hub id the engine loads (its family says the
     prompt, dialect and frame); `task` one of detect, ground, spot_text, read_text, caption, ask, with
     `categories`, `phrase` or `question` as the task needs; `min_pixels`/`max_pixels` the engine
-    processor's bounds (None: the released checkpoint's); `max_tokens` per answer (None: the task's)."""
+    processor's bounds (None: the released checkpoint's); `max_tokens` per answer (None: the task's);
+    `thinking` ("auto", "on", "off") and `max_thinking_tokens` as in GenerationOptions."""
 
     model: str
     task: str = "detect"
@@ -43,6 +51,31 @@ class GroundingSteps:
     max_pixels: int | None = None
     max_tokens: int | None = None
     max_image_pixels: int | None = None
+    thinking: str = "auto"
+    max_thinking_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        GenerationOptions(thinking=self.thinking, max_thinking_tokens=self.max_thinking_tokens)  # checked once
+
+    @property
+    def thinks(self) -> bool:
+        """Whether the engine's answers start with reasoning (the template opens it)."""
+        from vlground.models.thinking import thinks
+
+        return thinks(checkpoint_thinking(self.family, self.model), self.thinking, self.model)
+
+    def _max_tokens(self) -> int:
+        """The answer's budget, and the reasoning's on top where the model thinks."""
+        budget = self._prompt().max_new_tokens
+        if self.thinks:
+            budget += GenerationOptions(max_thinking_tokens=self.max_thinking_tokens).thinking_budget
+        return budget
+
+    def _template_kwargs(self) -> dict[str, Any]:
+        """`enable_thinking` for the chat template, where it can matter."""
+        from vlground.models.thinking import template_kwargs
+
+        return template_kwargs(checkpoint_thinking(self.family, self.model), self.thinking, self.thinks)
 
     @property
     def family(self) -> Family:
@@ -75,36 +108,40 @@ class GroundingSteps:
     def preprocess_vllm(self, row: dict[str, Any]) -> dict[str, Any]:
         """A row for `vLLMEngineProcessorConfig`: `messages` and greedy `sampling_params`."""
         messages, kept = self._messages(row)
-        prompt = self._prompt()
         # grounding tokens (Qwen2-VL's <|box_start|>) are special tokens: keep them in the text
-        sampling = {"temperature": 0.0, "max_tokens": prompt.max_new_tokens, "skip_special_tokens": False}
+        sampling = {"temperature": 0.0, "max_tokens": self._max_tokens(), "skip_special_tokens": False}
         return {**kept, "messages": messages, "sampling_params": sampling}
 
     def preprocess_http(self, row: dict[str, Any], served_model: str | None = None) -> dict[str, Any]:
         """A row for `HttpRequestProcessorConfig` (any OpenAI-compatible /chat/completions): the
         request body as `payload`, for the model served as `served_model` (default: `model`)."""
         messages, kept = self._messages(row)
-        payload = {"model": served_model or self.model, "messages": messages,
-                   "max_tokens": self._prompt().max_new_tokens, "temperature": 0.0}
+        payload = {"model": served_model or self.model, "messages": messages, "max_tokens": self._max_tokens(),
+                   "temperature": 0.0}
+        if self._template_kwargs():
+            payload["chat_template_kwargs"] = self._template_kwargs()
         return {**kept, "payload": payload}
 
     def postprocess(self, row: dict[str, Any]) -> dict[str, Any]:
         """The answer of either stage parsed on the original image: `detections` (JSON text, the
         schema of `vlground parse`), `text` and the answer as written (`raw`); the LLM stage's own
         columns are dropped, the row's others kept."""
+        reasoning = None
         if "generated_text" in row:
             raw = row["generated_text"]
         else:
-            raw = row["http_response"]["choices"][0]["message"]["content"]
+            message = row["http_response"]["choices"][0]["message"]
+            raw, reasoning = message.get("content") or "", message.get("reasoning_content")
         size = (int(row["width"]), int(row["height"]))
-        result = parse(self._prompt().response_prefix + raw, self.family, size,
-                       min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+        result = parse(self._prompt().response_prefix + raw, self.family, size, min_pixels=self.min_pixels,
+                       max_pixels=self.max_pixels, thinking="on" if self.thinks else self.thinking, reasoning=reasoning)
         engine_columns = {"messages", "sampling_params", "payload", "http_response", "generated_text", "generated_tokens",
                           "prompt", "prompt_token_ids", "num_generated_tokens", "num_input_tokens", "request_id",
                           "time_taken_llm", "params", "embeddings", "metrics"}
         kept = {k: v for k, v in row.items() if k not in engine_columns}
         detections = [d.to_dict() for d in result.detections]
-        return {**kept, "detections": json.dumps(detections, ensure_ascii=False), "text": result.text, "raw": raw}
+        reasoned = {"reasoning": result.reasoning, "reasoning_cut_short": result.reasoning_cut_short} if self.thinks else {}
+        return {**kept, "detections": json.dumps(detections, ensure_ascii=False), "text": result.text, "raw": raw, **reasoned}
 
     def processor_kwargs(self) -> dict[str, int]:
         """The engine processor's smart_resize bounds, the same values `postprocess` parses with."""
@@ -123,7 +160,8 @@ class GroundingSteps:
         engine = {"limit_mm_per_prompt": {"image": 1}, "mm_processor_kwargs": self.processor_kwargs(),
                   "max_model_len": max_model_len, "tensor_parallel_size": gpus_per_worker, **engine_kwargs}
         return vLLMEngineProcessorConfig(model_source=self.model, engine_kwargs=engine, concurrency=workers,
-                                         batch_size=batch_size, chat_template_stage={"enabled": True},
+                                         batch_size=batch_size,
+                                         chat_template_stage={"enabled": True, "chat_template_kwargs": self._template_kwargs() or None},
                                          prepare_multimodal_stage={"enabled": True}, tokenize_stage={"enabled": True},
                                          detokenize_stage={"enabled": True})
 

@@ -173,6 +173,22 @@ def _check_chat_template(path: Path, processor) -> None:
         ) from error
 
 
+def _load_processor(path: Path):
+    """The folder's own processor. Its image settings (patch and merge size, min/max pixels) are the
+    checkpoint's word: a folder without them is refused, never filled in from the family registry."""
+    from transformers import AutoProcessor
+
+    settings = path / "processor_config.json"
+    has_image_settings = (path / "preprocessor_config.json").is_file() or (
+        settings.is_file() and "image_processor" in json.loads(settings.read_text()))
+    if not has_image_settings:
+        raise InvalidCheckpointError(
+            f"{path} has no preprocessor_config.json (the image processor's patch size and min/max pixels); "
+            "copy it from the original checkpoint: vlground does not guess the processor a model was trained with"
+        )
+    return AutoProcessor.from_pretrained(path, trust_remote_code=False)
+
+
 def _check_loaded(path: Path, processor, model, info: dict) -> None:
     """Weights of the shapes config.json describes, and a tokenizer that spells the image token as
     the single id the model replaces with image features."""
@@ -187,6 +203,14 @@ def _check_loaded(path: Path, processor, model, info: dict) -> None:
     if missing:
         log.warning("%s: %d weights are missing from the checkpoint and were initialized at random (e.g. %s); "
                     "answers will be wrong unless that is intended", path, len(missing), missing[0])
+    vision = model.config.vision_config
+    ours = (processor.image_processor.patch_size, processor.image_processor.merge_size)
+    if ours != (vision.patch_size, vision.spatial_merge_size):
+        raise InvalidCheckpointError(
+            f"{path}: the image processor cuts {ours[0]}-pixel patches merged {ours[1]}x{ours[1]}, the model's vision "
+            f"tower expects {vision.patch_size} merged {vision.spatial_merge_size}x{vision.spatial_merge_size}; use the "
+            "preprocessor_config.json that came with these weights"
+        )
     token = getattr(processor, "image_token", "<|image_pad|>")
     ids = processor.tokenizer(token, add_special_tokens=False)["input_ids"]
     if ids != [model.config.image_token_id]:
@@ -239,7 +263,7 @@ class HFBackend(Backend):
         path = Path(path)
         _check_checkpoint(path, family)
         device, torch_dtype = resolve_device_dtype(options.device, options.dtype)
-        processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
+        processor = _load_processor(path)
         set_pixel_limits(processor, options.min_pixels, options.max_pixels)
         _check_chat_template(path, processor)
         with _quiet_transformers():  # its loading report becomes our one-line error or warning below

@@ -35,7 +35,7 @@ from vlground.core.geometry import model_input_size
 from vlground.core.options import GenerationOptions, LoadOptions, with_overrides
 from vlground.models.base import STOP_TOKENS, Backend, Generation, Request
 from vlground.models.http_client import HTTPPolicy, HTTPStatusError, ServerError, request_json
-from vlground.models.thinking import thinks
+from vlground.models.thinking import template_kwargs, thinks
 
 __all__ = ["DEFAULT_TIMEOUT", "HTTPPolicy", "ServerBackend", "ServerError", "is_server_url"]
 
@@ -133,8 +133,9 @@ class ServerBackend(Backend):
             raise ValueError("a chat server needs chat prompts; this prompt is a raw completion (chat=False)")
         thinking = thinks(self.thinking_mode, options.thinking, self.served_model)
         payload = self._payload(request, budget + options.thinking_budget if thinking else budget, options)
-        if thinking or self.thinking_mode != "never" or options.thinking != "auto":
-            payload["chat_template_kwargs"] = {"enable_thinking": thinking}
+        switch = template_kwargs(self.thinking_mode, options.thinking, thinking)
+        if switch:
+            payload["chat_template_kwargs"] = switch
         extensions = _extensions(options)
         url = self.base_url + "/chat/completions"
         with_extensions = self.takes_extensions  # read once: other threads may learn the server refuses them

@@ -36,6 +36,13 @@ def thinks(mode: str, setting: str, model: str) -> bool:
     return setting == "on"
 
 
+def template_kwargs(mode: str, setting: str, thinking: bool) -> dict[str, bool]:
+    """The `chat_template_kwargs` a server's template is sent: `enable_thinking` wherever it can
+    matter (a checkpoint that thinks, or a setting other than "auto"), nothing for the others, so
+    their requests stay as they were."""
+    return {"enable_thinking": thinking} if thinking or mode != "never" or setting != "auto" else {}
+
+
 def template_thinking(processor) -> str:
     """How the loaded chat template treats reasoning (one of THINKING), from the generation prompts it
     writes with and without enable_thinking=False."""

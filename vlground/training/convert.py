@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vlground.core.families import Family, get_family
+from vlground.core.families import EMPTY_REASONING, Family, get_family
 from vlground.core.geometry import model_input_size
 from vlground.core.results import Detection
 from vlground.eval.inputs import InvalidValue, four_numbers, identifier, image_side, text
@@ -492,8 +492,8 @@ def _turns(family: Family, task: str, fields: dict, answer: str) -> tuple[str, s
     prompt without the image slot, and on what it writes after it: the answer less the start the
     prompt already wrote (`response_prefix`, which vlground prepends again when parsing)."""
     prompt = build_prompt(PROMPT_TASKS[task], family, **fields)
-    if family.chat:
-        return prompt.text, answer
+    if family.chat:  # a family that thinks by default is trained on the answer it gives with thinking off
+        return prompt.text, (EMPTY_REASONING + answer if family.thinking == "default" else answer)
     prefix = prompt.response_prefix
     if not answer.startswith(prefix):
         raise ConvertError(f"{family.name} completes {prefix!r}; it cannot be trained for --task {task}: use a chat family")

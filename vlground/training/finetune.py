@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from vlground.core.extras import require
-from vlground.core.families import Family, get_family
+from vlground.core.families import EMPTY_REASONING, Family, get_family
 from vlground.models.adapters import ADAPTER_INFO
 from vlground.training.convert import ConvertError, read_metadata, training_turns
 
@@ -73,9 +73,13 @@ def _check_data(family: Family, metadata: dict, options: FinetuneOptions) -> tup
 
 def encode_example(processor, image, prompt: str, answer: str) -> dict:
     """Model inputs of one example and `labels`: -100 over the prompt (image included), the answer's
-    ids after it. The prompt is the one `HFBackend` sends at inference."""
+    ids after it. The prompt is the one `HFBackend` sends at inference with thinking off: where the
+    template writes the empty reasoning block itself, the answer's copy of it (`vlground convert`
+    writes one for Qwen3.5) is not trained twice."""
     user = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-    prompt_text = processor.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+    prompt_text = processor.apply_chat_template(user, add_generation_prompt=True, tokenize=False, enable_thinking=False)
+    if prompt_text.endswith(EMPTY_REASONING):
+        answer = answer.removeprefix(EMPTY_REASONING)
     end = processor.tokenizer.convert_ids_to_tokens(processor.tokenizer.convert_tokens_to_ids("<|im_end|>"))
     full = processor(text=[prompt_text + answer + end], images=[image], return_tensors="pt")
     prompt_ids = processor(text=[prompt_text], images=[image], return_tensors="pt")["input_ids"][0]
