@@ -21,6 +21,7 @@ GT = Annotated[Path, typer.Option("--gt", help="Ground-truth file (or folder).")
 STRICT = Annotated[bool, typer.Option("--strict", help="Make refused inputs (wrong types, impossible values, repeated ids, malformed lines) errors instead of counting and skipping them.")]
 REPORT = Annotated[Optional[Path], typer.Option(help="Also write one self-contained HTML report (numbers, plots, worst samples) to this file.")]
 AS_JSON = Annotated[bool, typer.Option("--json", help="Print the scores as one JSON object (fractions, not percent).")]
+IMAGE_ROOT = Annotated[Optional[Path], typer.Option(help="Where the report finds the images the ground truth names (default: its folder).")]
 
 
 def _warn(summary: dict) -> None:
@@ -36,7 +37,7 @@ def _warn(summary: dict) -> None:
 
 
 def _run_benchmark(benchmark, gt: Path, pred: Path, rows_path: Optional[Path], report: Optional[Path], as_json: bool, strict: bool,
-                   options: dict) -> None:
+                   options: dict, image_root: Optional[Path] = None) -> None:
     from vlground.eval.errors import EvalInputError, NothingToScore
     from vlground.io.sink import atomic_write_records
 
@@ -54,8 +55,33 @@ def _run_benchmark(benchmark, gt: Path, pred: Path, rows_path: Optional[Path], r
         except OSError as error:
             fail(f"{rows_path}: cannot write ({error.strerror or error})")
     if report is not None:
-        _write_report(report, scores, gt.parent if gt.is_file() else gt, {"command": f"vlground eval {benchmark.name}", "gt": str(gt), "pred": str(pred)})
+        root = image_root or (gt.parent if gt.is_file() else gt)
+        _write_report(report, scores, root, {"command": _command_line(), "gt": str(gt), "pred": str(pred)})
     typer.echo(json.dumps(summary) if as_json else "\n".join(scores.describe(summary)))
+
+
+def _command_line() -> str:
+    """The running command as it could be typed again: its path, then every argument and option that
+    was given a value other than its default (click keeps no copy of the words typed)."""
+    import shlex
+
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context()
+    words = ctx.command_path.split()
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or value == param.default or value in ((), []):
+            continue
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if param.param_type_name == "argument":
+            words += [str(v) for v in values]
+        elif getattr(param, "is_flag", False):
+            words.append(max(param.opts, key=len) if value else max(param.secondary_opts, key=len))
+        else:
+            for v in values:
+                words += [max(param.opts, key=len), str(v)]
+    return shlex.join(words)
 
 
 def _write_report(path: Path, scores, image_root: Optional[Path], context: dict) -> None:
@@ -89,8 +115,8 @@ def _eval_command(benchmark):
 
     def command(**values) -> None:
         gt, pred, rows_path, report = values.pop("gt"), values.pop("pred"), values.pop(rows_name), values.pop("report")
-        as_json, strict = values.pop("as_json"), values.pop("strict")
-        _run_benchmark(benchmark, gt, pred, rows_path, report, as_json, strict, values)
+        as_json, strict, image_root = values.pop("as_json"), values.pop("strict"), values.pop("image_root", None)
+        _run_benchmark(benchmark, gt, pred, rows_path, report, as_json, strict, values, image_root)
 
     parameters = [
         _parameter("gt", Annotated[Path, typer.Option("--gt", help=benchmark.gt_help)], inspect.Parameter.empty),
@@ -98,6 +124,7 @@ def _eval_command(benchmark):
         *(_option_parameter(option) for option in benchmark.options),
         _parameter(rows_name, Annotated[Optional[Path], typer.Option(help=benchmark.rows_help)], None),
         _parameter("report", REPORT, None),
+        *([_parameter("image_root", IMAGE_ROOT, None)] if benchmark.draws_images else []),
         _parameter("strict", STRICT, False),
         _parameter("as_json", AS_JSON, False),
     ]
@@ -187,7 +214,7 @@ def bench_refcoco(
                 runner, model, samples, out, gt_name=str(gt), image_root=image_root, limit=limit, batch_size=batch_size,
                 max_new_tokens=max_new_tokens, thinking=thinking, max_thinking_tokens=max_thinking_tokens, protocol=protocol, problems=problems, html_report=report, ray=settings,
                 load={k: v for k, v in vars(load).items() if v is not None and k != "api_key"} if settings else None,
-                settings=answer_settings,
+                settings=answer_settings, command=_command_line(),
                 progress=lambda done, _: bar.update(done - bar.n),
             )
         except EvalInputError as error:

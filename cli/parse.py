@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from shlex import quote
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -93,6 +94,11 @@ def prompt(
     from vlground.core.families import UnknownFamilyError
     from vlground.prompts import build_prompt
 
+    needed = {"ground": ("--phrase", phrase, "the red car"), "detect": ("--category", category, "car"),
+              "ask": ("--question", question, "What is written on the sign?")}
+    flag, value, example = needed.get(task.replace("-", "_"), (None, True, None))
+    if not value:
+        fail(f"prompt {task} needs {flag}, e.g. vlground prompt {task} -f {family} {flag} {quote(example)}")
     try:
         built = build_prompt(task.replace("-", "_"), family, phrase=phrase, categories=category, question=question)
     except (UnknownFamilyError, ValueError) as error:

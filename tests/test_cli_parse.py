@@ -45,6 +45,9 @@ def test_parse_errors_are_clear_without_traceback():
 def test_prompt_command():
     out = runner.invoke(app, ["prompt", "ground", "-f", "qwen-vl", "--phrase", "the dog"])
     assert out.stdout.strip() == "<img></img><ref>the dog</ref><box>"
+    for task, flag in (("ground", "--phrase"), ("detect", "--category"), ("ask", "--question")):
+        out = runner.invoke(app, ["prompt", task, "-f", "qwen2.5-vl"])  # the flag to add, by its name
+        assert out.exit_code == 2 and f"prompt {task} needs {flag}, e.g. vlground prompt {task}" in out.stderr
 
 
 def test_parse_path_does_not_import_torch():

@@ -189,3 +189,20 @@ def test_a_benchmark_entry_is_all_a_new_eval_command_needs(tmp_path):
     assert CliRunner().invoke(app, ["counting", "--gt", str(gt), "--pred", str(pred), "--clip"]).stdout.strip() == "MAE 0.50 on 2"
     strict = CliRunner().invoke(app, ["counting", "--gt", str(gt), "--pred", str(pred), "--strict"])
     assert strict.exit_code == 2 and "gt.txt:2" in strict.stderr
+
+
+def test_the_report_finds_images_under_image_root_and_shows_the_whole_command(app, tmp_path):
+    from PIL import Image
+
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (10, 10), "white").save(tmp_path / "imgs" / "a.jpg")
+    write_lines(tmp_path / "gt" / "gt.jsonl", [{"image": "a.jpg", "sent": "x", "bbox": [0, 0, 5, 5], "width": 10, "height": 10}])
+    write_lines(tmp_path / "p.jsonl", [{"box": [5, 5, 9, 9]}])
+    args = ["eval", "refcoco", "--gt", str(tmp_path / "gt" / "gt.jsonl"), "--pred", str(tmp_path / "p.jsonl"), "--protocol", "qwen-vl"]
+    assert run(app, *args, "--report", str(tmp_path / "beside.html")).exit_code == 0
+    assert "image not at hand" in (tmp_path / "beside.html").read_text()  # a.jpg is not beside the ground truth
+    assert run(app, *args, "--report", str(tmp_path / "r.html"), "--image-root", str(tmp_path / "imgs")).exit_code == 0
+    page = (tmp_path / "r.html").read_text()
+    assert "image not at hand" not in page and "data:image/" in page
+    assert f"--protocol qwen-vl --report {tmp_path / 'r.html'} --image-root {tmp_path / 'imgs'}" in page

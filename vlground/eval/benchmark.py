@@ -48,6 +48,7 @@ class Benchmark:
     score: Callable[..., Scores]
     options: tuple[Option, ...] = ()
     protocols: tuple[tuple[str, str], ...] = ()
+    draws_images: bool = False  # the report draws the images its items name (then `eval NAME --image-root`)
 
     def evaluate(self, gt: str | Path, pred: str | Path, *, strict: bool = False, **options) -> Scores:
         """Score the prediction file `pred` against the ground truth `gt`. Without `strict`, refused

@@ -478,6 +478,7 @@ BENCHMARK = Benchmark(
     pred_help="Predictions: JSON lines {\"text\"} or {\"box\"}, or a JSON array of objects.",
     rows_option="per-sample",
     rows_help="Write IoU, hit and boxes per sample to this JSON-lines file.",
+    draws_images=True,
     load=load_refcoco,
     score=score_reference_run,
     options=(

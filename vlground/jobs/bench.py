@@ -158,6 +158,7 @@ def run_refcoco_bench(
     ray=None,
     load: dict | None = None,
     settings: dict | None = None,
+    command: str | None = None,
 ) -> dict:
     """Answer every sample not yet in `out`, then score all of them; returns the report.
 
@@ -170,7 +171,8 @@ def run_refcoco_bench(
     folder, or the GT folder itself). The report's `failed_all` is true when no sample could be
     answered at all (a wrong image root, a broken model), `first_error` says why. `html_report`
     also writes the HTML report (`vlground.eval.report.write_report`) there. `settings`: how the model
-    was loaded, as far as it changes answers (see `BenchRun`); the generation options are added."""
+    was loaded, as far as it changes answers (see `BenchRun`); the generation options are added.
+    `command`: how the run was started, shown in the report (the CLI gives its command line)."""
     from vlground.io.sink import JsonlSink, OutputLockedError
 
     samples = list(samples)[:limit] if limit is not None else list(samples)
@@ -201,7 +203,7 @@ def run_refcoco_bench(
     if html_report is not None:
         from vlground.eval.report import write_report
 
-        write_report(html_report, scores, image_root=root, context={"command": "vlground bench refcoco", "model": model_name, "gt": gt_name})
+        write_report(html_report, scores, image_root=root, context={"command": command or "run_refcoco_bench", "model": model_name, "gt": gt_name})
     return _report(model_name, gt_name, scores, records, out, worst=worst, answered=len(todo))
 
 

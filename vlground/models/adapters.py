@@ -53,6 +53,6 @@ def load_adapter(model, adapter: str | Path, family: Family, *, merge: bool = Fa
         for name, loaded in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
             if info[name] is not None and loaded is not None and info[name] != loaded:
                 raise AdapterError(f"{adapter} was trained with {name}={info[name]}, the model is loaded with {loaded}: "
-                                    f"load it with {name}={info[name]}")
+                                    f"load it with {name}={info[name]} (--{name.replace('_', '-')} {info[name]} on the command line)")
     wrapped = PeftModel.from_pretrained(model, adapter)
     return wrapped.merge_and_unload() if merge else wrapped
