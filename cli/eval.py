@@ -68,7 +68,7 @@ def _command_line() -> str:
     from typer._click.globals import get_current_context
 
     ctx = get_current_context()
-    words = ctx.command_path.split()
+    words = ["vlground", *ctx.command_path.split()[1:]]  # whatever the program was called
     for param in ctx.command.params:
         value = ctx.params.get(param.name)
         if value is None or value == param.default or value in ((), []):

@@ -94,7 +94,7 @@ def test_eval_ocr_json(app, tmp_path):
         (("eval", "refcoco", "--gt", "{tmp}/gt.jsonl", "--pred", "{tmp}/p.jsonl"), "--family"),
         (("eval", "textvqa", "--gt", "{tmp}/gt.jsonl", "--pred", "{tmp}/p.jsonl"), "not TextVQA ground truth"),
         (("eval", "docvqa", "--gt", "{tmp}/gt.jsonl", "--pred", "{tmp}/missing.json"), "cannot read predictions"),
-        (("bench", "refcoco", "--model", "Acme/NotAQwen", "--gt", "{tmp}/gt.jsonl"),
+        (("bench", "refcoco", "--model", "Acme/NotAQwen", "--gt", "{tmp}/gt.jsonl", "--out", "{tmp}/bench"),
          "pip install 'vlground[models]'" if missing("models") else "cannot find the weights of Acme/NotAQwen"),
     ],
 )
