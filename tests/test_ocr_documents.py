@@ -276,6 +276,26 @@ def test_markdown_paragraphs_columns_and_rows():
     )
 
 
+def test_markdown_table_rows_render_as_rows(tmp_path):
+    """A small table whose cells stand little more than a line height apart: rendered by a CommonMark
+    reader, each row is a line of its own (a hard break after each), not one run-on paragraph."""
+    from markdown_it import MarkdownIt
+
+    rows = [("Bolts", "500", "0.12"), ("Nails", "750", "0.08"), ("Pipes", "900", "0.05")]
+    canvas = Canvas(str(tmp_path / "parts.pdf"), pagesize=(220, 90))
+    canvas.setFont("Helvetica", 10)
+    for i, row in enumerate(rows):
+        for x, cell in zip((20, 58, 88), row):
+            canvas.drawString(x, 70 - 14 * i, cell)
+    canvas.save()
+    result = CliRunner().invoke(ocr_app(), ["ocr", str(tmp_path / "parts.pdf"), "--out", str(tmp_path / "r.jsonl"),
+                                         "--workers", "1", "-f", "md"])
+    assert result.exit_code == 0, result.stderr
+    html = MarkdownIt("commonmark").render((tmp_path / "r" / "parts.pdf.md").read_text())
+    paragraph = html[html.index("<p>") + 3 : html.index("</p>")]
+    assert [line.strip() for line in paragraph.split("<br />")] == [" ".join(row) for row in rows], html
+
+
 def test_control_characters_keep_the_hocr_well_formed_and_a_line_break_never_starts_markdown():
     words = (OcrWord("a\x01b", (10, 10, 40, 30), score=0.9), OcrWord("# heading", (50, 10, 120, 30), score=0.9))
     record = OcrRecord(path="odd\x01name.png", engine="ppocr", width=200, height=100, text="a\x01b\n# heading",

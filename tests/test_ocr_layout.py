@@ -180,10 +180,17 @@ def test_no_pieces_no_lines():
     ("C0FFEE", "COFFEE"),
     ("Olive 0il", "Olive Oil"),
     ("Year 2O24", "Year 2024"),
+    ("lnvoice 1042", "Invoice 1042"),
+    ("lmport duty", "Import duty"),
+    ("Corner pharrnacy", "Corner pharmacy"),
+    ("rnarket day", "market day"),
     # left alone: real mixes of letters and digits, and ordinary words with l
     ("B52 10am XR-200 A0 500ml", "B52 10am XR-200 A0 500ml"),
     ("like all lilies", "like all lilies"),
     ("Illinois HELLO", "Illinois HELLO"),
+    ("5 lbs ltd lb", "5 lbs ltd lb"),
+    ("modern corner barn learn", "modern corner barn learn"),
+    ("lying llama leaves lilting", "lying llama leaves lilting"),
 ])
 def test_look_alike_fixes(raw, fixed):
     assert fix_confusions(raw) == fixed

@@ -1,13 +1,21 @@
 """Fixing the look-alike characters PP-OCR confuses, where the neighbours leave no doubt.
 
 Only unambiguous contexts are touched: "l" inside an all-capitals word or alone ("FlLE", "l am"),
-"0" starting or inside a word of letters ("0pen", "C0FFEE"), "O" inside a number ("2O24").
-A word that mixes letters and digits on purpose ("B52", "10am", "XR-200") is left alone."""
+"l" starting a word before a consonant no English word puts there ("lnvoice", "lmport": an "I"),
+"rn" where English has no "rn" ("pharrnacy", "rnarket": an "m"), "0" starting or inside a word of
+letters ("0pen", "C0FFEE"), "O" inside a number ("2O24"). A word that mixes letters and digits on
+purpose ("B52", "10am", "XR-200") is left alone, and so are short ones, which abbreviations
+("lb", "lbs", "ltd") make unsafe."""
 from __future__ import annotations
 
 import re
 
 _WORD = re.compile(r"[A-Za-z0-9]+")
+# English words open with "l" only before a vowel, "l" or "y" ("llama", "lymph"): before any other
+# letter the "l" is a capital I ("lnvoice", "lmportant", "lsland").
+_CAPITAL_I_AS_L = re.compile(r"^l(?=[bcdfgjkmnpqrstvwxz][a-z]{2,}$)")
+# "m" read as "rn": after another "r" ("pharrnacy", "farrnhouse") or opening a word ("rnarket").
+_M_AS_RN = re.compile(r"(?<=r)rn(?=[aeiouy])|^rn(?=[aeiouy])")
 
 
 def _fix_word(word: str) -> str:
@@ -15,6 +23,8 @@ def _fix_word(word: str) -> str:
     digits = [c for c in word if c.isdigit()]
     if word == "l":
         return "I"
+    if len(word) >= 4 and word.islower():
+        word = _M_AS_RN.sub("m", _CAPITAL_I_AS_L.sub("I", word, count=1) if word[0] == "l" else word)
     if letters and not digits and len(letters) >= 2:
         others = [c for c in letters if c != "l"]
         if others and all(c.isupper() for c in others) and len(others) >= 2:

@@ -28,8 +28,10 @@ SUFFIXES = {"txt": ".txt", "hocr": ".hocr", "md": ".md", "pdf": ".pdf"}
 
 # Markdown: lines closer than this many line heights (and in the same column) share a paragraph.
 PARAGRAPH_GAP = 0.8
-# A gap between two words wider than this many line heights makes a line a table row.
-TABLE_GAP = 2.0
+# A gap between two words wider than this many line heights makes a line a table row: a word
+# space is about a third of a line height (justified prose stretches it to two thirds), where the
+# gutter between a table's cells is wider.
+TABLE_GAP = 1.0
 # A line ending this far (fraction of the paragraph width) before its right edge ends a line of prose.
 SHORT_LINE = 0.15
 # The searchable PDF: the page size of an image without a resolution of its own.

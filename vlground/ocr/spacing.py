@@ -29,6 +29,9 @@ SPECK_AREA = 0.01
 MIN_GAPS_TO_ADAPT = 6
 TYPICAL_GAP_FACTOR = 2.0
 MIN_SPACE_GAP = 0.2
+# Inside a piece whose recognizer wrote spaces (PP-OCRv6 does), a gap adds a space only when it
+# is this wide (fraction of the box height): no letter gap of a monospace font comes near it.
+SPACED_PIECE_GAP = 0.6
 # Where two pieces overlap, characters closer than this (fraction of height) are one character.
 DUPLICATE_DISTANCE = 0.35
 # English puts no space before these, or after those.
@@ -120,7 +123,11 @@ def join_pieces(gray: np.ndarray, quad: Sequence[Sequence[float]], height: float
     for i, char in enumerate(chars):
         before = chars[i - 1].c if i else " "
         earlier = chars[i - 2].c if i >= 2 else " "
-        if char.c == " " or (before != " " and _wants_space(earlier, before, char.c, gaps[i - 1], threshold)):
+        # Inside a piece whose recognizer writes spaces itself, only a gap no letter leaves adds one:
+        # a monospace "r" or "i" sits in a cell as wide as an "m", with as much paper beside it as a space.
+        within = i and char.spaced and chars[i - 1].piece == char.piece
+        if char.c == " " or (before != " " and _wants_space(earlier, before, char.c, gaps[i - 1],
+                                                            max(threshold, SPACED_PIECE_GAP) if within else threshold)):
             words.append([])
         if char.c != " ":
             words[-1].append(char)
@@ -137,12 +144,15 @@ class _Char:
     x: float  # centre along the upright line
     half: float  # half its width
     score: float
+    piece: int = 0  # which piece read it
+    spaced: bool = False  # whether that piece's recognizer wrote spaces itself
 
 
 def _line_chars(pieces: Sequence[PieceChars], warp: np.ndarray, height: float) -> list[_Char]:
     """The characters of the pieces along the upright line, recognizer spaces as single " "."""
     chars: list[_Char] = []
-    for piece in pieces:
+    for number, piece in enumerate(pieces):
+        spaced = " " in piece.text.strip()
         xs = cv2.perspectiveTransform(np.asarray(piece.centers, dtype=np.float32)[None], warp)[0, :, 0]
         halves = _half_widths(xs, piece.widths)
         visible = [i for i, c in enumerate(piece.text) if not c.isspace()]
@@ -157,9 +167,9 @@ def _line_chars(pieces: Sequence[PieceChars], warp: np.ndarray, height: float) -
             if i == dropped:
                 continue
             if not c.isspace():
-                chars.append(_Char(c, float(x), float(half), piece.score))
+                chars.append(_Char(c, float(x), float(half), piece.score, number, spaced))
             elif chars and chars[-1].c != " ":
-                chars.append(_Char(" ", float(x), 0.0, piece.score))
+                chars.append(_Char(" ", float(x), 0.0, piece.score, number, spaced))
     return chars
 
 
