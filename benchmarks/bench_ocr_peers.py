@@ -36,10 +36,10 @@ from pathlib import Path
 from PIL import Image
 
 from vlground.eval.ocr import edit_counts, pooled_rates
-from vlground.ocr.documents import PageSelection, load_page, plan
+from vlground.io.documents import PageSelection, load_page, plan
 from vlground.ocr.ppocr import built_in_engine
 from vlground.ocr.synthetic import KINDS, Style, font_files, make_document, render, varied_cases
-from vlground.sources import Source
+from vlground.io.sources import Source
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ocr_documents import build as build_pages  # noqa: E402
