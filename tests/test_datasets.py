@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vlground.core.records import Record, read_records
 from vlground.datasets import (
-    LabelRecord,
     category_index,
     read_coco,
-    read_label_records,
     read_yolo,
     write_coco,
     write_yolo,
@@ -40,8 +39,8 @@ def labelled(tmp_path):
     for name, (size, answer) in ANSWERS.items():
         path = images / ("sub" if name == "empty.png" else "") / name
         Image.new("RGB", size, "gray").save(path)
-        records.append(LabelRecord.from_result(str(path), "qwen3-vl", parse(answer, "qwen3-vl", size)))
-    records.append(LabelRecord.failed(str(images / "broken.jpg"), "qwen3-vl", "cannot identify image file"))
+        records.append(Record.from_result(str(path), parse(answer, "qwen3-vl", size), model="qwen3-vl"))
+    records.append(Record.failed(str(images / "broken.jpg"), "cannot identify image file", model="qwen3-vl"))
     return images, records
 
 
@@ -132,7 +131,7 @@ def test_label_records_round_trip_and_skip_a_cut_line(labelled, tmp_path):
     _, records = labelled
     path = tmp_path / "labels.jsonl"
     path.write_text("".join(r.to_json() + "\n" for r in records) + '{"path": "cut', encoding="utf-8")
-    back = read_label_records(path)
+    back = read_records(path)
     assert [r.to_dict() for r in back] == [r.to_dict() for r in records]
     assert json.loads(records[0].to_json())["detections"][0] == {"label": "car", "box": [40.0, 20.0, 200.0, 120.0]}
 
@@ -141,7 +140,7 @@ def test_coco_category_ids_start_at_1_in_the_order_given():
     from vlground.core.results import Detection
     from vlground.datasets import coco_dataset
 
-    record = LabelRecord("a.png", "m", 100, 50, [Detection("person", box=(1, 2, 3, 4)), Detection("car", box=(5, 6, 7, 8))])
+    record = Record("a.png", model="m", width=100, height=50, detections=[Detection("person", box=(1, 2, 3, 4)), Detection("car", box=(5, 6, 7, 8))])
     coco, _ = coco_dataset([record], ["car", "person"])
     assert [(c["id"], c["name"]) for c in coco["categories"]] == [(1, "car"), (2, "person")]
     assert [a["category_id"] for a in coco["annotations"]] == [2, 1]  # 0 is no category in COCO tools
@@ -149,7 +148,7 @@ def test_coco_category_ids_start_at_1_in_the_order_given():
 
 def test_a_yolo_dataset_that_fails_midway_leaves_no_staging_folder(tmp_path, monkeypatch):
     Image.new("RGB", (20, 10)).save(tmp_path / "a.png")
-    record = LabelRecord(str(tmp_path / "a.png"), "m", 20, 10, [])
+    record = Record(str(tmp_path / "a.png"), model="m", width=20, height=10)
 
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")

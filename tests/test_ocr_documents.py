@@ -16,10 +16,11 @@ from reportlab.pdfgen.canvas import Canvas
 from typer.testing import CliRunner
 
 from ocr_app import ocr_app, read_records
+from vlground.core.records import Record, text_line
+from vlground.core.results import Detection
 from vlground.eval.ocr import edit_counts, pooled_rates
 from vlground.io.documents import PageJob, PageSelection, load_page, parse_pages
 from vlground.ocr.formats import to_hocr, to_markdown
-from vlground.ocr.records import OcrLine, OcrRecord, OcrWord
 from vlground.ocr.synthetic import Document, Style, render
 
 FONT = str(Path(__file__).parent / "fonts" / "DejaVuSansCondensed-Bold.ttf")
@@ -156,10 +157,10 @@ def test_the_searchable_pdf_puts_each_word_on_its_ink(tmp_path):
     words = []
     for text, (x, y) in [("North", (30, 40)), ("gate", (200, 40)), ("closed", (380, 300)), ("Sunday", (60, 250))]:
         draw.text((x, y), text, font=font, fill="black")
-        words.append(OcrWord(text, tuple(float(v) for v in draw.textbbox((x, y), text, font=font)), score=0.9))
-    lines = [OcrLine(" ".join(w.text for w in ws), (ws[0].box[0], min(w.box[1] for w in ws), ws[-1].box[2], max(w.box[3] for w in ws)),
+        words.append(text_line(text, tuple(float(v) for v in draw.textbbox((x, y), text, font=font)), score=0.9))
+    lines = [text_line(" ".join(w.text for w in ws), (ws[0].box[0], min(w.box[1] for w in ws), ws[-1].box[2], max(w.box[3] for w in ws)),
                      score=0.9, words=tuple(ws)) for ws in ([words[0], words[1]], [words[3]], [words[2]])]
-    record = OcrRecord(path="sign.png", engine="ppocr", width=600, height=400, text="North gate\nSunday\nclosed", lines=lines)
+    record = Record(path="sign.png", engine="ppocr", width=600, height=400, text="North gate\nSunday\nclosed", detections=lines)
     (tmp_path / "sign.pdf").write_bytes(to_pdf([record], lambda _: image, "sign.png"))
     _check_searchable_pdf(tmp_path / "sign.pdf", [record.to_dict()])
 
@@ -251,12 +252,12 @@ def test_page_ranges_parse():
             parse_pages(wrong)
 
 
-def _line(text: str, x: float, y: float, width: float, height: float = 20, words=None) -> OcrLine:
-    return OcrLine(text=text, box=(x, y, x + width, y + height), score=0.9, words=words or ())
+def _line(text: str, x: float, y: float, width: float, height: float = 20, words=None) -> Detection:
+    return text_line(text, box=(x, y, x + width, y + height), score=0.9, words=words or ())
 
 
 def test_markdown_paragraphs_columns_and_rows():
-    row_words = (OcrWord("Coffee", (10, 400, 80, 420)), OcrWord("3.50", (500, 400, 540, 420)))
+    row_words = (text_line("Coffee", (10, 400, 80, 420)), text_line("3.50", (500, 400, 540, 420)))
     lines = [
         # left column: a paragraph of two full lines and a short last one, then another paragraph
         _line("The library opens at nine", 10, 10, 280), _line("every day of the week and", 10, 34, 282),
@@ -265,9 +266,9 @@ def test_markdown_paragraphs_columns_and_rows():
         _line("Parking behind", 320, 10, 260), _line("the building.", 320, 34, 120),
         # a table row below both columns
         _line("Coffee 3.50", 10, 400, 530, words=row_words), _line("Tea 2.00", 10, 424, 530,
-                                                                   words=(OcrWord("Tea", (10, 424, 50, 444)), OcrWord("2.00", (500, 424, 540, 444)))),
+                                                                   words=(text_line("Tea", (10, 424, 50, 444)), text_line("2.00", (500, 424, 540, 444)))),
     ]
-    record = OcrRecord(path="notice.png", engine="ppocr", width=600, height=500, text="", lines=lines)
+    record = Record(path="notice.png", engine="ppocr", width=600, height=500, text="", detections=lines)
     assert to_markdown([record]) == (
         "The library opens at nine\nevery day of the week and\ncloses late.\n\n"
         "Children's hour # 1 is \\*free\\*\n\n"
@@ -297,9 +298,9 @@ def test_markdown_table_rows_render_as_rows(tmp_path):
 
 
 def test_control_characters_keep_the_hocr_well_formed_and_a_line_break_never_starts_markdown():
-    words = (OcrWord("a\x01b", (10, 10, 40, 30), score=0.9), OcrWord("# heading", (50, 10, 120, 30), score=0.9))
-    record = OcrRecord(path="odd\x01name.png", engine="ppocr", width=200, height=100, text="a\x01b\n# heading",
-                       lines=[OcrLine("a\x01b\n# heading", (10, 10, 120, 30), score=0.9, words=words)])
+    words = (text_line("a\x01b", (10, 10, 40, 30), score=0.9), text_line("# heading", (50, 10, 120, 30), score=0.9))
+    record = Record(path="odd\x01name.png", engine="ppocr", width=200, height=100, text="a\x01b\n# heading",
+                       detections=[text_line("a\x01b\n# heading", (10, 10, 120, 30), score=0.9, words=words)])
     root = ET.fromstring(to_hocr([record], "odd\x01name.png").encode("utf-8"))  # well-formed XML
     ns = {"h": "http://www.w3.org/1999/xhtml"}
     assert root.find(".//h:title", ns).text == "odd\\x01name.png"  # shown as an escape, not dropped

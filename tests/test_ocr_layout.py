@@ -200,11 +200,11 @@ def test_words_join_into_the_line_and_sit_on_their_ink():
     page = Page(size=(700, 120))
     piece = page.write(20, 30, "Total due: $42.17 today")
     (line,) = assemble_lines([piece], page.gray)
-    assert [w.text for w in line.words] == ["Total", "due:", "$42.17", "today"]
-    assert " ".join(w.text for w in line.words) == line.text
+    assert [w.text for w in line.parts] == ["Total", "due:", "$42.17", "today"]
+    assert " ".join(w.text for w in line.parts) == line.text
     ink = np.asarray(page.gray) < 128
     columns = np.flatnonzero(ink.any(axis=0))
-    boxes = [w.box for w in line.words]
+    boxes = [w.box for w in line.parts]
     assert boxes[0][0] == pytest.approx(columns[0], abs=4) and boxes[-1][2] == pytest.approx(columns[-1], abs=4)
     for x1, y1, x2, y2 in boxes:  # inside the line, tight around the word's ink
         rows = np.flatnonzero(ink[:, int(x1) : int(x2)].any(axis=1))
@@ -212,7 +212,7 @@ def test_words_join_into_the_line_and_sit_on_their_ink():
         assert y1 == pytest.approx(rows[0], abs=1) and y2 == pytest.approx(rows[-1] + 1, abs=1)
     for left, right in zip(boxes, boxes[1:]):  # left to right, nothing but paper between two words
         assert left[2] <= right[0] and not ink[:, int(left[2]) + 2 : int(right[0]) - 2].any()
-    assert all(w.score == pytest.approx(0.9) for w in line.words)
+    assert all(w.score == pytest.approx(0.9) for w in line.parts)
 
 
 def test_words_of_a_tilted_line_are_quads_along_it():
@@ -224,9 +224,9 @@ def test_words_of_a_tilted_line_are_quads_along_it():
     turned = Piece(quad=(piece.quad - center) @ rotate.T + center, text=piece.text, score=0.9,
                    centers=(piece.centers - center) @ rotate.T + center)
     (line,) = assemble_lines([turned], np.asarray(tilted.convert("L")))
-    assert [w.text for w in line.words] == ["Second", "line", "below", "it"]
-    assert all(w.box is None and len(w.quad) == 4 for w in line.words)
-    starts = [np.array(w.quad[0]) for w in line.words]
+    assert [w.text for w in line.parts] == ["Second", "line", "below", "it"]
+    assert all(w.box is None and len(w.quad) == 4 for w in line.parts)
+    starts = [np.array(w.quad[0]) for w in line.parts]
     for a, b in zip(starts, starts[1:]):  # each word starts further along the 8-degree baseline
         assert math.degrees(math.atan2(b[1] - a[1], b[0] - a[0])) == pytest.approx(8, abs=1.5)
 

@@ -52,7 +52,7 @@ def test_lines_of_a_turned_page_sit_on_their_ink_in_the_image_as_given(engine):
     for line in page.lines:
         quad = np.asarray(line.quad)  # a sideways line is a quad, starting at its text's top-left
         assert quad[1][1] < quad[0][1]  # the text runs up the image: its top-right corner is above
-        for word in line.words:
+        for word in line.parts:
             corners = np.asarray(word.quad)
             inside = ((ink[:, 1] >= corners[:, 0].min()) & (ink[:, 1] <= corners[:, 0].max())
                       & (ink[:, 0] >= corners[:, 1].min()) & (ink[:, 0] <= corners[:, 1].max()))

@@ -15,8 +15,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ocr_app import ocr_app, read_records
+from vlground.core.records import Record
 from vlground.ocr.output import open_sink
-from vlground.ocr.records import OcrRecord
 from vlground.ocr.synthetic import Document, Style, render
 
 FONT = str(Path(__file__).parent / "fonts" / "DejaVuSansCondensed-Bold.ttf")
@@ -127,11 +127,11 @@ def test_missing_engine_package_says_what_to_install(tmp_path, monkeypatch, engi
 
 def test_a_line_cut_by_a_kill_is_dropped_on_resume(tmp_path):
     out = tmp_path / "r.jsonl"
-    whole = OcrRecord(path="a.png", engine="ppocr", width=1, height=1, text="A").to_json()
+    whole = Record(path="a.png", engine="ppocr", width=1, height=1, text="A").to_json()
     out.write_text(whole + "\n" + '{"path": "b.png", "eng')
     with open_sink(out, resume=True) as sink:
         assert set(sink.done) == {os.path.abspath("a.png")}
-        sink.write(OcrRecord(path="b.png", engine="ppocr", text="B").to_dict())
+        sink.write(Record(path="b.png", engine="ppocr", text="B").to_dict())
     assert [r["text"] for r in read_records(out)] == ["A", "B"]
 
 

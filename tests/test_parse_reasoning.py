@@ -175,15 +175,15 @@ REASONED = f"draft {WRITERS['qwen3-vl'](DRAFT)}</think>{WRITERS['qwen3-vl'](FINA
 
 
 def test_label_and_detect_records_carry_the_reasoning():
-    from vlground.datasets import LabelRecord
+    from vlground.core.records import Record
 
-    record = LabelRecord.from_result("a.jpg", "m", parse(REASONED, "qwen3-vl", SIZE))
+    record = Record.from_result("a.jpg", parse(REASONED, "qwen3-vl", SIZE), model="m")
     line = json.loads(record.to_json())
     assert line["reasoning"].startswith("draft") and len(line["detections"]) == 1
-    assert LabelRecord.from_dict(line) == record and record.result.reasoning == line["reasoning"]
-    cut = LabelRecord.from_result("b.jpg", "m", parse("<think>hmm", "qwen3-vl", SIZE)).to_dict()
+    assert Record.from_dict(line) == record and record.result.reasoning == line["reasoning"]
+    cut = Record.from_result("b.jpg", parse("<think>hmm", "qwen3-vl", SIZE), model="m").to_dict()
     assert cut["reasoning_cut_short"] is True and cut["detections"] == []
-    plain = LabelRecord.from_result("c.jpg", "m", parse(WRITERS["qwen3-vl"](FINAL), "qwen3-vl", SIZE)).to_dict()
+    plain = Record.from_result("c.jpg", parse(WRITERS["qwen3-vl"](FINAL), "qwen3-vl", SIZE), model="m").to_dict()
     assert set(plain) == {"path", "model", "width", "height", "detections", "text", "error"}  # records without reasoning unchanged
 
 
@@ -200,11 +200,11 @@ def test_bench_prediction_lines_carry_the_reasoning():
 def test_ocr_records_of_a_thinking_engine_carry_the_reasoning_and_warn_when_cut_short():
     from PIL import Image
 
+    from vlground.core.records import Record
     from vlground.io.documents import PageJob
     from vlground.io.sources import Source
     from vlground.jobs.ocr_workers import page_record
     from vlground.ocr.engine import QwenEngine
-    from vlground.ocr.records import OcrRecord
 
     class Reader:  # a model whose answers reason first: one answered, one cut short
         def read_text(self, images, options=None):
@@ -216,4 +216,4 @@ def test_ocr_records_of_a_thinking_engine_carry_the_reasoning_and_warn_when_cut_
                      for i, name in enumerate(("a", "b")))
     assert answered.text == "EXIT" and answered.to_dict()["reasoning"] == "reading the sign" and not answered.warnings
     assert cut.text == "" and "cut short" in cut.warnings[0] and cut.to_dict()["reasoning"] == "the sign says"
-    assert OcrRecord.from_dict(json.loads(answered.to_json())).reasoning == "reading the sign"
+    assert Record.from_dict(json.loads(answered.to_json())).reasoning == "reading the sign"

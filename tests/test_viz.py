@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFont
 
+from vlground.core.records import Record, text_line
 from vlground.grammar import parse
-from vlground.ocr.records import OcrLine, OcrRecord, OcrWord
 from vlground.viz import DISPLAY_SIDE, FONT, TILE_SIDE, annotate, png_of, show
 
 RED = (255, 64, 64)  # supervision's palette colour of class 1 (class 0 is purple)
@@ -86,10 +86,10 @@ def test_paths_and_arrays_are_drawn_like_pil_images(tmp_path):
 def _page(tmp_path):
     path = tmp_path / "page.png"
     Image.new("RGB", (300, 200), "white").save(path)
-    record = OcrRecord(
+    record = Record(
         path=str(path), engine="pp-ocr", width=300, height=200, text="HELLO\nWORLD",
-        lines=[OcrLine("HELLO", box=(20.0, 40.0, 120.0, 70.0)),
-               OcrLine("WORLD", quad=((20.0, 120.0), (150.0, 110.0), (152.0, 140.0), (22.0, 150.0)))],
+        detections=[text_line("HELLO", box=(20.0, 40.0, 120.0, 70.0)),
+               text_line("WORLD", quad=((20.0, 120.0), (150.0, 110.0), (152.0, 140.0), (22.0, 150.0)))],
     )
     return path, record
 
@@ -105,7 +105,7 @@ def test_ocr_record_is_drawn_with_its_lines(tmp_path):
 
 def test_failed_ocr_record_says_why_it_cannot_be_drawn():
     with pytest.raises(ValueError, match="unreadable"):
-        show(Image.new("RGB", (10, 10)), OcrRecord.failed("x.png", "pp-ocr", "unreadable file"))
+        show(Image.new("RGB", (10, 10)), Record.failed("x.png", "unreadable file", engine="pp-ocr"))
 
 
 def test_show_needs_an_image_when_the_result_does_not_know_it():
@@ -137,7 +137,7 @@ def test_png_of_a_result_that_knows_its_image_is_its_picture_downscaled(tmp_path
     big = Image.new("RGB", (3000, 1500), "white")
     big_path = tmp_path / "big.png"
     big.save(big_path)
-    wide = OcrRecord(path=str(big_path), engine="pp-ocr", width=3000, height=1500, lines=[OcrLine("A", box=(10, 10, 900, 400))])
+    wide = Record(path=str(big_path), engine="pp-ocr", width=3000, height=1500, detections=[text_line("A", box=(10, 10, 900, 400))])
     for drawable, size in ((record, (300, 200)), (wide, (DISPLAY_SIDE, DISPLAY_SIDE // 2))):
         png = Image.open(io.BytesIO(png_of(drawable)))
         assert png.format == "PNG" and png.size == size
@@ -153,9 +153,9 @@ def test_a_shrunk_picture_is_drawn_after_shrinking_at_the_scaled_place():
 
 
 def test_ocr_words_are_drawn_as_thin_grey_outlines_under_their_line():
-    words = (OcrWord("HELLO", box=(20.0, 40.0, 60.0, 70.0)), OcrWord("YOU", box=(70.0, 40.0, 120.0, 70.0)))
-    record = OcrRecord(path="p.png", engine="pp-ocr", width=300, height=200, text="HELLO YOU",
-                       lines=[OcrLine("HELLO YOU", box=(10.0, 30.0, 140.0, 80.0), words=words)])
+    words = (text_line("HELLO", box=(20.0, 40.0, 60.0, 70.0)), text_line("YOU", box=(70.0, 40.0, 120.0, 70.0)))
+    record = Record(path="p.png", engine="pp-ocr", width=300, height=200, text="HELLO YOU",
+                       detections=[text_line("HELLO YOU", box=(10.0, 30.0, 140.0, 80.0), words=words)])
     out = np.array(annotate(Image.new("RGB", (300, 200), "white"), record))
     assert tuple(out[55, 70]) == (140, 140, 140)  # left edge of the second word
     assert (out[55, 10] != 255).any() and tuple(out[55, 10]) != (140, 140, 140)  # the line, in its own colour
@@ -169,7 +169,7 @@ def test_an_ocr_record_displays_as_its_page_in_jupyter(tmp_path):
     formats, _ = InteractiveShell.instance().display_formatter.format(record)
     picture = np.array(Image.open(io.BytesIO(formats["image/png"])).convert("RGB"))
     assert np.array_equal(picture, np.array(annotate(path, record)))
-    page_of_a_pdf = OcrRecord(path=str(path), engine="pp-ocr", width=300, height=200, page=2)
+    page_of_a_pdf = Record(path=str(path), engine="pp-ocr", width=300, height=200, page=2)
     assert "image/png" not in InteractiveShell.instance().display_formatter.format(page_of_a_pdf)[0]
 
 

@@ -24,6 +24,8 @@ _EXPORTS = {
     "Prompt": "vlground.prompts",
     "Detection": "vlground.core.results",
     "Result": "vlground.core.results",
+    "Record": "vlground.core.records",
+    "read_records": "vlground.core.records",
     "get_family": "vlground.core.families",
     "FAMILIES": "vlground.core.families",
     "smart_resize": "vlground.core.geometry",

@@ -1,6 +1,6 @@
-"""Detection datasets from labelled images: the label record (one JSON line per image, the record of
-truth of `vlground label`), and COCO and YOLO datasets written from those records and read back, so
-the boxes vlground finds train detectors as they are.
+"""Detection datasets from labelled images: COCO and YOLO datasets written from label records (one
+JSON line per image, `vlground.core.records.Record`, the record of truth of `vlground label`) and read
+back as records, so the boxes vlground finds train detectors as they are.
 
 Units: records and `Result`s hold pixels of the image as displayed (EXIF orientation applied). COCO
 `bbox` is [x, y, width, height] in those pixels; a YOLO line is `class cx cy w h`, each divided by
@@ -16,98 +16,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from vlground.core.results import REASONING_FIELDS, Detection, Result
+from vlground.core.records import Record
+from vlground.core.results import Detection
 from vlground.io.sink import atomic_write, escape_path
 
 FORMATS = ("coco", "yolo", "jsonl")
 COCO_FILE = "instances.json"
 YOLO_YAML = "data.yaml"
-
-
-@dataclass(frozen=True)
-class LabelRecord:
-    """One image's labels: `detections` and `text` in the schema of `vlground parse`, with the image's
-    `path` (as given: a file or a URI), its displayed `width`/`height` and the `model`; the reasoning
-    fields of a thinking model's answer (`reasoning`, `reasoning_cut_short`, `clipped`, as Result
-    has them, written only where set). A file that could not be read or labelled has `error` set, no
-    size and no detections."""
-
-    path: str
-    model: str
-    width: int | None = None
-    height: int | None = None
-    detections: list[Detection] = field(default_factory=list)
-    text: str = ""
-    error: str | None = None
-    reasoning: str | None = None
-    reasoning_cut_short: bool = False
-    clipped: int = 0
-
-    @classmethod
-    def from_result(cls, path: str, model: str, result: Result) -> LabelRecord:
-        width, height = result.image_size
-        return cls(path=path, model=model, width=width, height=height, detections=list(result.detections), text=result.text,
-                   reasoning=result.reasoning, reasoning_cut_short=result.reasoning_cut_short, clipped=result.clipped)
-
-    @classmethod
-    def failed(cls, path: str, model: str, error: str) -> LabelRecord:
-        return cls(path=path, model=model, error=error)
-
-    @property
-    def result(self) -> Result | None:
-        """The labels as a Result on the image (None for an error record)."""
-        if self.error is not None or self.width is None or self.height is None:
-            return None
-        return Result(detections=list(self.detections), text=self.text, image_size=(self.width, self.height),
-                      reasoning=self.reasoning, reasoning_cut_short=self.reasoning_cut_short, clipped=self.clipped)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {"path": self.path, "model": self.model, "width": self.width, "height": self.height,
-               "detections": [d.to_dict() for d in self.detections], "text": self.text, "error": self.error}
-        out.update((name, getattr(self, name)) for name in REASONING_FIELDS if getattr(self, name))
-        return out
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> LabelRecord:
-        return cls(path=d["path"], model=d.get("model") or "", width=d.get("width"), height=d.get("height"),
-                   detections=[Detection.from_dict(x) for x in d.get("detections") or []],
-                   text=d.get("text") or "", error=d.get("error"), reasoning=d.get("reasoning"),
-                   reasoning_cut_short=bool(d.get("reasoning_cut_short")), clipped=int(d.get("clipped") or 0))
-
-
-def label_key(record: dict[str, Any]) -> str:
-    """A label record's input across runs (the resume key): its "abspath", which the run that wrote it
-    took from its own working directory; for a record without one, the path made absolute here; a URI
-    as it is."""
-    abspath = record.get("abspath")
-    if isinstance(abspath, str):
-        return abspath
-    path = record["path"]
-    return path if "://" in path else escape_path(os.path.abspath(path))
-
-
-def with_abspath(record: dict[str, Any]) -> dict[str, Any]:
-    """`record` with "abspath" (see `label_key`), set in the process that names the inputs: a Ray
-    worker elsewhere has another working directory."""
-    return {**record, "abspath": label_key(record)}
-
-
-def read_label_records(path: str | Path) -> list[LabelRecord]:
-    """The records of a label JSONL file in file order, the first record of an image winning; a
-    damaged line (a run killed mid-write) is skipped."""
-    records: dict[str, LabelRecord] = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        try:
-            record = LabelRecord.from_dict(json.loads(line))
-        except (ValueError, KeyError, TypeError):
-            continue
-        records.setdefault(record.path, record)
-    return list(records.values())
 
 
 @dataclass
@@ -151,7 +67,7 @@ def category_index(label: str | None, categories: Sequence[str]) -> int | None:
     return keys.index(key) if key in keys else None
 
 
-def _boxes(record: LabelRecord, categories: Sequence[str], stats: DatasetStats) -> list[tuple[int, tuple]]:
+def _boxes(record: Record, categories: Sequence[str], stats: DatasetStats) -> list[tuple[int, tuple]]:
     """(category index, xyxy) of each box of `record` that belongs in the dataset, counting the rest."""
     stats.images += 1
     kept = []
@@ -169,7 +85,7 @@ def _boxes(record: LabelRecord, categories: Sequence[str], stats: DatasetStats) 
     return kept
 
 
-def _usable(records: Iterable[LabelRecord], stats: DatasetStats) -> list[LabelRecord]:
+def _usable(records: Iterable[Record], stats: DatasetStats) -> list[Record]:
     kept = []
     for record in records:
         if record.result is None:
@@ -189,7 +105,7 @@ def common_root(paths: Sequence[str]) -> str:
     return os.path.commonpath(local) if local else os.getcwd()
 
 
-def coco_dataset(records: Iterable[LabelRecord], categories: Sequence[str], root: str | None = None) -> tuple[dict, DatasetStats]:
+def coco_dataset(records: Iterable[Record], categories: Sequence[str], root: str | None = None) -> tuple[dict, DatasetStats]:
     """The COCO instances dict of `records` (error records left out) and what went into it.
     `file_name` is each image's path relative to `root` (default: the folder holding them all)."""
     stats = DatasetStats()
@@ -207,7 +123,7 @@ def coco_dataset(records: Iterable[LabelRecord], categories: Sequence[str], root
     return coco, stats
 
 
-def write_coco(records: Iterable[LabelRecord], path: str | Path, categories: Sequence[str], root: str | None = None) -> DatasetStats:
+def write_coco(records: Iterable[Record], path: str | Path, categories: Sequence[str], root: str | None = None) -> DatasetStats:
     """Write the COCO instances JSON of `records` to `path` atomically (see `coco_dataset`)."""
     coco, stats = coco_dataset(records, categories, root)
     path = Path(path)
@@ -216,7 +132,7 @@ def write_coco(records: Iterable[LabelRecord], path: str | Path, categories: Seq
     return stats
 
 
-def read_coco(path: str | Path, root: str | Path | None = None) -> tuple[list[str], list[LabelRecord]]:
+def read_coco(path: str | Path, root: str | Path | None = None) -> tuple[list[str], list[Record]]:
     """(category names, one record per image) of a COCO instances JSON; image paths are `file_name`
     under `root` (default: as written)."""
     coco = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -225,7 +141,7 @@ def read_coco(path: str | Path, root: str | Path | None = None) -> tuple[list[st
     for a in coco["annotations"]:
         x, y, w, h = a["bbox"]
         by_image[a["image_id"]].append(Detection(names[a["category_id"]], box=(x, y, x + w, y + h)))
-    records = [LabelRecord(path=str(Path(root) / image["file_name"]) if root is not None else image["file_name"],
+    records = [Record(path=str(Path(root) / image["file_name"]) if root is not None else image["file_name"],
                            model="", width=image["width"], height=image["height"], detections=by_image[image["id"]])
                for image in coco["images"]]
     return [names[i] for i in sorted(names)], records
@@ -259,7 +175,7 @@ def _yolo_line(index: int, box: tuple, width: int, height: int) -> str:
     return f"{index} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}"
 
 
-def write_yolo(records: Iterable[LabelRecord], folder: str | Path, categories: Sequence[str]) -> DatasetStats:
+def write_yolo(records: Iterable[Record], folder: str | Path, categories: Sequence[str]) -> DatasetStats:
     """A YOLO dataset in `folder`: images/NAME (links to the labelled images), labels/STEM.txt (one
     `class cx cy w h` line per box, empty for an image without boxes) and data.yaml (`names`,
     `path`, train and val on images/). The labels are built beside and swapped in whole, then
@@ -295,7 +211,7 @@ def write_yolo(records: Iterable[LabelRecord], folder: str | Path, categories: S
     return stats
 
 
-def read_yolo(folder: str | Path) -> tuple[list[str], list[LabelRecord]]:
+def read_yolo(folder: str | Path) -> tuple[list[str], list[Record]]:
     """(category names, one record per image) of a YOLO dataset written by `write_yolo`; image sizes
     are read from the images (EXIF honoured), boxes put back in pixels."""
     import yaml
@@ -312,5 +228,5 @@ def read_yolo(folder: str | Path) -> tuple[list[str], list[LabelRecord]]:
             index, cx, cy, w, h = line.split()
             cx, w, cy, h = float(cx) * width, float(w) * width, float(cy) * height, float(h) * height
             detections.append(Detection(names[int(index)], box=(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)))
-        records.append(LabelRecord(path=str(image), model="", width=width, height=height, detections=detections))
+        records.append(Record(path=str(image), model="", width=width, height=height, detections=detections))
     return names, records

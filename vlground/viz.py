@@ -64,8 +64,11 @@ def drawing_of(drawable: Any) -> Drawing:
     """`drawable.drawing()`; a TypeError naming what cannot be drawn."""
     if isinstance(drawable, Drawing):
         return drawable
+    if isinstance(drawable, dict):
+        raise TypeError("cannot draw a dict: read a JSONL file of records with vlground.read_records(path), "
+                        "or one JSON object with vlground.Record.from_dict(d)")
     if not callable(getattr(drawable, "drawing", None)):
-        raise TypeError(f"cannot draw a {type(drawable).__name__}: give a Result or an OCR record")
+        raise TypeError(f"cannot draw a {type(drawable).__name__}: give a Result or a Record")
     return drawable.drawing()
 
 

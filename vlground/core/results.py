@@ -23,7 +23,9 @@ Quad = tuple[Point, Point, Point, Point]
 
 @dataclass(slots=True)
 class Detection:
-    """One grounded thing: exactly one of `box`, `point` or `quad` is set."""
+    """One grounded thing: exactly one of `box`, `point` or `quad` is set. `score` is a confidence in
+    [0, 1] where the source gives one (the OCR engine does, a model's answer does not); `parts` are
+    the detections it is made of (an OCR line's words)."""
 
     label: str | None
     box: Box | None = None
@@ -31,6 +33,8 @@ class Detection:
     quad: Quad | None = None
     text: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    score: float | None = None
+    parts: tuple[Detection, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.box is not None) + (self.point is not None) + (self.quad is not None) != 1:
@@ -61,6 +65,10 @@ class Detection:
             out["text"] = self.text
         if self.attributes:
             out["attributes"] = self.attributes
+        if self.score is not None:
+            out["score"] = self.score
+        if self.parts:
+            out["parts"] = [part.to_dict() for part in self.parts]
         return out
 
     @classmethod
@@ -73,6 +81,8 @@ class Detection:
             quad=tuple(tuple(p) for p in quad) if quad is not None else None,
             text=d.get("text"),
             attributes=d.get("attributes") or {},
+            score=d.get("score"),
+            parts=tuple(cls.from_dict(part) for part in d.get("parts") or ()),
         )
 
 
@@ -226,17 +236,18 @@ class Result:
         return out
 
     def drawing(self) -> Drawing:
-        """The result as `vlground.viz` draws it: each detection captioned with its label and text
-        (an OCR word, `attributes["word"]`, as a grey outline), on `image` where it is known; a
-        grid tile titled with its labels, else its text."""
+        """The result as `vlground.viz` draws it: each detection captioned with its label and text,
+        then the parts of each (an OCR line's words) as grey outlines, on `image` where it is
+        known; a grid tile titled with its labels, else its text."""
         from vlground.viz import Drawing, Shape
 
-        shapes = [
-            Shape(d.xyxy, "box" if d.box is not None else "point" if d.point is not None else "quad", class_name(d),
-                  " ".join(" ".join(v.split()) for v in (d.label, d.text) if v) or "?", quad=d.quad,
-                  word=bool(d.attributes.get("word")))
-            for d in self.detections
-        ]
+        def shape(d: Detection, part: bool) -> Shape:
+            kind = "box" if d.box is not None else "point" if d.point is not None else "quad"
+            caption = " ".join(" ".join(v.split()) for v in (d.label, d.text) if v) or "?"
+            return Shape(d.xyxy, kind, class_name(d), caption, quad=d.quad, word=part)
+
+        shapes = [shape(d, False) for d in self.detections]
+        shapes += [shape(p, True) for d in self.detections for p in d.parts]
         labels = ", ".join(dict.fromkeys(d.label.strip() for d in self.detections if d.label))
         return Drawing(shapes, self.image_size, self.image, labels or " ".join(self.text.split()) or "(nothing found)")
 

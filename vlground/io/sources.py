@@ -50,6 +50,14 @@ def image_suffixes() -> frozenset[str]:
     return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
 
 
+def absolute_name(location: str) -> str:
+    """An input's name as records and resume keys hold it: the escaped absolute path of a file; a URL,
+    a pyarrow URI or "-" (stdin) as it is."""
+    if location == STDIN or "://" in location:
+        return escape_path(location)
+    return escape_path(os.path.abspath(location))
+
+
 def is_url(text: str) -> bool:
     return text[:8].lower().startswith(("http://", "https://"))
 

@@ -1,6 +1,6 @@
 """Detection over many images, the work behind `vlground detect`: the answers to an image's queries
 merged into one Result, and one label record per input in the schema of `vlground label`
-(`vlground.datasets.LabelRecord`: path, model, width, height, detections, text, error), so what
+(`vlground.core.records.Record`: path, model, width, height, detections, text, error), so what
 `detect --out` writes is read by everything that reads label records, and resumed the same way.
 
 Images are answered `batch_size` at a time (every query of every image of the batch in one call,
@@ -56,11 +56,11 @@ class Detected:
 
     def record(self, model: str) -> dict:
         """The label record of this input (see the module docstring)."""
-        from vlground.datasets import LabelRecord
+        from vlground.core.records import Record
 
         if self.result is None:
-            return LabelRecord.failed(self.source.name, model, self.error).to_dict()
-        return LabelRecord.from_result(self.source.name, model, self.result).to_dict()
+            return Record.failed(self.source.name, self.error, model=model).to_dict()
+        return Record.from_result(self.source.name, self.result, model=model).to_dict()
 
 
 def merge_answers(queries: Sequence[str], answers: Sequence[Result], all_instances: bool) -> tuple[Result, list[str]]:
@@ -188,14 +188,14 @@ class DetectSummary(Summary):
 def open_output(path: str | Path, resume: bool = False, overwrite: bool = False):
     """The sink for `detect --out`: a locked JSONL file keyed as label records are (see
     `vlground.io.sink`), or standard output for "-" (nothing there to resume)."""
-    from vlground.datasets import label_key
+    from vlground.core.records import record_key
     from vlground.io.sink import JsonlSink, StreamSink
 
     if str(path) == "-":
         if resume or overwrite:
             raise ValueError("--resume and --overwrite need an output file; standard output (--out -) holds nothing")
         return StreamSink()
-    return JsonlSink(path, label_key, resume=resume, overwrite=overwrite, flag="--out")
+    return JsonlSink(path, record_key, resume=resume, overwrite=overwrite, flag="--out")
 
 
 def run_detect(open_model: Callable[[], object], model_name: str, sources: Sources, job: DetectJob, *,
@@ -208,13 +208,13 @@ def run_detect(open_model: Callable[[], object], model_name: str, sources: Sourc
     input's outcome into an error. Ctrl-C ends the run keeping what is written (`interrupted`).
     `progress`: a bar on stderr (None: when it is a terminal); `retry_failed`: answer again the
     sources `sink` holds as errors (the new record replaces the old)."""
-    from vlground.datasets import label_key, with_abspath
+    from vlground.core.records import record_key, with_abspath
     from vlground.jobs.progress import progress_bar
 
     summary = DetectSummary(not_images=len(sources.not_images), subfolders=len(sources.subfolders))
     todo = []
     for source in sources.items:
-        earlier = sink.done.get(label_key({"path": source.name})) if sink is not None else None
+        earlier = sink.done.get(record_key({"path": source.name})) if sink is not None else None
         if earlier is None or (retry_failed and earlier.get("error") is not None):
             todo.append(source)
         else:

@@ -2,7 +2,7 @@
 boxes for the categories), written durably as soon as it is known, and at the end the dataset
 (COCO or YOLO) is written from those records, whole or not at all.
 
-The records (JSON lines, `vlground.datasets.LabelRecord`) are the record of truth: `--resume` reads
+The records (JSON lines, `vlground.core.records.Record`) are the record of truth: `--resume` reads
 them to skip what is done, and the dataset is always rebuilt from all of them. For `--format jsonl`
 they are the output itself; for coco and yolo they are OUT/records.jsonl beside the dataset. The
 model runs in this process, or with `ray` in a Ray actor pool (`vlground.jobs.scale`); either way the
@@ -15,14 +15,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlground.datasets import (COCO_FILE, FORMATS, YOLO_YAML, DatasetStats, LabelRecord, label_key, read_label_records,
-                               with_abspath, write_coco, write_yolo, yolo_names)
 from vlground.core.families import DEFAULT_MODEL
-from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
 from vlground.core.options import GenerationOptions, LoadOptions
+from vlground.core.records import Record, read_records, record_key, with_abspath
+from vlground.datasets import COCO_FILE, FORMATS, YOLO_YAML, DatasetStats, write_coco, write_yolo, yolo_names
+from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
+from vlground.io.sink import JsonlSink, escape_path
 from vlground.jobs.progress import Summary
 from vlground.jobs.progress import progress_bar
-from vlground.io.sink import JsonlSink, escape_path
 
 RECORDS = "records.jsonl"
 
@@ -96,7 +96,7 @@ class Labeler:
         self.model = load_model(self.options.model, self.options.load)
 
     def failed(self, item: str, reason: str) -> dict:
-        return LabelRecord.failed(escape_path(item), self.name, reason).to_dict()
+        return Record.failed(escape_path(item), reason, model=self.name).to_dict()
 
     def __call__(self, items: list[str]) -> list[dict]:
         from vlground.jobs.scale import load_input
@@ -117,7 +117,7 @@ class Labeler:
             except Exception as error:  # noqa: BLE001 - one bad image must not end the batch
                 records[item] = self.failed(item, f"the model failed on this image: {type(error).__name__}: {error}")
             else:
-                records[item] = LabelRecord.from_result(escape_path(item), self.name, result).to_dict()
+                records[item] = Record.from_result(escape_path(item), result, model=self.name).to_dict()
         return [records[item] for item in items]
 
     def _detect(self, images: list) -> list:
@@ -145,7 +145,7 @@ def _records(labeler: Labeler, items: list[str]) -> Iterator[dict]:
 
 def _write_dataset(out: Path, options: LabelOptions, summary: LabelSummary) -> None:
     # by path, so a dataset does not depend on the order workers finished in
-    records = sorted(read_label_records(records_path(out, options.format)), key=lambda r: r.path)
+    records = sorted(read_records(records_path(out, options.format)), key=lambda r: r.path)
     if options.format == "coco":
         summary.dataset = write_coco(records, out / COCO_FILE, options.categories)
         summary.written = [str(out / COCO_FILE)]
@@ -168,13 +168,13 @@ def run_label(paths: Iterable[str], out: str | Path, options: LabelOptions) -> L
     summary = LabelSummary(not_images=len(inputs.not_images), subfolders=len(inputs.subfolders))
     labeler = Labeler(options)
     started = time.perf_counter()
-    with JsonlSink(records_path(out, options.format), label_key, resume=options.resume, overwrite=options.overwrite) as sink:
+    with JsonlSink(records_path(out, options.format), record_key, resume=options.resume, overwrite=options.overwrite) as sink:
         if options.format == "yolo":  # names that would collide are refused now, not after labelling everything
             yolo_names(sorted({escape_path(item) for item, error in inputs.items if error is None}
                               | {r["path"] for r in sink.done.values() if r.get("error") is None}))
         todo = []
         for item, error in inputs.items:
-            earlier = sink.done.get(label_key({"path": escape_path(item)}))
+            earlier = sink.done.get(record_key({"path": escape_path(item)}))
             if earlier is not None:
                 summary.skipped += 1
                 summary.skipped_failed += earlier.get("error") is not None
@@ -196,7 +196,7 @@ def _drain(records: Iterator[dict], sink: JsonlSink, summary: LabelSummary, tota
     try:
         for record in records:
             record = with_abspath(record)
-            if label_key(record) in sink.done:
+            if record_key(record) in sink.done:
                 continue  # an input answered twice (a retried worker) is written once
             sink.write(record)
             summary.done += 1

@@ -16,17 +16,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from vlground.core.options import GenerationOptions, LoadOptions
+from vlground.core.records import Record, input_key
 from vlground.io.documents import DEFAULT_DPI, DocumentError, PageJob, PageSelection, load_page, plan
 from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
 from vlground.io.sink import escape_path
-from vlground.io.sources import Sources, expand, is_url
+from vlground.io.sources import Sources, absolute_name, expand, is_url
 from vlground.jobs.ocr_exports import Exporter
 from vlground.jobs.ocr_workers import failed_record, page_record, ppocr_records, start_worker
 from vlground.jobs.progress import Summary, progress_bar
 from vlground.ocr.engine import QwenEngine
-from vlground.ocr.output import absolute_name, input_key, open_sink
+from vlground.ocr.output import open_sink
 from vlground.ocr.ppocr import PPOCR, EngineSpec, is_built_in
-from vlground.ocr.records import OcrRecord
 from vlground.tasks import load_model
 
 
@@ -70,7 +70,7 @@ class OcrOptions:
     echo_failures: bool = True
 
 
-def _qwen_records(jobs: list[PageJob], options: OcrOptions, engine: QwenEngine) -> Iterator[OcrRecord]:
+def _qwen_records(jobs: list[PageJob], options: OcrOptions, engine: QwenEngine) -> Iterator[Record]:
     """Inputs loaded a few batches at a time, so the backend can group similar sizes; a batch that
     fails is retried image by image, so only the image at fault gets an error record."""
     chunk = max(1, options.batch_size) * 4
@@ -92,7 +92,7 @@ def _qwen_records(jobs: list[PageJob], options: OcrOptions, engine: QwenEngine) 
         yield from (records[index] for index in range(len(part)))
 
 
-def _start_engine(options: OcrOptions, todo: list[PageJob]) -> Callable[[list[PageJob]], Iterator[OcrRecord]]:
+def _start_engine(options: OcrOptions, todo: list[PageJob]) -> Callable[[list[PageJob]], Iterator[Record]]:
     """Build the engine up front, so a missing package or model fails before any record is written."""
     if not is_built_in(options.engine):
         model = load_model(options.engine, LoadOptions(device=options.device, dtype=options.dtype, max_pixels=options.max_pixels,
@@ -139,12 +139,12 @@ def expand_inputs(paths: list[str], recursive: bool = False, exclude: Iterable =
 
 
 def _plan(inputs: Sources, options: OcrOptions, done: dict, summary: Summary,
-          exporter: Exporter) -> tuple[list[PageJob], list[OcrRecord]]:
+          exporter: Exporter) -> tuple[list[PageJob], list[Record]]:
     """The pages left to read, and the error records of inputs that cannot be read at all (bad
     patterns, unlistable folders, encrypted or broken documents); inputs the output holds are
     counted as skipped. Each input's pages are announced to the exporter."""
     todo: list[PageJob] = []
-    unreadable: list[OcrRecord] = []
+    unreadable: list[Record] = []
     for source in inputs.items:
         name = absolute_name(source.location)
         try:
@@ -153,14 +153,14 @@ def _plan(inputs: Sources, options: OcrOptions, done: dict, summary: Summary,
             jobs = plan(source, options.pages, options.dpi)
         except DocumentError as error:
             if not _done_before(input_key(name), done, options, summary):
-                unreadable.append(OcrRecord.failed(source.location, options.engine, str(error)))
+                unreadable.append(Record.failed(source.location, str(error), engine=options.engine))
             continue
         exporter.expect(source, [input_key(name, job.page) for job in jobs])
         todo += [job for job in jobs if not _done_before(input_key(name, job.page), done, options, summary)]
     return todo, unreadable
 
 
-def _deliver(record: OcrRecord, sink, options: OcrOptions, exporter: Exporter, summary: Summary) -> None:
+def _deliver(record: Record, sink, options: OcrOptions, exporter: Exporter, summary: Summary) -> None:
     """Write the record, count it, say why it failed on stderr (one line), and write the exports of
     its input once all its pages are in; a failed export supersedes the record with an error record
     (text kept), so --resume --retry-failed writes it again."""

@@ -12,12 +12,11 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from vlground.core.records import Record
 from vlground.io.documents import PageJob, load_page
 from vlground.io.sink import atomic_write, escape_path
-from vlground.io.sources import STDIN, Source, is_url
+from vlground.io.sources import STDIN, Source, absolute_name, is_url
 from vlground.ocr.formats import SUFFIXES, render
-from vlground.ocr.output import absolute_name
-from vlground.ocr.records import OcrRecord
 
 
 def export_name(location: str, root: str) -> str:
@@ -56,18 +55,18 @@ class Exporter:
         self._names.add(export)
         self._inputs[name] = (source, keys, export)
 
-    def record_done(self, record: OcrRecord, done: dict) -> str | None:
+    def record_done(self, record: Record, done: dict) -> str | None:
         """Write the exports of `record`'s input if all its records are in `done`; the reason when
         one cannot be written, else None."""
         source, keys, export = self._inputs.get(absolute_name(record.path), (None, [], ""))
         if source is None or any(key not in done for key in keys):
             return None
-        records = [OcrRecord.from_dict(done[key]) for key in keys]
+        records = [Record.from_dict(done[key]) for key in keys]
         if all(r.error is not None for r in records):
             return None
         title = escape_path(os.path.basename(source.location.rstrip("/")) or source.location)
 
-        def page_image(page: OcrRecord):
+        def page_image(page: Record):
             return load_page(PageJob(source, page.page, page.pages, page.dpi))
 
         for fmt, folder in self.exports:

@@ -18,33 +18,33 @@ from concurrent.futures.process import BrokenProcessPool
 
 from PIL import Image
 
+from vlground.core.records import Record
 from vlground.io.documents import PageJob, load_page
 from vlground.io.images import ImageLoadError
 from vlground.io.sink import pid_alive
 from vlground.ocr.engine import PageText
 from vlground.ocr.ppocr import BUILT_IN_ENGINES, BuiltInEngine, EngineSpec
-from vlground.ocr.records import OcrRecord
 
 Job = tuple[PageJob, "int | None"]  # (the input, the decompression-bomb limit)
 Reader = Callable[[list], list[PageText]]
 
 
-def failed_record(job: PageJob, engine: str, error: str) -> OcrRecord:
-    return OcrRecord(path=job.source.location, engine=engine, error=error, page=job.page, pages=job.pages, dpi=job.dpi)
+def failed_record(job: PageJob, engine: str, error: str) -> Record:
+    return Record(path=job.source.location, engine=engine, error=error, page=job.page, pages=job.pages, dpi=job.dpi)
 
 
-def page_record(job: PageJob, engine: str, image: Image.Image, read: Reader) -> OcrRecord:
+def page_record(job: PageJob, engine: str, image: Image.Image, read: Reader) -> Record:
     """The engine's reading of `image` (the input `job`), or an error record when it fails."""
     try:
         page = read([image])[0]
     except Exception as error:  # one bad image must not end the batch
         return failed_record(job, engine, f"the OCR engine failed on this image: {type(error).__name__}: {error}")
-    return OcrRecord(path=job.source.location, engine=engine, width=image.width, height=image.height, text=page.text,
-                     lines=page.lines, page=job.page, pages=job.pages, dpi=job.dpi, rotation=page.rotation,
-                     warnings=page.warnings, reasoning=page.reasoning)
+    return Record(path=job.source.location, engine=engine, width=image.width, height=image.height, text=page.text,
+                  detections=page.lines, page=job.page, pages=job.pages, dpi=job.dpi, rotation=page.rotation,
+                  warnings=page.warnings, reasoning=page.reasoning)
 
 
-def read_job(job: PageJob, engine: str, max_image_pixels: int | None, read: Reader) -> OcrRecord:
+def read_job(job: PageJob, engine: str, max_image_pixels: int | None, read: Reader) -> Record:
     try:
         image = load_page(job, max_pixels=max_image_pixels)
     except ImageLoadError as error:
@@ -80,13 +80,13 @@ def start_worker(engine: EngineSpec, threads: int | None, main_pid: int | None =
     _worker_engine = engine.build(threads)
 
 
-def worker_read(job: Job) -> OcrRecord:
+def worker_read(job: Job) -> Record:
     page, max_image_pixels = job
     return read_job(page, _worker_engine.name, max_image_pixels, _worker_engine.read)
 
 
 def ppocr_records(jobs: list[PageJob], workers: int, max_image_pixels: int | None, engine: EngineSpec = EngineSpec(),
-                  read: Callable[[Job], OcrRecord] = worker_read) -> Iterator[OcrRecord]:
+                  read: Callable[[Job], Record] = worker_read) -> Iterator[Record]:
     """Records of `jobs` as they finish, read with the built-in `engine` by `workers` processes (1:
     in this process, whose engine `start_worker` built)."""
     queue = deque((job, max_image_pixels) for job in jobs)
@@ -112,7 +112,7 @@ def _pool(workers: int, context, engine: EngineSpec) -> ProcessPoolExecutor:
 
 
 def _pool_pass(jobs: deque, workers: int, context, engine: EngineSpec,
-               read: Callable[[Job], OcrRecord]) -> Generator[OcrRecord, None, list[Job]]:
+               read: Callable[[Job], Record]) -> Generator[Record, None, list[Job]]:
     """Records of `jobs` (taken from the left) read by `workers` processes, one job each in flight.
     A worker that dies (a crash inside the engine) breaks the pool: the pass then ends and returns
     the jobs that were in flight, since any of them may be the cause; the rest stay in `jobs`."""
@@ -135,7 +135,7 @@ def _pool_pass(jobs: deque, workers: int, context, engine: EngineSpec,
     return []
 
 
-def _alone(job: Job, context, engine: EngineSpec, read: Callable[[Job], OcrRecord]) -> OcrRecord:
+def _alone(job: Job, context, engine: EngineSpec, read: Callable[[Job], Record]) -> Record:
     with _pool(1, context, engine) as pool:
         try:
             return pool.submit(read, job).result()

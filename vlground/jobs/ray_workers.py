@@ -50,9 +50,9 @@ class PpocrWorker:
 
 
 def ppocr_records_on_ray(jobs: Sequence, max_image_pixels: int | None, settings: RaySettings, engine: EngineSpec) -> Iterator:
-    """The `OcrRecord` of every page job, read on Ray with the built-in `engine`, each once, in the
+    """The `Record` of every page job, read on Ray with the built-in `engine`, each once, in the
     order they finish."""
-    from vlground.ocr.records import OcrRecord
+    from vlground.core.records import Record
 
     for record in ray_records([pack(job) for job in jobs], PpocrWorker(max_image_pixels, engine), settings):
-        yield OcrRecord.from_dict(record)
+        yield Record.from_dict(record)

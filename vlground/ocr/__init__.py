@@ -1,12 +1,13 @@
-"""OCR engines: the embedded engine, line assembly, output formats and the record they fill (the batch
-runner, its worker processes and exports are in vlground.jobs; documents in vlground.io).
+"""OCR engines: the embedded engine, line assembly and output formats. A page's lines are Detections
+with a score and their words as parts, in the record every batch command writes
+(`vlground.core.records`); the batch runner, its worker processes and exports are in vlground.jobs,
+documents in vlground.io.
 
-    records    the JSONL record `vlground ocr` writes (and `vlground eval ocr` reads), words included
     engine     what every engine gives (PageText), and the Qwen-VL models as engines
     ppocr      the built-in engines, PP-OCRv6 (rapidocr 3, default) and PP-OCRv4, CPU, offline
     layout     detected pieces -> lines in reading order (columns, tilted pages)
     spacing    word spaces the recognizer dropped, put back from the pixels; the words of a line
     confusions look-alike characters fixed where the context leaves no doubt
-    output     the result sink for --out, keyed by input (absolute path, page)
+    output     the result sink for --out, keyed by input (`vlground.core.records.record_key`)
     formats    txt, hOCR, Markdown and searchable-PDF views of an input's records
     synthetic  rendered text with known truth, for tests, samples and benchmarks"""

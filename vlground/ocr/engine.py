@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from vlground.core.options import GenerationOptions
-from vlground.ocr.records import OcrLine
+from vlground.core.records import text_line
+from vlground.core.results import Detection
 
 MODES = ("text", "lines")
 
@@ -27,7 +28,7 @@ class PageText:
     reasoning cut short) and a thinking model's reasoning before it answered."""
 
     text: str
-    lines: list[OcrLine] = field(default_factory=list)
+    lines: list[Detection] = field(default_factory=list)
     rotation: int | None = None
     warnings: tuple[str, ...] = ()
     reasoning: str | None = None
@@ -54,7 +55,7 @@ class QwenEngine:
                     for r in self._model.read_text(images, options=self.options)]
         pages = []
         for result in self._model.spot_text(images, options=self.options):
-            lines = [OcrLine(text=(d.text or d.label or "").strip(), box=d.box, quad=d.quad)
+            lines = [text_line((d.text or d.label or "").strip(), box=d.box, quad=d.quad)
                      for d in result.detections if d.box is not None or d.quad is not None]
             pages.append(PageText(text="\n".join(line.text for line in lines), lines=lines, warnings=_cut_short(result),
                                   reasoning=result.reasoning))

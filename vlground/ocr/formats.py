@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vlground.ocr.records import OcrLine, OcrRecord, OcrWord
+from vlground.core.records import Record, text_line
+from vlground.core.results import Detection
 
 FORMATS = ("txt", "hocr", "md", "pdf")
 SUFFIXES = {"txt": ".txt", "hocr": ".hocr", "md": ".md", "pdf": ".pdf"}
@@ -39,10 +40,10 @@ IMAGE_DPI = 72
 FONT_FILE = Path(__file__).resolve().parent.parent / "fonts" / "wqy-microhei.ttc"
 _FONT = "VlgroundText"
 
-PageImage = Callable[[OcrRecord], Image.Image]
+PageImage = Callable[[Record], Image.Image]
 
 
-def render(fmt: str, records: Sequence[OcrRecord], page_image: PageImage, title: str) -> bytes:
+def render(fmt: str, records: Sequence[Record], page_image: PageImage, title: str) -> bytes:
     """The `fmt` export of one input's records. `page_image` gives a record's page image (only the
     PDF needs it); `title` names the input (hOCR and PDF metadata)."""
     if fmt == "txt":
@@ -56,22 +57,22 @@ def render(fmt: str, records: Sequence[OcrRecord], page_image: PageImage, title:
     raise ValueError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
 
 
-def _readable(records: Sequence[OcrRecord]) -> list[OcrRecord]:
+def _readable(records: Sequence[Record]) -> list[Record]:
     return [record for record in records if record.error is None]
 
 
-def to_text(records: Sequence[OcrRecord]) -> str:
+def to_text(records: Sequence[Record]) -> str:
     return "\f".join(record.text + "\n" if record.text else "" for record in records)
 
 
-def _bounds(item: OcrLine | OcrWord) -> tuple[float, float, float, float]:
+def _bounds(item: Detection) -> tuple[float, float, float, float]:
     if item.box is not None:
         return tuple(float(v) for v in item.box)
     points = np.asarray(item.quad, dtype=np.float64)
     return (float(points[:, 0].min()), float(points[:, 1].min()), float(points[:, 0].max()), float(points[:, 1].max()))
 
 
-def _bbox(item: OcrLine | OcrWord, record: OcrRecord) -> str:
+def _bbox(item: Detection, record: Record) -> str:
     x1, y1, x2, y2 = _bounds(item)
     width, height = record.width or 0, record.height or 0
     clip = lambda v, top: max(0, min(int(round(v)), top))  # noqa: E731 - a local rounding rule
@@ -82,7 +83,7 @@ def _confidence(score: float | None) -> str:
     return "" if score is None else f"; x_wconf {int(round(100 * score))}"
 
 
-def to_hocr(records: Sequence[OcrRecord], title: str) -> str:
+def to_hocr(records: Sequence[Record], title: str) -> str:
     """hOCR 1.2: one ocr_page per page (bbox in its pixels, ppageno 0-based), its lines and words."""
     body = []
     for number, record in enumerate(_readable(records), 1):
@@ -93,8 +94,8 @@ def to_hocr(records: Sequence[OcrRecord], title: str) -> str:
         for index, line in enumerate(record.lines, 1):
             line_id = f"line_{page_no + 1}_{index}"
             body.append(f'   <span class="ocr_line" id="{line_id}" title="{_bbox(line, record)}">')
-            if line.words:
-                for number_in_line, word in enumerate(line.words, 1):
+            if line.parts:
+                for number_in_line, word in enumerate(line.parts, 1):
                     body.append(f'    <span class="ocrx_word" id="word_{page_no + 1}_{index}_{number_in_line}" '
                                 f'title="{_bbox(word, record)}{_confidence(word.score)}">{_xml(word.text)}</span>')
             else:  # an engine without words (Qwen): the line is one word
@@ -145,14 +146,14 @@ def _md_escape(text: str) -> str:
     return _MD_LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), text)
 
 
-def _is_table_row(line: OcrLine, height: float) -> bool:
-    boxes = [_bounds(word) for word in line.words]
+def _is_table_row(line: Detection, height: float) -> bool:
+    boxes = [_bounds(word) for word in line.parts]
     return any(b[0] - a[2] > TABLE_GAP * height for a, b in zip(boxes, boxes[1:]))
 
 
-def _paragraphs(lines: Sequence[OcrLine]) -> list[list[OcrLine]]:
+def _paragraphs(lines: Sequence[Detection]) -> list[list[Detection]]:
     """Lines (in reading order) grouped where they follow closely in the same column."""
-    groups: list[list[OcrLine]] = []
+    groups: list[list[Detection]] = []
     for line in lines:
         x1, y1, x2, y2 = _bounds(line)
         if groups:
@@ -166,7 +167,7 @@ def _paragraphs(lines: Sequence[OcrLine]) -> list[list[OcrLine]]:
     return groups
 
 
-def _paragraph_text(lines: list[OcrLine]) -> str:
+def _paragraph_text(lines: list[Detection]) -> str:
     left = min(_bounds(line)[0] for line in lines)
     right = max(_bounds(line)[2] for line in lines)
     out = []
@@ -181,7 +182,7 @@ def _paragraph_text(lines: list[OcrLine]) -> str:
     return "\n".join(out)
 
 
-def to_markdown(records: Sequence[OcrRecord]) -> str:
+def to_markdown(records: Sequence[Record]) -> str:
     pages = []
     for record in records:
         paragraphs = [_paragraph_text(group) for group in _paragraphs(record.lines)]
@@ -200,7 +201,7 @@ def _register_font() -> None:
         pdfmetrics.registerFont(TTFont(_FONT, str(FONT_FILE), subfontIndex=0))
 
 
-def _word_frame(item: OcrLine | OcrWord) -> tuple[float, float, float, float, float]:
+def _word_frame(item: Detection) -> tuple[float, float, float, float, float]:
     """(x, y of the bottom-left corner, width, height, angle in degrees counter-clockwise on the
     page) of a word, image pixels with y down."""
     if item.box is not None:
@@ -212,7 +213,7 @@ def _word_frame(item: OcrLine | OcrWord) -> tuple[float, float, float, float, fl
     return float(q[3][0]), float(q[3][1]), width, height, angle
 
 
-def _draw_text_layer(canvas, record: OcrRecord, scale: float, page_height: float) -> None:
+def _draw_text_layer(canvas, record: Record, scale: float, page_height: float) -> None:
     """Each word invisible over its box: the font's ascent-to-descent fills the box's height (so a
     reader's box of each glyph covers the word's ink) and its glyphs the box's width."""
     from reportlab.pdfbase.pdfmetrics import getFont, stringWidth
@@ -220,7 +221,7 @@ def _draw_text_layer(canvas, record: OcrRecord, scale: float, page_height: float
     face = getFont(_FONT).face
     ascent, descent = face.ascent / 1000, face.descent / 1000  # descent is below the baseline: negative
     for line in record.lines:
-        words = line.words or (OcrWord(text=line.text, box=line.box, quad=line.quad, score=line.score),)
+        words = line.parts or (text_line(line.text, box=line.box, quad=line.quad, score=line.score),)
         for index, word in enumerate(words):
             x, y, width, height, angle = _word_frame(word)
             size = max(height * scale / (ascent - descent), 1.0)
@@ -237,7 +238,7 @@ def _draw_text_layer(canvas, record: OcrRecord, scale: float, page_height: float
             canvas.restoreState()
 
 
-def to_pdf(records: Sequence[OcrRecord], page_image: PageImage, title: str) -> bytes:
+def to_pdf(records: Sequence[Record], page_image: PageImage, title: str) -> bytes:
     """One PDF page per readable record: its image (JPEG) filling the page, the words on top,
     invisible. A page's size comes from its DPI (the PDF's, for PDF inputs; 72 for images)."""
     from reportlab.lib.utils import ImageReader

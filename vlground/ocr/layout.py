@@ -20,7 +20,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from vlground.ocr.records import OcrLine, OcrWord
+from vlground.core.records import text_line
+from vlground.core.results import Detection
 from vlground.ocr.spacing import PieceChars, join_pieces
 
 # Both sides of a column gutter hold rows whose longest run of text is at least this many line
@@ -181,15 +182,15 @@ def _geometry(quad: np.ndarray, level: bool) -> dict:
     return {"quad": tuple((float(x), float(y)) for x, y in quad)}
 
 
-def assemble_lines(pieces: list[Piece], gray: np.ndarray) -> list[OcrLine]:
-    """One OcrLine per row of text, in reading order, its pieces joined with the word spaces the
-    pixels of `gray` (the whole image, uint8) show, with its words. `score` is the pieces'
-    confidence weighted by their number of characters; a word's is that of its characters."""
+def assemble_lines(pieces: list[Piece], gray: np.ndarray) -> list[Detection]:
+    """One line per row of text (`text_line`: a Detection, its words as `parts`), in reading order,
+    its pieces joined with the word spaces the pixels of `gray` (the whole image, uint8) show. `score`
+    is the pieces' confidence weighted by their number of characters; a word's is that of its characters."""
     pieces = [p for p in pieces if p.text.strip()]
     return [line for group in _directions(pieces) for line in _group_lines(group, gray)]
 
 
-def _group_lines(pieces: list[Piece], gray: np.ndarray) -> list[OcrLine]:
+def _group_lines(pieces: list[Piece], gray: np.ndarray) -> list[Detection]:
     """The lines of pieces that run the same way (see assemble_lines)."""
     deskewed, angle = _deskew(pieces)
     widest = max(deskewed, key=lambda p: p.width)
@@ -201,7 +202,7 @@ def _group_lines(pieces: list[Piece], gray: np.ndarray) -> list[OcrLine]:
         height = float(np.median([p.height for p in row]))
         text, spans = join_pieces(gray, quad, height, [PieceChars(p.text, p.centers, p.widths, p.score) for p in row])
         score = float(np.average([p.score for p in row], weights=[max(len(p.text), 1) for p in row]))
-        words = tuple(OcrWord(text=w.text, score=w.score, **_geometry(w.quad, level)) for w in spans)
+        words = tuple(text_line(w.text, score=w.score, **_geometry(w.quad, level)) for w in spans)
         outline = np.concatenate([p.quad for p in row]) if level else quad
-        lines.append(OcrLine(text=text, score=score, words=words, **_geometry(outline, level)))
+        lines.append(text_line(text, score=score, words=words, **_geometry(outline, level)))
     return lines

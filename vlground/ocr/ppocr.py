@@ -30,12 +30,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from vlground.core.results import Detection
 from vlground.ocr import orientation
 from vlground.ocr.confusions import fix_confusions
 from vlground.ocr.engine import EngineUnavailableError, PageText
 from vlground.ocr.layout import Piece, assemble_lines
 from vlground.ocr.reading import Networks, PageReader, detect_lines
-from vlground.ocr.records import OcrLine
 
 PPOCR = "ppocr"
 PPOCR_V4 = "ppocr-v4"
@@ -252,10 +252,10 @@ def _char_geometry(quad: np.ndarray, text: str, boxes: list[np.ndarray]) -> tupl
     return left + steps[:, None] * (right - left), None
 
 
-def with_confusions_fixed(line: OcrLine) -> OcrLine:
+def with_confusions_fixed(line: Detection) -> Detection:
     """The line with look-alike characters fixed, in its words too (the fixes keep word boundaries)."""
     text = fix_confusions(line.text)
-    parts = text.split(" ")
-    if len(parts) != len(line.words):
+    words = text.split(" ")
+    if len(words) != len(line.parts):
         return replace(line, text=text)
-    return replace(line, text=text, words=tuple(replace(w, text=t) for w, t in zip(line.words, parts)))
+    return replace(line, text=text, parts=tuple(replace(w, text=t) for w, t in zip(line.parts, words)))
