@@ -1,19 +1,28 @@
-"""Throughput of vlground's batched transformers pipeline on random weights of a released model's size.
+"""Throughput of vlground's local runtimes on random weights of a released model's size, plain and with
+each scheduling mean switched on, on two workloads.
 
-Same workload as ../shared/bench/hf_baseline.py: N random images of 480-1000 x 640-1300 px from the same
-seed, "Read all the text in the image.", min_pixels 3136 and max_pixels 1280 visual tokens' worth, and
-exactly NEW new tokens per image (pinned, so random weights cost what real ones would). The model is
-built from its config directly on the device in the target dtype; nothing is downloaded.
+standard: N random images of 480-1000 x 640-1300 px (the generator and seed of
+    ../shared/bench/hf_baseline.py), "Read all the text in the image.", min_pixels 3136 and max_pixels
+    1280 visual tokens' worth, exactly NEW new tokens per image (pinned, so random weights cost what
+    real ones would).
+varying: VARY_N images of the same draw, answer lengths drawn from SHORTEST to LONGEST tokens (seed 1),
+    each pinned to its request: where refill pays.
 
-    SIZE=7b N=32 BS=16,32 NEW=64 python benchmarks/bench_runtime.py      # GPU
-    SIZE=tiny N=4 BS=2 NEW=8 python benchmarks/bench_runtime.py          # CPU smoke run
+Runs (RUNS, comma separated; each at batch size BS): plain; static (static KV cache, generate compiles
+the decode step into CUDA graphs on a GPU); refill; token_budget (BUDGET prompt tokens per batch);
+prefetch; all (refill + token budget + prefetch). The native Qwen-VL always decodes with its own static
+cache and CUDA graph, so "static" is skipped there. The model is built from its config directly on
+the device in the target dtype; nothing is downloaded.
 
-SIZE: tiny | 3b | 7b (Qwen2.5-VL) | qwen3-8b. BS: one batch size or a comma list. VISION: packed (the
-default: all vision windows in one attention call) and/or sdpa (transformers' call per window), comma
-separated. ATTN overrides the attention implementation (default: flash_attention_2 when installed on
-CUDA, else sdpa). One timed run per (VISION, BS), after one warm-up batch of the largest size with the
-first VISION. Prints one JSON line; writes runtime.json under $OUT when set, with the figures of
-baseline.json from the same folder (or $BASELINE_JSON) beside ours and the speed-ups of our best run."""
+    SIZE=7b python benchmarks/bench_runtime.py                  # GPU
+    SIZE=qwen-vl-9.6b python benchmarks/bench_runtime.py        # native Qwen-VL-Chat size, GPU
+    SIZE=tiny N=4 VARY_N=6 NEW=8 LONGEST=12 BS=2 python benchmarks/bench_runtime.py   # CPU smoke run
+
+SIZE: tiny | 3b | 7b (Qwen2.5-VL) | qwen3-8b | qwen-vl-9.6b | qwen-vl-tiny. ATTN overrides the attention
+implementation (default: flash_attention_2 when installed on CUDA, else sdpa). One warm-up pass of one
+batch, then one timed run per (workload, run). Prints one JSON line; writes runtime_<SIZE>.json under
+$OUT when set, with the figures of baseline.json from the same folder (or $BASELINE_JSON) beside ours
+and the speed-ups of our best standard run."""
 from __future__ import annotations
 
 import json
@@ -31,9 +40,12 @@ from PIL import Image
 from vlground.core.families import get_family
 from vlground.core.options import GenerationOptions
 from vlground.models.base import Request
-from vlground.models.hf import HFBackend, default_attn_implementation, set_pixel_limits, use_packed_vision_attention
+from vlground.models.hf import HFBackend, default_attn_implementation, set_pixel_limits
+from vlground.core.options import GenerationOptions
 from vlground.prompts import build_prompt
 from vlground.testing.hf import build_config, build_processor, generation_config, model_class
+
+HERE = Path(__file__).parent
 
 _QWEN25_VISION = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, patch_size=14, spatial_merge_size=2,
                       temporal_patch_size=2, window_size=112, fullatt_block_indexes=[7, 15, 23, 31])
@@ -49,6 +61,7 @@ class ModelSize:
     vision: dict | None
     max_pixels: int  # the workload's cap: 1280 visual tokens per image
     tie_word_embeddings: bool = False
+    native: dict | None = None  # the native Qwen-VL: changes to qwen_vl_chat_config.json (None: a transformers family)
 
 
 SIZES = {
@@ -79,6 +92,10 @@ SIZES = {
              hidden_act="gelu_pytorch_tanh"),
         1280 * 32 * 32,
     ),
+    "qwen-vl-9.6b": ModelSize("qwen-vl-chat", None, None, 0, native={}),
+    "qwen-vl-tiny": ModelSize("qwen-vl-chat", None, None, 0, native=dict(
+        hidden_size=256, intermediate_size=512, num_hidden_layers=2, kv_channels=64, num_attention_heads=4,
+        visual=dict(heads=4, image_size=112, layers=2, mlp_ratio=4.9231, output_dim=256, patch_size=14, width=64))),
 }
 
 
@@ -89,8 +106,15 @@ def workload(n: int) -> list[Image.Image]:
     return [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for h, w in sizes]
 
 
-def build_backend(size: ModelSize, device: str, dtype: torch.dtype, attn: str) -> HFBackend:
+def varying_lengths(n: int, shortest: int, longest: int) -> list[int]:
+    """Answer lengths of the varying workload, one per request (seed 1)."""
+    return np.random.default_rng(1).integers(shortest, longest + 1, n).tolist()
+
+
+def build_backend(size: ModelSize, device: str, dtype: torch.dtype, attn: str):
     """A random-weight model of `size`, initialised on `device` in `dtype` (no host copy, no download)."""
+    if size.native is not None:
+        return build_native_backend(size, device, dtype)
     family = get_family(size.family)
     processor = build_processor(family)
     set_pixel_limits(processor, min_pixels=3136, max_pixels=size.max_pixels)
@@ -105,63 +129,109 @@ def build_backend(size: ModelSize, device: str, dtype: torch.dtype, attn: str) -
     return HFBackend(model, processor, family)
 
 
+def build_native_backend(size: ModelSize, device: str, dtype: torch.dtype):
+    """The native Qwen-VL of Qwen-VL-Chat's config (with `size.native` changes), random weights drawn
+    on the device, and the tiny checkpoint's tokenizer (its ids fit the real vocabulary)."""
+    import tempfile
+
+    from vlground.models.qwen_vl.backend import QwenVLBackend
+    from vlground.models.qwen_vl.model import QwenVL, QwenVLConfig
+    from vlground.models.qwen_vl.tokenizer import QwenVLTokenizer
+    from vlground.models.qwen_vl.vision import sincos_table_2d
+    from vlground.testing.qwen_vl import make_tiny_qwen_vl
+
+    raw = json.loads((HERE / "qwen_vl_chat_config.json").read_text())
+    raw.update({k: v for k, v in size.native.items() if k != "visual"})
+    raw["visual"].update(size.native.get("visual", {}))
+    config = QwenVLConfig.from_dict(raw)
+    with torch.device("meta"):
+        model = QwenVL(config)
+    model = model.to_empty(device=device).to(dtype)
+    generator = torch.Generator(device=device).manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                parameter.fill_(1.0)
+            elif name.endswith("bias"):
+                parameter.zero_()
+            else:
+                parameter.normal_(0, 0.02, generator=generator)
+        model.vision.resampler.pos_table.copy_(torch.from_numpy(sincos_table_2d(config.vision.output_dim, 16)))
+    with tempfile.TemporaryDirectory() as scratch:
+        tokenizer = QwenVLTokenizer.from_checkpoint(make_tiny_qwen_vl(Path(scratch) / "Qwen-VL-Chat", chat=True))
+    return QwenVLBackend(model.eval(), tokenizer, get_family(size.family))
+
+
+RUNS = {
+    "plain": {},
+    "static": {"static_cache": True},
+    "refill": {"refill": True},
+    "token_budget": {"token_budget": None},  # BUDGET
+    "prefetch": {"prefetch": True},
+    "all": {"refill": True, "token_budget": None, "prefetch": True},
+}
+
+
 class Meter:
-    """Counts what the pipeline did, by wrapping the backend's encode step and the model's generate:
-    preprocessing seconds (device synchronised), new tokens per row, batch sizes."""
+    """Counts what a run computed: the rows and new tokens of each `generate` (plain batches) and the
+    refill engines' own counts."""
 
-    def __init__(self, backend: HFBackend, device: str):
-        self.device = device
-        self.preprocess_s = 0.0
-        self.new_tokens: set[int] = set()
-        self.batches: list[int] = []
-        encode, generate = backend._encode, backend.model.generate
+    def __init__(self, backend):
+        self.device = str(getattr(backend, "device", "cpu"))
+        self.reset()
+        engine = backend._row_engine
 
-        def timed_encode(requests):
-            start = time.perf_counter()
-            result = encode(requests)
-            self.sync()
-            self.preprocess_s += time.perf_counter() - start
-            return result
+        def counted_engine(*args, **kwargs):
+            self.engines.append(engine(*args, **kwargs))
+            return self.engines[-1]
 
-        def counted_generate(input_ids, **kwargs):
-            output = generate(input_ids=input_ids, **kwargs)
-            self.new_tokens.add(output.shape[1] - input_ids.shape[1])
-            self.batches.append(len(input_ids))
-            return output
+        backend._row_engine = counted_engine
+        if hasattr(backend.model, "generate"):
+            generate = backend.model.generate
 
-        backend._encode = timed_encode
-        backend.model.generate = counted_generate
+            def counted_generate(input_ids, **kwargs):
+                output = generate(input_ids=input_ids, **kwargs)
+                self.batches.append(len(input_ids))
+                self.row_steps += len(input_ids) * (output.shape[1] - input_ids.shape[1])
+                return output
+
+            backend.model.generate = counted_generate
 
     def sync(self) -> None:
-        if self.device == "cuda":
+        if self.device.startswith("cuda"):
             torch.cuda.synchronize()
 
     def reset(self) -> None:
-        self.preprocess_s = 0.0
-        self.new_tokens.clear()
-        self.batches.clear()
-        if self.device == "cuda":
+        self.batches: list[int] = []
+        self.engines: list = []
+        self.row_steps = 0
+        if self.device.startswith("cuda"):
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
 
 
-def timed_run(backend: HFBackend, meter: Meter, requests: list[Request], options: GenerationOptions) -> dict:
-    """One pass over the workload: seconds, images/s, preprocessing seconds, visual tokens, new tokens
-    per row (must be exactly NEW), batch sizes used and peak accelerator memory."""
+def timed_run(backend, meter: Meter, requests: list[Request], options: GenerationOptions, reference=None) -> tuple[dict, list]:
+    """One pass over `requests`: seconds, images/s, new tokens/s, row-steps computed (plain batches:
+    rows x new tokens of each generate; refill: the engine's count), peak accelerator memory, and the
+    share of answers equal to `reference` (the plain run's; bf16 rounding may flip a few)."""
     meter.reset()
     start = time.perf_counter()
     answers = backend.generate(requests, options)
     meter.sync()
     seconds = time.perf_counter() - start
-    return dict(
+    useful = sum(r.prompt.max_new_tokens for r in requests)
+    row_steps = meter.row_steps + sum(e.stats.row_steps for e in meter.engines)
+    figures = dict(
         s=round(seconds, 2),
         img_per_s=round(len(requests) / seconds, 3),
-        preprocess_s=round(meter.preprocess_s, 2),
-        visual_tokens=sum(w * h for w, h in (a.input_size for a in answers)) // backend.family.factor**2,
-        new_tokens_each=sorted(meter.new_tokens),
-        batches=meter.batches[:],
-        peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 1) if meter.device == "cuda" else None,
+        new_tokens_per_s=round(useful / seconds, 1),
+        utilisation=round(useful / row_steps, 3) if row_steps else None,
+        batches=meter.batches[:] or None,
+        peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 1) if meter.device.startswith("cuda") else None,
     )
+    if reference is not None:
+        figures["answers_equal_plain"] = round(sum(a == b for a, b in zip(answers, reference)) / len(answers), 3)
+    return figures, answers
 
 
 def read_baseline() -> dict | None:
@@ -172,44 +242,61 @@ def read_baseline() -> dict | None:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     size_name = os.environ.get("SIZE", "tiny")
-    n, new = int(os.environ.get("N", "16")), int(os.environ.get("NEW", "64"))
-    batch_sizes = [int(b) for b in os.environ.get("BS", "16").split(",")]
-    visions = os.environ.get("VISION", "packed").split(",")
+    size = SIZES[size_name]
+    n, new = int(os.environ.get("N", "32")), int(os.environ.get("NEW", "64"))
+    vary_n = int(os.environ.get("VARY_N", "96"))
+    shortest, longest = int(os.environ.get("SHORTEST", "8")), int(os.environ.get("LONGEST", "160"))
+    batch_size = int(os.environ.get("BS", "32"))
+    budget = int(os.environ.get("BUDGET", str(16 * 1400)))
+    runs = [r for r in os.environ.get("RUNS", ",".join(RUNS)).split(",") if not (size.native is not None and r == "static")]
+    workloads = os.environ.get("WORKLOADS", "standard,varying").split(",")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     attn = os.environ.get("ATTN") or default_attn_implementation(device)
 
     start = time.time()
-    backend = build_backend(SIZES[size_name], device, dtype, attn)
+    backend = build_backend(size, device, dtype, attn)
     params = sum(p.numel() for p in backend.model.parameters())
     print("init_s", round(time.time() - start, 1), "params_B", round(params / 1e9, 2), flush=True)
 
-    prompt = build_prompt("read_text", backend.family, max_new_tokens=new)
-    requests = [Request(image, prompt) for image in workload(n)]
-    meter = Meter(backend, device)
-    options = dict(min_new_tokens=new, max_new_tokens=new)
-    use_packed_vision_attention(backend.model, visions[0] == "packed")
-    backend.generate(requests[: max(batch_sizes)], GenerationOptions(batch_size=max(batch_sizes), **options))  # warm-up
+    images = workload(max(n, vary_n if "varying" in workloads else 0))
+    task = "ground" if size.native is not None else "read_text"
+    extra = {"phrase": "the red car on the left"} if task == "ground" else {}
+    requests = {
+        "standard": [Request(image, build_prompt(task, backend.family, max_new_tokens=new, **extra)) for image in images[:n]],
+        "varying": [Request(image, build_prompt(task, backend.family, max_new_tokens=length, **extra))
+                    for image, length in zip(images, varying_lengths(vary_n, shortest, longest))],
+    }
+    meter = Meter(backend)
+    warm = requests["standard"][: min(batch_size, n)]
+    backend.generate(warm, GenerationOptions(batch_size=batch_size, min_new_tokens=new))  # warm-up
     result = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "transformers": transformers.__version__,
-              "torch": torch.__version__, "size": size_name, "N": n, "NEW": new, "attn": attn, "params_B": round(params / 1e9, 2)}
-    for vision in visions:
-        for batch_size in batch_sizes:
-            name = f"vlground_bs{batch_size}" + ("_sdpa_vision" if vision == "sdpa" else "")
-            use_packed_vision_attention(backend.model, vision == "packed")
+              "torch": torch.__version__, "size": size_name, "N": n, "NEW": new, "VARY_N": vary_n,
+              "lengths": f"{shortest}-{longest}", "BS": batch_size, "BUDGET": budget, "attn": attn,
+              "params_B": round(params / 1e9, 2)}
+    for name in workloads:
+        pinned = new if name == "standard" else longest
+        result[name] = {}
+        reference = None
+        for run in runs:
+            settings = {k: (budget if k == "token_budget" else v) for k, v in RUNS[run].items()}
+            options = GenerationOptions(batch_size=batch_size, min_new_tokens=pinned, **settings)
             try:
-                result[name] = timed_run(backend, meter, requests, GenerationOptions(batch_size=batch_size, **options))
+                figures, answers = timed_run(backend, meter, requests[name], options, reference)
+                reference = reference or answers
             except Exception as error:  # one failing configuration must not lose the others' figures
-                result[name] = {"error": f"{type(error).__name__}: {error}"[:500]}
-            print(name, result[name], flush=True)
+                figures = {"error": f"{type(error).__name__}: {error}"[:500]}
+            result[name][run] = figures
+            print(name, run, figures, flush=True)
     baseline = read_baseline()
-    if baseline:
+    if baseline and size.native is None and "standard" in result:
         result["baseline"] = {k: v for k, v in baseline.items() if isinstance(v, dict)}
-        best = max(v.get("img_per_s", 0) for k, v in result.items() if k.startswith("vlground_bs"))
+        best = max(v.get("img_per_s", 0) for v in result["standard"].values())
         for name, figures in result["baseline"].items():
             result[f"speedup_vs_{name}"] = round(best / figures["img_per_s"], 2)
     print(json.dumps(result), flush=True)
     if os.environ.get("OUT"):
-        Path(os.environ["OUT"], "runtime.json").write_text(json.dumps(result, indent=1))
+        Path(os.environ["OUT"], f"runtime_{size_name}.json").write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ from PIL import Image
 
 from vlground.core.families import get_family
 from vlground.core.options import GenerationOptions
-from vlground.models.base import Backend, Generation, Request, plan_batches
+from vlground.models.base import Backend, Generation, Request
 from vlground.prompts import build_prompt
 from vlground.tasks import Model
 
@@ -86,11 +86,6 @@ def test_out_of_memory_on_one_image_says_what_to_do():
     backend = Scripted("qwen3-vl", lambda r: "", oom_above=0)
     with pytest.raises(MemoryError, match="max-pixels"):
         backend.generate([Request(Image.new("RGB", (8, 8)), build_prompt("read_text", "qwen3-vl"))], GenerationOptions())
-
-
-def test_batches_group_similar_sizes():
-    reqs = [Request(Image.new("RGB", (s, s)), None) for s in (500, 10, 400, 20, 300)]
-    assert plan_batches(reqs, 2) == [[1, 3], [4, 2], [0]]
 
 
 def test_a_fine_tune_under_another_name_is_told_by_its_config_before_the_weights_are_fetched(tiny_checkpoint, monkeypatch):

@@ -37,7 +37,16 @@ class GenerationOptions:
     `thinking`: "auto" (as the checkpoint does by default: Qwen3.5 and Thinking checkpoints reason
     first, the others do not), "on" or "off"; it reaches the chat template as `enable_thinking`.
     `max_thinking_tokens` bounds the reasoning (default DEFAULT_THINKING_TOKENS): when it is spent the
-    reasoning is closed (`</think>`) and the model answers within its own `max_new_tokens`."""
+    reasoning is closed (`</think>`) and the model answers within its own `max_new_tokens`.
+
+    Scheduling on a local model (see `vlground.models.scheduling`; greedy answers are the same with
+    any of them): `token_budget` caps the prompt tokens (visual + text, padding included) of one
+    prefill batch, so big images go fewer at a time and small ones more, `batch_size` staying the
+    cap on rows; `refill` gives a row whose answer ended the next request at once instead of idling
+    until the batch's longest answer ends; `prefetch` prepares the next requests' inputs (decode,
+    resize, tensors) in a background thread while the model runs; `static_cache` decodes with a
+    preallocated KV cache, captured as a CUDA graph on a GPU (transformers runtime; the native
+    Qwen-VL always has one)."""
 
     max_new_tokens: int | None = None
     min_new_tokens: int = 0
@@ -49,6 +58,10 @@ class GenerationOptions:
     seed: int | None = None
     thinking: str = "auto"
     max_thinking_tokens: int | None = None
+    token_budget: int | None = None
+    refill: bool = False
+    prefetch: bool = False
+    static_cache: bool = False
 
     def __post_init__(self) -> None:
         _at_least(self, "batch_size", 1)
@@ -56,6 +69,8 @@ class GenerationOptions:
             raise OptionsError(f"thinking must be one of {', '.join(THINKING_SETTINGS)}, got {self.thinking!r}")
         if self.max_thinking_tokens is not None:
             _at_least(self, "max_thinking_tokens", 1)
+        if self.token_budget is not None:
+            _at_least(self, "token_budget", 1)
         _at_least(self, "min_new_tokens", 0)
         if self.max_new_tokens is not None:
             _at_least(self, "max_new_tokens", 1)

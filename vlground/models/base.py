@@ -2,9 +2,11 @@
 
 A backend implements `_generate_batch` for one batch (a local model runs it as one forward pass, a
 server sends its requests concurrently); `Backend.generate`, which no backend overrides, resolves
-each request's token budget once, forms the batches (similar image sizes together, so padding stays
-small), splits a batch in two on out-of-memory until it fits, and returns answers in the order of
-the requests. With `errors="record"` a failed request becomes a `Generation` with `error` set and
+each request's token budget once, forms the batches (similar prompt lengths together, so padding
+stays small; by count, or by a token budget), splits a batch in two on out-of-memory until it fits,
+and returns answers in the order of the requests. A local backend may also prepare the next batch
+in the background (`_prepare`) and keep rows in flight with refill (`_row_engine`; see
+`vlground.models.scheduling`). With `errors="record"` a failed request becomes a `Generation` with `error` set and
 the others go on; with "raise" (the default) the first failure is raised."""
 from __future__ import annotations
 
@@ -13,12 +15,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from PIL import Image
 
 from vlground.core.families import Family
 from vlground.core.options import GenerationOptions, LoadOptions
+from vlground.models.scheduling import generate_refill, plan_batches, prefetched
 from vlground.prompts import Prompt
 
 log = logging.getLogger("vlground")
@@ -64,15 +67,6 @@ def is_out_of_memory(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
 
 
-def plan_batches(requests: Sequence[Request], batch_size: int) -> list[list[int]]:
-    """Indices of `requests` grouped into batches of at most `batch_size`, images of similar pixel
-    count together (stable, so equal sizes keep their order)."""
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    order = sorted(range(len(requests)), key=lambda i: requests[i].image.width * requests[i].image.height)
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
 class Backend(ABC):
     """A loaded model of one family, able to answer batches of requests. `runtime` names the entry
     of `vlground.models.RUNTIMES` it implements; `load(source, family, options)` builds one."""
@@ -89,10 +83,25 @@ class Backend(ABC):
 
     @abstractmethod
     def _generate_batch(self, requests: Sequence[Request], budgets: Sequence[int],
-                        options: GenerationOptions) -> list[Generation]:
+                        options: GenerationOptions, prepared: Any = None) -> list[Generation]:
         """Answers for one batch, in order; request i may write at most `budgets[i]` new tokens.
-        May raise out-of-memory (the caller splits and retries), or return a Generation with `error`
-        for a request that failed on its own."""
+        `prepared` is `_prepare(requests)` when it was made ahead (else None). May raise
+        out-of-memory (the caller splits and retries), or return a Generation with `error` for a
+        request that failed on its own."""
+
+    def _costs(self, requests: Sequence[Request], options: GenerationOptions) -> list[int]:
+        """Prompt tokens of each request (what a token budget counts); by default the image area,
+        which orders batches the same way."""
+        return [r.image.width * r.image.height for r in requests]
+
+    def _prepare(self, requests: Sequence[Request], options: GenerationOptions) -> Any:
+        """The model inputs of a batch, made ahead in a background thread with `prefetch`; None when
+        the backend has nothing to prepare."""
+        return None
+
+    def _row_engine(self, requests: Sequence[Request], budgets: Sequence[int], options: GenerationOptions):
+        """A `scheduling.RowEngine` over these requests for refill, or None where the runtime has none."""
+        return None
 
     def _free_memory(self) -> None:
         """Release cached accelerator memory after an out-of-memory error."""
@@ -118,22 +127,57 @@ class Backend(ABC):
         options = options or GenerationOptions()
         budgets = [options.budget(min(r.prompt.max_new_tokens, self.answer_budget or r.prompt.max_new_tokens)) for r in requests]
         answers: list[Generation | None] = [None] * len(requests)
-        for batch in plan_batches(requests, options.batch_size):
-            if options.do_sample and options.seed is not None:
-                _seed(options.seed)  # each batch samples from the same seed: reruns give the same answers
-            done = self._generate_recording(requests, budgets, batch, options) if errors == "record" else \
-                self._generate_splitting(requests, budgets, batch, options)
-            for index, answer in zip(batch, done):
-                if answer.error is not None and errors == "raise":
-                    raise answer.error
-                answers[index] = answer
-            if progress:
-                progress(len(batch))
+        costs = self._costs(requests, options)
+        if options.refill and requests:
+            self._generate_refilled(requests, budgets, costs, options, answers, progress, errors)
+        todo = [i for i, answer in enumerate(answers) if answer is None]
+        batches = [[todo[j] for j in batch] for batch in plan_batches([costs[i] for i in todo], options.batch_size,
+                                                                    options.token_budget)]
+        prepare = (lambda batch: self._prepare([requests[i] for i in batch], options)) if options.prefetch else (lambda batch: None)
+        inputs = prefetched(prepare, batches, options.prefetch)
+        try:
+            for batch, prepared in zip(batches, inputs):
+                if options.do_sample and options.seed is not None:
+                    _seed(options.seed)  # each batch samples from the same seed: reruns give the same answers
+                done = self._generate_recording(requests, budgets, batch, options, prepared) if errors == "record" else \
+                    self._generate_splitting(requests, budgets, batch, options, prepared)
+                for index, answer in zip(batch, done):
+                    if answer.error is not None and errors == "raise":
+                        raise answer.error
+                    answers[index] = answer
+                if progress:
+                    progress(len(batch))
+        finally:
+            inputs.close()
         return answers  # type: ignore[return-value]
 
-    def _generate_recording(self, requests, budgets, batch: list[int], options) -> list[Generation]:
+    def _generate_refilled(self, requests, budgets, costs, options, answers: list, progress, errors: str) -> None:
+        """Fill `answers` by refill where the runtime has a row engine. A failure (out of memory
+        included) leaves the requests not yet answered to plain batches, which split on
+        out-of-memory and record per request; with errors="raise" any other failure is raised."""
+        engine = self._row_engine(requests, budgets, options)
+        if engine is None:
+            return
+        if options.do_sample and options.seed is not None:
+            _seed(options.seed)
+
+        def done(index: int, ids: list[int]) -> None:
+            answers[index] = engine.answer(index, ids)
+            if progress:
+                progress(1)
+
         try:
-            return self._generate_splitting(requests, budgets, batch, options)
+            generate_refill(engine, range(len(requests)), costs, engine.limits, options, engine.stats, done)
+        except Exception as error:  # noqa: BLE001 -- raised, or the requests left get a second way
+            if errors == "raise" and not is_out_of_memory(error):
+                raise
+            left = sum(answer is None for answer in answers)
+            log.warning("refill stopped (%s); the %d requests left run in plain batches", error, left)
+            self._free_memory()
+
+    def _generate_recording(self, requests, budgets, batch: list[int], options, prepared=None) -> list[Generation]:
+        try:
+            return self._generate_splitting(requests, budgets, batch, options, prepared)
         except Exception as error:  # noqa: BLE001 -- recorded, never swallowed
             if len(batch) == 1:
                 log.warning("request failed: %s", error)
@@ -141,9 +185,12 @@ class Backend(ABC):
         log.warning("a batch of %d failed; retrying its requests one at a time", len(batch))
         return [self._generate_recording(requests, budgets, [i], options)[0] for i in batch]
 
-    def _generate_splitting(self, requests, budgets, batch: list[int], options) -> list[Generation]:
+    def _generate_splitting(self, requests, budgets, batch: list[int], options, prepared=None) -> list[Generation]:
         try:
-            return self._generate_batch([requests[i] for i in batch], [budgets[i] for i in batch], options)
+            chosen, limits = [requests[i] for i in batch], [budgets[i] for i in batch]
+            if prepared is None:
+                return self._generate_batch(chosen, limits, options)
+            return self._generate_batch(chosen, limits, options, prepared=prepared)
         except Exception as error:
             if not is_out_of_memory(error):
                 raise
@@ -160,6 +207,14 @@ class Backend(ABC):
         return self._generate_splitting(requests, budgets, batch[:half], options) + self._generate_splitting(
             requests, budgets, batch[half:], options
         )
+
+
+def to_device(tensor, device):
+    """`tensor` on `device`; to CUDA through pinned host memory without blocking, so a batch prepared
+    in the background is copied while the GPU still works on the one before."""
+    if not str(device).startswith("cuda"):
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
 
 
 def _seed(seed: int) -> None:

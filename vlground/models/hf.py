@@ -14,7 +14,7 @@ from pathlib import Path
 
 from vlground.core.families import Family
 from vlground.core.options import GenerationOptions, LoadOptions, with_overrides
-from vlground.models.base import STOP_TOKENS, Backend, Generation, Request, resolve_device_dtype
+from vlground.models.base import STOP_TOKENS, Backend, Generation, Request, resolve_device_dtype, to_device
 from vlground.models.thinking import CLOSER, ThinkingBudget, template_thinking, thinks
 from vlground.models.weights import InvalidCheckpointError, WeightsNotFoundError
 
@@ -247,7 +247,9 @@ class HFBackend(Backend):
         eos = model.generation_config.eos_token_id
         eos = [eos] if isinstance(eos, int) else list(eos or [])
         stop = {*self.tokenizer.convert_tokens_to_ids(list(STOP_TOKENS)), *eos, self.tokenizer.pad_token_id}
-        self._stop_ids = torch.tensor(sorted(i for i in stop if i is not None))
+        self._stop_set = frozenset(i for i in stop if i is not None)
+        self._stop_ids = torch.tensor(sorted(self._stop_set))
+        self._eos_ids = frozenset(eos)  # what `generate` holds off for min_new_tokens
         self._pad_id = self.tokenizer.pad_token_id
 
     runtime = "transformers"
@@ -295,38 +297,74 @@ class HFBackend(Backend):
             pad_token_id=self._pad_id,
             **sampling,
         )
+        if options.static_cache:
+            # a preallocated cache; on CUDA, generate compiles the decode step (CUDA graphs)
+            config.cache_implementation = "static"
         return config
 
-    def _encode(self, requests: Sequence[Request], thinking: bool = False):
-        """The processor's output for the batch (on the model's device) and each image's input size.
-        `thinking` reaches the chat template as enable_thinking (templates without the switch ignore it)."""
+    def _costs(self, requests: Sequence[Request], options: GenerationOptions) -> list[int]:
+        """Prompt tokens of each request: the chat text's tokens with the image placeholder expanded to
+        the visual tokens the image processor's own grid gives the image."""
+        thinking = thinks(self.thinking_mode, options.thinking, f"this {self.family.name} checkpoint")
+        image_processor = self.processor.image_processor
+        merge = image_processor.merge_size ** 2
+        costs = []
         for request in requests:
-            if not request.prompt.chat:
-                raise ValueError(f"{self.family.name} is a chat model; its prompts must have chat=True")
-        texts = [
-            self.processor.apply_chat_template(
-                [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": r.prompt.text}]}],
-                add_generation_prompt=True,
-                tokenize=False,
-                enable_thinking=thinking,
-            )
-            for r in requests
-        ]
-        # device=: the torchvision image processor resizes and normalizes on the model's device.
-        inputs = self.processor(
-            text=texts, images=[r.image for r in requests], padding=True, return_tensors="pt", device=self.device
+            text_tokens = len(self.tokenizer(self._chat_text(request, thinking), add_special_tokens=False)["input_ids"])
+            patches = image_processor.get_number_of_image_patches(request.image.height, request.image.width)
+            costs.append(text_tokens - 1 + patches // merge)
+        return costs
+
+    def _prepare(self, requests: Sequence[Request], options: GenerationOptions):
+        thinking = thinks(self.thinking_mode, options.thinking, f"this {self.family.name} checkpoint")
+        return self._encode(requests, thinking, prefetching=True)
+
+    def _row_engine(self, requests: Sequence[Request], budgets: Sequence[int], options: GenerationOptions):
+        from vlground.models.hf_refill import HFRows, refill_refusal
+
+        config = self._generation_config(max(budgets), options)
+        reason = refill_refusal(self.model, config)
+        if thinks(self.thinking_mode, options.thinking, f"this {self.family.name} checkpoint"):
+            reason = "refill does not bound reasoning yet"
+        if reason:
+            log.warning("refill is off for this model (%s); answering in plain batches", reason)
+            return None
+        return HFRows(self, requests, budgets, options, config)
+
+    def _chat_text(self, request: Request, thinking: bool = False) -> str:
+        """The chat template's text for one request; `thinking` reaches the template as enable_thinking
+        (templates without the switch ignore it)."""
+        if not request.prompt.chat:
+            raise ValueError(f"{self.family.name} is a chat model; its prompts must have chat=True")
+        return self.processor.apply_chat_template(
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": request.prompt.text}]}],
+            add_generation_prompt=True,
+            tokenize=False,
+            enable_thinking=thinking,
         )
+
+    def _encode(self, requests: Sequence[Request], thinking: bool = False, prefetching: bool = False):
+        """The processor's output for the batch (on the model's device) and each image's input size.
+        `thinking`: see `_chat_text`. `prefetching` (a background thread): images are processed on
+        the host and copied through pinned memory, so the model's device is left to the batch
+        running; else on the device."""
+        texts = [self._chat_text(r, thinking) for r in requests]
+        # device=: the torchvision image processor resizes and normalizes on the model's device.
+        inputs = self.processor(text=texts, images=[r.image for r in requests], padding=True, return_tensors="pt",
+                                device=None if prefetching else self.device)
         sizes = [(w * self.patch_size, h * self.patch_size) for _, h, w in inputs["image_grid_thw"].tolist()]
+        if prefetching:
+            return inputs.__class__({k: to_device(v, self.device) for k, v in inputs.items()}), sizes
         return inputs.to(self.device), sizes
 
     def _generate_batch(self, requests: Sequence[Request], budgets: Sequence[int],
-                        options: GenerationOptions) -> list[Generation]:
+                        options: GenerationOptions, prepared=None) -> list[Generation]:
         import torch
 
         limits = list(budgets)
         thinking = thinks(self.thinking_mode, options.thinking, f"this {self.family.name} checkpoint")
         try:
-            new_tokens, sizes, limits = self._run(requests, options, limits, thinking)
+            new_tokens, sizes, limits = self._run(requests, options, limits, thinking, prepared)
         except torch.OutOfMemoryError as error:
             message = str(error)
         else:
@@ -336,13 +374,15 @@ class HFBackend(Backend):
         # tensors alive, and the caller retries smaller batches right after this.
         raise torch.OutOfMemoryError(message)
 
-    def _run(self, requests: Sequence[Request], options: GenerationOptions, limits: list[int], thinking: bool):
+    def _run(self, requests: Sequence[Request], options: GenerationOptions, limits: list[int], thinking: bool,
+             prepared=None):
         """The new tokens of each row (on the host), each image's input size, and each row's token
-        limit. A row that reasons gets the thinking budget on top of its answer's `limits`."""
+        limit. A row that reasons gets the thinking budget on top of its answer's `limits`.
+        `prepared`: the `_encode` output made ahead."""
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
-        inputs, sizes = self._encode(requests, thinking)
+        inputs, sizes = prepared if prepared is not None else self._encode(requests, thinking)
         config = self._generation_config(max(limits), options)
         steering = {}
         if thinking:

@@ -1,0 +1,244 @@
+"""Scheduling on local models: batches by count or token budget, prefetching, refill and the static
+cache give the answers one-at-a-time runs give, on tiny fp32 models of every family, with mixed image
+sizes and answer lengths pinned per request (each request's own token budget, end tokens held off)."""
+import logging
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vlground.core.families import get_family
+from vlground.models.base import Request
+from vlground.models.hf import HFBackend, set_pixel_limits
+from vlground.models.qwen_vl.backend import NativeRows, QwenVLBackend
+from vlground.models.scheduling import padding_share, plan_batches, prefetched
+from vlground.core.options import GenerationOptions, OptionsError
+from vlground.prompts import build_prompt
+from vlground.testing.hf import TINY_FAMILIES
+from vlground.testing.qwen_vl import make_tiny_qwen_vl
+
+PINNED = 10_000  # min_new_tokens above every budget: each answer runs exactly its own budget
+
+
+def images(count, seed=0, low=50, high=330):
+    rng = np.random.default_rng(seed)
+    sizes = [(int(rng.integers(low, high)), int(rng.integers(low, high))) for _ in range(count)]
+    return [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
+
+
+def varied_requests(family, pictures, lengths):
+    """Requests over `pictures` whose answers may run `lengths[i]` tokens, with three prompt kinds."""
+    kinds = [lambda n: build_prompt("ground", family, phrase="the red car", max_new_tokens=n),
+             lambda n: build_prompt("read_text", family, max_new_tokens=n),
+             lambda n: build_prompt("ask", family, question="What colour is the sky?", max_new_tokens=n)]
+    return [Request(image, kinds[i % 3](n)) for i, (image, n) in enumerate(zip(pictures, lengths))]
+
+
+def engine_spy(backend, monkeypatch):
+    """The row engines `backend` builds for refill, as built."""
+    engines = []
+    build = backend._row_engine
+
+    def spy(*args, **kwargs):
+        engines.append(build(*args, **kwargs))
+        return engines[-1]
+
+    monkeypatch.setattr(backend, "_row_engine", spy)
+    return engines
+
+
+# -- planning ----------------------------------------------------------------------------------------
+
+def test_count_batches_group_similar_costs_in_a_stable_order():
+    assert plan_batches([500, 10, 400, 20, 300, 10], 2) == [[1, 5], [3, 4], [2, 0]]
+
+
+def test_token_budget_batches_stay_under_the_budget_and_batch_size_stays_the_cap():
+    costs = [100, 900, 120, 110, 800, 95, 2000, 105]
+    batches = plan_batches(costs, batch_size=3, token_budget=1000)
+    assert sorted(i for b in batches for i in b) == list(range(len(costs)))
+    assert all(len(b) <= 3 for b in batches)
+    assert all(len(b) * max(costs[i] for i in b) <= 1000 for b in batches if len(b) > 1)
+    assert [6] in batches  # dearer than the budget: alone, never dropped
+    assert [5, 0, 7] in batches  # small ones fill a batch up to the cap
+
+
+def test_padding_share_counts_rows_padded_to_their_batch_longest():
+    assert padding_share([[0, 1], [2]], [10, 30, 5]) == pytest.approx(20 / 65)
+    assert padding_share([[0], [1]], [10, 30]) == 0
+
+
+def test_token_budget_must_be_positive():
+    with pytest.raises(OptionsError, match="token_budget"):
+        GenerationOptions(token_budget=0)
+
+
+def test_prefetched_prepares_the_next_item_in_another_thread_while_the_current_one_is_used():
+    started, threads = [], set()
+
+    def prepare(item):
+        started.append(item)
+        threads.add(threading.current_thread().name)
+        return item * 10
+
+    out = []
+    for value in prefetched(prepare, range(4)):
+        deadline = time.monotonic() + 5
+        while len(started) < min(value // 10 + 2, 4) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the next item is prepared while this one is in use
+        out.append((value, len(started)))
+    assert [v for v, _ in out] == [0, 10, 20, 30]
+    assert [n for _, n in out] == [2, 3, 4, 4]
+    assert threads and threading.current_thread().name not in threads
+    assert list(prefetched(prepare, [1, 2], enabled=False)) == [10, 20]
+
+
+# -- transformers families ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hf(tiny_checkpoint):
+    return {name: HFBackend.load(tiny_checkpoint(name), get_family(name), device="cpu") for name in TINY_FAMILIES}
+
+
+@pytest.mark.parametrize("name", TINY_FAMILIES)
+def test_hf_costs_are_the_prompt_tokens_the_processor_produces(hf, name):
+    backend = hf[name]
+    requests = varied_requests(name, images(4, seed=3, low=40, high=700), [4] * 4)
+    expected = [backend._encode([r])[0]["input_ids"].shape[1] for r in requests]
+    assert backend._costs(requests, GenerationOptions()) == expected and len(set(expected)) > 2
+    size = dict(backend.processor.image_processor.size)
+    try:  # the processor's own pixel bounds, not a guess
+        set_pixel_limits(backend.processor, max_pixels=size["shortest_edge"] * 2)
+        assert backend._costs(requests, GenerationOptions()) == [backend._encode([r])[0]["input_ids"].shape[1] for r in requests]
+        assert backend._costs(requests, GenerationOptions()) != expected
+    finally:
+        backend.processor.image_processor.size = size
+
+
+SCHEDULES = {
+    "refill": dict(batch_size=3, refill=True),
+    "refill+budget+prefetch": dict(batch_size=4, refill=True, token_budget=300, prefetch=True),
+    "budget+prefetch": dict(batch_size=4, token_budget=300, prefetch=True),
+    "static cache": dict(batch_size=3, static_cache=True),
+}
+
+
+# Families whose cache refill cannot join (linear-attention layers): they must still answer the same,
+# through plain batches, and say why.
+NO_REFILL = {"qwen3.5", "qwen3.5-moe", "qwen4-exp"}
+
+
+@pytest.mark.parametrize("name", TINY_FAMILIES)
+def test_hf_schedules_answer_as_one_at_a_time(hf, name, monkeypatch, caplog):
+    backend = hf[name]
+    lengths = [3, 17, 6, 11, 2, 14, 8]
+    requests = varied_requests(name, images(7, seed=1), lengths)
+    for pinned in (PINNED, 0):  # lengths pinned per request, then the model's own ends
+        options = dict(min_new_tokens=pinned, thinking="off")
+        alone = [backend.generate([r], GenerationOptions(batch_size=1, **options))[0] for r in requests]
+        engines = engine_spy(backend, monkeypatch)
+        for schedule, settings in SCHEDULES.items():
+            with caplog.at_level(logging.WARNING, logger="vlground"):
+                answers = backend.generate(requests, GenerationOptions(**settings, **options))
+            assert answers == alone, (schedule, pinned)
+        if name in NO_REFILL:
+            assert engines == [None, None] and "refill is off" in caplog.text
+        elif pinned:  # each answer ran exactly its own budget
+            assert engines[0].stats.useful_tokens == sum(lengths)
+        monkeypatch.undo()
+
+
+def test_hf_refill_keeps_rows_full_where_plain_batches_idle(hf, monkeypatch):
+    backend = hf["qwen2.5-vl"]
+    lengths = [2, 20, 2, 2, 2, 2, 2, 20]
+    requests = varied_requests("qwen2.5-vl", images(8, seed=2), lengths)
+    engines = engine_spy(backend, monkeypatch)
+    backend.generate(requests, GenerationOptions(batch_size=2, refill=True, min_new_tokens=PINNED))
+    stats = engines[0].stats
+    # a row leaves as its answer ends and the next request takes its place: nothing computed in vain
+    # (plain batches of 2 compute 2 x 20 rows x tokens for each batch holding a 20-token answer)
+    assert stats.useful_tokens == stats.row_steps == sum(lengths)
+
+
+def test_hf_refill_applies_the_checkpoints_repetition_penalty_per_row(hf, monkeypatch):
+    backend = hf["qwen2-vl"]
+    requests = varied_requests("qwen2-vl", images(5, seed=4), [12, 4, 9, 15, 6])
+    monkeypatch.setattr(backend.model.generation_config, "repetition_penalty", 3.0)
+    options = dict(min_new_tokens=PINNED)
+    alone = [backend.generate([r], GenerationOptions(batch_size=1, **options))[0] for r in requests]
+    refilled = backend.generate(requests, GenerationOptions(batch_size=3, refill=True, **options))
+    assert refilled == alone
+    monkeypatch.setattr(backend.model.generation_config, "repetition_penalty", 1.0)
+    assert backend.generate(requests, GenerationOptions(batch_size=3, refill=True, **options)) != alone
+
+
+def test_hf_refill_refuses_generation_settings_it_cannot_apply(hf, monkeypatch, caplog):
+    backend = hf["qwen2-vl"]
+    monkeypatch.setattr(backend.model.generation_config, "no_repeat_ngram_size", 2)
+    requests = varied_requests("qwen2-vl", images(3, seed=5), [5, 5, 5])
+    alone = [backend.generate([r], GenerationOptions(batch_size=1))[0] for r in requests]
+    with caplog.at_level(logging.WARNING, logger="vlground"):
+        assert backend.generate(requests, GenerationOptions(batch_size=3, refill=True)) == alone
+    assert "no_repeat_ngram_size" in caplog.text
+
+
+def test_refill_that_runs_out_of_memory_leaves_the_rest_to_plain_batches(hf, monkeypatch, caplog):
+    backend = hf["qwen2.5-vl"]
+    requests = varied_requests("qwen2.5-vl", images(5, seed=6), [6, 2, 9, 3, 5])
+    alone = [backend.generate([r], GenerationOptions(batch_size=1))[0] for r in requests]
+    engines = engine_spy(backend, monkeypatch)
+    from vlground.models.hf_refill import HFRows
+
+    step, calls = HFRows.step, []
+
+    def failing(self, tokens):
+        calls.append(1)
+        if len(calls) == 4:
+            raise torch.OutOfMemoryError("CUDA out of memory (planted)")
+        return step(self, tokens)
+
+    monkeypatch.setattr(HFRows, "step", failing)
+    with caplog.at_level(logging.WARNING, logger="vlground"):
+        answers = backend.generate(requests, GenerationOptions(batch_size=2, refill=True))
+    assert answers == alone and engines and "plain batches" in caplog.text
+    calls.clear()
+    monkeypatch.setattr(HFRows, "step", lambda self, tokens: (_ for _ in ()).throw(ValueError("planted")))
+    with pytest.raises(ValueError, match="planted"):
+        backend.generate(requests, GenerationOptions(batch_size=2, refill=True))
+    recorded = backend.generate(requests, GenerationOptions(batch_size=2, refill=True), errors="record")
+    assert recorded == alone  # record: the plain batches take over
+
+
+# -- native Qwen-VL ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory):
+    folder = make_tiny_qwen_vl(tmp_path_factory.mktemp("qwen_vl") / "Qwen-VL-Chat", chat=True)
+    return QwenVLBackend.load(folder, get_family(folder), device="cpu", dtype="fp32")
+
+
+def test_native_schedules_answer_as_one_at_a_time_through_cache_compaction(native, monkeypatch):
+    family = native.family
+    lengths = [3, 21, 7, 15, 2, 18, 9, 12]
+    requests = varied_requests(family, images(8, seed=7, low=20, high=120), lengths)
+    compactions = []
+    compact = NativeRows._compact
+    monkeypatch.setattr(NativeRows, "_compact", lambda self: (compactions.append(self.column), compact(self))[1])
+    for pinned in (PINNED, 0):
+        alone = [native.generate([r], GenerationOptions(batch_size=1, min_new_tokens=pinned))[0] for r in requests]
+        for settings in (dict(batch_size=3, refill=True), dict(batch_size=4, refill=True, prefetch=True, token_budget=900),
+                         dict(batch_size=4, token_budget=700, prefetch=True)):
+            assert native.generate(requests, GenerationOptions(min_new_tokens=pinned, **settings)) == alone, settings
+    assert compactions  # rows outlived the cache width at least once
+
+
+def test_native_refill_utilisation_beats_plain_batches(native, monkeypatch):
+    lengths = [2, 24, 2, 2, 2, 2, 24, 2]
+    requests = varied_requests(native.family, images(8, seed=8, low=20, high=120), lengths)
+    engines = engine_spy(native, monkeypatch)
+    native.generate(requests, GenerationOptions(batch_size=2, refill=True, min_new_tokens=PINNED))
+    stats = engines[0].stats
+    assert stats.useful_tokens == sum(lengths) and stats.utilisation > 0.9
