@@ -135,15 +135,25 @@ def build_native_backend(size: ModelSize, device: str, dtype: torch.dtype):
     import tempfile
 
     from vlground.models.qwen_vl.backend import QwenVLBackend
-    from vlground.models.qwen_vl.model import QwenVL, QwenVLConfig
     from vlground.models.qwen_vl.tokenizer import QwenVLTokenizer
-    from vlground.models.qwen_vl.vision import sincos_table_2d
     from vlground.testing.qwen_vl import make_tiny_qwen_vl
 
     raw = json.loads((HERE / "qwen_vl_chat_config.json").read_text())
     raw.update({k: v for k, v in size.native.items() if k != "visual"})
     raw["visual"].update(size.native.get("visual", {}))
-    config = QwenVLConfig.from_dict(raw)
+    model = random_qwen_vl(raw, device, dtype)
+    with tempfile.TemporaryDirectory() as scratch:
+        tokenizer = QwenVLTokenizer.from_checkpoint(make_tiny_qwen_vl(Path(scratch) / "Qwen-VL-Chat", chat=True))
+    return QwenVLBackend(model, tokenizer, get_family(size.family))
+
+
+def random_qwen_vl(raw_config: dict, device: str, dtype: torch.dtype):
+    """A native Qwen-VL of an original config.json's shape, random weights (N(0, 0.02), norms 1, biases
+    0, the resampler's fixed sin-cos table) drawn on `device` in `dtype` without a host copy."""
+    from vlground.models.qwen_vl.model import QwenVL, QwenVLConfig
+    from vlground.models.qwen_vl.vision import sincos_table_2d
+
+    config = QwenVLConfig.from_dict(raw_config)
     with torch.device("meta"):
         model = QwenVL(config)
     model = model.to_empty(device=device).to(dtype)
@@ -157,9 +167,7 @@ def build_native_backend(size: ModelSize, device: str, dtype: torch.dtype):
             else:
                 parameter.normal_(0, 0.02, generator=generator)
         model.vision.resampler.pos_table.copy_(torch.from_numpy(sincos_table_2d(config.vision.output_dim, 16)))
-    with tempfile.TemporaryDirectory() as scratch:
-        tokenizer = QwenVLTokenizer.from_checkpoint(make_tiny_qwen_vl(Path(scratch) / "Qwen-VL-Chat", chat=True))
-    return QwenVLBackend(model.eval(), tokenizer, get_family(size.family))
+    return model.eval()
 
 
 RUNS = {

@@ -15,11 +15,14 @@ from vlground.core.options import GenerationOptions
 from vlground.models.base import Request
 from vlground.models.qwen_vl.backend import DecodeStep, QwenVLBackend
 from vlground.models.qwen_vl.checkpoint import load_model
-from vlground.models.qwen_vl.model import KVCache, QwenVL, QwenVLConfig
+from vlground.models.qwen_vl.model import KVCache
 from vlground.models.qwen_vl.tokenizer import QwenVLTokenizer
-from vlground.models.qwen_vl.vision import preprocess, sincos_table_2d
+from vlground.models.qwen_vl.vision import preprocess
 from vlground.prompts import IMAGE_SLOT, Prompt, build_prompt
 from vlground.testing.qwen_vl import make_tiny_qwen_vl
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_runtime import random_qwen_vl  # noqa: E402
 
 OUT = Path(sys.argv[1] if len(sys.argv) > 1 else os.environ["OUT"])
 SMALL = os.environ.get("SMALL") == "1"  # CPU dry run of this script with a small "real" config
@@ -88,21 +91,8 @@ real = json.loads((HERE / "qwen_vl_chat_config.json").read_text())
 if SMALL:
     real.update(hidden_size=256, intermediate_size=512, num_hidden_layers=2, kv_channels=64, num_attention_heads=4)
     real["visual"].update(width=64, layers=2, heads=4, output_dim=256, image_size=112)
-config = QwenVLConfig.from_dict(real)
-with torch.device("meta"):
-    model = QwenVL(config)
-model = model.to_empty(device=device).to(torch.bfloat16)
-gen = torch.Generator(device=device).manual_seed(0)
-with torch.no_grad():
-    for name, p in model.named_parameters():
-        if "norm" in name and name.endswith("weight"):
-            p.fill_(1.0)
-        elif name.endswith("bias"):
-            p.zero_()
-        else:
-            p.normal_(0, 0.02, generator=gen)
-    model.vision.resampler.pos_table.copy_(torch.from_numpy(sincos_table_2d(config.vision.output_dim, 16)))
-model.eval()
+model = random_qwen_vl(real, device, torch.bfloat16)
+config = model.config
 params = sum(p.numel() for p in model.parameters())
 results["real_size"] = {"parameters": params, "weights_gib": torch.cuda.memory_allocated() / 2**30 if device == "cuda" else None}
 save()

@@ -108,12 +108,12 @@ def test_hf_costs_are_the_prompt_tokens_the_processor_produces(hf, name):
     backend = hf[name]
     requests = varied_requests(name, images(4, seed=3, low=40, high=700), [4] * 4)
     expected = [backend._encode([r])[0]["input_ids"].shape[1] for r in requests]
-    assert backend._costs(requests, GenerationOptions()) == expected and len(set(expected)) > 2
+    assert backend._costs(requests, GenerationOptions(thinking="off")) == expected and len(set(expected)) > 2
     size = dict(backend.processor.image_processor.size)
     try:  # the processor's own pixel bounds, not a guess
         set_pixel_limits(backend.processor, max_pixels=size["shortest_edge"] * 2)
-        assert backend._costs(requests, GenerationOptions()) == [backend._encode([r])[0]["input_ids"].shape[1] for r in requests]
-        assert backend._costs(requests, GenerationOptions()) != expected
+        assert backend._costs(requests, GenerationOptions(thinking="off")) == [backend._encode([r])[0]["input_ids"].shape[1] for r in requests]
+        assert backend._costs(requests, GenerationOptions(thinking="off")) != expected
     finally:
         backend.processor.image_processor.size = size
 
