@@ -54,8 +54,8 @@ class Counter:
             self.row_steps += new * input_ids.shape[0]
             return output
 
-        def counted_encode(requests, **kwargs):
-            inputs, sizes = encode(requests, **kwargs)
+        def counted_encode(*args, **kwargs):
+            inputs, sizes = encode(*args, **kwargs)
             self.prefill_tokens += inputs["attention_mask"].numel()
             self.padding_tokens += int((inputs["attention_mask"] == 0).sum())
             return inputs, sizes

@@ -119,11 +119,25 @@ def pick_tokens(logits, options: GenerationOptions):
     return torch.multinomial(probs, 1)[:, 0]
 
 
+@dataclass(frozen=True)
+class RowLimits:
+    """How each request's answer ends: at most `budgets[i]` tokens; at any of `stops[i]` (not kept);
+    `suppress[i]` (token ids) is forbidden while fewer than `min_new[i]` tokens are written."""
+
+    budgets: Sequence[int]
+    stops: Sequence[frozenset[int]]
+    suppress: Sequence[Sequence[int]]
+    min_new: Sequence[int]
+
+
 class RowEngine(Protocol):
     """A model's rows in flight, as a runtime keeps them. `rows` lists the request index of each row
-    of the batch the next `step` runs (None: an idle row of a fixed-shape batch)."""
+    of the batch the next `step` runs (None: an idle row of a fixed-shape batch); `limits` says how
+    each request's answer ends; `stats` counts what was computed."""
 
     rows: list[int | None]
+    limits: RowLimits
+    stats: DecodeStats
 
     def prepare(self, index: int) -> Any:
         """Inputs of request `index` ready for `join` (may run in a background thread)."""
@@ -141,17 +155,6 @@ class RowEngine(Protocol):
 
     def answer(self, index: int, ids: list[int]) -> Any:
         """The Generation of request `index` whose answer is token ids `ids`."""
-
-
-@dataclass(frozen=True)
-class RowLimits:
-    """How each request's answer ends: at most `budgets[i]` tokens; at any of `stops[i]` (not kept);
-    `suppress[i]` (token ids) is forbidden while fewer than `min_new[i]` tokens are written."""
-
-    budgets: Sequence[int]
-    stops: Sequence[frozenset[int]]
-    suppress: Sequence[Sequence[int]]
-    min_new: Sequence[int]
 
 
 def generate_refill(engine: RowEngine, order: Sequence[int], costs: Sequence[int], limits: RowLimits,
