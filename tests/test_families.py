@@ -14,6 +14,9 @@ from vlground.core.families import FAMILIES, UnknownFamilyError, get_family
         ("Qwen/Qwen-VL", "qwen-vl"),
         ("Qwen/Qwen-VL-Chat", "qwen-vl-chat"),
         ("QWEN2.5-VL", "qwen2.5-vl"),
+        ("Qwen/Qwen3.6-35B-A3B", "qwen3.5"),  # Qwen3.6 loads as qwen3_5_moe
+        ("unsloth/Qwen3.5-9B-GGUF", "qwen3.5"),
+        ("Qwen/Qwen3-VL-8B-Thinking", "qwen3-vl"),
     ],
 )
 def test_hub_ids_and_names(key, name):
@@ -26,7 +29,10 @@ def test_every_listed_hub_id_resolves_to_its_family():
             assert get_family(hub_id) is family
 
 
-@pytest.mark.parametrize("model_type, name", [("qwen2_vl", "qwen2-vl"), ("qwen2_5_vl", "qwen2.5-vl"), ("qwen3_vl", "qwen3-vl")])
+@pytest.mark.parametrize("model_type, name", [
+    ("qwen2_vl", "qwen2-vl"), ("qwen2_5_vl", "qwen2.5-vl"), ("qwen3_vl", "qwen3-vl"), ("qwen3_vl_moe", "qwen3-vl"),
+    ("qwen3_5", "qwen3.5"), ("qwen3_5_moe", "qwen3.5"), ("qwen4_exp", "qwen4-exp"),
+])
 def test_local_folder_by_model_type(tmp_path, model_type, name):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": model_type}))
     assert get_family(tmp_path).name == name

@@ -191,6 +191,19 @@ BROKEN = {
 }
 
 
+def test_a_transformers_without_the_family_says_which_release_it_needs(checkpoints, monkeypatch):
+    """The GPU image's transformers may predate a family: one line naming the release, at load."""
+    from transformers.models.auto import configuration_auto
+
+    from vlground.models.weights import InvalidCheckpointError
+
+    known = {k: v for k, v in configuration_auto.CONFIG_MAPPING_NAMES.items() if k not in ("qwen3_5", "qwen3_5_moe")}
+    monkeypatch.setattr(configuration_auto, "CONFIG_MAPPING", configuration_auto._LazyConfigMapping(known))
+    with pytest.raises(InvalidCheckpointError, match=r"qwen3.5 \(model_type 'qwen3_5'\) needs transformers>=5.2.0; "
+                                                     r"this is transformers .*pip install -U 'transformers>=5.2.0'"):
+        HFBackend.load(checkpoints["qwen3.5"], get_family("qwen3.5"), device="cpu")
+
+
 @pytest.mark.parametrize("case", BROKEN)
 def test_a_broken_checkpoint_fails_at_load_with_one_clear_line(checkpoints, tmp_path, case):
     from typer.testing import CliRunner

@@ -103,10 +103,11 @@ def test_configs_carry_the_same_processor_settings():
     assert GroundingSteps("Qwen/Qwen-VL-Chat", "caption").processor_kwargs() == {}  # squashed to 448x448: no bounds
 
 
-def test_http_processor_against_a_real_transformers_server(ray_cluster, photo, tmp_path, tiny_checkpoint):
+@pytest.mark.parametrize("family, name", [("qwen2.5-vl", "Qwen2.5-VL-tiny"), ("qwen3.5", "Qwen3.5-tiny")])
+def test_http_processor_against_a_real_transformers_server(ray_cluster, photo, tmp_path, tiny_checkpoint, family, name):
     """Ray Data LLM's HTTP processor, our steps around it, a real `transformers serve` with a tiny
-    Qwen2.5-VL: each row comes back parsed on its image, with the answer vlground's own server
-    runtime gets from the same server for the same prompt."""
+    Qwen2.5-VL, and a tiny Qwen3.5 that reasons first: each row comes back parsed on its image, with
+    the answer vlground's own server runtime gets from the same server for the same prompt and budgets."""
     import ray.data
     from ray.data.llm import build_processor
 
@@ -116,23 +117,25 @@ def test_http_processor_against_a_real_transformers_server(ray_cluster, photo, t
     path, _ = photo
     small = tmp_path / "small.png"
     Image.new("RGB", (96, 64), (200, 30, 30)).save(small)
-    served = tmp_path / "Qwen2.5-VL-tiny"  # the name carries the family, as a hub id does
-    shutil.copytree(tiny_checkpoint("qwen2.5-vl"), served)
+    served = tmp_path / name  # the name carries the family, as a hub id does
+    shutil.copytree(tiny_checkpoint(family), served)
     config = served / "processor_config.json"  # the server resizes to at most 200,000 pixels: so must the steps
     settings = json.loads(config.read_text())
     settings["image_processor"]["size"]["longest_edge"] = 200_000
     config.write_text(json.dumps(settings))
     folder = str(served)
-    steps = GroundingSteps(folder, "detect", categories=("car",), max_tokens=12, max_pixels=200_000)
+    steps = GroundingSteps(folder, "detect", categories=("car",), max_tokens=12, max_pixels=200_000, max_thinking_tokens=4)
     with transformers_server(tmp_path, [served]) as server:
         processor = build_processor(steps.http_config(server.url, concurrency=1, batch_size=2),
                                     preprocess=steps.preprocess_http,
                                     postprocess=steps.postprocess)
         rows = {Path(r["path"]).name: r for r in processor(ray.data.from_items([{"path": str(p)} for p in (path, small)])).take_all()}
         model = vlground.load_model(server.url, served_model=folder, max_pixels=200_000)
-        direct = model.detect([str(path), str(small)], ["car"], max_new_tokens=12)
+        direct = model.detect([str(path), str(small)], ["car"], max_new_tokens=12, max_thinking_tokens=4)
     assert sorted(rows) == ["small.png", "wide.png"]
     assert (rows["wide.png"]["width"], rows["wide.png"]["height"]) == (1000, 500)
-    for name, answer in zip(("wide.png", "small.png"), direct):
-        assert rows[name]["raw"] == answer.raw
-        assert json.loads(rows[name]["detections"]) == [d.to_dict() for d in answer.detections]
+    for image, answer in zip(("wide.png", "small.png"), direct):
+        assert rows[image]["raw"] == answer.raw
+        assert json.loads(rows[image]["detections"]) == [d.to_dict() for d in answer.detections]
+        if family == "qwen3.5":
+            assert rows[image]["reasoning"] == answer.reasoning and rows[image]["reasoning_cut_short"] == answer.reasoning_cut_short

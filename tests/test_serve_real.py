@@ -36,10 +36,13 @@ def served(tiny_checkpoint, tmp_path_factory):
     the way a hub id does, and are what the server lists."""
     from vlground.testing.serve import transformers_server
 
+    from vlground.testing import make_tiny_model
+
     root = tmp_path_factory.mktemp("served")
-    folders = {"qwen2.5-vl": root / "Qwen2.5-VL-tiny", "qwen3-vl": root / "Qwen3-VL-tiny"}
+    folders = {"qwen2.5-vl": root / "Qwen2.5-VL-tiny", "qwen3-vl": root / "Qwen3-VL-tiny", "qwen3.5": root / "Qwen3.5-tiny"}
     for family, folder in folders.items():
         shutil.copytree(tiny_checkpoint(family), folder)
+    folders["thinking"] = make_tiny_model("qwen3-vl", root / "Qwen3-VL-Thinking-tiny", thinking="always")
     config = folders["qwen2.5-vl"] / "processor_config.json"
     settings = json.loads(config.read_text())
     settings["image_processor"]["size"]["longest_edge"] = SERVER_MAX_PIXELS
@@ -54,13 +57,15 @@ def photos():
     return [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for w, h in [(640, 480), (300, 200), (90, 160)]]
 
 
-def raw_chat(url: str, model: str, image: Image.Image, text: str, max_tokens: int = 8) -> dict:
-    """One standard chat request, straight to the server (no vlground in the way)."""
+def raw_chat(url: str, model: str, image: Image.Image, text: str, max_tokens: int = 8, **extra) -> dict:
+    """One standard chat request, straight to the server (no vlground in the way); `extra` fields
+    (chat_template_kwargs) go into the request as they are."""
     png = io.BytesIO()
     image.save(png, format="PNG")
     content = [{"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()}},
                {"type": "text", "text": text}]
-    payload = {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens, "temperature": 0.0}
+    payload = {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens, "temperature": 0.0,
+               **extra}
     request = urllib.request.Request(url + "/chat/completions", json.dumps(payload).encode(), {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=60) as answer:
         return json.loads(answer.read())
@@ -140,6 +145,48 @@ def test_ocr_command_with_the_server_as_engine(served, photos, tmp_path):
         image = Image.open(record["path"]).convert("RGB")
         direct = raw_chat(server.url, str(folders["qwen2.5-vl"]), image, prompt, max_tokens=512)["choices"][0]["message"]["content"]
         assert record["text"] == direct.strip()
+
+
+def test_thinking_on_and_off_reach_the_servers_chat_template(served, photos):
+    """A tiny Qwen3.5 behind the server: --thinking reaches its template as chat_template_kwargs, and a
+    reasoning request may write its thinking budget on top of the answer's."""
+    server, folders = served
+    name = str(folders["qwen3.5"])
+    model = vlground.load_model(server.url, served_model=name)
+    assert model.family.name == "qwen3.5" and model.backend.thinking_mode == "default"
+    prompt = build_prompt("ground", "qwen3.5", phrase="cat").text
+    off = model.ground(photos[1], "cat", thinking="off", max_new_tokens=6)
+    on = model.ground(photos[1], "cat", thinking="on", max_new_tokens=6, max_thinking_tokens=4)
+
+    def direct(switch, tokens):
+        message = raw_chat(server.url, name, photos[1], prompt, max_tokens=tokens,
+                           chat_template_kwargs={"enable_thinking": switch})
+        return message["choices"][0]["message"]["content"], message["usage"]["prompt_tokens"]
+
+    (off_text, off_prompt), (on_text, on_prompt) = direct(False, 6), direct(True, 10)
+    assert off.raw == off_text and on.raw == on_text
+    assert off_prompt > on_prompt  # off, the template wrote the empty block <think>\n\n</think>\n\n into the prompt
+    assert off.reasoning is None  # its answer is all answer
+    if "</think>" in on_text:  # on, the text is reasoning until a closer
+        assert on.reasoning is not None and not on.reasoning_cut_short
+    else:  # random weights rarely write one: the reasoning was cut short, no box
+        assert on.reasoning_cut_short and on.detections == []
+
+
+def test_the_servers_reasoning_content_lands_in_result_reasoning(served, photos):
+    """transformers serve splits a Qwen3-VL-Thinking answer itself (reasoning_content); the result
+    carries it, and the answer's text is what is parsed."""
+    server, folders = served
+    name = str(folders["thinking"])
+    model = vlground.load_model(server.url, served_model=name)
+    assert model.backend.thinking_mode == "always"  # told from the name
+    result = model.ground(photos[1], "cat", max_new_tokens=4, max_thinking_tokens=4)
+    message = raw_chat(server.url, name, photos[1], build_prompt("ground", "qwen3-vl", phrase="cat").text,
+                       max_tokens=8)["choices"][0]["message"]
+    assert message.get("reasoning_content") and result.reasoning.strip() == message["reasoning_content"].strip()
+    assert result.reasoning_cut_short == (not (message.get("content") or "").strip())
+    with pytest.raises(ValueError, match="always reasons before it answers"):
+        model.ground(photos[1], "cat", thinking="off")
 
 
 def test_a_server_stopped_mid_run_leaves_an_error_record_for_each_unanswered_input(served, photos):

@@ -160,3 +160,18 @@ def test_the_thinking_flag_reaches_the_model_from_the_command_line(tiny_checkpoi
     assert off.exit_code == 0, off.output
     assert seen[0].endswith("<think>\n\n</think>\n\n") and json.loads(off.stdout)["detections"]
     assert wrong.exit_code == 2 and "--thinking must be one of auto, on, off" in wrong.stderr
+
+
+def test_a_tiny_trial_checkpoint_caps_the_reasoning_as_it_caps_the_answer(tmp_path, monkeypatch):
+    """`vlground tiny-model` folders answer in a few tokens by default: their reasoning too, or a
+    trial run of a thinking family would reason 4096 tokens of noise per image."""
+    import vlground
+
+    backend = vlground.load_model(make_tiny_model("qwen3.5", tmp_path / "trial", answer_budget=5), device="cpu").backend
+    written, original = [], backend.model.generate
+    monkeypatch.setattr(backend.model, "generate",
+                        lambda **kw: written.append(len((out := original(**kw))[0]) - len(kw["input_ids"][0])) or out)
+    answer = backend.generate([request()])[0]
+    assert answer.thinking and "</think>" in answer.text and written[-1] <= 5 + 1 + 5
+    backend.generate([request()], GenerationOptions(max_thinking_tokens=20, min_new_tokens=25))
+    assert written[-1] > 11  # an explicit budget wins

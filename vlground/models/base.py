@@ -103,6 +103,13 @@ class Backend(ABC):
         """A `scheduling.RowEngine` over these requests for refill, or None where the runtime has none."""
         return None
 
+    def thinking_budget(self, options: GenerationOptions) -> int:
+        """Reasoning tokens a request may write before `</think>` is forced: the options', else the
+        default, no more than a tiny trial checkpoint's `answer_budget`."""
+        if options.max_thinking_tokens is not None:
+            return options.max_thinking_tokens
+        return min(options.thinking_budget, self.answer_budget or options.thinking_budget)
+
     def _free_memory(self) -> None:
         """Release cached accelerator memory after an out-of-memory error."""
         import torch

@@ -386,7 +386,7 @@ class HFBackend(Backend):
         config = self._generation_config(max(limits), options)
         steering = {}
         if thinking:
-            budget = ThinkingBudget(self._closer, options.thinking_budget, limits, inputs["input_ids"].shape[1])
+            budget = ThinkingBudget(self._closer, self.thinking_budget(options), limits, inputs["input_ids"].shape[1])
             config.max_new_tokens = budget.max_new_tokens
             steering = dict(logits_processor=LogitsProcessorList([budget.processor]),
                             stopping_criteria=StoppingCriteriaList([budget.stopper]))

@@ -132,7 +132,7 @@ class ServerBackend(Backend):
         if not request.prompt.chat:
             raise ValueError("a chat server needs chat prompts; this prompt is a raw completion (chat=False)")
         thinking = thinks(self.thinking_mode, options.thinking, self.served_model)
-        payload = self._payload(request, budget + options.thinking_budget if thinking else budget, options)
+        payload = self._payload(request, budget + self.thinking_budget(options) if thinking else budget, options)
         switch = template_kwargs(self.thinking_mode, options.thinking, thinking)
         if switch:
             payload["chat_template_kwargs"] = switch
