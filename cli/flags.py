@@ -24,8 +24,8 @@ def _checked_device(value: str) -> str:
         fail(str(error))
 
 
-Device = Annotated[str, typer.Option(callback=_checked_device, help="auto (a GPU when there is one), cpu, cuda, cuda:1, mps.")]
-MaxNewTokens = Annotated[Optional[int], typer.Option(min=1, help="Cap on generated tokens per answer (default: the task's own budget; reasoning not counted).")]
+Device = Annotated[str, typer.Option(callback=_checked_device, rich_help_panel="Model", help="auto, cpu, cuda, cuda:1 or mps.")]
+MaxNewTokens = Annotated[Optional[int], typer.Option(min=1, rich_help_panel="Model", help="Cap on each answer (default: the task's).")]
 
 
 def checked_thinking(value: str) -> str:
@@ -37,9 +37,9 @@ def checked_thinking(value: str) -> str:
     return value
 
 
-Thinking = Annotated[str, typer.Option(callback=checked_thinking, help="Reason before answering: auto (as the checkpoint does: Qwen3.5 and *-Thinking checkpoints reason), on or off.")]
-MaxThinkingTokens = Annotated[Optional[int], typer.Option(min=1, help="Cap on reasoning tokens; then </think> is forced and the model answers (default: 4096).")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary line on stderr; warnings and errors still show.")]
+Thinking = Annotated[str, typer.Option(callback=checked_thinking, rich_help_panel="Model", help="Reason first: auto (as the checkpoint), on, off.")]
+MaxThinkingTokens = Annotated[Optional[int], typer.Option(min=1, rich_help_panel="Model", help="Cap on reasoning (default 4096 tokens).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", rich_help_panel="Output", help="No progress bar or summary.")]
 def _checked_ray(value: Optional[str]) -> Optional[str]:
     """A --ray that cannot work (Ray not installed, nothing listening there) fails before any output exists."""
     if value is None:
@@ -54,8 +54,8 @@ def _checked_ray(value: Optional[str]) -> Optional[str]:
     return value
 
 
-Ray = Annotated[Optional[str], typer.Option(callback=_checked_ray, help="Run on Ray: 'local' (a cluster on this machine), 'auto' (the cluster this machine is in) or ray://host:10001; each worker loads the model.")]
-Workers = Annotated[int, typer.Option("--workers", "-j", min=1, help="With --ray: model replicas (actors).")]
-GpusPerWorker = Annotated[float, typer.Option(min=0, help="With --ray: GPUs per replica (0.5: two share one).")]
-Adapter = Annotated[Optional[Path], typer.Option(help="A LoRA adapter folder (from `vlground finetune`) applied on top of the model.")]
-MergeAdapter = Annotated[bool, typer.Option("--merge-adapter", help="Merge the adapter into the weights (faster answers, slower load).")]
+Ray = Annotated[Optional[str], typer.Option(callback=_checked_ray, rich_help_panel="Scaling", help="Run on Ray: local, auto or ray://HOST:10001.")]
+Workers = Annotated[int, typer.Option("--workers", "-j", min=1, rich_help_panel="Scaling", help="With --ray: model replicas (actors).")]
+GpusPerWorker = Annotated[float, typer.Option(min=0, rich_help_panel="Scaling", help="With --ray: GPUs per replica (0.5: two share one).")]
+Adapter = Annotated[Optional[Path], typer.Option(rich_help_panel="Model", help="LoRA adapter folder (vlground finetune).")]
+MergeAdapter = Annotated[bool, typer.Option("--merge-adapter", rich_help_panel="Model", help="Merge the adapter into the weights.")]

@@ -23,10 +23,13 @@ from vlground.core.extras import MissingExtraError
 _KINDS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH"}
 
 
+PANELS = ("Arguments", "Options", "Output", "Documents", "Engine", "Model", "Scaling")  # the order of help's sections
+
+
 def _grouped_options(command: click.Command, ctx: click.Context, formatter: click.HelpFormatter) -> None:
     """Arguments, then the options under their panel's heading ("Options" first) in the order given, then
     a group's commands."""
-    sections: dict[str, list[tuple[str, str]]] = {"Arguments": [], "Options": []}
+    sections: dict[str, list[tuple[str, str]]] = {name: [] for name in PANELS}
     for param in command.get_params(ctx):
         record = param.get_help_record(ctx)
         if record is not None:

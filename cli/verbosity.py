@@ -52,7 +52,7 @@ def _let_through(ctx: click.Context, param: click.Parameter, verbose: bool) -> N
 def _declares_verbose(
     verbose: Annotated[bool, typer.Option(
         "--verbose", expose_value=False, is_eager=True, callback=_let_through, rich_help_panel="Output",
-        help="Also show what the libraries underneath print (warnings, loading bars, log lines).")] = False,
+        help="Also what libraries print: warnings, bars, logs.")] = False,
 ) -> None:
     """Declares --verbose the way every option is declared; `verbose_option` takes it from here."""
 

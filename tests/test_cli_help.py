@@ -69,3 +69,4 @@ def test_every_option_name_is_whole_at_80_columns():
         for name in names:
             assert re.search(rf"(^|[\s,/]){re.escape(name)}([\s,=]|$)", res.output, re.M), (path, name)
         assert "…" not in res.output and max(map(len, res.output.splitlines())) <= 80, path
+        assert len(res.output.splitlines()) <= 60, (path, "help longer than one screen")  # rare options grouped, details in docs/
