@@ -174,7 +174,9 @@ class Backend(ABC):
                 progress(1)
 
         try:
-            generate_refill(engine, range(len(requests)), costs, engine.limits, options, engine.stats, done)
+            # similar prompt lengths in a row, so requests that join together carry little padding
+            order = sorted(range(len(requests)), key=lambda i: costs[i])
+            generate_refill(engine, order, costs, engine.limits, options, engine.stats, done)
         except Exception as error:  # noqa: BLE001 -- raised, or the requests left get a second way
             if errors == "raise" and not is_out_of_memory(error):
                 raise
