@@ -270,3 +270,23 @@ def test_native_compaction_keeps_each_rows_keys_and_values_in_order(native):
             assert torch.equal(k0, k1) and torch.equal(v0, v1)
     # each live row's slots end just before the new write column
     assert all(bool(cache.valid[row, engine.column - 1]) for row in (0, 2))
+
+
+def test_a_backend_that_cannot_count_prompt_tokens_batches_by_count_and_area():
+    from vlground.models.base import Backend, Generation
+
+    class Counting(Backend):  # as a server: no prompt-token counts
+        family = get_family("qwen2.5-vl")
+
+        def __init__(self):
+            self.batches = []
+
+        def _generate_batch(self, requests, budgets, options):
+            self.batches.append([r.image.width for r in requests])
+            return [Generation(text=str(r.image.width)) for r in requests]
+
+    backend = Counting()
+    requests = [Request(Image.new("RGB", (w, w)), build_prompt("read_text", "qwen2.5-vl")) for w in (500, 10, 400, 20, 300)]
+    answers = backend.generate(requests, GenerationOptions(batch_size=2, token_budget=1, refill=True, prefetch=True))
+    assert [a.text for a in answers] == ["500", "10", "400", "20", "300"]
+    assert backend.batches == [[10, 20], [300, 400], [500]]  # the budget (of tokens) is not applied to areas

@@ -89,10 +89,10 @@ class Backend(ABC):
         out-of-memory (the caller splits and retries), or return a Generation with `error` for a
         request that failed on its own."""
 
-    def _costs(self, requests: Sequence[Request], options: GenerationOptions) -> list[int]:
-        """Prompt tokens of each request (what a token budget counts); by default the image area,
-        which orders batches the same way."""
-        return [r.image.width * r.image.height for r in requests]
+    def _costs(self, requests: Sequence[Request], options: GenerationOptions) -> list[int] | None:
+        """Prompt tokens of each request (what a token budget counts), or None where the backend
+        cannot count them (a server): batches then go by image area and the budget does not apply."""
+        return None
 
     def _prepare(self, requests: Sequence[Request], options: GenerationOptions) -> Any:
         """The model inputs of a batch, made ahead in a background thread with `prefetch`; None when
@@ -135,11 +135,14 @@ class Backend(ABC):
         budgets = [options.budget(min(r.prompt.max_new_tokens, self.answer_budget or r.prompt.max_new_tokens)) for r in requests]
         answers: list[Generation | None] = [None] * len(requests)
         costs = self._costs(requests, options)
+        token_budget = options.token_budget if costs is not None else None
+        if costs is None:
+            costs = [r.image.width * r.image.height for r in requests]
         if options.refill and requests:
             self._generate_refilled(requests, budgets, costs, options, answers, progress, errors)
         todo = [i for i, answer in enumerate(answers) if answer is None]
         batches = [[todo[j] for j in batch] for batch in plan_batches([costs[i] for i in todo], options.batch_size,
-                                                                    options.token_budget)]
+                                                                    token_budget)]
         prepare = (lambda batch: self._prepare([requests[i] for i in batch], options)) if options.prefetch else (lambda batch: None)
         inputs = prefetched(prepare, batches, options.prefetch)
         try:
