@@ -175,3 +175,18 @@ def test_a_tiny_trial_checkpoint_caps_the_reasoning_as_it_caps_the_answer(tmp_pa
     assert answer.thinking and "</think>" in answer.text and written[-1] <= 5 + 1 + 5
     backend.generate([request()], GenerationOptions(max_thinking_tokens=20, min_new_tokens=25))
     assert written[-1] > 11  # an explicit budget wins
+
+
+def test_thinking_on_for_a_model_without_think_tokens_forces_the_closer_token_by_token(tiny_checkpoint):
+    """An R1-style fine-tune of Qwen2.5-VL: `</think>` is several tokens of its vocabulary, and the
+    budget still closes the reasoning, one forced token after another."""
+    backend = HFBackend.load(tiny_checkpoint("qwen2.5-vl"), get_family("qwen2.5-vl"), device="cpu")
+    closer = backend.tokenizer.encode("</think>", add_special_tokens=False)
+    assert len(closer) > 1 and backend.thinking_mode == "never"
+    text = "<think>" + " hmm" * 40 + "</think><answer>" + FINAL + "</answer>"
+    with forced_answers(backend, lambda prompt: text):
+        answer = backend.generate([request("qwen2.5-vl")], GenerationOptions(thinking="on", max_thinking_tokens=9,
+                                                                            max_new_tokens=5))[0]
+    ids = backend.tokenizer.encode(answer.text, add_special_tokens=False)
+    assert answer.thinking and ids[9 : 9 + len(closer)] == closer  # closed at the budget
+    assert len(ids) == 9 + len(closer) + 5  # then the answer's own 5 tokens
