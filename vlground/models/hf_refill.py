@@ -39,8 +39,8 @@ def refill_refusal(model, config) -> str | None:
 
 
 class HFRows:
-    """The rows in flight of an `HFBackend` (see the module docstring). `encoded[i]` is request i's
-    processor output (batch of one) once prepared."""
+    """The rows in flight of an `HFBackend` (see the module docstring); `sizes[i]` is request i's input
+    size once prepared."""
 
     def __init__(self, backend, requests: Sequence, budgets: Sequence[int], options, config):
         self.backend, self.requests, self.options = backend, requests, options
@@ -64,6 +64,9 @@ class HFRows:
 
     def join(self, indices: Sequence[int], prepared: Sequence) -> torch.Tensor:
         inputs = collate(prepared, self.backend._pad_id)
+        # transformers keeps the last prefill's rope offsets on the model; cleared, every release
+        # computes them afresh for these prompts instead of reusing the previous join's
+        self.model.model.rope_deltas = None
         output = self.model(**inputs, use_cache=True, logits_to_keep=1)
         cache = output.get("cache", None)
         cache = cache if cache is not None else output["past_key_values"]
