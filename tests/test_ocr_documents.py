@@ -3,6 +3,8 @@ per page, words, and the txt / hOCR / Markdown / searchable-PDF exports (the PDF
 from __future__ import annotations
 
 import random
+import shutil
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from difflib import SequenceMatcher
@@ -295,6 +297,59 @@ def test_markdown_table_rows_render_as_rows(tmp_path):
     html = MarkdownIt("commonmark").render((tmp_path / "r" / "parts.pdf.md").read_text())
     paragraph = html[html.index("<p>") + 3 : html.index("</p>")]
     assert [line.strip() for line in paragraph.split("<br />")] == [" ".join(row) for row in rows], html
+
+
+HOCR_TO_PDF = """
+import sys
+from ocrmypdf.hocrtransform import HocrTransform
+HocrTransform(hocr_filename=sys.argv[1], dpi=72).to_pdf(out_filename=sys.argv[2], invisible_text=False, interword_spaces=True)
+"""
+
+
+def _ocrmypdf_python() -> str:
+    """The interpreter OCRmyPDF runs on (Debian's ocrmypdf package: /usr/bin/python3)."""
+    command = shutil.which("ocrmypdf")
+    assert command, "OCRmyPDF is not installed: apt-get install ocrmypdf (as .ci/run does)"
+    return Path(command).read_text(errors="replace").splitlines()[0].removeprefix("#!").split()[0]
+
+
+def test_hocr_has_paragraphs_and_baselines_and_ocrmypdf_reads_it(tmp_path):
+    """Tesseract's structure (ocr_carea > ocr_par > ocr_line > ocrx_word) with the line metrics
+    readers use, checked against the ink, and OCRmyPDF's own hOCR transform turning it into a PDF
+    whose text, read back with pdfium, is the record's."""
+    prose = Document("columns", [[[("Shipping and handling", "left")], [("apply to every parcel", "left")], [("", "left")],
+                                  [("Opening hours", "left")]]])
+    render(prose, Style(font=FONT, size=36)).save(tmp_path / "notice.png")
+    result = CliRunner().invoke(ocr_app(), ["ocr", str(tmp_path / "notice.png"), "--out", str(tmp_path / "r.jsonl"),
+                                         "--workers", "1", "-f", "hocr"])
+    assert result.exit_code == 0, result.stderr
+    hocr = tmp_path / "r" / "notice.png.hocr"
+    ns = {"h": "http://www.w3.org/1999/xhtml"}
+    root = ET.parse(hocr).getroot()
+    areas = root.findall(".//h:div[@class='ocr_carea']", ns)
+    assert [[[w.text for w in line.findall("h:span[@class='ocrx_word']", ns)] for line in area.findall("h:p/h:span", ns)]
+            for area in areas] == [[["Shipping", "and", "handling"], ["apply", "to", "every", "parcel"]], [["Opening", "hours"]]]
+    assert all(p.get("lang") == "en" for p in root.iter("{http://www.w3.org/1999/xhtml}p"))
+    gray = np.asarray(Image.open(tmp_path / "notice.png").convert("L"))
+    first = areas[0].find("h:p/h:span", ns)
+    fields = dict(part.strip().split(" ", 1) for part in first.get("title").split(";"))
+    x1, y1, x2, y2 = map(int, fields["bbox"].split())
+    baseline = y2 + int(fields["baseline"].split()[1])
+    rows = y1 + np.flatnonzero((gray[y1:y2, x1:x2] < 128).any(axis=1))
+    shipping = [w for w in first.findall("h:span", ns) if w.text == "Shipping"][0]
+    wx1, wy1, wx2, wy2 = map(int, shipping.get("title").split(";")[0].split()[1:])
+    ink_s = y1 + np.flatnonzero((gray[y1:y2, wx1 : wx1 + (wx2 - wx1) // 8] < 128).any(axis=1))  # the "S": on the baseline
+    assert abs(baseline - (ink_s[-1] + 1)) <= 2 and abs(y2 - (rows[-1] + 1)) <= 2  # "pp" and "g" reach below it
+    assert int(fields["x_descenders"]) >= 5 and int(fields["x_size"]) == y2 - y1 and int(fields["x_ascenders"]) >= 5
+    assert all(0 <= int(w.get("title").split("x_wconf ")[1]) <= 100 for w in root.findall(".//h:span[@class='ocrx_word']", ns))
+    done = subprocess.run([_ocrmypdf_python(), "-c", HOCR_TO_PDF, str(hocr), str(tmp_path / "from_hocr.pdf")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    document = pdfium.PdfDocument(str(tmp_path / "from_hocr.pdf"))
+    try:
+        assert document[0].get_textpage().get_text_range().split() == prose.truth.split()
+    finally:
+        document.close()
 
 
 def test_control_characters_keep_the_hocr_well_formed_and_a_line_break_never_starts_markdown():

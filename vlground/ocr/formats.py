@@ -84,24 +84,31 @@ def _confidence(score: float | None) -> str:
 
 
 def to_hocr(records: Sequence[Record], title: str) -> str:
-    """hOCR 1.2: one ocr_page per page (bbox in its pixels, ppageno 0-based), its lines and words."""
+    """hOCR 1.2 as Tesseract writes it: per page an ocr_page (bbox in its pixels, ppageno 0-based),
+    per paragraph (lines that follow closely in one column) an ocr_carea holding one ocr_par, then
+    ocr_line with baseline and font metrics, ocrx_word with x_wconf."""
     body = []
     for number, record in enumerate(_readable(records), 1):
         page_no = (record.page or number) - 1
         size = f"bbox 0 0 {record.width or 0} {record.height or 0}"
         body.append(f'  <div class="ocr_page" id="page_{page_no + 1}" '
                     f'title="image {_xml(_quoted(title))}; {size}; ppageno {page_no}">')
-        for index, line in enumerate(record.lines, 1):
-            line_id = f"line_{page_no + 1}_{index}"
-            body.append(f'   <span class="ocr_line" id="{line_id}" title="{_bbox(line, record)}">')
-            if line.parts:
-                for number_in_line, word in enumerate(line.parts, 1):
-                    body.append(f'    <span class="ocrx_word" id="word_{page_no + 1}_{index}_{number_in_line}" '
+        index = 0
+        for block, lines in enumerate(_paragraphs(record.lines), 1):
+            area = _bbox_of([_bounds(line) for line in lines], record)
+            body.append(f'   <div class="ocr_carea" id="block_{page_no + 1}_{block}" title="{area}">')
+            body.append(f'    <p class="ocr_par" id="par_{page_no + 1}_{block}" lang="{HOCR_LANGUAGE}" title="{area}">')
+            for line in lines:
+                index += 1
+                body.append(f'     <span class="ocr_line" id="line_{page_no + 1}_{index}" '
+                            f'title="{_bbox(line, record)}{_line_metrics(line)}">')
+                words = line.parts or (text_line(line.text, box=line.box, quad=line.quad, score=line.score),)
+                for number_in_line, word in enumerate(words, 1):  # an engine without words (Qwen): the line is one
+                    body.append(f'      <span class="ocrx_word" id="word_{page_no + 1}_{index}_{number_in_line}" '
                                 f'title="{_bbox(word, record)}{_confidence(word.score)}">{_xml(word.text)}</span>')
-            else:  # an engine without words (Qwen): the line is one word
-                body.append(f'    <span class="ocrx_word" id="word_{page_no + 1}_{index}_1" '
-                            f'title="{_bbox(line, record)}{_confidence(line.score)}">{_xml(line.text)}</span>')
-            body.append("   </span>")
+                body.append("     </span>")
+            body.append("    </p>")
+            body.append("   </div>")
         body.append("  </div>")
     return "\n".join([
         '<?xml version="1.0" encoding="UTF-8"?>',
@@ -112,7 +119,7 @@ def to_hocr(records: Sequence[Record], title: str) -> str:
         f"  <title>{_xml(title)}</title>",
         '  <meta http-equiv="Content-Type" content="text/html; charset=utf-8"/>',
         '  <meta name="ocr-system" content="vlground"/>',
-        '  <meta name="ocr-capabilities" content="ocr_page ocr_line ocrx_word"/>',
+        '  <meta name="ocr-capabilities" content="ocr_page ocr_carea ocr_par ocr_line ocrx_word"/>',
         " </head>",
         " <body>",
         *body,
@@ -120,6 +127,39 @@ def to_hocr(records: Sequence[Record], title: str) -> str:
         "</html>",
         "",
     ])
+
+
+# The language hOCR readers are told (ocr_par's lang): the built-in recognizer is trained on English
+# and Chinese; English is what the look-alike fixes and the word spacing assume.
+HOCR_LANGUAGE = "en"
+# Letters that reach below the baseline, above the x-height, or neither (hOCR's font metrics are
+# measured on the words made of them).
+_DESCENDING = set("gjpqy,;()[]{}")
+_ASCENDING = set("bdfhiklt0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ'\"!?/()[]{}#$%&@")
+
+
+def _bbox_of(bounds: list[tuple[float, float, float, float]], record: Record) -> str:
+    box = (min(b[0] for b in bounds), min(b[1] for b in bounds), max(b[2] for b in bounds), max(b[3] for b in bounds))
+    return _bbox(text_line("", box=box), record)
+
+
+def _line_metrics(line: Detection) -> str:
+    """Tesseract's line properties from the words' ink boxes: `baseline` (slope, and offset from the
+    bbox's bottom, negative above it), `x_size` (the line's height), `x_descenders` (baseline to the
+    lowest ink) and `x_ascenders` (x-height to the highest ink). Level lines only; a tilted one gets
+    its baseline slope alone."""
+    x1, y1, x2, y2 = _bounds(line)
+    if line.box is None:  # tilted: the slope of its top edge
+        quad = np.asarray(line.quad, dtype=np.float64)
+        dx, dy = quad[1] - quad[0]
+        return f"; baseline {dy / dx:.3f} 0" if abs(dx) > abs(dy) else ""
+    words = [(word.text, _bounds(word)) for word in line.parts if word.box is not None]
+    sitting = [b[3] for text, b in words if text and not set(text) & _DESCENDING]  # words resting on the baseline
+    baseline = float(np.median(sitting)) if sitting else y2
+    low = [b[3] - b[1] for text, b in words if text.isalpha() and not set(text) & (_DESCENDING | _ASCENDING)]
+    x_height = float(np.median(low)) if low else 0.5 * (baseline - y1)
+    return (f"; baseline 0 {int(round(baseline - y2))}; x_size {y2 - y1:.0f}; x_descenders {max(y2 - baseline, 0):.0f}; "
+            f"x_ascenders {max(baseline - y1 - x_height, 0):.0f}")
 
 
 # What XML 1.0 does not allow in a document, even escaped: C0 controls but tab and line breaks, lone
