@@ -181,6 +181,8 @@ def test_no_pieces_no_lines():
     ("Olive 0il", "Olive Oil"),
     ("Year 2O24", "Year 2024"),
     ("lnvoice 1042", "Invoice 1042"),
+    ("Batch\uff1a B-20417\uff08new\uff09", "Batch: B-20417(new)"),
+    ("\u6279\u53f7\uff1a B-20417", "\u6279\u53f7\uff1a B-20417"),  # Chinese keeps its fullwidth colon
     ("lmport duty", "Import duty"),
     ("Corner pharrnacy", "Corner pharmacy"),
     ("rnarket day", "market day"),

@@ -39,6 +39,16 @@ def _fix_word(word: str) -> str:
     return word
 
 
+# PP-OCR's recognizer is trained on Chinese as well, and now and then writes the fullwidth form of
+# ASCII punctuation (U+FF01-U+FF5E: "Batch\uff1a B-20417"); in a line with no CJK character the
+# ASCII form is meant. The offset between the two ranges is fixed by Unicode.
+_FULLWIDTH_TO_ASCII = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)}
+_CJK = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
 def fix_confusions(text: str) -> str:
-    """`text` with look-alikes fixed word by word (see the module docstring)."""
+    """`text` with look-alikes fixed word by word (see the module docstring), and fullwidth ASCII
+    forms made ASCII where no CJK character is around."""
+    if not _CJK.search(text):
+        text = text.translate(_FULLWIDTH_TO_ASCII)
     return _WORD.sub(lambda m: _fix_word(m.group(0)), text)
