@@ -26,9 +26,10 @@ from PIL import Image, ImageFilter
 
 from vlground.eval.ocr import edit_counts, pooled_rates
 from vlground.io.documents import PageSelection, load_page, plan
-from vlground.io.sources import Source
-from vlground.jobs.ocr import OcrOptions, run_ocr
 from vlground.ocr.ppocr import PPOCR, built_in_engine
+from vlground.jobs.loop import RunOptions
+from vlground.jobs.ocr import OcrOptions, run_ocr
+from vlground.io.sources import Source
 
 WORDS = ("invoice account balance delivery warehouse quarterly payment schedule customer order number "
          "station platform library museum harbour council notice meeting review budget summary total").split()
@@ -118,7 +119,7 @@ def main() -> None:
         rates, texts = {}, {}
         for workers in (1, 2):
             out = Path(tmp) / f"w{workers}.jsonl"
-            summary = run_ocr([str(folder)], out, OcrOptions(engine=engine_name, angle_cls=angle_cls, workers=workers, progress=False, echo_failures=False))
+            summary = run_ocr([str(folder)], out, OcrOptions(engine=engine_name, angle_cls=angle_cls, run=RunOptions(workers=workers, progress=False), echo_failures=False))
             assert summary.failed == 0 and summary.done == len(truth)
             rates[f"workers_{workers}"] = summary.done / summary.seconds
             records = [json.loads(line) for line in out.read_text().splitlines()]

@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 from vlground.io.images import load_image
-from vlground.jobs.ocr import OcrOptions, run_ocr
 from vlground.ocr.ppocr import built_in_engine
+from vlground.jobs.loop import RunOptions
+from vlground.jobs.ocr import OcrOptions, run_ocr
 from vlground.ocr.synthetic import font_files, render, varied_cases
 
 N = int(os.environ.get("N", "48"))
@@ -36,7 +37,7 @@ def _one_process_all_threads(folder: Path) -> float:
 
 
 def _workers(folder: Path, out: Path, workers: int) -> float:
-    summary = run_ocr([str(folder)], out, OcrOptions(engine=ENGINE, workers=workers, progress=False))
+    summary = run_ocr([str(folder)], out, OcrOptions(engine=ENGINE, run=RunOptions(workers=workers, progress=False)))
     assert summary.done == N and summary.failed == 0
     return summary.images_per_second
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 import glob
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from vlground.cli.errors import fail, one_line, reported
-from vlground.cli.flags import Adapter, Device, MaxNewTokens, MaxThinkingTokens, MergeAdapter, Quiet, Thinking
+from vlground.cli.flags import (Adapter, BatchWorkers, Device, GpusPerWorker, MaxNewTokens, MaxThinkingTokens, MergeAdapter,
+                                Overwrite, Progress, Quiet, Ray, Resume, RetryFailed, Thinking, load_options, run_options)
 
 
 def _is_source(arg: str) -> bool:
@@ -89,42 +91,45 @@ def _inputs(names: list[str], recursive: bool, printing: bool, own: list):
     return sources, single
 
 
-def _reporter(single: bool, as_json: bool, to_stdout: bool, annotating: bool, model_name: str):
-    """What the console shows for each input: the table or JSON (unless records go to --out), and
+def _reporter(single: bool, as_json: bool, to_stdout: bool, annotating: bool):
+    """What the console shows for each record: the table or JSON (unless records go to --out), and
     on stderr the failures and the queries nothing was found for."""
+    from vlground.core.records import Record
+    from vlground.jobs.detect import MISSING
     from vlground.io.sink import encode_line
 
-    def report(detected, bar) -> None:
+    def report(record, bar) -> None:
         say = (lambda m: bar.write(m, file=sys.stderr)) if not bar.disable else (lambda m: typer.echo(m, err=True))
-        name = detected.source.name
-        if detected.error is not None:
-            say(f"{'error' if single else 'failed'}: {name}: {one_line(detected.error)}")
+        name = record["path"]
+        if record["error"] is not None:
+            say(f"{'error' if single else 'failed'}: {name}: {one_line(record['error'])}")
             return
+        result = Record.from_dict(record).result
         if to_stdout and as_json:
-            record = detected.result.to_dict() if single else detected.record(model_name)
-            typer.echo(encode_line(record).decode("utf-8"), nl=False)
+            shown = result.to_dict() if single else {k: v for k, v in record.items() if k != MISSING}
+            typer.echo(encode_line(shown).decode("utf-8"), nl=False)
         elif to_stdout:
-            _print_table("image" if single else name, detected.result)
+            _print_table("image" if single else name, result)
         where = "" if single else f" in {name}"
-        for query in detected.missing:
+        for query in record.get(MISSING, []):
             say(_printable(f"warning: no box found for {query!r}{where}"))
-        if annotating and not detected.result.detections:
+        if annotating and not result.detections:
             say(f"warning: nothing found{where}; its drawn copy has no boxes")
 
     return report
 
 
 def detect(
-    arguments: Annotated[list[str], typer.Argument(metavar="IMAGE... QUERY", show_default=False, help="Images (files, folders, quoted globs, http(s):// URLs, - for stdin), then the referring expressions (or categories with --all).")],
+    arguments: Annotated[list[str], typer.Argument(metavar="IMAGE... QUERY", show_default=False, help="Images (files, folders, quoted globs, http(s):// URLs, s3:// and other pyarrow URIs, - for stdin), then the referring expressions (or categories with --all).")],
     query: Annotated[Optional[list[str]], typer.Option("--query", help="A query (repeatable); then every argument is an image.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Hub id, folder or server URL (default $VLGROUND_MODEL).")] = None,
     served_model: Annotated[Optional[str], typer.Option(rich_help_panel="Model", help="With a server URL: the model's name there.")] = None,
     all_instances: Annotated[bool, typer.Option("--all", help="Every instance of each query (categories).")] = False,
     as_json: Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="Print JSON instead of tables.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", rich_help_panel="Output", help="Append one record per image to this JSONL (- stdout).")] = None,
-    resume: Annotated[bool, typer.Option("--resume", rich_help_panel="Output", help="Skip the images OUT holds; append the rest.")] = False,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", rich_help_panel="Output", help="With --resume: answer the failed images again.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel="Output", help="Replace OUT.")] = False,
+    resume: Resume = False,
+    retry_failed: RetryFailed = False,
+    overwrite: Overwrite = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders too.")] = False,
     annotate: Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Draw the boxes to this file (a folder for several).")] = None,
     adapter: Adapter = None,
@@ -137,50 +142,53 @@ def detect(
     max_new_tokens: MaxNewTokens = None,
     thinking: Thinking = "auto",
     max_thinking_tokens: MaxThinkingTokens = None,
+    ray: Ray = None,
+    workers: BatchWorkers = None,
+    gpus_per_worker: GpusPerWorker = 0.0,
+    progress: Progress = None,
     quiet: Quiet = False,
 ) -> None:
     """Find what each query names in each image, in pixels of the image as displayed. Exit status 1
     when an input failed or no image was found; 2 for a wrong argument, before any model is loaded."""
     from contextlib import nullcontext
 
-    from vlground.core.options import GenerationOptions, LoadOptions
+    from vlground.core.records import record_key
+    from vlground.jobs.detect import AnnotationTarget, DetectJob, DetectWorker, run_detect
+    from vlground.jobs.isolation import WorkerSetupError
+    from vlground.core.options import GenerationOptions
+    from vlground.io.sink import open_sink
     from vlground.io.sources import Source, download, is_url, load
-    from vlground.jobs.detect import AnnotationTarget, DetectJob, open_output, run_detect
-    from vlground.tasks import load_model
 
-    if retry_failed and not resume:
-        fail("--retry-failed works with --resume (it answers again the images OUT holds as errors)")
     if (resume or overwrite) and out is None:
         fail("--resume and --overwrite apply to an output file: give --out FILE")
     if as_json and out is not None:
         fail("--json prints the results; with --out they go to OUT as JSON lines already (--out - prints them)")
+    run = run_options(resume=resume, retry_failed=retry_failed, overwrite=overwrite, quiet=quiet, progress=progress,
+                      ray=ray, workers=workers, gpus_per_worker=gpus_per_worker)
+    load_with = load_options(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels,
+                             served_model=served_model, adapter=adapter, merge_adapter=merge_adapter)
     names, queries = split_arguments(list(arguments), list(query or []))
     own = [out, f"{out}.lock"] if out is not None and str(out) != "-" else []
     sources, single = _inputs(names, recursive, out is None, own)
+    if single:
+        run = replace(run, progress=False)
     with reported(ValueError):
-        job = DetectJob(tuple(queries), all_instances, GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens,
-                                                                              thinking=thinking, max_thinking_tokens=max_thinking_tokens))
+        generation = GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens, thinking=thinking,
+                                       max_thinking_tokens=max_thinking_tokens)
+        job = DetectJob(tuple(queries), all_instances, generation=generation)
         annotations = AnnotationTarget(annotate, sources) if annotate is not None else None
         if single:  # one image that cannot be read (or downloaded) is an argument error, told before the model loads
             first = sources.items[0]
             if first.error is None and first.data is None and is_url(first.location):
                 first = sources.items[0] = Source(first.location, data=download(first.location))  # fetched once
             load(first)
-        options = LoadOptions(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels,
-                              served_model=served_model, adapter=adapter, merge_adapter=merge_adapter)
         if out is not None and str(out) != "-":
             sources.check_output(out)
-        sink = open_output(out, resume, overwrite) if out is not None else None
-    model_name = model or os.environ.get("VLGROUND_MODEL") or "default"
-
-    def open_model():
-        with reported(ValueError, OSError):  # OSError: files missing, server unreachable
-            return load_model(model, options)
-
-    report = _reporter(single, as_json, out is None, annotations is not None, model_name)
-    with sink if sink is not None else nullcontext():
-        summary = run_detect(open_model, model_name, sources, job, sink=sink, annotations=annotations,
-                             report=report, progress=False if quiet or single else None, retry_failed=retry_failed)
+        sink = open_sink(out, record_key, resume, overwrite) if out is not None else None
+    worker = DetectWorker(model, load_with, job, annotations)
+    report = _reporter(single, as_json, out is None, annotations is not None)
+    with sink if sink is not None else nullcontext(), reported(ValueError, OSError, WorkerSetupError):
+        summary = run_detect(sources, worker, sink, run, report=report)  # OSError: files missing, server unreachable
     if not quiet and not single:
         typer.echo(summary.describe(), err=True)
     if not summary.ok:

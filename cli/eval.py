@@ -10,8 +10,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlground.cli.errors import fail
-from vlground.cli.flags import Adapter, Device, GpusPerWorker, MaxNewTokens, MaxThinkingTokens, MergeAdapter, Quiet, Ray, Thinking, Workers
+from vlground.cli.errors import fail, reported
+from vlground.cli.flags import (Adapter, BatchWorkers, Device, GpusPerWorker, MaxNewTokens, MaxThinkingTokens, MergeAdapter, Overwrite,
+                                Progress, Quiet, Ray, Thinking, load_options, run_options)
 from vlground.eval.registry import BENCHMARKS
 
 eval_app = typer.Typer(help="Score predictions exactly as the reference evaluators do.", no_args_is_help=True)
@@ -172,55 +173,59 @@ def bench_refcoco(
     max_pixels: Annotated[Optional[int], typer.Option(min=1, rich_help_panel="Model", help="Most pixels per image (default: the checkpoint's).")] = None,
     adapter: Adapter = None,
     merge_adapter: MergeAdapter = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", rich_help_panel="Output", help="Answer the failed samples again (--out always resumes).")] = False,
+    overwrite: Overwrite = False,
     ray: Ray = None,
-    workers: Workers = 1,
+    workers: BatchWorkers = None,
     gpus_per_worker: GpusPerWorker = 0.0,
     report: REPORT = None,
     strict: STRICT = False,
+    progress: Progress = None,
     quiet: Quiet = False,
     as_json: AS_JSON = False,
 ) -> None:
     """Ground every expression with MODEL, then score; an interrupted run resumes from --out."""
-    from vlground.core.options import LoadOptions
     from vlground.eval.errors import EvalInputError, NothingToScore
     from vlground.eval.inputs import InputProblems
     from vlground.eval.refcoco import RefCOCOScores, get_protocol, load_samples
     from vlground.jobs.bench import bench_run, check_run, run_refcoco_bench
-    from vlground.jobs.progress import progress_bar
+    from vlground.jobs.isolation import WorkerSetupError
+    from vlground.core.options import GenerationOptions
 
-    if (workers != 1 or gpus_per_worker) and ray is None:
-        fail("--workers and --gpus-per-worker apply with --ray; without it the model runs in this process")
+    # an --out folder is one run, always resumed: --overwrite starts it afresh
+    run = run_options(resume=not overwrite, retry_failed=retry_failed, overwrite=overwrite, quiet=quiet, progress=progress,
+                      ray=ray, workers=workers, gpus_per_worker=gpus_per_worker)
+    load = load_options(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels, adapter=adapter,
+                        merge_adapter=merge_adapter)
     problems = InputProblems(strict=strict)
     try:
         get_protocol(protocol)
         samples = load_samples(gt, dataset=dataset, split_by=split_by, split=split, keep_images=True, problems=problems)
-        load = LoadOptions(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels, adapter=adapter, merge_adapter=merge_adapter)
+        generation = GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens, thinking=thinking,
+                                       max_thinking_tokens=max_thinking_tokens)
     except NothingToScore as error:
         fail(str(error), code=1)
-    except (EvalInputError, ValueError) as error:  # ValueError: LoadOptions refusing a value
+    except (EvalInputError, ValueError) as error:  # ValueError: an option refusing a value
         fail(str(error))
     answer_settings = {"adapter": str(adapter) if adapter is not None else None, "merge_adapter": merge_adapter,
                        "min_pixels": min_pixels, "max_pixels": max_pixels, "dtype": dtype}
-    try:  # a resume with other settings is refused before the model loads
-        check_run(Path(out), bench_run(model, str(gt), answer_settings, max_new_tokens, thinking, max_thinking_tokens))
-    except EvalInputError as error:
-        fail(str(error))
-    runner, settings = _runner(model, load, ray, workers, gpus_per_worker, batch_size)
-    total = min(limit, len(samples)) if limit else len(samples)
-    started = time.monotonic()
-    with progress_bar(total, False if quiet else None, unit="sample") as bar:
-        try:
-            outcome = run_refcoco_bench(
-                runner, model, samples, out, gt_name=str(gt), image_root=image_root, limit=limit, batch_size=batch_size,
-                max_new_tokens=max_new_tokens, thinking=thinking, max_thinking_tokens=max_thinking_tokens, protocol=protocol, problems=problems, html_report=report, ray=settings,
-                load={k: v for k, v in vars(load).items() if v is not None and k != "api_key"} if settings else None,
-                settings=answer_settings, command=_command_line(),
-                progress=lambda done, _: bar.update(done - bar.n),
-            )
+    if not overwrite:
+        try:  # a resume with other settings is refused before the model loads
+            check_run(Path(out), bench_run(model, str(gt), answer_settings, max_new_tokens, thinking, max_thinking_tokens))
         except EvalInputError as error:
             fail(str(error))
-        except OSError as error:  # the output folder or the report cannot be written
-            fail(f"{error.filename or out}: cannot write ({error.strerror or error})")
+    model_in_process = _model(model, load) if ray is None and (workers or 1) == 1 else None
+    started = time.monotonic()
+    try:
+        with reported(WorkerSetupError, ValueError):
+            outcome = run_refcoco_bench(model_in_process, model, samples, out, gt_name=str(gt), image_root=image_root, limit=limit,
+                                        generation=generation, load=load, run=run, protocol=protocol, problems=problems,
+                                        html_report=report, settings=answer_settings,
+                                        command=_command_line())
+    except EvalInputError as error:
+        fail(str(error))
+    except OSError as error:  # the output folder or the report cannot be written
+        fail(f"{error.filename or out}: cannot write ({error.strerror or error})")
     _warn(outcome)
     if outcome["failed_all"]:
         fail(f"every one of the {outcome['n']} samples failed, none was answered (first: {outcome['first_error']}); "
@@ -233,19 +238,14 @@ def bench_refcoco(
         RefCOCOScores.describe(outcome) + [f"errors {outcome['errors']}; predictions and report in {out}"]))
 
 
-def _runner(model: str, load, ray: Optional[str], workers: int, gpus_per_worker: float, batch_size: int):
-    """(the loaded model, None), or with --ray (None, the Ray settings): each Ray worker loads its own."""
-    if ray is not None:
-        from vlground.jobs.scale import RaySettings
-
-        return None, RaySettings(ray, workers=workers, gpus_per_worker=gpus_per_worker, batch_size=batch_size)
+def _model(model: str, load):
+    """The model, loaded here so that a model that cannot load fails before any sample is read."""
     import vlground
-    from vlground.core.extras import MissingExtraError
     from vlground.core.families import UnknownFamilyError
 
     try:
-        return vlground.load_model(model, load), None
-    except (UnknownFamilyError, ValueError, MemoryError, OSError, MissingExtraError) as error:  # OSError: weights or files missing
+        return vlground.load_model(model, load)
+    except (UnknownFamilyError, ValueError, MemoryError, OSError) as error:  # OSError: weights or files missing
         fail(str(error))
 
 

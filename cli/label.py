@@ -7,8 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlground.cli.errors import fail
-from vlground.cli.flags import Adapter, Device, GpusPerWorker, MaxNewTokens, MaxThinkingTokens, MergeAdapter, Ray, Thinking, Workers
+from vlground.cli.errors import reported
+from vlground.cli.flags import (Adapter, BatchWorkers, Device, GpusPerWorker, MaxNewTokens, MaxThinkingTokens, MergeAdapter,
+                                Overwrite, Progress, Quiet, Ray, Resume, RetryFailed, Thinking, load_options, run_options)
 
 
 def label(
@@ -22,8 +23,9 @@ def label(
     max_new_tokens: MaxNewTokens = None,
     thinking: Thinking = "auto",
     max_thinking_tokens: MaxThinkingTokens = None,
-    resume: Annotated[bool, typer.Option(rich_help_panel="Output", help="Skip the images OUT holds; label the rest.")] = False,
-    overwrite: Annotated[bool, typer.Option(rich_help_panel="Output", help="Replace OUT's records.")] = False,
+    resume: Resume = False,
+    retry_failed: RetryFailed = False,
+    overwrite: Overwrite = False,
     device: Device = "auto",
     dtype: Annotated[str, typer.Option(rich_help_panel="Model", help="auto, bf16, fp16 or fp32.")] = "auto",
     min_pixels: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Smallest model input in pixels (Qwen2-VL on).")] = None,
@@ -31,34 +33,28 @@ def label(
     adapter: Adapter = None,
     merge_adapter: MergeAdapter = False,
     ray: Ray = None,
-    workers: Workers = 1,
+    workers: BatchWorkers = None,
     gpus_per_worker: GpusPerWorker = 0.0,
-    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", rich_help_panel="Output", help="Progress bar (default: on a terminal).")] = None,
+    progress: Progress = None,
+    quiet: Quiet = False,
 ) -> None:
     """Find every instance of the categories in each image; exit status 1 when any image failed (its record says why)."""
-    from vlground.core.extras import MissingExtraError
-    from vlground.core.options import GenerationOptions, LoadOptions
-    from vlground.io.sink import OutputExistsError, OutputLockedError
+    from vlground.jobs.isolation import WorkerSetupError
     from vlground.jobs.label import LabelOptions, run_label
-    from vlground.jobs.scale import WorkerSetupError
+    from vlground.core.options import GenerationOptions
 
-    if (workers != 1 or gpus_per_worker) and ray is None:
-        fail("--workers and --gpus-per-worker apply with --ray; without it the model runs in this process")
-    try:
-        options = LabelOptions(
-            categories=tuple(category), format=fmt, model=model, recursive=recursive, resume=resume, overwrite=overwrite,
-            load=LoadOptions(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels,
-                             adapter=adapter, merge_adapter=merge_adapter),
-            generation=GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens, thinking=thinking,
-                                         max_thinking_tokens=max_thinking_tokens),
-            progress=progress, ray=ray, workers=workers, gpus_per_worker=gpus_per_worker,
-        )
+    run = run_options(resume=resume, retry_failed=retry_failed, overwrite=overwrite, quiet=quiet, progress=progress,
+                      ray=ray, workers=workers, gpus_per_worker=gpus_per_worker)
+    load = load_options(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels, adapter=adapter,
+                        merge_adapter=merge_adapter)
+    with reported(ValueError, OSError, WorkerSetupError):  # OSError: files missing, a server that cannot be reached
+        generation = GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens, thinking=thinking,
+                                       max_thinking_tokens=max_thinking_tokens)
+        options = LabelOptions(categories=tuple(category), format=fmt, model=model, recursive=recursive, load=load, run=run,
+                               generation=generation)
         summary = run_label(paths, out, options)
-    except (ValueError, OutputExistsError, OutputLockedError, IsADirectoryError, WorkerSetupError, MissingExtraError) as error:
-        fail(str(error))
-    except Exception as error:  # noqa: BLE001 - missing weights, unknown models, a cluster that cannot be reached
-        fail(f"{type(error).__name__}: {error}")
-    typer.echo(summary.describe(), err=True)
+    if not quiet:
+        typer.echo(summary.describe(), err=True)
     if not summary.ok:
         raise typer.Exit(130 if summary.interrupted else 1)
 

@@ -6,8 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlground.cli.errors import fail
-from vlground.cli.flags import Adapter, Device, MaxNewTokens, MaxThinkingTokens, MergeAdapter, Quiet, Ray, Thinking
+from vlground.cli.errors import fail, reported
+from vlground.cli.flags import (Adapter, BatchWorkers, Device, GpusPerWorker, MaxNewTokens, MaxThinkingTokens, MergeAdapter,
+                                Overwrite, Progress, Quiet, Ray, Resume, RetryFailed, Thinking, load_options, run_options)
 
 
 def ocr(
@@ -17,11 +18,10 @@ def ocr(
     angle_cls: Annotated[bool, typer.Option("--angle-cls", rich_help_panel="Engine", help="Built-in engine: also read each line upside down.")] = False,
     mode: Annotated[Optional[str], typer.Option(rich_help_panel="Engine", help="Qwen engine: text (default) or lines (with boxes).")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders too.")] = False,
-    workers: Annotated[Optional[int], typer.Option("--workers", "-j", rich_help_panel="Scaling", help="Built-in engine: processes (default: cores).")] = None,
     batch_size: Annotated[int, typer.Option(rich_help_panel="Model", help="Qwen engine: images per batch.")] = 8,
-    resume: Annotated[bool, typer.Option(rich_help_panel="Output", help="Skip the inputs OUT holds; append the rest.")] = False,
-    retry_failed: Annotated[bool, typer.Option(rich_help_panel="Output", help="With --resume: read the failed inputs again.")] = False,
-    overwrite: Annotated[bool, typer.Option(rich_help_panel="Output", help="Replace OUT.")] = False,
+    resume: Resume = False,
+    retry_failed: RetryFailed = False,
+    overwrite: Overwrite = False,
     txt_dir: Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Also write .txt files under DIR.")] = None,
     formats: Annotated[Optional[list[str]], typer.Option("--format", "-f", rich_help_panel="Output", help="Also write txt, hocr, md or pdf (repeat).")] = None,
     export_dir: Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Folder of --format files (default: OUT's stem).")] = None,
@@ -36,25 +36,27 @@ def ocr(
     max_pixels: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Qwen engine: the processor's max_pixels.")] = None,
     adapter: Adapter = None,
     merge_adapter: MergeAdapter = False,
-    progress: Annotated[Optional[bool], typer.Option("--progress/--no-progress", rich_help_panel="Output", help="Progress bar (default: on a terminal).")] = None,
-    quiet: Quiet = False,
     ray: Ray = None,
+    workers: BatchWorkers = None,
+    gpus_per_worker: GpusPerWorker = 0.0,
+    progress: Progress = None,
+    quiet: Quiet = False,
 ) -> None:
     """Read the text in every image; exit status 1 when any input failed (its record says why)."""
-    from vlground.core.extras import MissingExtraError
-    from vlground.io.documents import MAX_DPI
     from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS
-    from vlground.io.sink import OutputExistsError, OutputLockedError
+    from vlground.jobs.isolation import WorkerSetupError
     from vlground.jobs.ocr import OcrOptions, run_ocr
-    from vlground.models.weights import WeightsNotFoundError
+    from vlground.io.documents import MAX_DPI
     from vlground.ocr.engine import MODES, EngineUnavailableError
     from vlground.ocr.ppocr import is_built_in
+    from vlground.core.options import GenerationOptions
 
-    _check_flags(resume, retry_failed, overwrite, out)
+    if out == "-" and (resume or overwrite):
+        fail("--out - writes to standard output, which has nothing to resume or overwrite; give a file name")
+    run = run_options(resume=resume, retry_failed=retry_failed, overwrite=overwrite, quiet=quiet, progress=progress,
+                      ray=ray, workers=workers, gpus_per_worker=gpus_per_worker)
     if mode is not None and mode not in MODES:
         fail(f"--mode must be one of {', '.join(MODES)}; got {mode!r}")
-    if ray is not None and not is_built_in(engine):
-        fail("--ray runs the built-in engine on a Ray cluster; a Qwen --engine runs in this process (or behind a server URL)")
     if is_built_in(engine) and (adapter is not None or merge_adapter):
         fail("--adapter and --merge-adapter are for Qwen engines (--engine MODEL); the built-in engine has no adapters")
     if angle_cls and not is_built_in(engine):
@@ -63,41 +65,27 @@ def ocr(
         fail("--mode is for Qwen engines (--engine MODEL); the built-in engine always writes each line with its box and score")
     if not 1 <= dpi <= MAX_DPI:
         fail(f"--dpi must be between 1 and {MAX_DPI}; got {dpi}")
-    if (workers is not None and workers < 1) or batch_size < 1:
-        fail("--workers and --batch-size must be at least 1")
+    if batch_size < 1:
+        fail("--batch-size must be at least 1")
     if max_image_pixels is not None and max_image_pixels < 0:
         fail("--max-image-pixels must be positive, or 0 for no limit")
     pixel_limit = DEFAULT_MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels or None
+    load = load_options(device=device, dtype=dtype, max_pixels=max_pixels, adapter=adapter, merge_adapter=merge_adapter)
     options = OcrOptions(
-        engine=engine, angle_cls=angle_cls, mode=mode or "text", recursive=recursive, workers=workers, batch_size=batch_size,
-        resume=resume, retry_failed=retry_failed, overwrite=overwrite, progress=False if quiet else progress, device=device,
-        max_new_tokens=max_new_tokens, thinking=thinking, max_thinking_tokens=max_thinking_tokens, adapter=adapter, merge_adapter=merge_adapter, ray=ray,
-        dtype=dtype, max_pixels=max_pixels, max_image_pixels=pixel_limit, dpi=dpi,
-        pages=_page_selection(pages), exports=_exports(formats or [], export_dir, txt_dir, out),
+        engine=engine, angle_cls=angle_cls, mode=mode or "text", recursive=recursive, load=load, run=run,
+        generation=GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens, thinking=thinking,
+                                     max_thinking_tokens=max_thinking_tokens),
+        max_image_pixels=pixel_limit, dpi=dpi, pages=_page_selection(pages), exports=_exports(formats or [], export_dir, txt_dir, out),
     )
     try:
-        summary = run_ocr(paths, out, options)
-    except (OutputExistsError, OutputLockedError, IsADirectoryError, EngineUnavailableError, WeightsNotFoundError,
-            MissingExtraError) as error:
-        fail(str(error))
+        with reported(EngineUnavailableError, WorkerSetupError, ValueError):
+            summary = run_ocr(paths, out, options)
     except BrokenPipeError:
         raise  # the reader of --out - left (| head): click ends the command quietly, exit status 1
-    except Exception as error:  # noqa: BLE001 - unknown models, bad devices: one line, no traceback
-        fail(f"{type(error).__name__}: {error}")
     if not quiet or summary.no_inputs:
         typer.echo(summary.describe(), err=True)
     if not summary.ok:
         raise typer.Exit(130 if summary.interrupted else 1)
-
-
-def _check_flags(resume: bool, retry_failed: bool, overwrite: bool, out: str) -> None:
-    """Flags that contradict each other are refused before any work."""
-    if resume and overwrite:
-        fail("--resume and --overwrite exclude each other: --resume keeps OUT's records, --overwrite drops them")
-    if retry_failed and not resume:
-        fail("--retry-failed works with --resume (it reads again the inputs OUT holds as errors)")
-    if out == "-" and (resume or overwrite):
-        fail("--out - writes to standard output, which has nothing to resume or overwrite; give a file name")
 
 
 def _page_selection(pages: str | None):

@@ -1,11 +1,12 @@
-"""A reader for the worker-crash test: it kills its worker process on files named *crash*, as a
+"""A page worker for the worker-crash test: it kills its worker process on files named *crash*, as a
 segfault inside onnxruntime would, and reads every other file with the real engine."""
 import os
 
-from vlground.jobs.ocr_workers import worker_read
+from vlground.jobs.ocr import PageWorker
 
 
-def read_or_die(job):
-    if "crash" in os.path.basename(job[0].source.location):
-        os._exit(139)
-    return worker_read(job)
+class CrashingPages(PageWorker):
+    def __call__(self, jobs):
+        if any("crash" in os.path.basename(job.source.location) for job in jobs):
+            os._exit(139)
+        return super().__call__(jobs)

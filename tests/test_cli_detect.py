@@ -20,8 +20,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vlground.cli.main import app
-from vlground.core.results import Detection, Result
 from vlground.jobs.detect import merge_answers
+from vlground.core.results import Detection, Result
 
 from test_server_backend import QWEN25, FakeServer, completion  # tests/ is on sys.path
 

@@ -9,11 +9,12 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from vlground.core.families import get_family
+from vlground.jobs.bench import run_refcoco_bench
 from vlground.eval.errors import EvalInputError
 from vlground.eval.refcoco_data import RefSample, load_refcoco
+from vlground.core.families import get_family
 from vlground.grammar import parse
-from vlground.jobs.bench import run_refcoco_bench
+from vlground.core.options import GenerationOptions
 
 
 class ScriptedModel:
@@ -48,7 +49,8 @@ def make_gt(tmp_path, phrases, size=(200, 100)):
 
 def bench(tmp_path, model, gt, **options):
     samples = load_refcoco(gt)
-    return run_refcoco_bench(model, "scripted", samples, tmp_path / "out", gt_name=str(gt), image_root=tmp_path, batch_size=2, **options)
+    return run_refcoco_bench(model, "scripted", samples, tmp_path / "out", gt_name=str(gt), image_root=tmp_path,
+                             generation=GenerationOptions(batch_size=2), **options)
 
 
 def test_writes_predictions_samples_and_report(tmp_path):
@@ -80,13 +82,14 @@ def test_resumes_after_an_interruption_without_redoing_answers(tmp_path):
     assert len(predictions.read_text().splitlines()) == 5
 
 
-def test_a_failing_batch_is_recorded_and_the_run_goes_on(tmp_path):
+def test_a_failing_batch_is_answered_again_sample_by_sample_and_the_run_goes_on(tmp_path):
     gt = make_gt(tmp_path, ["crash", "dog", "cat", "bird", "eel", "fox", "gnu", "hen", "ibis"])
     report = bench(tmp_path, ScriptedModel(), gt)
     errors = [json.loads(line)["error"] for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
-    # batch_size 2 -> chunks of 8: the first chunk fails as a whole, the second is answered
-    assert sum(e is not None and "device-side assert" in e for e in errors) == 8
-    assert (report["n"], report["errors"], report["accuracy"]) == (10, 9, pytest.approx(1 / 10))
+    # batch_size 2 -> chunks of 8: the first chunk fails as a whole and is answered again one by one; only "crash" fails
+    assert [e for e in errors if e is not None and "device-side assert" in e] == \
+        ["model failed: RuntimeError: CUDA error: device-side assert triggered"]
+    assert (report["n"], report["errors"], report["accuracy"]) == (10, 2, pytest.approx(8 / 10))
 
 
 def test_refuses_to_mix_runs_of_different_models(tmp_path):
@@ -179,5 +182,5 @@ def test_cli_summary_line_quiet_and_ray_only_flags(tmp_path, monkeypatch):
     assert loaded[0].max_pixels == 50000 and loaded[0].device in ("cpu", "cuda", "auto")
     quiet = CliRunner().invoke(app, args + ["--quiet"])
     assert quiet.exit_code == 0 and "bench refcoco:" not in quiet.stderr
-    misplaced = CliRunner().invoke(app, args + ["--workers", "2"])
-    assert misplaced.exit_code == 2 and "apply with --ray" in misplaced.stderr
+    misplaced = CliRunner().invoke(app, args + ["--gpus-per-worker", "1"])
+    assert misplaced.exit_code == 2 and "applies with --ray" in misplaced.stderr

@@ -15,6 +15,7 @@ import pytest
 import vlground
 from vlground.eval.refcoco_data import load_refcoco
 from vlground.jobs.bench import run_refcoco_bench
+from vlground.core.options import GenerationOptions
 from vlground.models.adapters import AdapterError
 from vlground.training.finetune import FinetuneOptions, finetune
 from test_finetune import SETTINGS, data, shapes  # noqa: F401 (fixtures)
@@ -23,7 +24,7 @@ PROOF = FinetuneOptions(epochs=60, lr=3e-3, lora_rank=16, batch_size=2)
 
 
 def _accuracy(model, samples, gt: Path, out: Path) -> float:
-    return run_refcoco_bench(model, "tiny", samples, out, gt_name=str(gt), batch_size=8)["accuracy"]
+    return run_refcoco_bench(model, "tiny", samples, out, gt_name=str(gt), generation=GenerationOptions(batch_size=8))["accuracy"]
 
 
 def _command(*args: str) -> subprocess.CompletedProcess:

@@ -133,8 +133,18 @@ def test_resume_labels_only_what_is_missing(folder, tmp_path, tiny_checkpoint):
     assert sorted(Path(r["path"]).name for r in records(out)) == ["a.png", "b.jpg", "c.png"]
 
 
+def test_worker_processes_label_as_one_process(folder, tmp_path, tiny_checkpoint):
+    alone = label(str(folder), "--out", str(tmp_path / "alone.jsonl"), *model_args(tiny_checkpoint))
+    pool = label(str(folder), "--out", str(tmp_path / "pool.jsonl"), "--workers", "2", "--batch-size", "1",
+                 *model_args(tiny_checkpoint))
+    assert alone.exit_code == pool.exit_code == 1 and "done 4, failed 1" in pool.output  # broken.png fails in both
+    by_path = {r["path"]: r for r in records(tmp_path / "pool.jsonl")}
+    assert len(by_path) == 4 and all(by_path[r["path"]] == r for r in records(tmp_path / "alone.jsonl"))
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--workers", "2"], "--workers and --gpus-per-worker apply with --ray"),
+    (["--gpus-per-worker", "1"], "--gpus-per-worker applies with --ray"),
+    (["--retry-failed"], "--retry-failed works with --resume"),
     (["--format", "voc"], "unknown format 'voc'"),
     (["--category", " "], "none of them empty"),
 ])

@@ -8,8 +8,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ocr_app import ocr_app, read_records
-from vlground.core.results import Detection, Result
 from vlground.jobs import ocr as runner
+from vlground.core.results import Detection, Result
 from vlground.testing import make_tiny_model
 
 

@@ -15,8 +15,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from ocr_app import ocr_app, read_records
-from vlground.core.records import Record
-from vlground.ocr.output import open_sink
+from vlground.core.records import Record, record_key
+from vlground.io.sink import JsonlSink
 from vlground.ocr.synthetic import Document, Style, render
 
 FONT = str(Path(__file__).parent / "fonts" / "DejaVuSansCondensed-Bold.ttf")
@@ -129,7 +129,7 @@ def test_a_line_cut_by_a_kill_is_dropped_on_resume(tmp_path):
     out = tmp_path / "r.jsonl"
     whole = Record(path="a.png", engine="ppocr", width=1, height=1, text="A").to_json()
     out.write_text(whole + "\n" + '{"path": "b.png", "eng')
-    with open_sink(out, resume=True) as sink:
+    with JsonlSink(out, record_key, resume=True) as sink:
         assert set(sink.done) == {os.path.abspath("a.png")}
         sink.write(Record(path="b.png", engine="ppocr", text="B").to_dict())
     assert [r["text"] for r in read_records(out)] == ["A", "B"]
@@ -174,12 +174,13 @@ def test_a_worker_crash_costs_only_the_image_that_caused_it(tmp_path):
     flight are retried one by one, and only the culprit gets an error record."""
     sys.path.insert(0, str(Path(__file__).parent))
     try:
-        from ocr_crash_reader import read_or_die
+        from ocr_crash_reader import CrashingPages
     finally:
         sys.path.pop(0)
+    from vlground.jobs.executors import Processes
     from vlground.io.documents import PageJob
+    from vlground.ocr.ppocr import EngineSpec
     from vlground.io.sources import Source
-    from vlground.jobs.ocr_workers import ppocr_records
 
     words = ["Bakery", "Library", "Pharmacy", "Museum", "Station"]
     files = []
@@ -189,7 +190,8 @@ def test_a_worker_crash_costs_only_the_image_that_caused_it(tmp_path):
         if index == 1:
             files.append(str(tmp_path / "crash.png"))
             _sign("Boom").save(files[-1])
-    records = {r.path: r for r in ppocr_records([PageJob(Source(f)) for f in files], 2, None, read=read_or_die)}
+    jobs = [PageJob(Source(f)) for f in files]
+    records = {r["path"]: Record.from_dict(r) for _, r in Processes(2).run(CrashingPages(EngineSpec()), jobs)}
     assert sorted(records) == sorted(files)  # every input exactly once
     assert "crashed" in records[str(tmp_path / "crash.png")].error
     assert {records[f].text for f in files if not f.endswith("crash.png")} == set(words)
@@ -365,6 +367,5 @@ def test_ray_actors_read_like_local_workers(ray_cluster, tmp_path):
         assert result.exit_code == 0, result.stderr
         texts[name] = {r["path"]: (r["text"], r["lines"]) for r in read_records(out)}
     assert texts["ray"] == texts["local"] and len(texts["ray"]) == 3
-    refused = CliRunner().invoke(ocr_app(), ["ocr", str(folder), "--out", str(tmp_path / "q.jsonl"), "--ray", "local",
-                                             "--engine", "Qwen/Qwen2.5-VL-3B-Instruct"])
-    assert refused.exit_code == 2 and "--ray runs the built-in engine" in refused.stderr
+    refused = CliRunner().invoke(ocr_app(), ["ocr", str(folder), "--out", str(tmp_path / "q.jsonl"), "--gpus-per-worker", "1"])
+    assert refused.exit_code == 2 and "--gpus-per-worker applies with --ray" in refused.stderr

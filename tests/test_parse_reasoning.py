@@ -203,7 +203,7 @@ def test_ocr_records_of_a_thinking_engine_carry_the_reasoning_and_warn_when_cut_
     from vlground.core.records import Record
     from vlground.io.documents import PageJob
     from vlground.io.sources import Source
-    from vlground.jobs.ocr_workers import page_record
+    from vlground.jobs.ocr import page_record
     from vlground.ocr.engine import QwenEngine
 
     class Reader:  # a model whose answers reason first: one answered, one cut short
@@ -212,8 +212,8 @@ def test_ocr_records_of_a_thinking_engine_carry_the_reasoning_and_warn_when_cut_
 
     engine = QwenEngine(Reader(), "m")
     image = Image.new("RGB", (10, 10))
-    answered, cut = (page_record(PageJob(Source(f"{name}.png")), "m", image, lambda images, i=i: [engine.read([image, image])[i]])
-                     for i, name in enumerate(("a", "b")))
+    pages = engine.read([image, image])
+    answered, cut = (page_record(PageJob(Source(f"{name}.png")), "m", image, page) for page, name in zip(pages, ("a", "b")))
     assert answered.text == "EXIT" and answered.to_dict()["reasoning"] == "reading the sign" and not answered.warnings
     assert cut.text == "" and "cut short" in cut.warnings[0] and cut.to_dict()["reasoning"] == "the sign says"
     assert Record.from_dict(json.loads(answered.to_json())).reasoning == "reading the sign"

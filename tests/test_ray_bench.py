@@ -6,9 +6,10 @@ import json
 
 from PIL import Image
 
-from vlground.eval.refcoco_data import RefSample
 from vlground.jobs.bench import run_refcoco_bench
-from vlground.jobs.scale import RaySettings
+from vlground.jobs.loop import RunOptions
+from vlground.core.options import GenerationOptions
+from vlground.eval.refcoco_data import RefSample
 
 
 def _predictions(folder) -> list[dict]:
@@ -26,10 +27,9 @@ def test_refcoco_on_ray_answers_and_scores_as_one_process(ray_cluster, tmp_path,
                                  split="val", image=f"{i}.png"))
     samples.append(RefSample(id="gone", sent="missing", box=(1, 1, 2, 2), width=9, height=9, split="val", image="gone.png"))
     model = str(tiny_checkpoint("qwen2.5-vl"))
-    common = dict(gt_name="tiny-refcoco", image_root=tmp_path, batch_size=2, max_new_tokens=8)
+    common = dict(gt_name="tiny-refcoco", image_root=tmp_path, generation=GenerationOptions(batch_size=2, max_new_tokens=8))
     alone = run_refcoco_bench(vlground.load_model(model), model, samples, tmp_path / "alone", **common)
-    on_ray = run_refcoco_bench(None, model, samples, tmp_path / "ray", ray=RaySettings(ray_cluster, workers=2, batch_size=2),
-                               load={}, **common)
+    on_ray = run_refcoco_bench(None, model, samples, tmp_path / "ray", run=RunOptions(ray=ray_cluster, workers=2), **common)
     assert _predictions(tmp_path / "ray") == _predictions(tmp_path / "alone")  # each sample once, same answers
     assert [r["index"] for r in _predictions(tmp_path / "ray")] == list(range(6))
     assert _predictions(tmp_path / "ray")[5]["error"]

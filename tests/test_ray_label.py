@@ -17,8 +17,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vlground.cli.main import app
-from vlground.core.options import GenerationOptions
 from vlground.jobs.label import LabelOptions, run_label
+from vlground.jobs.loop import RunOptions
+from vlground.core.options import GenerationOptions
 
 CATEGORIES = ("cat", "dog")
 
@@ -40,9 +41,10 @@ def _names(path: Path) -> list[str]:
     return sorted(Path(r["path"]).name for r in _records(path))
 
 
-def _options(tiny_checkpoint, max_new_tokens: int = 8, batch_size: int = 2, **changes) -> LabelOptions:
+def _options(tiny_checkpoint, max_new_tokens: int = 8, batch_size: int = 2, format: str = "jsonl", **run) -> LabelOptions:
     generation = GenerationOptions(max_new_tokens=max_new_tokens, batch_size=batch_size)
-    return LabelOptions(categories=CATEGORIES, model=str(tiny_checkpoint("qwen2.5-vl")), generation=generation, **changes)
+    return LabelOptions(categories=CATEGORIES, model=str(tiny_checkpoint("qwen2.5-vl")), generation=generation, format=format,
+                        run=RunOptions(**run))
 
 
 def _wait_for_records(path: Path, count: int, timeout: float = 120) -> None:
@@ -88,12 +90,12 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(ray_cluster, folde
     job = threading.Thread(target=lambda: outcome.setdefault("summary", run_label([str(folder)], out, options)))
     job.start()
     _wait_for_records(out, 1)
-    victims = _actor_pids("Labeler")
+    victims = _actor_pids("DetectWorker")
     assert victims, "no labelling actor found to kill"
     os.kill(victims[0], signal.SIGKILL)
     job.join(timeout=240)
     assert not job.is_alive()
-    assert victims[0] not in _actor_pids("Labeler")
+    assert victims[0] not in _actor_pids("DetectWorker")
     assert outcome["summary"].ok and outcome["summary"].done == 8
     assert _names(out) == [f"img{i}.png" for i in range(8)]  # each exactly once
     assert all(r["error"] is None for r in _records(out))
@@ -147,11 +149,11 @@ class _Echo:
 def test_an_input_that_kills_every_worker_gets_an_error_record(ray_cluster):
     import ray.cloudpickle
 
-    from vlground.jobs.scale import RaySettings, ray_records
+    from vlground.jobs.ray_pool import RayExecutor, RaySettings
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test file
     items = ["a", "b", "poison", "c", "d", "e"]
-    got = list(ray_records(items, _Echo(), RaySettings(ray_cluster, workers=2, batch_size=2, retries=1)))
+    got = [r for _, r in RayExecutor(RaySettings(ray_cluster, workers=2, batch_size=2, retries=1)).run(_Echo(), items)]
     assert sorted(r["path"] for r in got) == sorted(items)
     by_item = {r["path"]: r for r in got}
     assert "died on every one of 2 tries" in by_item["poison"]["error"]
@@ -159,7 +161,7 @@ def test_an_input_that_kills_every_worker_gets_an_error_record(ray_cluster):
 
 
 def test_a_local_pool_that_cannot_fit_is_refused_not_left_waiting(ray_cluster):
-    from vlground.jobs.scale import RaySettings, ray_records
+    from vlground.jobs.ray_pool import RayExecutor, RaySettings
 
     with pytest.raises(ValueError, match="--gpus-per-worker 1: this machine has 0 GPUs"):
-        list(ray_records(["a"], _Echo(), RaySettings("local", gpus_per_worker=1)))
+        list(RayExecutor(RaySettings("local", gpus_per_worker=1)).run(_Echo(), ["a"]))

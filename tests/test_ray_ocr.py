@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vlground.jobs.executors import InProcess
+from vlground.jobs.ocr import PageWorker
+from vlground.jobs.ray_pool import RayExecutor, RaySettings
 from vlground.io.documents import PageJob
-from vlground.io.sources import Source
-from vlground.jobs.ocr_workers import start_worker, worker_read
-from vlground.jobs.ray_workers import ppocr_records_on_ray
-from vlground.jobs.scale import RaySettings
 from vlground.ocr.ppocr import EngineSpec
 from vlground.ocr.synthetic import Document, Style, render
+from vlground.io.sources import Source
 
 FONT = str(Path(__file__).parent / "fonts" / "DejaVuSansCondensed-Bold.ttf")
 
@@ -23,9 +23,8 @@ def test_ppocr_on_ray_reads_as_a_worker_process(ray_cluster, tmp_path):
         paths.append(path)
     (tmp_path / "bad.png").write_bytes(b"not a png")
     jobs = [PageJob(Source(str(p))) for p in [*paths, tmp_path / "bad.png"]]
-    start_worker(EngineSpec(), 1)
-    alone = {job.source.location: worker_read((job, None)).to_dict() for job in jobs}
-    on_ray = [r.to_dict() for r in ppocr_records_on_ray(jobs, None, RaySettings(ray_cluster, workers=2), EngineSpec())]
+    alone = {r["path"]: r for _, r in InProcess().run(PageWorker(EngineSpec(), max_image_pixels=None), jobs)}
+    on_ray = [r for _, r in RayExecutor(RaySettings(ray_cluster, workers=2)).run(PageWorker(EngineSpec(), max_image_pixels=None), jobs)]
     assert sorted(r["path"] for r in on_ray) == sorted(alone)
     assert all(r == alone[r["path"]] for r in on_ray)
     assert alone[str(paths[0])]["text"] == "OPEN 24 HOURS" and alone[str(tmp_path / "bad.png")]["error"]

@@ -305,6 +305,17 @@ class JsonlSink:
         self.close()
 
 
+def open_sink(path: str | Path, key: KeyOf, resume: bool = False, overwrite: bool = False,
+              flag: str = "--out") -> JsonlSink | StreamSink:
+    """The sink of a batch command's output: a locked JSONL file keyed by `key`, or standard output
+    for "-" (nothing there to resume or overwrite)."""
+    if str(path) == "-":
+        if resume or overwrite:
+            raise ValueError(f"{flag} - writes to standard output, which has nothing to resume or overwrite; give a file name")
+        return StreamSink()
+    return JsonlSink(path, key, resume=resume, overwrite=overwrite, flag=flag)
+
+
 class StreamSink:
     """Records to a stream (`--out -`: standard output), one flushed line each. Nothing to resume
     from and nothing to lock: `done` stays empty."""

@@ -1,4 +1,5 @@
-"""Running a model over RefCOCO ground truth and scoring it, resumably.
+"""The RefCOCO bench job behind `vlground bench refcoco`: a model over the ground truth, through the
+job loop (`vlground.jobs.loop`, any executor), then the scores, resumably.
 
 `run_refcoco_bench` writes three files into its output folder:
 - `predictions.jsonl`: one line per sample as it is answered ({"index", "id", "sent", "text": raw model
@@ -11,30 +12,26 @@
   (`RefCOCOScores.rows`), written atomically.
 - `report.json`: the scores (`RefCOCOScores.summary`), errors, and the worst samples by IoU, written
   atomically.
-An image that cannot be loaded, or a batch the model fails on, becomes an `error` line and counts as
-a miss; the run goes on."""
+An image that cannot be loaded, or a sample the model fails on (a failing batch is run again sample
+by sample), becomes an `error` line and counts as a miss; the run goes on."""
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vlground.core.families import get_family
-from vlground.core.options import GenerationOptions
-from vlground.core.results import REASONING_FIELDS
 from vlground.eval.errors import EvalInputError
 from vlground.eval.inputs import InputProblems
 from vlground.eval.refcoco import score_refcoco
 from vlground.eval.refcoco_data import RefSample, load_sample_image
-from vlground.jobs.ray_workers import pack, unpack
-from vlground.jobs.scale import RaySettings, ray_records
-
-log = logging.getLogger("vlground")
+from vlground.core.families import get_family
+from vlground.jobs.loop import Record, RunOptions, Task, run_tasks
+from vlground.core.options import GenerationOptions, LoadOptions
+from vlground.core.results import REASONING_FIELDS
 
 PREDICTIONS = "predictions.jsonl"
 SAMPLES = "samples.jsonl"
@@ -82,29 +79,49 @@ def _record(index: int, sample: RefSample, text: str | None, box, error: str | N
     return record
 
 
-def _answer_chunk(model, samples: Sequence[RefSample], indices: list[int], image_root: Path | None, options: dict) -> list[dict]:
-    from vlground.io.images import ImageLoadError
+@dataclass
+class RefcocoWorker:
+    """Grounds RefCOCO samples where it runs (`vlground.jobs.loop.Worker`): an item is one (index,
+    sample) pair, its record the sample's prediction line. The model `model` is loaded with `load`
+    in `setup` unless `loaded` (a model already open) is given."""
 
-    records: dict[int, dict] = {}
-    loaded, images = [], []
-    for i in indices:
-        try:
-            images.append(load_sample_image(samples[i], image_root))
-            loaded.append(i)
-        except ImageLoadError as error:
-            records[i] = _record(i, samples[i], None, None, str(error))
-    if loaded:
-        try:
-            results = model.ground(images, [samples[i].sent for i in loaded], **options)
-        except Exception as error:  # noqa: BLE001 - one failing batch must not end a long run
-            log.warning("the model failed on %d samples: %s", len(loaded), error)
-            results = None
-            for i in loaded:
-                records[i] = _record(i, samples[i], None, None, f"model failed: {type(error).__name__}: {error}")
-        for i, result in zip(loaded, results or ()):
-            box = [float(v) for v in result.detections[0].xyxy] if result.detections else None
-            records[i] = _record(i, samples[i], result.raw, box, None, result)
-    return [records[i] for i in indices]
+    model: str
+    load: LoadOptions
+    generation: GenerationOptions
+    image_root: Path | None
+    loaded: Any = field(default=None, repr=False)
+
+    def setup(self) -> None:
+        if self.loaded is None:
+            from vlground.tasks import load_model
+
+            self.loaded = load_model(self.model, self.load)
+
+    def __call__(self, items: list[tuple[int, RefSample]]) -> list[Record]:
+        from vlground.io.images import ImageLoadError
+
+        records: dict[int, Record] = {}
+        loaded, images = [], []
+        for i, sample in items:
+            try:
+                images.append(load_sample_image(sample, self.image_root))
+                loaded.append((i, sample))
+            except ImageLoadError as error:
+                records[i] = _record(i, sample, None, None, str(error))
+        if loaded:
+            options = self.generation
+            # a failing batch raises: the executor runs it again sample by sample (vlground.jobs.executors)
+            results = self.loaded.ground(images, [s.sent for _, s in loaded], batch_size=options.batch_size,
+                                         max_new_tokens=options.max_new_tokens, thinking=options.thinking,
+                                         max_thinking_tokens=options.max_thinking_tokens)
+            for (i, sample), result in zip(loaded, results):
+                box = [float(v) for v in result.detections[0].xyxy] if result.detections else None
+                records[i] = _record(i, sample, result.raw, box, None, result)
+        return [records[i] for i, _ in items]
+
+    def failed(self, item: tuple[int, RefSample], reason: str) -> Record:
+        index, sample = item
+        return _record(index, sample, None, None, f"model failed: {reason}")
 
 
 def bench_run(model: str, gt: str, load_settings: dict | None, max_new_tokens: int | None, thinking: str,
@@ -146,72 +163,65 @@ def run_refcoco_bench(
     gt_name: str,
     image_root: str | Path | None = None,
     limit: int | None = None,
-    batch_size: int = 8,
-    max_new_tokens: int | None = None,
-    thinking: str = "auto",
-    max_thinking_tokens: int | None = None,
+    generation: GenerationOptions | None = None,
+    load: LoadOptions | None = None,
+    run: RunOptions | None = None,
     protocol: str = "family",
     worst: int = 20,
-    progress: Callable[[int, int], None] | None = None,
     problems: InputProblems | None = None,
     html_report: str | Path | None = None,
-    ray=None,
-    load: dict | None = None,
     settings: dict | None = None,
     command: str | None = None,
 ) -> dict:
     """Answer every sample not yet in `out`, then score all of them; returns the report.
 
-    `model` is a loaded vlground model: `model.family`, and `model.ground(images, phrases,
-    batch_size=, max_new_tokens=, thinking=, max_thinking_tokens=)` returning Results with `.raw` and `.detections`. `model_name` and
-    `gt_name` identify the run in `out`. `progress(done, total)` is called after each answer.
-    With `ray` (a `vlground.jobs.scale.RaySettings`), `model` may be None: the samples are answered by
-    Ray actors that load `model_name` with `load` (keywords of `vlground.load_model`), the records
-    still written here, through the one sink. `image_root` defaults to the folder of `gt_name` (the GT file's
-    folder, or the GT folder itself). The report's `failed_all` is true when no sample could be
-    answered at all (a wrong image root, a broken model), `first_error` says why. `html_report`
-    also writes the HTML report (`vlground.eval.report.write_report`) there. `settings`: how the model
-    was loaded, as far as it changes answers (see `BenchRun`); the generation options are added.
-    `command`: how the run was started, shown in the report (the CLI gives its command line)."""
+    `model` is a loaded vlground model (`model.family`, and `model.ground(images, phrases,
+    batch_size=, max_new_tokens=, thinking=, max_thinking_tokens=)` returning Results with `.raw` and `.detections`), or None: each
+    worker then loads `model_name` with `load`. `generation` carries batch size and token budget;
+    `run` the shared batch options (an output folder always resumes: `run.overwrite` starts it
+    afresh, `run.retry_failed` answers its error lines again; the executor: this process, worker
+    processes or Ray). `model_name` and `gt_name` identify the run in `out`. `image_root` defaults
+    to the folder of `gt_name` (the GT file's folder, or the GT folder itself). The report's
+    `failed_all` is true when no sample could be answered at all (a wrong image root, a broken
+    model), `first_error` says why. `html_report` also writes the HTML report
+    (`vlground.eval.report.write_report`) there. `settings`: how the model was loaded, as far as it
+    changes answers (see `BenchRun`); the generation options are added. `command`: how the run was
+    started, shown in the report (the CLI gives its command line)."""
     from vlground.io.sink import JsonlSink, OutputLockedError
 
+    generation = generation or GenerationOptions()
+    run = run or RunOptions()
     samples = list(samples)[:limit] if limit is not None else list(samples)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    check_run(out, bench_run(model_name, gt_name, settings, max_new_tokens, thinking, max_thinking_tokens))
+    if run.overwrite:  # a new run: the old one's settings do not bind it
+        (out / RUN).unlink(missing_ok=True)
+    check_run(out, bench_run(model_name, gt_name, settings, generation.max_new_tokens, generation.thinking,
+                             generation.max_thinking_tokens))
     root = Path(image_root) if image_root is not None else _gt_folder(gt_name)
-    options = {"batch_size": batch_size, "max_new_tokens": max_new_tokens, "thinking": thinking,
-               "max_thinking_tokens": max_thinking_tokens}
-    GenerationOptions(**options)  # a value no model takes is refused before any sample is answered
     try:
-        sink = JsonlSink(out / PREDICTIONS, _prediction_key(samples), resume=True)
+        sink = JsonlSink(out / PREDICTIONS, _prediction_key(samples), resume=not run.overwrite, overwrite=run.overwrite)
     except (OutputLockedError, IsADirectoryError) as error:
         raise EvalInputError(str(error)) from None
+    worker = RefcocoWorker(model_name, load or LoadOptions(), generation, root, loaded=model)
+    if model is not None and run.ray is None and (run.workers or 1) == 1:
+        executor = run.executor(generation.batch_size * 4)  # a few batches at a time: similar sizes batch together
+    else:
+        worker.loaded = None  # each worker process or actor loads its own
+        executor = run.executor(generation.batch_size)
     with sink:
-        todo = [i for i in range(len(samples)) if str(i) not in sink.done]
-        if ray is not None:
-            answers = refcoco_records(model_name, load or {}, samples, todo, root, options, ray)
-        else:
-            answers = _answers(model, samples, todo, root, options)
-        for record in answers:
-            sink.write(record)
-            if progress:
-                progress(len(sink.done), len(samples))
-        records = [sink.done[str(i)] for i in range(len(samples))]
+        summary = run_tasks([Task(str(i), (i, sample)) for i, sample in enumerate(samples)], worker, executor, sink,
+                            retry_failed=run.retry_failed, progress=run.progress, unit="sample")
+        records = [sink.done[str(i)] for i in range(len(samples)) if str(i) in sink.done]
+    if summary.interrupted:
+        raise KeyboardInterrupt
     family = model.family if model is not None else get_family(model_name)
     scores = score_refcoco(samples, records, protocol, family, problems=problems)
     if html_report is not None:
         from vlground.eval.report import write_report
 
         write_report(html_report, scores, image_root=root, context={"command": command or "run_refcoco_bench", "model": model_name, "gt": gt_name})
-    return _report(model_name, gt_name, scores, records, out, worst=worst, answered=len(todo))
-
-
-def _answers(model, samples: Sequence[RefSample], todo: list[int], root: Path | None, options: dict):
-    """The prediction records of `todo`, answered in this process in chunks of 4 batches."""
-    chunk = max(1, options["batch_size"]) * 4
-    for start in range(0, len(todo), chunk):
-        yield from _answer_chunk(model, samples, todo[start : start + chunk], root, options)
+    return _report(model_name, gt_name, scores, records, out, worst=worst, answered=summary.done)
 
 
 def _report(model_name: str, gt_name: str, scores, records, out: Path, *, worst: int, answered: int) -> dict:
@@ -234,38 +244,3 @@ def _report(model_name: str, gt_name: str, scores, records, out: Path, *, worst:
     }
     atomic_write(out / REPORT, json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8", "backslashreplace"))
     return report
-
-
-@dataclass
-class RefcocoWorker:
-    """Grounds RefCOCO samples with the model `model_name` loaded with `load` (keywords of
-    `vlground.load_model`), answering as `run_refcoco_bench` does in one process: an item is one
-    packed (index, sample) pair, its record the prediction line of that sample."""
-
-    model_name: str
-    load: dict[str, Any]
-    image_root: Path | None
-    generation: dict[str, Any]
-    model: Any = field(default=None, repr=False)
-
-    def setup(self) -> None:
-        from vlground.tasks import load_model
-
-        self.model = load_model(self.model_name, **self.load)
-
-    def __call__(self, items: list[str]) -> list[dict]:
-        pairs = [unpack(item) for item in items]
-        samples = dict(pairs)
-        return _answer_chunk(self.model, samples, [index for index, _ in pairs], self.image_root, self.generation)
-
-    def failed(self, item: str, reason: str) -> dict:
-        index, sample = unpack(item)
-        return _record(index, sample, None, None, f"model failed: {reason}")
-
-
-def refcoco_records(model_name: str, load: dict[str, Any], samples: Sequence, todo: list[int], image_root: Path | None,
-                    generation: dict[str, Any], settings: RaySettings) -> Iterator[dict]:
-    """The prediction records of samples `todo` (indices into `samples`), answered on Ray, each once,
-    in the order they finish."""
-    worker = RefcocoWorker(model_name, load, image_root, generation)
-    return ray_records([pack((i, samples[i])) for i in todo], worker, settings)

@@ -1,40 +1,46 @@
-"""Detection over many images, the work behind `vlground detect`: the answers to an image's queries
-merged into one Result, and one label record per input in the schema of `vlground label`
-(`vlground.core.records.Record`: path, model, width, height, detections, text, error), so what
-`detect --out` writes is read by everything that reads label records, and resumed the same way.
+"""The detect job, behind `vlground detect` and `vlground label`: the answers to an image's queries
+merged into one Result, and one label record per input (`vlground.core.records.Record`: path, abspath,
+model, width, height, detections, text, error), so what `detect --out` writes is read by everything
+that reads label records, and resumed the same way.
 
-Images are answered `batch_size` at a time (every query of every image of the batch in one call,
-which the backend splits into forward passes and, when a batch fails, retries request by request),
-so only the image at fault gets an error record. An input that cannot be read gets one too, and the
-run goes on."""
+Images go to the model `batch_size` at a time (every query of every image of the batch in one call,
+which the backend splits into forward passes and, when a batch fails, retries request by request,
+`errors="record"`), so only the image at fault gets an error record; an input that cannot be read
+gets one too, and the run goes on. `vlground label` is this job with every category in one prompt
+(`DetectJob.together`) and a dataset written from the records at the end (`vlground.jobs.label`)."""
 from __future__ import annotations
 
 import dataclasses
 import os
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from PIL import Image
 
-from vlground.core.options import GenerationOptions
-from vlground.core.results import Result
 from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
-from vlground.io.sources import Source, Sources, is_url, load
+from vlground.jobs.loop import Record, RunOptions, Task, run_tasks
+from vlground.core.options import GenerationOptions, LoadOptions
 from vlground.jobs.progress import Summary
+from vlground.core.records import Record, record_key, with_abspath
+from vlground.core.results import Result
+from vlground.io.sources import Source, Sources, is_url, load
 from vlground.tasks import reasoning_fields
 
 
 @dataclass(frozen=True)
 class DetectJob:
     """What to find: `queries` are referring expressions (one region each) or, with `all_instances`,
-    categories (every instance). `generation` carries batch size and token budget to the model;
-    images over `max_image_pixels` are refused as decompression bombs (None: no limit)."""
+    categories (every instance, one prompt per category); with `together`, every category in one
+    prompt per image, labels as the model writes them (`vlground label`). `generation` carries batch
+    size and token budget to the model; images over `max_image_pixels` are refused as decompression
+    bombs (None: no limit)."""
 
     queries: tuple[str, ...]
     all_instances: bool = False
+    together: bool = False
     generation: GenerationOptions = field(default_factory=GenerationOptions)
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
 
@@ -43,24 +49,11 @@ class DetectJob:
             raise ValueError("give at least one query, none of them empty")
 
 
-@dataclass
-class Detected:
-    """One input's outcome: its `result` and loaded `image`, the `missing` queries nothing was found
-    for; or `error`, why there is no result."""
+def model_name(model: str | None) -> str:
+    """The name a record gives the model: as given, else $VLGROUND_MODEL, else the default model."""
+    from vlground.core.families import DEFAULT_MODEL
 
-    source: Source
-    result: Result | None = None
-    image: Image.Image | None = field(default=None, repr=False)
-    missing: list[str] = field(default_factory=list)
-    error: str | None = None
-
-    def record(self, model: str) -> dict:
-        """The label record of this input (see the module docstring)."""
-        from vlground.core.records import Record
-
-        if self.result is None:
-            return Record.failed(self.source.name, self.error, model=model).to_dict()
-        return Record.from_result(self.source.name, self.result, model=model).to_dict()
+    return model or os.environ.get("VLGROUND_MODEL") or DEFAULT_MODEL
 
 
 def merge_answers(queries: Sequence[str], answers: Sequence[Result], all_instances: bool) -> tuple[Result, list[str]]:
@@ -81,6 +74,9 @@ def detect_images(model, images: Sequence[Image.Image], job: DetectJob) -> list[
     """(Result, missing queries) for each image, all of them answered in one call per task; an image
     whose answer failed gets the exception in its place (the model's errors="record")."""
     queries = list(job.queries)
+    if job.together:
+        results = model.detect(list(images), queries, job.generation, errors="record")
+        return [r if isinstance(r, Exception) else (r, [] if r.detections else queries) for r in results]
     if job.all_instances:
         per_query = [model.detect(list(images), q, job.generation, errors="record") for q in queries]
         answers = [[per_query[j][i] for j in range(len(queries))] for i in range(len(images))]
@@ -90,36 +86,6 @@ def detect_images(model, images: Sequence[Image.Image], job: DetectJob) -> list[
         answers = [flat[i * len(queries) : (i + 1) * len(queries)] for i in range(len(images))]
     failures = [next((a for a in image_answers if isinstance(a, Exception)), None) for image_answers in answers]
     return [f if f is not None else merge_answers(queries, a, job.all_instances) for f, a in zip(failures, answers)]
-
-
-def detect_sources(model, sources: Iterable[Source], job: DetectJob) -> Iterator[Detected]:
-    """One Detected per source, in order, as soon as its batch is answered."""
-    batch: list[Source] = []
-    for source in [*sources, None]:
-        if source is not None:
-            batch.append(source)
-        if batch and (source is None or len(batch) == job.generation.batch_size):
-            yield from _answer_batch(model, batch, job)
-            batch = []
-
-
-def _answer_batch(model, batch: list[Source], job: DetectJob) -> Iterator[Detected]:
-    loaded, failed = [], {}
-    for source in batch:
-        try:
-            loaded.append((source, load(source, max_pixels=job.max_image_pixels)))
-        except ImageLoadError as error:
-            failed[id(source)] = Detected(source, error=error.reason)
-    answers = iter(zip(loaded, detect_images(model, [image for _, image in loaded], job) if loaded else []))
-    for source in batch:
-        if id(source) in failed:
-            yield failed[id(source)]
-            continue
-        (_, image), answer = next(answers)
-        if isinstance(answer, Exception):
-            yield Detected(source, error=f"the model failed on this image ({type(answer).__name__}: {answer})")
-        else:
-            yield Detected(source, answer[0], image, answer[1])
 
 
 class AnnotationTarget:
@@ -153,13 +119,13 @@ class AnnotationTarget:
             name = os.path.relpath(os.path.abspath(source.location), self.root)
         return self.path / (name if _savable(name) else name + ".png")
 
-    def save(self, detected: Detected) -> Path:
+    def save(self, source: Source, image: Image.Image, result: Result) -> Path:
         """Draw the boxes on the image and write it; OSError when it cannot be written."""
         from vlground.viz import annotate
 
-        target = self.target(detected.source)
+        target = self.target(source)
         target.parent.mkdir(parents=True, exist_ok=True)
-        annotate(detected.image, detected.result).save(target)
+        annotate(image, result).save(target)
         return target
 
 
@@ -175,6 +141,64 @@ def _check_writable_image(path: Path) -> None:
         raise ValueError(f"{path}: the folder {path.parent} does not exist; create it first")
 
 
+MISSING = "missing"  # the queries nothing was found for: reported on the console, not written
+
+
+@dataclass
+class DetectWorker:
+    """The detect job where it runs (`vlground.jobs.loop.Worker`): loads the model `model` (None:
+    $VLGROUND_MODEL or the default) with `load` once, then answers lists of sources, a label record
+    each, drawing each image's boxes into `annotations` when given. A loaded `loaded` model is used
+    as it is (a notebook's, or the one the command opened to fail early)."""
+
+    model: str | None
+    load: LoadOptions
+    job: DetectJob
+    annotations: AnnotationTarget | None = None
+    loaded: Any = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return model_name(self.model)
+
+    def setup(self) -> None:
+        if self.loaded is None:
+            from vlground.tasks import load_model
+
+            self.loaded = load_model(self.model, self.load)
+
+    def __call__(self, sources: list[Source]) -> list[Record]:
+        records: dict[int, Record] = {}
+        loaded = []
+        for index, source in enumerate(sources):
+            try:
+                loaded.append((index, load(source, max_pixels=self.job.max_image_pixels)))
+            except ImageLoadError as error:
+                records[index] = self._failed(source, error.reason)
+        answers = detect_images(self.loaded, [image for _, image in loaded], self.job) if loaded else []
+        for (index, image), answer in zip(loaded, answers):
+            if isinstance(answer, Exception):
+                records[index] = self.failed(sources[index], f"{type(answer).__name__}: {answer}")
+            else:
+                records[index] = self._record(sources[index], image, *answer)
+        return [records[index] for index in range(len(sources))]
+
+    def _record(self, source: Source, image: Image.Image, result: Result, missing: list[str]) -> Record:
+        if self.annotations is not None:
+            try:
+                self.annotations.save(source, image, result)
+            except (OSError, ValueError) as error:
+                return self._failed(source, f"cannot write its drawn copy ({error})")
+        record = Record.from_result(source.name, result, model=self.name).to_dict()
+        return {**record, MISSING: missing} if missing else record
+
+    def _failed(self, source: Source, reason: str) -> Record:
+        return Record.failed(source.name, reason, model=self.name).to_dict()
+
+    def failed(self, source: Source, reason: str) -> Record:
+        return self._failed(source, f"the model failed on this image ({reason})")
+
+
 @dataclass
 class DetectSummary(Summary):
     """What a run did, as an OCR run's summary says it, and `empty`: inputs where nothing was found."""
@@ -185,68 +209,31 @@ class DetectSummary(Summary):
         return f"detect: {super().describe()}, {self.empty} with nothing found"
 
 
-def open_output(path: str | Path, resume: bool = False, overwrite: bool = False):
-    """The sink for `detect --out`: a locked JSONL file keyed as label records are (see
-    `vlground.io.sink`), or standard output for "-" (nothing there to resume)."""
-    from vlground.core.records import record_key
-    from vlground.io.sink import JsonlSink, StreamSink
-
-    if str(path) == "-":
-        if resume or overwrite:
-            raise ValueError("--resume and --overwrite need an output file; standard output (--out -) holds nothing")
-        return StreamSink()
-    return JsonlSink(path, record_key, resume=resume, overwrite=overwrite, flag="--out")
+def source_key(source: Source) -> str:
+    """The resume key of a source's record (`vlground.core.records.record_key`)."""
+    return record_key({"path": source.name})
 
 
-def run_detect(open_model: Callable[[], object], model_name: str, sources: Sources, job: DetectJob, *,
-               sink=None, annotations: AnnotationTarget | None = None,
-               report: Callable[[Detected, object], None] = lambda d, bar: None, progress: bool | None = None,
-               retry_failed: bool = False) -> DetectSummary:
-    """Answer every source; each outcome goes to `annotations`, to `sink` (a vlground.io.sink sink, keyed
-    like label records; sources it already holds are skipped), then to `report`. `open_model` is
-    called only when there is something to answer. A drawn copy that cannot be written turns the
-    input's outcome into an error. Ctrl-C ends the run keeping what is written (`interrupted`).
-    `progress`: a bar on stderr (None: when it is a terminal); `retry_failed`: answer again the
-    sources `sink` holds as errors (the new record replaces the old)."""
-    from vlground.core.records import record_key, with_abspath
-    from vlground.jobs.progress import progress_bar
+def run_detect(sources: Sources, worker: DetectWorker, sink=None, run: RunOptions = RunOptions(), *,
+               report: Callable[[Record, Any], None] = lambda record, bar: None,
+               summary: Summary | None = None) -> Summary:
+    """Answer every source the sink does not hold yet, through the executor `run` asks for; each
+    record goes to `sink` (a `vlground.io.sink` sink keyed like label records, or None), then to
+    `report(record, bar)`, where the record's "missing" lists the queries nothing was found for. The
+    model is loaded only when there is something to answer. Ctrl-C ends the run keeping what is
+    written (`interrupted`)."""
+    summary = summary if summary is not None else DetectSummary(not_images=len(sources.not_images),
+                                                                 subfolders=len(sources.subfolders))
 
-    summary = DetectSummary(not_images=len(sources.not_images), subfolders=len(sources.subfolders))
-    todo = []
-    for source in sources.items:
-        earlier = sink.done.get(record_key({"path": source.name})) if sink is not None else None
-        if earlier is None or (retry_failed and earlier.get("error") is not None):
-            todo.append(source)
-        else:
-            summary.skipped += 1
-            summary.skipped_failed += earlier.get("error") is not None
-    if not todo:
-        return summary
-    model = open_model()
-    started = time.perf_counter()
-    with progress_bar(len(todo), progress) as bar:
-        try:
-            for detected in detect_sources(model, todo, job):
-                detected = _drawn(detected, annotations)
-                if sink is not None:
-                    sink.write(with_abspath(detected.record(model_name)))
-                summary.done += 1
-                summary.failed += detected.error is not None
-                summary.empty += detected.result is not None and not detected.result.detections
-                report(detected, bar)
-                bar.update(1)
-        except KeyboardInterrupt:
-            summary.interrupted = True
-    summary.seconds = time.perf_counter() - started
-    return summary
+    def write(record: Record) -> Record:
+        if sink is not None:
+            sink.write(with_abspath({k: v for k, v in record.items() if k != MISSING}))
+        if isinstance(summary, DetectSummary):
+            summary.empty += record.get("error") is None and not record.get("detections")
+        return record
 
+    tasks = [Task(source_key(source), source) for source in sources.items]
+    executor = run.executor(worker.job.generation.batch_size)
+    return run_tasks(tasks, worker, executor, sink, retry_failed=run.retry_failed, progress=run.progress,
+                     summary=summary, write=write, report=report)
 
-def _drawn(detected: Detected, annotations: AnnotationTarget | None) -> Detected:
-    """`detected` once its drawn copy is written; an error outcome when it cannot be."""
-    if annotations is None or detected.result is None:
-        return detected
-    try:
-        annotations.save(detected)
-    except (OSError, ValueError) as error:
-        return Detected(detected.source, error=f"cannot write its drawn copy ({error})")
-    return detected

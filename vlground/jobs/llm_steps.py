@@ -22,7 +22,6 @@ after the reasoning (`reasoning` and `reasoning_cut_short` columns), a server's 
 included."""
 from __future__ import annotations
 
-import base64
 import io
 import json
 from dataclasses import dataclass
@@ -95,15 +94,15 @@ class GroundingSteps:
 
             image = load_image(Image.open(io.BytesIO(row["image"])), max_pixels=self.max_image_pixels)
         else:
-            from vlground.jobs.scale import load_input
+            from vlground.io.sources import Source, load
 
-            image = load_input(str(row["path"]), self.max_image_pixels)
-        png = io.BytesIO()
-        image.save(png, format="PNG", compress_level=1)  # lossless: the engine sees the pixels we measured
-        url = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode("ascii")
-        content = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": self._prompt().text}]
+            image = load(Source(str(row["path"])), max_pixels=self.max_image_pixels)
+        from vlground.models.server import chat_messages  # inside: the server module needs the models extra
+
+        # PNG, lossless: the engine sees the pixels we measured; the turn the server backend sends
+        messages = chat_messages(image, self._prompt().text, "png")
         kept = {k: v for k, v in row.items() if k != "image"}
-        return [{"role": "user", "content": content}], {**kept, "width": image.width, "height": image.height}
+        return messages, {**kept, "width": image.width, "height": image.height}
 
     def preprocess_vllm(self, row: dict[str, Any]) -> dict[str, Any]:
         """A row for `vLLMEngineProcessorConfig`: `messages` and greedy `sampling_params`."""
@@ -126,15 +125,18 @@ class GroundingSteps:
         """The answer of either stage parsed on the original image: `detections` (JSON text, the
         schema of `vlground parse`), `text` and the answer as written (`raw`); the LLM stage's own
         columns are dropped, the row's others kept."""
+        from vlground.models.server import chat_answer, served_input_size
+
         reasoning = None
         if "generated_text" in row:
             raw = row["generated_text"]
         else:
-            message = row["http_response"]["choices"][0]["message"]
-            raw, reasoning = message.get("content") or "", message.get("reasoning_content")
+            raw, reasoning = chat_answer(row["http_response"], "the HTTP stage's server")
         size = (int(row["width"]), int(row["height"]))
-        result = parse(self._prompt().response_prefix + raw, self.family, size, min_pixels=self.min_pixels,
-                       max_pixels=self.max_pixels, thinking="on" if self.thinks else self.thinking, reasoning=reasoning)
+        # parsed as the server backend parses: in the frame the engine's processor resized to
+        input_size = served_input_size(self.family, size, self.min_pixels, self.max_pixels)
+        result = parse(self._prompt().response_prefix + raw, self.family, size, input_size,
+                       thinking="on" if self.thinks else self.thinking, reasoning=reasoning)
         engine_columns = {"messages", "sampling_params", "payload", "http_response", "generated_text", "generated_tokens",
                           "prompt", "prompt_token_ids", "num_generated_tokens", "num_input_tokens", "request_id",
                           "time_taken_llm", "params", "embeddings", "metrics"}

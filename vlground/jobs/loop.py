@@ -42,6 +42,44 @@ class Executor(Protocol):
 
 
 @dataclass(frozen=True)
+class RunOptions:
+    """The flags every batch command shares (declared once in `vlground.cli.flags`): `resume` skips
+    the inputs the output holds, `retry_failed` (with resume) runs again those it holds as errors,
+    `overwrite` empties it first; `progress` the bar on stderr (None: when it is a terminal); `ray` a
+    Ray address ("local", "auto", "ray://host:10001") to run on `workers` actors of
+    `gpus_per_worker` GPUs each; without `ray`, `workers` > 1 runs that many worker processes (None:
+    the job's own default)."""
+
+    resume: bool = False
+    retry_failed: bool = False
+    overwrite: bool = False
+    progress: bool | None = None
+    ray: str | None = None
+    workers: int | None = None
+    gpus_per_worker: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.resume and self.overwrite:
+            raise ValueError("--resume and --overwrite exclude each other: --resume keeps OUT's records, --overwrite drops them")
+        if self.retry_failed and not self.resume:
+            raise ValueError("--retry-failed works with --resume (it runs again the inputs OUT holds as errors)")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError("--workers must be at least 1")
+        if self.gpus_per_worker and self.ray is None:
+            raise ValueError("--gpus-per-worker applies with --ray; without it the model runs on this machine")
+
+    def executor(self, batch_size: int) -> Executor:
+        """The executor these flags ask for (`vlground.jobs.executors.executor_for`), handing
+        `batch_size` items to each worker call."""
+        from vlground.jobs.executors import executor_for
+
+        workers = self.workers or 1
+        if self.ray is not None:
+            return executor_for(self.ray, workers, batch_size, gpus_per_worker=self.gpus_per_worker)
+        return executor_for(None, workers, batch_size)
+
+
+@dataclass(frozen=True)
 class Task:
     """One input of a job: `key`, its identity in the output (the sink's key of its record); `item`,
     what the worker is given; or `record`, its record known already (a document that cannot be
@@ -73,7 +111,7 @@ def run_tasks(tasks: Iterable[Task], worker: Worker, executor: Executor, sink, *
               report: Callable[[Record, Any], None] = lambda record, bar: None, unit: str = "img") -> Summary:
     """Run every task the output does not hold yet (see the module docstring) and return the summary.
 
-    `sink`: a `vlground.io.sink` sink (`done`, `write`). `write(record)` writes one record and returns
+    `sink`: a `vlground.io.sink` sink (`done`, `write`), or None (records only reported). `write(record)` writes one record and returns
     it as written (default: `sink.write`); a job that draws or exports per record does it there.
     `report(record, bar)` runs after each record is written (console lines; `bar` is the tqdm bar,
     so lines go through `bar.write`). `progress`: the bar on stderr (None: when stderr is a
@@ -81,7 +119,7 @@ def run_tasks(tasks: Iterable[Task], worker: Worker, executor: Executor, sink, *
     (`Task.record`) are written first."""
     summary = summary if summary is not None else Summary()
     write = write or _plain_write(sink)
-    todo = pending(tasks, sink.done, retry_failed, summary)
+    todo = pending(tasks, sink.done if sink is not None else {}, retry_failed, summary)
     if not todo:
         return summary
     started = time.perf_counter()
@@ -113,7 +151,8 @@ def run_tasks(tasks: Iterable[Task], worker: Worker, executor: Executor, sink, *
 
 def _plain_write(sink) -> Callable[[Record], Record]:
     def write(record: Record) -> Record:
-        sink.write(record)
+        if sink is not None:
+            sink.write(record)
         return record
 
     return write

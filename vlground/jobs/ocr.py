@@ -1,135 +1,129 @@
-"""The batch: every input (an image, or a page of a document) gets exactly one record, written as
-soon as it is known, and, once all of an input's pages are in, its exports (txt, hOCR, Markdown,
-searchable PDF).
+"""The OCR job behind `vlground ocr`: every input (an image, or a page of a document) gets exactly one
+record, written as soon as it is known, and, once all of an input's pages are in, its exports (txt,
+hOCR, Markdown, searchable PDF).
 
-The built-in engine runs in worker processes (`vlground.jobs.ocr_workers`), by default as many as cores,
-or, for a single input, one process with every thread; a Qwen model runs in this process, batched on
-its device. An input that cannot be read, or that the engine fails on, becomes an error record and
-the batch goes on."""
+The built-in engine runs in worker processes (`vlground.jobs.executors.Processes`), by default as
+many as cores, one thread each, or, for a single input, in this process with every thread; a Qwen
+model runs in this process, batched on its device; either runs on Ray actors with `--ray`. An input
+that cannot be read, or that the engine fails on, becomes an error record and the batch goes on."""
 from __future__ import annotations
 
 import os
-import sys
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-from vlground.core.options import GenerationOptions, LoadOptions
-from vlground.core.records import Record, input_key
-from vlground.io.documents import DEFAULT_DPI, DocumentError, PageJob, PageSelection, load_page, plan
+from PIL import Image
+
 from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
-from vlground.io.sink import escape_path
-from vlground.io.sources import Sources, absolute_name, expand, is_url
+from vlground.jobs.executors import InProcess
+from vlground.jobs.loop import Record, RunOptions, Task, pending, run_tasks
+from vlground.io.documents import DEFAULT_DPI, DocumentError, PageJob, PageSelection, load_page, plan
+from vlground.ocr.engine import PageText, QwenEngine
 from vlground.jobs.ocr_exports import Exporter
-from vlground.jobs.ocr_workers import failed_record, page_record, ppocr_records, start_worker
-from vlground.jobs.progress import Summary, progress_bar
-from vlground.ocr.engine import QwenEngine
-from vlground.ocr.output import open_sink
-from vlground.ocr.ppocr import PPOCR, EngineSpec, is_built_in
+from vlground.ocr.ppocr import BUILT_IN_ENGINES, PPOCR, EngineSpec, is_built_in
+from vlground.core.options import GenerationOptions, LoadOptions
+from vlground.core.records import Record, input_key, record_key
+from vlground.jobs.progress import Summary
+from vlground.io.sink import escape_path, open_sink
+from vlground.io.sources import Sources, absolute_name, expand, is_url
 from vlground.tasks import load_model
 
 
 @dataclass(frozen=True)
 class OcrOptions:
     """Everything `vlground ocr` can be told. `engine` is a built-in engine ("ppocr", "ppocr-v4")
-    or a Qwen model (hub id, folder or server URL); `angle_cls` turns on the built-in engine's
-    0/180-degree line classifier (off: it flips long lines of small print, `vlground.ocr.ppocr`);
-    `workers` (built-in) None means one per core; `mode`, `batch_size`, `device`, `dtype` and
-    `max_pixels` (the model's input budget) apply to Qwen; `max_image_pixels` is the
-    decompression-bomb limit (None: no limit); `max_new_tokens` caps a Qwen answer (None: the
-    task's budget), `thinking` and `max_thinking_tokens` its reasoning (see GenerationOptions); `adapter` (a `vlground finetune` folder, merged into the weights with
-    `merge_adapter`) goes on a Qwen engine; `pages` and `dpi` apply to documents; `exports` are
-    (format, folder) pairs (formats of `vlground.ocr.formats`); `progress` None shows a bar only when
-    stderr is a terminal; `ray` (a Ray address or "local") runs the built-in engine on `workers`
-    Ray actors instead of local processes; `retry_failed` (with resume) reads again the inputs recorded as errors."""
+    or a Qwen model (hub id, folder or server URL), loaded with `load` and asked with `generation`
+    in `mode` ("text" or "lines"); `angle_cls` turns on the built-in engine's 0/180-degree line
+    classifier (off: it flips long lines of small print, `vlground.ocr.ppocr`); `max_image_pixels`
+    is the decompression-bomb limit (None: no limit); `pages` and `dpi` apply to documents;
+    `exports` are (format, folder) pairs (formats of `vlground.ocr.formats`); `run` the shared batch
+    options (its `workers` None: one process per core for the built-in engine); `echo_failures`
+    says each failure on stderr as it comes."""
 
     engine: str = PPOCR
     angle_cls: bool = False
     mode: str = "text"
     recursive: bool = False
-    workers: int | None = None
-    batch_size: int = 8
-    resume: bool = False
-    retry_failed: bool = False
-    overwrite: bool = False
     exports: tuple[tuple[str, Path], ...] = ()
     pages: PageSelection = field(default_factory=PageSelection)
     dpi: int = DEFAULT_DPI
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
-    progress: bool | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    max_pixels: int | None = None
-    max_new_tokens: int | None = None
-    thinking: str = "auto"
-    max_thinking_tokens: int | None = None
-    adapter: Path | None = None
-    merge_adapter: bool = False
-    ray: str | None = None
+    load: LoadOptions = field(default_factory=LoadOptions)
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
+    run: RunOptions = field(default_factory=RunOptions)
     echo_failures: bool = True
 
 
-def _qwen_records(jobs: list[PageJob], options: OcrOptions, engine: QwenEngine) -> Iterator[Record]:
-    """Inputs loaded a few batches at a time, so the backend can group similar sizes; a batch that
-    fails is retried image by image, so only the image at fault gets an error record."""
-    chunk = max(1, options.batch_size) * 4
-    for start in range(0, len(jobs), chunk):
-        part = jobs[start : start + chunk]
-        loaded, records = [], {}
-        for index, job in enumerate(part):
+def failed_record(job: PageJob, engine: str, error: str) -> Record:
+    return Record(path=job.source.location, engine=engine, error=error, page=job.page, pages=job.pages, dpi=job.dpi)
+
+
+def page_record(job: PageJob, engine: str, image: Image.Image, page: PageText) -> Record:
+    return Record(path=job.source.location, engine=engine, width=image.width, height=image.height, text=page.text,
+                     lines=page.lines, page=job.page, pages=job.pages, dpi=job.dpi, rotation=page.rotation,
+                     warnings=page.warnings, reasoning=page.reasoning)
+
+
+@dataclass
+class PageWorker:
+    """Reads page jobs with an OCR engine where it runs (`vlground.jobs.loop.Worker`): the built-in
+    engine `engine` (an EngineSpec, on `threads` threads, None: all cores) or, with `model` set, a
+    Qwen model loaded with `load` and read in `mode` with `generation`. A batch is read in one call
+    of the engine; a page that cannot be loaded, or that the engine fails on alone, gets an error
+    record."""
+
+    engine: EngineSpec | None = None
+    threads: int | None = 1
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS
+    model: str | None = None
+    load: LoadOptions = field(default_factory=LoadOptions)
+    mode: str = "text"
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
+    reader: Any = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.engine.name if self.engine is not None else self.model
+
+    @property
+    def preload(self) -> tuple[str, ...]:
+        """The packages a worker process imports before the fork server forks it."""
+        return BUILT_IN_ENGINES[self.engine.name].modules if self.engine is not None else ()
+
+    def setup(self) -> None:
+        """Build the engine (a missing package or model fails here, before any record)."""
+        if self.reader is not None:
+            return
+        if self.engine is not None:
+            self.reader = self.engine.build(self.threads)
+            return
+        self.reader = QwenEngine(load_model(self.model, self.load), self.model, mode=self.mode, options=self.generation)
+
+    def __call__(self, jobs: list[PageJob]) -> list[Record]:
+        records: dict[int, Record] = {}
+        loaded = []
+        for index, job in enumerate(jobs):
             try:
-                loaded.append((index, job, load_page(job, max_pixels=options.max_image_pixels)))
+                loaded.append((index, load_page(job, max_pixels=self.max_image_pixels)))
             except ImageLoadError as error:
-                records[index] = failed_record(job, options.engine, error.reason)
+                records[index] = failed_record(job, self.name, error.reason)
         try:
-            pages = engine.read([image for _, _, image in loaded])
-        except Exception:
+            pages = self.reader.read([image for _, image in loaded]) if loaded else []
+        except Exception as error:  # noqa: BLE001 - a batch is run again page by page (vlground.jobs.executors)
+            if len(loaded) > 1:
+                raise
             pages = None
-        for place, (index, job, image) in enumerate(loaded):
-            answer = (lambda _, page=pages[place]: [page]) if pages is not None else engine.read
-            records[index] = page_record(job, options.engine, image, answer)
-        yield from (records[index] for index in range(len(part)))
+            reason = f"the OCR engine failed on this image: {type(error).__name__}: {error}"
+        for place, (index, image) in enumerate(loaded):
+            job = jobs[index]
+            records[index] = page_record(job, self.name, image, pages[place]) if pages is not None else \
+                failed_record(job, self.name, reason)
+        return [records[index].to_dict() for index in range(len(jobs))]
 
-
-def _start_engine(options: OcrOptions, todo: list[PageJob]) -> Callable[[list[PageJob]], Iterator[Record]]:
-    """Build the engine up front, so a missing package or model fails before any record is written."""
-    if not is_built_in(options.engine):
-        model = load_model(options.engine, LoadOptions(device=options.device, dtype=options.dtype, max_pixels=options.max_pixels,
-                                                       adapter=options.adapter, merge_adapter=options.merge_adapter))
-        generation = GenerationOptions(batch_size=options.batch_size, max_new_tokens=options.max_new_tokens,
-                                       thinking=options.thinking, max_thinking_tokens=options.max_thinking_tokens)
-        engine = QwenEngine(model, options.engine, mode=options.mode, options=generation)
-        return lambda jobs: _qwen_records(jobs, options, engine)
-    spec = EngineSpec(options.engine, angle_cls=options.angle_cls)
-    workers = options.workers or max(1, min(os.cpu_count() or 1, len(todo)))
-    if options.ray is None and workers == 1:
-        start_worker(spec, 1 if options.workers else None)  # --workers 1 means one core
-        return lambda jobs: ppocr_records(jobs, 1, options.max_image_pixels, spec)
-    # One engine here first, so that a broken install stops the run with one message instead of an
-    # error record per page; the worker processes or Ray actors then build their own.
-    spec.build(threads=1)
-    if options.ray is not None:  # actors on a Ray cluster, each with a one-thread engine
-        from vlground.jobs.ray_workers import ppocr_records_on_ray
-        from vlground.jobs.scale import RaySettings
-
-        settings = RaySettings(options.ray, workers=options.workers or 1)
-        return lambda jobs: ppocr_records_on_ray(jobs, options.max_image_pixels, settings, spec)
-    return lambda jobs: ppocr_records(jobs, workers, options.max_image_pixels, spec)
-
-
-def _done_before(key: str, done: dict, options: OcrOptions, summary: Summary) -> bool:
-    """Whether the output already holds `key` (counted as skipped); with `retry_failed`, an input
-    whose record is an error is read again instead."""
-    earlier = done.get(key)
-    if earlier is None:
-        return False
-    failed = earlier.get("error") is not None
-    if failed and options.retry_failed:
-        return False
-    summary.skipped += 1
-    summary.skipped_failed += failed
-    return True
+    def failed(self, job: PageJob, reason: str) -> Record:
+        return failed_record(job, self.name, f"the OCR engine crashed on this image ({reason}); the other images were read").to_dict()
 
 
 def expand_inputs(paths: list[str], recursive: bool = False, exclude: Iterable = ()) -> Sources:
@@ -138,13 +132,11 @@ def expand_inputs(paths: list[str], recursive: bool = False, exclude: Iterable =
     return expand(paths, recursive=recursive, extra_suffixes={".pdf"}, exclude=exclude)
 
 
-def _plan(inputs: Sources, options: OcrOptions, done: dict, summary: Summary,
-          exporter: Exporter) -> tuple[list[PageJob], list[Record]]:
-    """The pages left to read, and the error records of inputs that cannot be read at all (bad
-    patterns, unlistable folders, encrypted or broken documents); inputs the output holds are
-    counted as skipped. Each input's pages are announced to the exporter."""
-    todo: list[PageJob] = []
-    unreadable: list[Record] = []
+def _tasks(inputs: Sources, options: OcrOptions, exporter: Exporter) -> list[Task]:
+    """One task per page to read; an input that cannot be read at all (a bad pattern, an unlistable
+    folder, an encrypted or broken document) one task with its error record. Each input's pages are
+    announced to the exporter."""
+    tasks = []
     for source in inputs.items:
         name = absolute_name(source.location)
         try:
@@ -152,32 +144,31 @@ def _plan(inputs: Sources, options: OcrOptions, done: dict, summary: Summary,
                 raise DocumentError(source.error)
             jobs = plan(source, options.pages, options.dpi)
         except DocumentError as error:
-            if not _done_before(input_key(name), done, options, summary):
-                unreadable.append(Record.failed(source.location, str(error), engine=options.engine))
+            tasks.append(Task(input_key(name), record=Record.failed(source.location, str(error), engine=options.engine).to_dict()))
             continue
         exporter.expect(source, [input_key(name, job.page) for job in jobs])
-        todo += [job for job in jobs if not _done_before(input_key(name, job.page), done, options, summary)]
-    return todo, unreadable
+        tasks += [Task(input_key(name, job.page), job) for job in jobs]
+    return tasks
 
 
-def _deliver(record: Record, sink, options: OcrOptions, exporter: Exporter, summary: Summary) -> None:
-    """Write the record, count it, say why it failed on stderr (one line), and write the exports of
-    its input once all its pages are in; a failed export supersedes the record with an error record
-    (text kept), so --resume --retry-failed writes it again."""
-    sink.write(record.to_dict())
-    if record.error is None:
-        problem = exporter.record_done(record, sink.done)
-        if problem is not None:
-            record = replace(record, error=f"{problem}; the text is in this record, --resume --retry-failed writes it again")
-            sink.write(record.to_dict())
-    summary.done += 1
-    if record.error is not None:
-        summary.failed += 1
-        if options.echo_failures:
-            from tqdm import tqdm
-
-            page = f" page {record.page}" if record.page is not None else ""
-            tqdm.write(f"failed: {escape_path(record.path)}{page}: {record.error}", file=sys.stderr)
+def _worker_and_executor(options: OcrOptions, count: int):
+    """The engine's worker and where it runs for `count` pages: a built-in engine in one process per
+    core (one thread each), or in this process with every thread for a single page or `--workers 1`
+    (one thread: one core); a Qwen model in this process, a few batches per call so the backend can
+    group similar sizes. With several processes or Ray, one engine is built here first, so that a
+    broken install stops the run with one message instead of an error record per page."""
+    run = options.run
+    if not is_built_in(options.engine):
+        worker = PageWorker(model=options.engine, load=options.load, mode=options.mode, generation=options.generation,
+                            max_image_pixels=options.max_image_pixels)
+        return worker, run.executor(options.generation.batch_size * 4)
+    spec = EngineSpec(options.engine, angle_cls=options.angle_cls)
+    workers = run.workers or (1 if run.ray is not None else max(1, min(os.cpu_count() or 1, count)))
+    executor = replace(run, workers=workers).executor(1)
+    if isinstance(executor, InProcess):
+        return PageWorker(spec, threads=1 if run.workers else None, max_image_pixels=options.max_image_pixels), executor
+    spec.build(threads=1)
+    return PageWorker(spec, threads=1, max_image_pixels=options.max_image_pixels), executor
 
 
 def run_ocr(paths: Iterable[str], out: str | Path, options: OcrOptions | None = None,
@@ -198,22 +189,31 @@ def run_ocr(paths: Iterable[str], out: str | Path, options: OcrOptions | None = 
         return summary
     files = [s.location for s in inputs.readable if s.data is None and not is_url(s.location)] or ["."]
     exporter = Exporter(options.exports, root=os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in files]))
-    started = time.perf_counter()
-    with open_sink(out, resume=options.resume, overwrite=options.overwrite) as sink:
-        todo, unreadable = _plan(inputs, options, sink.done, summary, exporter)
-        # No engine (no model load) when there is nothing left to read.
-        records = _start_engine(options, todo)(todo) if todo else (record for record in ())
-        for record in unreadable:
-            _deliver(record, sink, options, exporter, summary)
-        bar = progress_bar(len(todo), options.progress)
-        try:
-            for record in records:
-                _deliver(record, sink, options, exporter, summary)
-                bar.update(1)
-        except KeyboardInterrupt:
-            summary.interrupted = True
-        finally:
-            bar.close()
-            records.close()
-    summary.seconds = time.perf_counter() - started
-    return summary
+    run = options.run
+    with open_sink(out, record_key, resume=run.resume, overwrite=run.overwrite) as sink:
+        todo = pending(_tasks(inputs, options, exporter), sink.done, run.retry_failed, summary)
+        if not todo:
+            return summary
+        worker, executor = _worker_and_executor(options, sum(task.record is None for task in todo))
+
+        def write(record: Record) -> Record:
+            """Write the record, then the exports of its input once all its pages are in; a failed
+            export supersedes the record with an error record (text kept), so --resume
+            --retry-failed writes it again."""
+            sink.write(record)
+            if record["error"] is None:
+                problem = exporter.record_done(Record.from_dict(record), sink.done)
+                if problem is not None:
+                    record = {**record, "error": f"{problem}; the text is in this record, --resume --retry-failed writes it again"}
+                    sink.write(record)
+            return record
+
+        def report(record: Record, bar) -> None:
+            if record["error"] is not None and options.echo_failures:
+                import sys
+
+                page = f" page {record['page']}" if record.get("page") is not None else ""
+                bar.write(f"failed: {escape_path(record['path'])}{page}: {record['error']}", file=sys.stderr)
+
+        return run_tasks(todo, worker, executor, sink, retry_failed=run.retry_failed, progress=run.progress,
+                         summary=summary, write=write, report=report)

@@ -32,9 +32,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from vlground.core.families import Family, UnknownFamilyError, checkpoint_thinking, family_from_name
 from vlground.core.geometry import model_input_size
-from vlground.core.options import GenerationOptions, LoadOptions, with_overrides
 from vlground.models.base import STOP_TOKENS, Backend, Generation, Request
 from vlground.models.http_client import HTTPPolicy, HTTPStatusError, ServerError, request_json
+from vlground.core.options import GenerationOptions, LoadOptions, with_overrides
 from vlground.models.thinking import template_kwargs, thinks
 
 __all__ = ["DEFAULT_TIMEOUT", "HTTPPolicy", "ServerBackend", "ServerError", "is_server_url"]
@@ -146,16 +146,9 @@ class ServerBackend(Backend):
                 raise
             self._refused_extensions(list(extensions))
             answer = request_json(url, self.headers, self.policy, payload)
-        choices = answer.get("choices")
-        message = choices[0].get("message") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
-        text = message.get("content") if isinstance(message, dict) else None
-        reasoning = message.get("reasoning_content") if isinstance(message, dict) else None
-        if text is None and isinstance(reasoning, str):
-            text = ""  # all reasoning: the budget ran out before the answer
-        if not isinstance(text, str):
-            raise ServerError(f"{url} answered without a choice's message: {str(answer)[:300]}")
-        return Generation(text=_until_stop(text), input_size=self._input_size(request.image.size), thinking=thinking,
-                          reasoning=reasoning if isinstance(reasoning, str) else None)
+        text, reasoning = chat_answer(answer, url)
+        input_size = served_input_size(self.family, request.image.size, self.min_pixels, self.max_pixels)
+        return Generation(text=text, input_size=input_size, thinking=thinking, reasoning=reasoning)
 
     def _refused_extensions(self, names: list[str]) -> None:
         if self.takes_extensions:
@@ -166,16 +159,9 @@ class ServerBackend(Backend):
 
     def _payload(self, request: Request, budget: int, options: GenerationOptions) -> dict:
         """The standard OpenAI chat request (fields every compatible server takes)."""
-        image = io.BytesIO()
-        pil_format, save_options = IMAGE_FORMATS[self.image_format]
-        request.image.save(image, format=pil_format, **save_options)
-        url = f"data:image/{self.image_format};base64," + base64.b64encode(image.getvalue()).decode("ascii")
         payload = {
             "model": self.served_model,
-            "messages": [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": url}},
-                {"type": "text", "text": request.prompt.text},
-            ]}],
+            "messages": chat_messages(request.image, request.prompt.text, self.image_format),
             "max_tokens": budget,
             "temperature": options.temperature if options.do_sample else 0.0,
         }
@@ -185,11 +171,38 @@ class ServerBackend(Backend):
             payload["seed"] = options.seed
         return payload
 
-    def _input_size(self, image_size: tuple[int, int]) -> tuple[int, int] | None:
-        """What the server's processor makes of an image (width, height), for families that resize."""
-        if self.family.patch_size is None:  # Qwen-VL-Chat: squashed to 448x448, boxes on [0, 1000)
-            return None
-        return model_input_size(self.family, image_size, self.min_pixels, self.max_pixels)
+
+def chat_messages(image, prompt_text: str, image_format: str = "png") -> list[dict]:
+    """The one user turn of a request (here and in `vlground.jobs.llm_steps`): the image as a data URL in
+    `image_format` (IMAGE_FORMATS), then the prompt text."""
+    buffer = io.BytesIO()
+    pil_format, save_options = IMAGE_FORMATS[image_format]
+    image.save(buffer, format=pil_format, **save_options)
+    url = f"data:image/{image_format};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": prompt_text}]}]
+
+
+def served_input_size(family: Family, image_size: tuple[int, int], min_pixels: int | None,
+                      max_pixels: int | None) -> tuple[int, int] | None:
+    """What a server's processor, run with these min/max pixels, makes of an image (width, height):
+    the frame Qwen2.5-VL answers in; None for Qwen-VL-Chat (squashed to 448x448, boxes on [0, 1000))."""
+    if family.patch_size is None:
+        return None
+    return model_input_size(family, image_size, min_pixels, max_pixels)
+
+
+def chat_answer(answer: object, url: str) -> tuple[str, str | None]:
+    """(the answer's text up to the end of the turn, the reasoning the server returned apart or None)
+    of a /chat/completions response; ServerError when it holds no message."""
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    message = choices[0].get("message") if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+    text = message.get("content") if isinstance(message, dict) else None
+    reasoning = message.get("reasoning_content") if isinstance(message, dict) else None
+    if text is None and isinstance(reasoning, str):
+        text = ""  # all reasoning: the budget ran out before the answer
+    if not isinstance(text, str):
+        raise ServerError(f"{url} answered without a choice's message: {str(answer)[:300]}")
+    return _until_stop(text), reasoning if isinstance(reasoning, str) else None
 
 def _auth(api_key: str | None) -> dict[str, str]:
     key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")

@@ -49,7 +49,7 @@ class BuiltInEngine:
     several worker processes share the cores); None lets it use them all."""
 
     name: str
-    # The packages a worker process imports before it forks (vlground.jobs.ocr_workers).
+    # The packages a worker process imports before it forks (vlground.jobs.executors.Processes).
     modules: tuple[str, ...]
     angle_cls: bool = False
     _nets: Networks  # set by each generation's constructor
