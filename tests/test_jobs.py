@@ -12,7 +12,7 @@ import pytest
 from vlground.io.sink import JsonlSink
 from vlground.jobs.executors import InProcess, Processes, executor_for
 from vlground.jobs.isolation import WorkerSetupError
-from vlground.jobs.loop import Task, run_tasks
+from vlground.jobs.loop import RunOptions, Task, run_tasks
 
 
 class Echo:
@@ -119,7 +119,7 @@ def test_ctrl_c_keeps_what_is_written_and_says_interrupted(tmp_path):
 
 
 def test_the_shared_flags_choose_the_executor():
-    assert isinstance(executor_for(None, 1, 4), InProcess)
-    assert executor_for(None, 3, 2) == Processes(3, 2)
-    ray = executor_for("local", 2, 4, gpus_per_worker=0.5)
+    assert isinstance(executor_for(RunOptions(), 4), InProcess)
+    assert executor_for(RunOptions(workers=3), 2) == Processes(3, 2)
+    ray = executor_for(RunOptions(ray="local", workers=2, gpus_per_worker=0.5), 4)
     assert (ray.settings.workers, ray.settings.batch_size, ray.settings.gpus_per_worker) == (2, 4, 0.5)

@@ -29,6 +29,7 @@ from vlground.eval.inputs import InputProblems
 from vlground.eval.refcoco import score_refcoco
 from vlground.eval.refcoco_data import RefSample, load_sample_image
 from vlground.core.families import get_family
+from vlground.jobs.executors import executor_for
 from vlground.jobs.loop import Record, RunOptions, Task, run_tasks
 from vlground.core.options import GenerationOptions, LoadOptions
 from vlground.core.results import REASONING_FIELDS
@@ -205,10 +206,10 @@ def run_refcoco_bench(
         raise EvalInputError(str(error)) from None
     worker = RefcocoWorker(model_name, load or LoadOptions(), generation, root, loaded=model)
     if model is not None and run.ray is None and (run.workers or 1) == 1:
-        executor = run.executor(generation.batch_size * 4)  # a few batches at a time: similar sizes batch together
+        executor = executor_for(run, generation.batch_size * 4)  # a few batches at a time: similar sizes batch together
     else:
         worker.loaded = None  # each worker process or actor loads its own
-        executor = run.executor(generation.batch_size)
+        executor = executor_for(run, generation.batch_size)
     with sink:
         summary = run_tasks([Task(str(i), (i, sample)) for i, sample in enumerate(samples)], worker, executor, sink,
                             retry_failed=run.retry_failed, progress=run.progress, unit="sample")

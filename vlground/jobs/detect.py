@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 from PIL import Image
 
 from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
+from vlground.jobs.executors import executor_for
 from vlground.jobs.loop import Record, RunOptions, Task, run_tasks
 from vlground.core.options import GenerationOptions, LoadOptions
 from vlground.jobs.progress import Summary
@@ -233,7 +234,7 @@ def run_detect(sources: Sources, worker: DetectWorker, sink=None, run: RunOption
         return record
 
     tasks = [Task(source_key(source), source) for source in sources.items]
-    executor = run.executor(worker.job.generation.batch_size)
+    executor = executor_for(run, worker.job.generation.batch_size)
     return run_tasks(tasks, worker, executor, sink, retry_failed=run.retry_failed, progress=run.progress,
                      summary=summary, write=write, report=report)
 

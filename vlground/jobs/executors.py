@@ -14,11 +14,10 @@ from collections.abc import Generator, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any
 
 from vlground.io.sink import pid_alive
 from vlground.jobs.isolation import Outcome, WorkerSetupError, failure, isolated
-from vlground.jobs.loop import Executor, Record, Worker
+from vlground.jobs.loop import Executor, Record, RunOptions, Worker
 
 def batches(indices: list[int], size: int) -> list[list[int]]:
     return [indices[start : start + size] for start in range(0, len(indices), size)]
@@ -147,14 +146,15 @@ def _pool_pass(queue: deque, workers: int, context, worker: Worker, items: list,
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def executor_for(ray: str | None = None, workers: int = 1, batch_size: int = 1, **ray_settings: Any) -> Executor:
-    """The executor the shared flags ask for: `--ray ADDRESS` (with `workers` actors and
-    `ray_settings` of `vlground.jobs.ray_pool.RaySettings`), else `--workers N` processes (N > 1),
-    else this process. `batch_size`: items per worker call."""
-    if ray is not None:
+def executor_for(run: RunOptions, batch_size: int = 1) -> Executor:
+    """The executor the shared flags in `run` ask for: `--ray ADDRESS` (`workers` actors of
+    `gpus_per_worker` GPUs each), else `--workers N` processes (N > 1), else this process.
+    `batch_size`: items per worker call."""
+    workers = run.workers or 1
+    if run.ray is not None:
         from vlground.jobs.ray_pool import RayExecutor, RaySettings
 
-        return RayExecutor(RaySettings(ray, workers=workers, batch_size=batch_size, **ray_settings))
+        return RayExecutor(RaySettings(run.ray, workers=workers, batch_size=batch_size, gpus_per_worker=run.gpus_per_worker))
     if workers > 1:
         return Processes(workers, batch_size)
     return InProcess(batch_size)

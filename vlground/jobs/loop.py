@@ -68,16 +68,6 @@ class RunOptions:
         if self.gpus_per_worker and self.ray is None:
             raise ValueError("--gpus-per-worker applies with --ray; without it the model runs on this machine")
 
-    def executor(self, batch_size: int) -> Executor:
-        """The executor these flags ask for (`vlground.jobs.executors.executor_for`), handing
-        `batch_size` items to each worker call."""
-        from vlground.jobs.executors import executor_for
-
-        workers = self.workers or 1
-        if self.ray is not None:
-            return executor_for(self.ray, workers, batch_size, gpus_per_worker=self.gpus_per_worker)
-        return executor_for(None, workers, batch_size)
-
 
 @dataclass(frozen=True)
 class Task:

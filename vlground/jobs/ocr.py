@@ -17,7 +17,7 @@ from typing import Any
 from PIL import Image
 
 from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
-from vlground.jobs.executors import InProcess
+from vlground.jobs.executors import InProcess, executor_for
 from vlground.jobs.loop import Record, RunOptions, Task, pending, run_tasks
 from vlground.io.documents import DEFAULT_DPI, DocumentError, PageJob, PageSelection, load_page, plan
 from vlground.ocr.engine import PageText, QwenEngine
@@ -161,10 +161,10 @@ def _worker_and_executor(options: OcrOptions, count: int):
     if not is_built_in(options.engine):
         worker = PageWorker(model=options.engine, load=options.load, mode=options.mode, generation=options.generation,
                             max_image_pixels=options.max_image_pixels)
-        return worker, run.executor(options.generation.batch_size * 4)
+        return worker, executor_for(run, options.generation.batch_size * 4)
     spec = EngineSpec(options.engine, angle_cls=options.angle_cls)
     workers = run.workers or (1 if run.ray is not None else max(1, min(os.cpu_count() or 1, count)))
-    executor = replace(run, workers=workers).executor(1)
+    executor = executor_for(replace(run, workers=workers))
     if isinstance(executor, InProcess):
         return PageWorker(spec, threads=1 if run.workers else None, max_image_pixels=options.max_image_pixels), executor
     spec.build(threads=1)
