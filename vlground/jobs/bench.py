@@ -221,7 +221,7 @@ def run_refcoco_bench(
     if html_report is not None:
         from vlground.eval.report import write_report
 
-        write_report(html_report, scores, image_root=root, context={"command": command or "run_refcoco_bench", "model": model_name, "gt": gt_name})
+        write_report(html_report, scores, image_root=root, context={"command": command or "vlground bench refcoco", "model": model_name, "gt": gt_name})
     return _report(model_name, gt_name, scores, records, out, worst=worst, answered=summary.done)
 
 

@@ -62,7 +62,7 @@ def failed_record(job: PageJob, engine: str, error: str) -> Record:
 
 def page_record(job: PageJob, engine: str, image: Image.Image, page: PageText) -> Record:
     return Record(path=job.source.location, engine=engine, width=image.width, height=image.height, text=page.text,
-                     lines=page.lines, page=job.page, pages=job.pages, dpi=job.dpi, rotation=page.rotation,
+                     detections=page.lines, page=job.page, pages=job.pages, dpi=job.dpi, rotation=page.rotation,
                      warnings=page.warnings, reasoning=page.reasoning)
 
 
