@@ -78,7 +78,7 @@ def test_ray_run_equals_one_process_and_reads_pyarrow_uris(ray_cluster, folder, 
     on_ray = {Path(r["path"]).name: r for r in _records(tmp_path / "ray" / "records.jsonl")}
     assert all(r["path"].startswith("file:///") for r in on_ray.values())
     for record in _records(tmp_path / "alone" / "records.jsonl"):
-        assert {**on_ray[Path(record["path"]).name], "path": record["path"]} == record
+        assert {**on_ray[Path(record["path"]).name], "path": record["path"], "abspath": record["abspath"]} == record  # URI vs file
     coco = json.loads((tmp_path / "ray" / "instances.json").read_text())
     assert len(coco["images"]) == 8 and [c["name"] for c in coco["categories"]] == list(CATEGORIES)
 
