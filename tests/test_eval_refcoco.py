@@ -248,3 +248,41 @@ def test_centre_hit_reads_each_axis_on_boxes_that_are_not_square():
                      [40, 30, 60, 50],   # centre (50, 40): below the box, though 40 < x2 = 100
                      [110, 0, 130, 10]], dtype=float)  # centre (120, 5): right of it, though 5 < y2
     assert centre_hit(pred, gt).tolist() == [True, False, False]
+
+
+@pytest.mark.parametrize("protocol, draft, answer", [
+    ("qwen-vl", "<ref>cat</ref><box>(0,0),(100,100)</box>", "<ref>cat</ref><box>(500,500),(999,999)</box>"),
+    ("lmms-eval", "[0.0, 0.0, 0.1, 0.1]", "[0.5, 0.5, 1.0, 1.0]"),
+    ("family", '```json\n[{"bbox_2d": [0, 0, 100, 100]}]\n```', '```json\n[{"bbox_2d": [500, 500, 1000, 1000]}]\n```'),
+])
+def test_every_protocol_scores_the_answer_never_the_draft_in_the_reasoning(protocol, draft, answer):
+    """A thinking model drafts a box while it reasons: the regex protocols' first match would be the
+    draft. Closer-only (the prompt opened <think>) and R1-style <answer> blocks both score the answer."""
+    truth = [sample((500, 500, 1000, 1000), id=str(i)) for i in range(3)]
+    records = [
+        {"id": "0", "text": f"The cat may be at {draft}, no, lower.\n</think>\n{answer}"},
+        {"id": "1", "text": f"<think>first guess {draft}</think><answer>{answer}</answer>"},
+        {"id": "2", "text": f"<think>still thinking {draft} and the budget ran out"},
+    ]
+    scores = score_refcoco(truth, records, protocol, family="qwen3-vl")
+    assert scores.ious[:2].tolist() == pytest.approx([1.0, 1.0], abs=0.01)
+    assert scores.ious[2] == 0.0 and not scores.parsed[2]
+
+
+def test_a_record_whose_reasoning_was_cut_short_scores_no_box_even_without_tags():
+    """With thinking on the prompt opened the reasoning, so a budget cut leaves no tag at all: the
+    record's reasoning_cut_short says the text is reasoning, and a box in it is not an answer."""
+    truth = [sample((0, 0, 100, 100), id=0)]
+    records = [{"id": 0, "text": "maybe <ref>cat</ref><box>(0,0),(100,100)</box>", "reasoning_cut_short": True}]
+    for protocol in ("qwen-vl", "family"):
+        scores = score_refcoco(truth, records, protocol, family="qwen-vl")
+        assert scores.ious[0] == 0.0 and not scores.parsed[0]
+
+
+def test_integer_ids_on_both_sides_align_by_value():
+    """Samples built in Python may carry int ids; predictions' ids are read as strings, so 7 and "7"
+    must meet on either side (they scored 0 before, aligned 'by id' with nothing found)."""
+    truth = [sample((0, 0, 10, 10), id=0), sample((50, 50, 60, 60), id=1)]
+    records = [{"id": 1, "box": [50, 50, 60, 60]}, {"id": "0", "box": [0, 0, 10, 10]}]
+    summary = score_refcoco(truth, records, "qwen-vl").summary()
+    assert (summary["aligned_by"], summary["accuracy"], summary["missing"], summary["unmatched"]) == ("id", 1.0, 0, 0)

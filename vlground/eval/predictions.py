@@ -105,7 +105,8 @@ def align(gt_ids: Sequence[str | None], records: Sequence[dict], id_keys: Sequen
             duplicates += 1
         else:
             by_id[pid] = record
-    aligned = [by_id.get(gid) for gid in gt_ids]
-    known = set(gt_ids)
+    gt_keys = [str(gid) for gid in gt_ids]  # as record_id does, so 7 and "7" match on either side
+    aligned = [by_id.get(key) for key in gt_keys]
+    known = set(gt_keys)
     unmatched = sum(1 for pid in pred_ids if pid is None) + sum(1 for pid in by_id if pid not in known)
     return Alignment(aligned, "id", sum(r is None for r in aligned), unmatched, duplicates)

@@ -18,7 +18,13 @@ A prediction record is `{"text": raw model output}` or `{"box": [x1, y1, x2, y2]
 for "no box"). "family" uses "box" when the record has that key (a runtime already placed it) and reads
 "text" otherwise; the other protocols read "text" with their own rules when there is one and use
 "box" otherwise. Every protocol reports accuracy at IoU >= 0.5 (headline) and 0.1 ... 0.9, mean IoU,
-centre hits, unparsable answers, and the same per split."""
+centre hits, unparsable answers, and the same per split.
+
+Reasoning never scores, under any protocol: each reads only the answer part of the text
+(`vlground.grammar.reasoning`: after the last `</think>`, or an `<answer>` block), and a record whose
+`reasoning_cut_short` is true (or whose reasoning never closed) has no answer, so it is unparsable.
+The reference scripts predate thinking models; on text without reasoning tags the answer part is the
+whole text, so their results are unchanged."""
 from __future__ import annotations
 
 import re
@@ -135,6 +141,15 @@ def _regex_reader(read_one: Callable[[str], Coords | None], columns) -> TextRead
         return coords.reshape(n, 4), parsed
 
     return read
+
+
+def _answer_part(record: dict) -> str:
+    """What a protocol may read of a prediction's text: the answer, never the reasoning before it."""
+    from vlground.grammar.reasoning import split
+
+    if record.get("reasoning_cut_short") is True:
+        return ""
+    return split(record["text"]).answer
 
 
 def _read_family(texts, samples, family, input_sizes):
@@ -384,7 +399,7 @@ def score_refcoco(
         if r is not None and r.get("text") is not None and not isinstance(r["text"], str):
             problems.refuse_prediction(f"prediction for sample {i}", f"'text' is {type(r['text']).__name__}, not text")
     texts: list[str | None] = [
-        r["text"] if r is not None and isinstance(r.get("text"), str) and (proto.prefers_text or "box" not in r) else None
+        _answer_part(r) if r is not None and isinstance(r.get("text"), str) and (proto.prefers_text or "box" not in r) else None
         for r in alignment.records
     ]
     pixel_boxes = np.full((n, 4), proto.unparsable_box, dtype=np.float64)
