@@ -21,7 +21,7 @@ fastest round counts. CER and WER as `vlground eval ocr` computes them (whitespa
 space). Tesseract runs with OMP_THREAD_LIMIT=1, the engines with one onnxruntime thread.
 
     python benchmarks/bench_ocr_peers.py           # prints one JSON line; N=24 images per set
-    N=8 ROUNDS=1 python benchmarks/bench_ocr_peers.py"""
+    N=8 ROUNDS=1 SETS=pages python benchmarks/bench_ocr_peers.py    # fewer images, one round, some sets"""
 from __future__ import annotations
 
 import json
@@ -46,6 +46,7 @@ from bench_ocr_documents import build as build_pages  # noqa: E402
 
 N = int(os.environ.get("N", "24"))
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
+SETS = os.environ.get("SETS", "quality,heldout,turned,pages").split(",")
 ROOT = Path(__file__).resolve().parent.parent
 TEST_FONTS = [None] + font_files(ROOT / "tests" / "fonts")
 SYSTEM_FONTS = Path("/usr/share/fonts/truetype")
@@ -76,7 +77,8 @@ def _sets(folder: Path) -> tuple[dict[str, list[tuple[Image.Image, str]]], list[
     for name in ("document.pdf", "scan.tif"):
         for job in plan(Source(str(folder / name)), PageSelection()):
             pages.append((load_page(job), truth[(name, job.page)]))
-    return {"quality": quality, "heldout": heldout, "turned": turned, "pages": pages}, fonts
+    sets = {"quality": quality, "heldout": heldout, "turned": turned, "pages": pages}
+    return {name: sets[name] for name in SETS}, fonts
 
 
 def _rates(pairs: list[tuple[str, str]]) -> dict[str, float]:
@@ -112,7 +114,7 @@ def main() -> None:
         if tesseract:
             psm = {"quality": 11, "heldout": 11, "turned": 1, "pages": 3}  # sparse text; orientation; a page
             tools["tesseract"] = lambda name, images: _tesseract(images, folders[name], psm[name])
-        engine.read_one(sets["quality"][0][0])  # models loaded, first-run costs paid
+        engine.read_one(next(iter(sets.values()))[0][0])  # models loaded, first-run costs paid
         load_before = os.getloadavg()
         seconds = {(tool, name): float("inf") for tool in tools for name in sets}
         texts = {}

@@ -3,8 +3,9 @@ batched, each character placed by the recognizer's own output columns.
 
 rapidocr's pipeline scales every image so that its short side is 736 px before detection: a 300 x
 160 px sign is blown up 21 times in area, and the detector's time grows with the area. Here an image
-is detected at its own size, shrunk only when its long side passes DETECT_SIDE (text on such images
-is large: a 300 dpi page's 10 pt text is still 11 px high at 960 px), and detected again at a finer
+is detected at its own size, shrunk only when its long side passes DETECT_SIDE (a 300 dpi A5 page's
+9 pt table is still 15 px high at 1280 px; at 960 px the cells of a scanned table ran together and
+it was read column by column), and detected again at a finer
 scale only when the boxes it found are too small for the detector to have found them all. The
 recognizer reads crops a batch at a time, grouped by width so that little is padded; its output
 columns say where along the crop each character sits, which gives the characters' places without
@@ -22,7 +23,7 @@ from vlground.ocr import orientation
 from vlground.ocr.layout import Piece
 
 # The long side an image is detected at, at most (smaller images: their own size).
-DETECT_SIDE = 960
+DETECT_SIDE = 1280
 # Boxes whose median height (detector pixels) is below this were found at too coarse a scale:
 # the image is detected again, scaled so that they would be FINE_TEXT high, up to its own size.
 SMALL_TEXT = 9.0
