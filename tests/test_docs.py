@@ -39,6 +39,7 @@ HUB_IDS = {
     "Qwen/Qwen3-VL-8B-Instruct": "qwen3-vl",
     "Qwen/Qwen-VL-Chat": "qwen-vl-chat",
     "Qwen/Qwen-VL": "qwen-vl",
+    "Qwen/Qwen3.5-9B": "qwen3.5",
 }
 SNAPSHOT = "0" * 40
 
