@@ -241,11 +241,12 @@ def bench_refcoco(
 def _model(model: str, load):
     """The model, loaded here so that a model that cannot load fails before any sample is read."""
     import vlground
+    from vlground.core.extras import MissingExtraError
     from vlground.core.families import UnknownFamilyError
 
     try:
         return vlground.load_model(model, load)
-    except (UnknownFamilyError, ValueError, MemoryError, OSError) as error:  # OSError: weights or files missing
+    except (UnknownFamilyError, ValueError, MemoryError, OSError, MissingExtraError) as error:  # OSError: weights or files missing
         fail(str(error))
 
 

@@ -35,7 +35,7 @@ class Transcription:
 
 def document_key(path: str) -> str:
     """The file name without its extension: `scans/a.png` and `truth/a.txt` are the same document."""
-    return Path(path).with_suffix("").name
+    return Path(path).stem  # as with_suffix("").name, and "" for an empty path instead of an error
 
 
 def reference_file_key(path: Path) -> str:
