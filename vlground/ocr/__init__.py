@@ -5,6 +5,8 @@ documents in vlground.io.
 
     engine     what every engine gives (PageText), and the Qwen-VL models as engines
     ppocr      the built-in engines, PP-OCRv6 (rapidocr 3, default) and PP-OCRv4, CPU, offline
+    reading    their detection and recognition networks driven by vlground (resolution, batches)
+    orientation which way up a page is (0/90/180/270), from box shapes and a recognizer vote
     layout     detected pieces -> lines in reading order (columns, tilted pages)
     spacing    word spaces the recognizer dropped, put back from the pixels; the words of a line
     confusions look-alike characters fixed where the context leaves no doubt
