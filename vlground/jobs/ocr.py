@@ -35,8 +35,8 @@ from vlground.tasks import load_model
 class OcrOptions:
     """Everything `vlground ocr` can be told. `engine` is a built-in engine ("ppocr", "ppocr-v4")
     or a Qwen model (hub id, folder or server URL), loaded with `load` and asked with `generation`
-    in `mode` ("text" or "lines"); `angle_cls` turns on the built-in engine's 0/180-degree line
-    classifier (off: it flips long lines of small print, `vlground.ocr.ppocr`); `max_image_pixels`
+    in `mode` ("text" or "lines"); `angle_cls` has the built-in engine read each line both
+    ways up as well as turning whole pages (`vlground.ocr.ppocr`); `max_image_pixels`
     is the decompression-bomb limit (None: no limit); `pages` and `dpi` apply to documents;
     `exports` are (format, folder) pairs (formats of `vlground.ocr.formats`); `run` the shared batch
     options (its `workers` None: one process per core for the built-in engine); `echo_failures`

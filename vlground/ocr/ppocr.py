@@ -85,10 +85,9 @@ class BuiltInEngine:
 
 
 class PPOCRv6(BuiltInEngine):
-    """rapidocr 3.x: PP-OCRv6 small detection and recognition, the v2 angle classifier (used only
-    with `angle_cls`), every model path given explicitly so that rapidocr never reaches for its
-    downloader. Its lines come with their word spaces; `return_single_char_box` gives one box per
-    visible character."""
+    """rapidocr 3.x: PP-OCRv6 small detection and recognition (and the v2 angle classifier, loaded
+    for the bare engine's own pipeline with `angle_cls`), every model path given explicitly so that
+    rapidocr never reaches for its downloader. Its recognizer writes word spaces itself."""
 
     name = PPOCR
     modules = ("rapidocr", "onnxruntime")
@@ -187,7 +186,7 @@ def is_built_in(name: str) -> bool:
 
 def built_in_engine(name: str = PPOCR, threads: int | None = None, angle_cls: bool = False) -> BuiltInEngine:
     """The built-in engine called `name` (EngineUnavailableError when its package is missing);
-    `angle_cls` turns on the 0/180-degree line classifier (see the module's docstring)."""
+    `angle_cls` reads each line both ways up too (see the module's docstring)."""
     if name not in BUILT_IN_ENGINES:
         raise ValueError(f"no built-in OCR engine {name!r}; built in: {', '.join(BUILT_IN_ENGINES)}")
     return BUILT_IN_ENGINES[name](threads=threads, angle_cls=angle_cls)
