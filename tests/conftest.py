@@ -6,6 +6,9 @@ import pytest
 
 # No test may reach a model hub: missing weights must fail the way an offline user sees it.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Ray binds a cluster to the machine's network address unless it runs single-machine, on 127.0.0.1;
+# read when ray is imported, and inherited by every CLI subprocess and Ray worker the tests start.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 from vlground.testing import make_tiny_model
 

@@ -123,3 +123,8 @@ def test_the_shared_flags_choose_the_executor():
     assert executor_for(RunOptions(workers=3), 2) == Processes(3, 2)
     ray = executor_for(RunOptions(ray="local", workers=2, gpus_per_worker=0.5), 4)
     assert (ray.settings.workers, ray.settings.batch_size, ray.settings.gpus_per_worker) == (2, 4, 0.5)
+
+
+def test_a_local_ray_cluster_listens_on_loopback_only(ray_cluster):
+    """The tests' cluster (and `--ray local`) must not open ports on the machine's network address."""
+    assert ray_cluster.startswith("127.0.0.1:")

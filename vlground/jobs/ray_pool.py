@@ -99,6 +99,10 @@ def connect(address: str) -> None:
     process already connected (a notebook, the tests) keeps its cluster. Ray's own logging is kept
     to errors, its progress bars off: the job prints its own progress."""
     require("ray", "--ray")
+    if address == LOCAL and "ray" not in sys.modules:
+        # a cluster of this machine's cores listens on 127.0.0.1 only (Ray's single-machine mode, read
+        # when ray is imported), not on the machine's network address
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if not ray.is_initialized():
