@@ -16,6 +16,7 @@ def ocr(
     out: Annotated[str, typer.Option("--out", "-o", help="JSONL output (- for stdout); locked while written.")],
     engine: Annotated[str, typer.Option(rich_help_panel="Engine", help="ppocr (default), ppocr-v4, a Qwen model or server URL.")] = "ppocr",
     angle_cls: Annotated[bool, typer.Option("--angle-cls", rich_help_panel="Engine", help="Built-in engine: also read each line upside down.")] = False,
+    layout: Annotated[str, typer.Option("--layout", rich_help_panel="Engine", help="Built-in engine: auto, block, line or sparse (as Tesseract's --psm).")] = "auto",
     mode: Annotated[Optional[str], typer.Option(rich_help_panel="Engine", help="Qwen engine: text (default) or lines (with boxes).")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders too.")] = False,
     batch_size: Annotated[int, typer.Option(rich_help_panel="Model", help="Qwen engine: images per batch.")] = 8,
@@ -48,6 +49,7 @@ def ocr(
     from vlground.jobs.ocr import OcrOptions, run_ocr
     from vlground.io.documents import MAX_DPI
     from vlground.ocr.engine import MODES, EngineUnavailableError
+    from vlground.ocr.layout import LAYOUTS
     from vlground.ocr.ppocr import is_built_in
     from vlground.core.options import GenerationOptions
 
@@ -61,6 +63,10 @@ def ocr(
         fail("--adapter and --merge-adapter are for Qwen engines (--engine MODEL); the built-in engine has no adapters")
     if angle_cls and not is_built_in(engine):
         fail("--angle-cls is for the built-in engines (ppocr, ppocr-v4); a Qwen model reads lines at any angle itself")
+    if layout not in LAYOUTS:
+        fail(f"--layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
+    if layout != "auto" and not is_built_in(engine):
+        fail("--layout is for the built-in engines (ppocr, ppocr-v4); a Qwen model lays out its own answer")
     if is_built_in(engine) and mode is not None:
         fail("--mode is for Qwen engines (--engine MODEL); the built-in engine always writes each line with its box and score")
     if not 1 <= dpi <= MAX_DPI:
@@ -72,7 +78,7 @@ def ocr(
     pixel_limit = DEFAULT_MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels or None
     load = load_options(device=device, dtype=dtype, max_pixels=max_pixels, adapter=adapter, merge_adapter=merge_adapter)
     options = OcrOptions(
-        engine=engine, angle_cls=angle_cls, mode=mode or "text", recursive=recursive, load=load, run=run,
+        engine=engine, angle_cls=angle_cls, layout=layout, mode=mode or "text", recursive=recursive, load=load, run=run,
         generation=GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens, thinking=thinking,
                                      max_thinking_tokens=max_thinking_tokens),
         max_image_pixels=pixel_limit, dpi=dpi, pages=_page_selection(pages), exports=_exports(formats or [], export_dir, txt_dir, out),

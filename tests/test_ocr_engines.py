@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from vlground.ocr.engine import EngineUnavailableError
@@ -135,3 +136,22 @@ def test_the_angle_classifier_flag_is_for_built_in_engines_only(tmp_path):
     result = CliRunner().invoke(ocr_app(), ["ocr", str(tmp_path / "a.png"), "--out", str(tmp_path / "r.jsonl"),
                                          "--engine", "Qwen/Qwen2.5-VL-7B-Instruct", "--angle-cls"])
     assert result.exit_code == 2 and "--angle-cls is for the built-in engines" in result.stderr
+
+
+def test_layout_flag_reads_scattered_labels_each_alone_and_refuses_what_it_cannot_do(tmp_path):
+    image = Image.new("RGB", (900, 120), "white")
+    image.paste(render(Document("sign", [[[("Exit", "center")]]]), Style(font=FONT, size=36)), (10, 10))
+    image.paste(render(Document("sign", [[[("Stairs", "center")]]]), Style(font=FONT, size=36)), (700, 10))
+    image.save(tmp_path / "a.png")
+    texts = {}
+    for layout in ("auto", "sparse"):
+        out = tmp_path / f"{layout}.jsonl"
+        result = CliRunner().invoke(ocr_app(), ["ocr", str(tmp_path / "a.png"), "--out", str(out), "--workers", "1", "--layout", layout])
+        assert result.exit_code == 0, result.stderr
+        texts[layout] = [line["text"] for line in read_records(out)[0]["lines"]]
+    assert texts == {"auto": ["Exit Stairs"], "sparse": ["Exit", "Stairs"]}
+    wrong = CliRunner().invoke(ocr_app(), ["ocr", str(tmp_path / "a.png"), "--out", str(tmp_path / "w.jsonl"), "--layout", "columns"])
+    assert wrong.exit_code == 2 and "--layout must be one of auto, block, line, sparse" in wrong.stderr
+    qwen = CliRunner().invoke(ocr_app(), ["ocr", str(tmp_path / "a.png"), "--out", str(tmp_path / "q.jsonl"),
+                                       "--engine", "Qwen/Qwen2.5-VL-7B-Instruct", "--layout", "line"])
+    assert qwen.exit_code == 2 and "--layout is for the built-in engines" in qwen.stderr

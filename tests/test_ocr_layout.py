@@ -253,3 +253,47 @@ def test_of_two_readings_of_an_overlap_the_surer_is_kept_and_the_second_on_a_tie
     first = Piece(quad=first_quad, text="reading", score=first_score, centers=whole.centers[:7])
     second = Piece(quad=second_quad, text="qroom", score=second_score, centers=whole.centers[6:])
     assert assemble_lines([second, first], page.gray)[0].text == text
+
+
+def _scattered_labels() -> tuple[Page, list[Piece]]:
+    """Two labels on one row far apart, and a two-column pair of lines below."""
+    page = Page(size=(900, 300))
+    pieces = [page.write(20, 20, "Exit"), page.write(700, 20, "Stairs"),
+              page.write(20, 120, "the library opens at nine every day of the week"),
+              page.write(20, 170, "and closes late on fridays and saturdays too")]
+    return page, pieces
+
+
+@pytest.mark.parametrize("layout, lines", [
+    ("auto", ["Exit Stairs", "the library opens at nine every day of the week", "and closes late on fridays and saturdays too"]),
+    ("block", ["Exit Stairs", "the library opens at nine every day of the week", "and closes late on fridays and saturdays too"]),
+    ("sparse", ["Exit", "Stairs", "the library opens at nine every day of the week", "and closes late on fridays and saturdays too"]),
+])
+def test_layout_modes_cut_the_page_as_tesseracts_psm_does(layout, lines):
+    page, pieces = _scattered_labels()
+    assert [line.text for line in assemble_lines(pieces, page.gray, layout)] == lines
+
+
+def test_block_layout_reads_two_columns_row_by_row():
+    page = Page(size=(900, 200))
+    pieces = [page.write(20, 20, "the library opens at nine every"), page.write(480, 20, "parking is free for two hours"),
+              page.write(20, 60, "day of the week and closes late"), page.write(480, 60, "behind the building on the left")]
+    auto = [line.text for line in assemble_lines(pieces, page.gray, "auto")]
+    block = [line.text for line in assemble_lines(pieces, page.gray, "block")]
+    assert auto[0] == "the library opens at nine every" and auto[1] == "day of the week and closes late"
+    assert block[0] == "the library opens at nine every parking is free for two hours"
+
+
+def test_line_layout_keeps_a_wavy_line_as_one():
+    """Words of one line set at steps of two thirds of their height: rows of their own unless told it is one line."""
+    page = Page(size=(900, 160))
+    pieces = [page.write(20, 20, "Fresh"), page.write(160, 40, "bread"), page.write(300, 60, "daily")]
+    assert len(assemble_lines(pieces, page.gray, "auto")) == 3
+    (line,) = assemble_lines(pieces, page.gray, "line")
+    assert line.text.startswith("Fresh bread ") and line.text.replace(" ", "") == "Freshbreaddaily"
+
+
+def test_an_unknown_layout_is_refused():
+    page, pieces = _scattered_labels()
+    with pytest.raises(ValueError, match="auto, block, line, sparse"):
+        assemble_lines(pieces, page.gray, "columns")

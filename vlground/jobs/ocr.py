@@ -36,7 +36,8 @@ class OcrOptions:
     """Everything `vlground ocr` can be told. `engine` is a built-in engine ("ppocr", "ppocr-v4")
     or a Qwen model (hub id, folder or server URL), loaded with `load` and asked with `generation`
     in `mode` ("text" or "lines"); `angle_cls` has the built-in engine read each line both
-    ways up as well as turning whole pages (`vlground.ocr.ppocr`); `max_image_pixels`
+    ways up as well as turning whole pages (`vlground.ocr.ppocr`); `layout` is how it cuts a page
+    into lines (`vlground.ocr.layout.LAYOUTS`); `max_image_pixels`
     is the decompression-bomb limit (None: no limit); `pages` and `dpi` apply to documents;
     `exports` are (format, folder) pairs (formats of `vlground.ocr.formats`); `run` the shared batch
     options (its `workers` None: one process per core for the built-in engine); `echo_failures`
@@ -44,6 +45,7 @@ class OcrOptions:
 
     engine: str = PPOCR
     angle_cls: bool = False
+    layout: str = "auto"
     mode: str = "text"
     recursive: bool = False
     exports: tuple[tuple[str, Path], ...] = ()
@@ -162,7 +164,7 @@ def _worker_and_executor(options: OcrOptions, count: int):
         worker = PageWorker(model=options.engine, load=options.load, mode=options.mode, generation=options.generation,
                             max_image_pixels=options.max_image_pixels)
         return worker, executor_for(run, options.generation.batch_size * 4)
-    spec = EngineSpec(options.engine, angle_cls=options.angle_cls)
+    spec = EngineSpec(options.engine, angle_cls=options.angle_cls, layout=options.layout)
     workers = run.workers or (1 if run.ray is not None else max(1, min(os.cpu_count() or 1, count)))
     executor = executor_for(replace(run, workers=workers))
     if isinstance(executor, InProcess):

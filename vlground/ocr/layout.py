@@ -31,6 +31,11 @@ PROSE_ROW_WIDTH = 8.0
 # a third of a line height, wider in justified text) when a detector splits a line, where a gutter
 # between the columns of a table is wider.
 RUN_GAP = 1.5
+# How a page is cut into lines (`vlground ocr --layout`, as Tesseract's page-segmentation modes):
+# auto (columns found and read one after another), block (one block: rows across the whole page),
+# line (the image is one line of text), sparse (scattered labels: each run of text its own line,
+# top to bottom, no reading order forced on them).
+LAYOUTS = ("auto", "block", "line", "sparse")
 # Rows whose vertical extents overlap by this fraction of the smaller height are one row.
 ROW_OVERLAP = 0.5
 # Below this tilt (degrees) lines get an axis-aligned box, above it a quad, unless the tilt moves
@@ -182,22 +187,46 @@ def _geometry(quad: np.ndarray, level: bool) -> dict:
     return {"quad": tuple((float(x), float(y)) for x, y in quad)}
 
 
-def assemble_lines(pieces: list[Piece], gray: np.ndarray) -> list[Detection]:
+def assemble_lines(pieces: list[Piece], gray: np.ndarray, layout: str = "auto") -> list[Detection]:
     """One line per row of text (`text_line`: a Detection, its words as `parts`), in reading order,
     its pieces joined with the word spaces the pixels of `gray` (the whole image, uint8) show. `score`
     is the pieces' confidence weighted by their number of characters; a word's is that of its characters."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; layouts: {', '.join(LAYOUTS)}")
     pieces = [p for p in pieces if p.text.strip()]
-    return [line for group in _directions(pieces) for line in _group_lines(group, gray)]
+    return [line for group in _directions(pieces) for line in _group_lines(group, gray, layout)]
 
 
-def _group_lines(pieces: list[Piece], gray: np.ndarray) -> list[Detection]:
+def _runs(row: list[Piece], line_height: float) -> list[list[Piece]]:
+    """A row (left to right) cut where its pieces stand more than RUN_GAP line heights apart."""
+    runs = [[row[0]]]
+    for piece in row[1:]:
+        if piece.box[0] - max(p.box[2] for p in runs[-1]) > RUN_GAP * line_height:
+            runs.append([])
+        runs[-1].append(piece)
+    return runs
+
+
+def _cut(pieces: list[Piece], layout: str) -> list[list[Piece]]:
+    """The rows of deskewed pieces that become lines, in order, under `layout` (see LAYOUTS)."""
+    if layout == "line":
+        return [sorted(pieces, key=lambda p: p.box[0])]
+    if layout == "block":
+        return _rows(pieces)
+    if layout == "sparse":
+        line_height = float(np.median([p.height for p in pieces]))
+        return [run for row in _rows(pieces) for run in _runs(row, line_height)]
+    return _reading_order(pieces)
+
+
+def _group_lines(pieces: list[Piece], gray: np.ndarray, layout: str = "auto") -> list[Detection]:
     """The lines of pieces that run the same way (see assemble_lines)."""
     deskewed, angle = _deskew(pieces)
     widest = max(deskewed, key=lambda p: p.width)
     level = (abs(math.degrees(angle)) < AXIS_ALIGNED_DEGREES
              or abs(math.tan(angle)) * widest.width < LEVEL_DRIFT * widest.height)
     lines = []
-    for row in _reading_order(deskewed):
+    for row in _cut(deskewed, layout):
         quad = _row_quad(row, angle)
         height = float(np.median([p.height for p in row]))
         text, spans = join_pieces(gray, quad, height, [PieceChars(p.text, p.centers, p.widths, p.score) for p in row])

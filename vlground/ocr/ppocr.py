@@ -34,7 +34,7 @@ from vlground.core.results import Detection
 from vlground.ocr import orientation
 from vlground.ocr.confusions import fix_confusions
 from vlground.ocr.engine import EngineUnavailableError, PageText
-from vlground.ocr.layout import Piece, assemble_lines
+from vlground.ocr.layout import LAYOUTS, Piece, assemble_lines
 from vlground.ocr.reading import Networks, PageReader, detect_lines
 
 PPOCR = "ppocr"
@@ -52,6 +52,7 @@ class BuiltInEngine:
     # The packages a worker process imports before it forks (vlground.jobs.executors.Processes).
     modules: tuple[str, ...]
     angle_cls: bool = False
+    layout: str = "auto"  # how a page is cut into lines (vlground.ocr.layout.LAYOUTS)
     _nets: Networks  # set by each generation's constructor
 
     def detect(self, image: Image.Image) -> list[Piece]:
@@ -72,7 +73,7 @@ class BuiltInEngine:
         turn = orientation.decide(page.quads, page.confidence)
         pieces = page.pieces(turn.rotation)
         gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        lines = [with_confusions_fixed(line) for line in assemble_lines(pieces, gray)]
+        lines = [with_confusions_fixed(line) for line in assemble_lines(pieces, gray, self.layout)]
         return PageText(text="\n".join(line.text for line in lines), lines=lines, rotation=turn.rotation,
                         warnings=(turn.warning,) if turn.warning and lines else ())
 
@@ -184,12 +185,18 @@ def is_built_in(name: str) -> bool:
     return name in BUILT_IN_ENGINES
 
 
-def built_in_engine(name: str = PPOCR, threads: int | None = None, angle_cls: bool = False) -> BuiltInEngine:
+def built_in_engine(name: str = PPOCR, threads: int | None = None, angle_cls: bool = False,
+                    layout: str = "auto") -> BuiltInEngine:
     """The built-in engine called `name` (EngineUnavailableError when its package is missing);
-    `angle_cls` reads each line both ways up too (see the module's docstring)."""
+    `angle_cls` reads each line both ways up too (see the module's docstring); `layout` is how its
+    pages are cut into lines (`vlground.ocr.layout.LAYOUTS`)."""
     if name not in BUILT_IN_ENGINES:
         raise ValueError(f"no built-in OCR engine {name!r}; built in: {', '.join(BUILT_IN_ENGINES)}")
-    return BUILT_IN_ENGINES[name](threads=threads, angle_cls=angle_cls)
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; layouts: {', '.join(LAYOUTS)}")
+    engine = BUILT_IN_ENGINES[name](threads=threads, angle_cls=angle_cls)
+    engine.layout = layout
+    return engine
 
 
 @dataclass(frozen=True)
@@ -198,9 +205,10 @@ class EngineSpec:
 
     name: str = PPOCR
     angle_cls: bool = False
+    layout: str = "auto"
 
     def build(self, threads: int | None = None) -> BuiltInEngine:
-        return built_in_engine(self.name, threads=threads, angle_cls=self.angle_cls)
+        return built_in_engine(self.name, threads=threads, angle_cls=self.angle_cls, layout=self.layout)
 
 
 def _require(module: str, advice: str) -> None:
