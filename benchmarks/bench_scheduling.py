@@ -14,7 +14,15 @@ held off). Four runs, one process, same requests:
 Reported: decode steps (batched forwards after the prefills), row-steps (tokens computed, one per row
 per forward, prefill's first token included), useful tokens (kept in answers), utilisation
 (useful / row-steps), the padding share of prefill tokens (from the attention masks the model got)
-and wall seconds. `count_batches` is the plain run's padding. Answers of all runs are checked equal.
+and wall seconds; for batch plans also the batches and the largest batch's padded prompt tokens
+(peak memory). Answers of all runs are checked equal.
+
+The padding of count batches has three baselines: `count_batches` is the plain run's (vlground has
+always batched in order of prompt length; the figure the issue means); `count_batches_input_order`
+batches in input order, as a loop over a folder does; `count_batches_same_memory` batches as many as
+the token budget allows for the dearest request, the count that keeps the same peak memory. The
+last two are computed from the processor's prompt-token counts (which give the plain run's measured
+padding exactly: checked).
 
     python benchmarks/bench_scheduling.py            # table
     python benchmarks/bench_scheduling.py --json     # {"plain": {...}, "refill": {...}, "count_batches": ..., ...}"""
@@ -33,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_runtime import SIZES, build_backend, workload  # noqa: E402
 
 from vlground.models.base import Request  # noqa: E402
+from vlground.models.scheduling import padding_share, plan_batches  # noqa: E402
 from vlground.core.options import GenerationOptions  # noqa: E402
 from vlground.prompts import build_prompt  # noqa: E402
 
@@ -56,6 +65,8 @@ class Counter:
 
         def counted_encode(*args, **kwargs):
             inputs, sizes = encode(*args, **kwargs)
+            self.batches += 1
+            self.peak_tokens = max(self.peak_tokens, inputs["attention_mask"].numel())
             self.prefill_tokens += inputs["attention_mask"].numel()
             self.padding_tokens += int((inputs["attention_mask"] == 0).sum())
             return inputs, sizes
@@ -67,21 +78,31 @@ class Counter:
         backend.model.generate, backend._encode, backend._row_engine = counted_generate, counted_encode, counted_engine
 
     def reset(self) -> None:
-        self.steps = self.row_steps = self.prefill_tokens = self.padding_tokens = 0
+        self.steps = self.row_steps = self.prefill_tokens = self.padding_tokens = self.batches = self.peak_tokens = 0
         self.engines = []
 
     def figures(self, useful: int, seconds: float) -> dict:
         steps, row_steps = self.steps, self.row_steps
         prefill, padding = self.prefill_tokens, self.padding_tokens
+        batches = dict(batches=self.batches, peak_prefill_tokens=self.peak_tokens, padding_tokens=padding)
         if self.engines:  # refill encodes requests one by one; its prefills join them in groups
             prefill = sum(e.stats.prefill_tokens for e in self.engines)
             padding = sum(e.stats.padding_tokens for e in self.engines)
+            batches = {}
         for engine in self.engines:
             steps += engine.stats.steps
             row_steps += engine.stats.row_steps
         return dict(decode_steps=steps, row_steps=row_steps, useful_tokens=useful,
                     utilisation=round(useful / row_steps, 3), padding_share=round(padding / prefill, 3),
-                    prefill_tokens=prefill, wall_s=round(seconds, 2))
+                    prefill_tokens=prefill, **batches, wall_s=round(seconds, 2))
+
+
+def planned(costs: list[int], batches: list[list[int]]) -> dict:
+    """Padding of `batches` from the processor's prompt-token counts (each row padded to its batch's
+    longest, as the processor pads)."""
+    padded = [len(b) * max(costs[i] for i in b) for b in batches]
+    return dict(padding_share=round(padding_share(batches, costs), 3), batches=len(batches),
+                peak_prefill_tokens=max(padded), padding_tokens=sum(padded) - sum(costs))
 
 
 def main() -> None:
@@ -115,7 +136,18 @@ def main() -> None:
         result[name] = counter.figures(sum(lengths), time.perf_counter() - start)
     if any(answers[name] != answers["plain"] for name in runs):
         raise SystemExit("answers differ between runs: " + ", ".join(n for n in runs if answers[n] != answers["plain"]))
-    result["count_batches"] = {"padding_share": result["plain"]["padding_share"]}
+    # Baselines of the padding: vlground's count batches (in order of prompt length, as it has always
+    # batched; measured by the plain run), count batches in input order (a loop over a folder), and
+    # count batches as large as the token budget allows for the dearest request (the batch size that
+    # keeps count batches under the same memory).
+    costs = backend._costs(requests, GenerationOptions())
+    result["count_batches"] = {k: result["plain"][k] for k in ("padding_share", "batches", "peak_prefill_tokens")}
+    if planned(costs, plan_batches(costs, args.batch_size))["padding_tokens"] != result["plain"]["padding_tokens"]:
+        raise SystemExit("the prompt-token counts do not give the padding the model got")
+    same_memory = max(1, min(args.batch_size, args.token_budget // max(costs)))
+    result["count_batches_input_order"] = planned(
+        costs, [list(range(i, min(i + args.batch_size, args.n))) for i in range(0, args.n, args.batch_size)])
+    result["count_batches_same_memory"] = dict(planned(costs, plan_batches(costs, same_memory)), batch_size=same_memory)
     result["workload"] = dict(n=args.n, lengths=f"{args.shortest}-{args.longest}", seed=args.seed,
                               batch_size=args.batch_size, token_budget=args.token_budget,
                               visual_tokens=sum(a.input_size[0] * a.input_size[1] for a in answers["plain"]) // 28**2)
@@ -127,6 +159,12 @@ def main() -> None:
         r = result[name]
         print(f"{name:<14}{r['decode_steps']:>13}{r['row_steps']:>11}{r['useful_tokens']:>8}{r['utilisation']:>12.3f}"
               f"{r['padding_share']:>9.3f}{r['wall_s']:>8.2f}")
+    print("\nprefill padding by batch plan (batches, largest batch's padded prompt tokens):")
+    plans = {"count, input order": result["count_batches_input_order"], "count, by prompt length": result["count_batches"],
+             f"count of {result['count_batches_same_memory']['batch_size']} (budget's memory)": result["count_batches_same_memory"],
+             "token budget": result["token_budget"]}
+    for name, r in plans.items():
+        print(f"  {name:<32}{r['padding_share']:>7.3f}{r['batches']:>5}{r['peak_prefill_tokens']:>7}")
 
 
 if __name__ == "__main__":

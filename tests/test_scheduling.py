@@ -66,6 +66,39 @@ def test_token_budget_batches_stay_under_the_budget_and_batch_size_stays_the_cap
     assert [5, 0, 7] in batches  # small ones fill a batch up to the cap
 
 
+def all_partitions(items):
+    if not items:
+        yield []
+        return
+    for rest in all_partitions(items[1:]):
+        yield [[items[0]]] + rest
+        for k in range(len(rest)):
+            yield rest[:k] + [[items[0]] + rest[k]] + rest[k + 1:]
+
+
+def test_batches_are_the_fewest_possible_and_of_those_the_least_padded():
+    """Against every way of splitting small random workloads (cap and budget kept, a request dearer
+    than the budget alone): first fewest batches, then fewest padded prompt tokens. Filling batches
+    in turn fails here, e.g. costs 10, 20, 30, 30 at three rows: [10 20 30] [30] pads 30 more tokens
+    than [10 20] [30 30]."""
+    def allowed(batch, costs, cap, budget):
+        return len(batch) == 1 or (len(batch) <= cap and (budget is None or len(batch) * max(costs[i] for i in batch) <= budget))
+
+    def score(plan, costs):
+        return len(plan), sum(len(b) * max(costs[i] for i in b) for b in plan)
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        costs = rng.integers(1, 50, int(rng.integers(1, 8))).tolist()
+        cap, budget = int(rng.integers(1, 5)), [None, int(rng.integers(20, 150))][int(rng.integers(0, 2))]
+        plan = plan_batches(costs, cap, budget)
+        assert sorted(i for b in plan for i in b) == list(range(len(costs)))
+        assert all(allowed(b, costs, cap, budget) for b in plan)
+        best = min(score(p, costs) for p in all_partitions(list(range(len(costs))))
+                   if all(allowed(b, costs, cap, budget) for b in p))
+        assert score(plan, costs) == best, (costs, cap, budget, plan)
+
+
 def test_padding_share_counts_rows_padded_to_their_batch_longest():
     assert padding_share([[0, 1], [2]], [10, 30, 5]) == pytest.approx(20 / 65)
     assert padding_share([[0], [1]], [10, 30]) == 0

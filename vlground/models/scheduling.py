@@ -27,19 +27,33 @@ def plan_batches(costs: Sequence[int], batch_size: int, token_budget: int | None
     """Indices grouped into batches, cheapest first (stable, so equal costs keep their order): at most
     `batch_size` rows, and with a `token_budget`, at most that many prompt tokens once padded to the
     batch's longest (rows x longest cost). A request dearer than the budget goes alone. `costs` are
-    prompt tokens per request (image area works too, without a budget)."""
+    prompt tokens per request (image area works too, without a budget).
+
+    Of the plans with the fewest batches (each batch is a prefill and a decode loop), the one with the
+    least padding: the batch boundaries in cost order are chosen by dynamic programming, where filling
+    each batch to its limit in turn would leave the leftovers, with the widest spread, to the end."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     order = sorted(range(len(costs)), key=lambda i: costs[i])
+    ranked = [costs[i] for i in order]
+    # best[j]: (batches, padded tokens) of the best plan of the first j in cost order; its last batch starts at start[j]
+    best: list[tuple[float, float]] = [(0, 0)] + [(float("inf"), float("inf"))] * len(order)
+    start = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        longest = ranked[end - 1]  # in cost order, a batch's last is its longest
+        for first in range(end - 1, -1, -1):
+            rows = end - first
+            if rows > 1 and (rows > batch_size or (token_budget is not None and rows * longest > token_budget)):
+                break  # a batch reaching further back only grows
+            plan = (best[first][0] + 1, best[first][1] + rows * longest)
+            if plan < best[end]:
+                best[end], start[end] = plan, first
     batches: list[list[int]] = []
-    for index in order:
-        batch = batches[-1] if batches else None
-        # sorted ascending, so the newcomer is the batch's longest
-        if batch and len(batch) < batch_size and (token_budget is None or (len(batch) + 1) * costs[index] <= token_budget):
-            batch.append(index)
-        else:
-            batches.append([index])
-    return batches
+    end = len(order)
+    while end:
+        batches.append(order[start[end]:end])
+        end = start[end]
+    return batches[::-1]
 
 
 def padding_share(batches: Iterable[Sequence[int]], costs: Sequence[int]) -> float:
