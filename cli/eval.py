@@ -117,6 +117,8 @@ def _eval_command(benchmark):
     def command(**values) -> None:
         gt, pred, rows_path, report = values.pop("gt"), values.pop("pred"), values.pop(rows_name), values.pop("report")
         as_json, strict, image_root = values.pop("as_json"), values.pop("strict"), values.pop("image_root", None)
+        if benchmark.loads_images:
+            values["image_root"] = image_root
         _run_benchmark(benchmark, gt, pred, rows_path, report, as_json, strict, values, image_root)
 
     parameters = [
@@ -143,9 +145,10 @@ for _name, _benchmark in BENCHMARKS.items():
 @eval_app.command("protocols")
 def eval_protocols() -> None:
     """List the scoring protocols and what each one does."""
+    width = max(len(name) for name in BENCHMARKS)
     for benchmark in BENCHMARKS.values():
         for name, summary in benchmark.protocols:
-            typer.echo(f"{benchmark.name:8s} {name:10s} {summary}")
+            typer.echo(f"{benchmark.name:{width}s} {name:10s} {summary}")
 
 
 _REFCOCO = {option.name: option for option in BENCHMARKS["refcoco"].options}

@@ -141,6 +141,15 @@ class Frame:
         xy = np.asarray(xy, dtype=np.float64)
         return (xy.reshape(-1, 2) * (self.sx, self.sy)).reshape(xy.shape)
 
+    def to_fractions(self, x: float, y: float) -> tuple[float, float]:
+        """A point in this frame -> fractions of the image's width and height, each in one division
+        by the frame's extent (x / scale, or x / input width), not through pixels: the GUI
+        benchmarks' scripts compare clicks in fractions taken this way, and a click on a box's edge
+        must stay on it to the last bit (x * (width / input width) / width need not equal it)."""
+        if self.kind == "norm1000":
+            return x / self.scale, y / self.scale
+        return x / self.input_size[0], y / self.input_size[1]
+
     def from_pixels(self, xy: Sequence[float] | np.ndarray) -> np.ndarray:
         """Original-image pixels -> the integers a model writes in this frame, clamped into
         [0, extent] so that no written coordinate lies outside the frame."""

@@ -49,6 +49,7 @@ class Benchmark:
     options: tuple[Option, ...] = ()
     protocols: tuple[tuple[str, str], ...] = ()
     draws_images: bool = False  # the report draws the images its items name (then `eval NAME --image-root`)
+    loads_images: bool = False  # the loader reads what it needs of those images too (given `image_root`)
 
     def evaluate(self, gt: str | Path, pred: str | Path, *, strict: bool = False, **options) -> Scores:
         """Score the prediction file `pred` against the ground truth `gt`. Without `strict`, refused
@@ -61,7 +62,7 @@ class Benchmark:
         if strict and predictions.malformed:
             raise PredictionFileError(f"{pred}:{predictions.malformed[0]}: not a JSON object ({len(predictions.malformed)} such lines)")
         problems = InputProblems(strict=strict)
-        loader = {o.name for o in self.options if o.loader}
+        loader = {o.name for o in self.options if o.loader} | ({"image_root"} if self.loads_images else set())
         load_options = {k: v for k, v in options.items() if k in loader}
         items = require_items(self.load(Path(gt), problems=problems, **load_options), Path(gt), problems, self.items, load_options)
         scores = self.score(items, predictions.records, malformed=len(predictions.malformed), problems=problems,

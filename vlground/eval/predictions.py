@@ -110,3 +110,26 @@ def align(gt_ids: Sequence[str | None], records: Sequence[dict], id_keys: Sequen
     known = set(gt_keys)
     unmatched = sum(1 for pid in pred_ids if pid is None) + sum(1 for pid in by_id if pid not in known)
     return Alignment(aligned, "id", sum(r is None for r in aligned), unmatched, duplicates)
+
+
+def input_size(record: dict) -> tuple[int, int] | None:
+    """The model input (width, height) a prediction line may carry, for the Qwen2.5-VL frame; None
+    (derive it with smart_resize) when absent or not two numbers."""
+    try:
+        if record.get("input_size") is not None:
+            w, h = record["input_size"]
+            return int(w), int(h)
+        if record.get("input_width") is not None and record.get("input_height") is not None:
+            return int(record["input_width"]), int(record["input_height"])
+    except (TypeError, ValueError):
+        pass
+    return None
+
+
+def answer_part(record: dict) -> str:
+    """What a protocol may read of a prediction's text: the answer, never the reasoning before it."""
+    from vlground.grammar.reasoning import split
+
+    if record.get("reasoning_cut_short") is True:
+        return ""
+    return split(record["text"]).answer

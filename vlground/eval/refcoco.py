@@ -40,7 +40,7 @@ from vlground.eval.benchmark import Benchmark, Option, require_items
 from vlground.eval.boxes import THRESHOLDS, accuracy_at, centre_hit, iou
 from vlground.eval.errors import EvalInputError, GroundTruthError
 from vlground.eval.inputs import InputProblems, InvalidValue, four_numbers
-from vlground.eval.predictions import align
+from vlground.eval.predictions import align, answer_part, input_size
 from vlground.eval.refcoco_data import RefSample, load_refcoco
 from vlground.eval.scores import Scores
 
@@ -143,15 +143,6 @@ def _regex_reader(read_one: Callable[[str], Coords | None], columns) -> TextRead
     return read
 
 
-def _answer_part(record: dict) -> str:
-    """What a protocol may read of a prediction's text: the answer, never the reasoning before it."""
-    from vlground.grammar.reasoning import split
-
-    if record.get("reasoning_cut_short") is True:
-        return ""
-    return split(record["text"]).answer
-
-
 def _read_family(texts, samples, family, input_sizes):
     """Pixels of the first detection the family's grammar finds in each text."""
     from vlground.grammar import parse
@@ -250,20 +241,6 @@ def get_protocol(name: str) -> Protocol:
     if name not in PROTOCOLS:
         raise ProtocolError(f"unknown RefCOCO protocol {name!r}; protocols: {', '.join(PROTOCOLS)}")
     return PROTOCOLS[name]
-
-
-def _input_size(record: dict) -> tuple[int, int] | None:
-    """The model input (width, height) a prediction line may carry, for the Qwen2.5-VL frame; None
-    (derive it with smart_resize) when absent or not two numbers."""
-    try:
-        if record.get("input_size") is not None:
-            w, h = record["input_size"]
-            return int(w), int(h)
-        if record.get("input_width") is not None and record.get("input_height") is not None:
-            return int(record["input_width"]), int(record["input_height"])
-    except (TypeError, ValueError):
-        pass
-    return None
 
 
 def _pixel_box(value, where: str, problems: InputProblems) -> Coords | None:
@@ -399,7 +376,7 @@ def score_refcoco(
         if r is not None and r.get("text") is not None and not isinstance(r["text"], str):
             problems.refuse_prediction(f"prediction for sample {i}", f"'text' is {type(r['text']).__name__}, not text")
     texts: list[str | None] = [
-        _answer_part(r) if r is not None and isinstance(r.get("text"), str) and (proto.prefers_text or "box" not in r) else None
+        answer_part(r) if r is not None and isinstance(r.get("text"), str) and (proto.prefers_text or "box" not in r) else None
         for r in alignment.records
     ]
     pixel_boxes = np.full((n, 4), proto.unparsable_box, dtype=np.float64)
@@ -412,7 +389,7 @@ def score_refcoco(
     from_text = np.array([t is not None for t in texts], dtype=bool)
     if from_text.any() and proto.needs_family and fam is None:
         raise ProtocolError(f"protocol {proto.name!r} reads model text with a family's grammar: give the family (--family)")
-    input_sizes = [_input_size(r) if t is not None else None for r, t in zip(alignment.records, texts)] if proto.needs_family else [None] * n
+    input_sizes = [input_size(r) if t is not None else None for r, t in zip(alignment.records, texts)] if proto.needs_family else [None] * n
     text_coords, text_parsed = proto.read_texts(texts, samples, fam, input_sizes)
     text_coords = np.where(text_parsed[:, None], text_coords, proto.unparsable_box)
     parsed |= text_parsed

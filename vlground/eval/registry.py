@@ -3,7 +3,7 @@
 `vlground eval protocols` follow from this table."""
 from __future__ import annotations
 
-from vlground.eval import docvqa, ocr, refcoco, textvqa
+from vlground.eval import docvqa, ocr, refcoco, screenspot, textvqa
 from vlground.eval.benchmark import Benchmark
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -13,5 +13,6 @@ BENCHMARKS: dict[str, Benchmark] = {
         textvqa.BENCHMARK,
         docvqa.BENCHMARK,
         ocr.BENCHMARK,
+        screenspot.BENCHMARK,
     )
 }
