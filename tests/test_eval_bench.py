@@ -26,7 +26,7 @@ class ScriptedModel:
     def __init__(self):
         self.phrases: list[str] = []
 
-    def ground(self, images, phrases, batch_size=8, max_new_tokens=None, thinking="auto", max_thinking_tokens=None):
+    def ground(self, images, phrases, options=None):
         self.phrases += phrases
         if any("crash" in p for p in phrases):
             raise RuntimeError("CUDA error: device-side assert triggered")

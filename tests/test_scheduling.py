@@ -215,7 +215,9 @@ def test_hf_refill_refuses_generation_settings_it_cannot_apply(hf, monkeypatch, 
     alone = [backend.generate([r], GenerationOptions(batch_size=1))[0] for r in requests]
     with caplog.at_level(logging.WARNING, logger="vlground"):
         assert backend.generate(requests, GenerationOptions(batch_size=3, refill=True)) == alone
+        assert backend.generate(requests[:2], GenerationOptions(batch_size=3, refill=True)) == alone[:2]
     assert "no_repeat_ngram_size" in caplog.text
+    assert caplog.text.count("refill is off") == 1  # said once, not once per chunk of a job
 
 
 def test_refill_that_runs_out_of_memory_leaves_the_rest_to_plain_batches(hf, monkeypatch, caplog):

@@ -112,9 +112,7 @@ class RefcocoWorker:
         if loaded:
             options = self.generation
             # a failing batch raises: the executor runs it again sample by sample (vlground.jobs.executors)
-            results = self.loaded.ground(images, [s.sent for _, s in loaded], batch_size=options.batch_size,
-                                         max_new_tokens=options.max_new_tokens, thinking=options.thinking,
-                                         max_thinking_tokens=options.max_thinking_tokens)
+            results = self.loaded.ground(images, [s.sent for _, s in loaded], options)
             for (i, sample), result in zip(loaded, results):
                 box = [float(v) for v in result.detections[0].xyxy] if result.detections else None
                 records[i] = _record(i, sample, result.raw, box, None, result)
@@ -177,7 +175,7 @@ def run_refcoco_bench(
     """Answer every sample not yet in `out`, then score all of them; returns the report.
 
     `model` is a loaded vlground model (`model.family`, and `model.ground(images, phrases,
-    batch_size=, max_new_tokens=, thinking=, max_thinking_tokens=)` returning Results with `.raw` and `.detections`), or None: each
+    generation)` returning Results with `.raw` and `.detections`), or None: each
     worker then loads `model_name` with `load`. `generation` carries batch size and token budget;
     `run` the shared batch options (an output folder always resumes: `run.overwrite` starts it
     afresh, `run.retry_failed` answers its error lines again; the executor: this process, worker

@@ -3,7 +3,7 @@ merged into one Result, and one label record per input (`vlground.core.records.R
 model, width, height, detections, text, error), so what `detect --out` writes is read by everything
 that reads label records, and resumed the same way.
 
-Images go to the model `batch_size` at a time (every query of every image of the batch in one call,
+Images go to the model `batch_size` at a time (four batches with refill or a token budget; every query of every image of the batch in one call,
 which the backend splits into forward passes and, when a batch fails, retries request by request,
 `errors="record"`), so only the image at fault gets an error record; an input that cannot be read
 gets one too, and the run goes on. `vlground label` is this job with every category in one prompt
@@ -234,7 +234,11 @@ def run_detect(sources: Sources, worker: DetectWorker, sink=None, run: RunOption
         return record
 
     tasks = [Task(source_key(source), source) for source in sources.items]
-    executor = executor_for(run, worker.job.generation.batch_size)
+    generation = worker.job.generation
+    # with refill or a token budget, a few batches per call: rows whose answers ended have requests
+    # to take, and the budget has sizes to group
+    scheduled = generation.refill or generation.token_budget is not None
+    executor = executor_for(run, generation.batch_size * (4 if scheduled else 1))
     return run_tasks(tasks, worker, executor, sink, retry_failed=run.retry_failed, progress=run.progress,
                      summary=summary, write=write, report=report)
 
