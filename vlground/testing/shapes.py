@@ -14,7 +14,7 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 70, 220), 
 SHAPES = ("square", "circle", "triangle", "bar")
 
 
-def _draw(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], colour) -> None:
+def draw_shape(draw: ImageDraw.ImageDraw, shape: str, box: tuple[int, int, int, int], colour) -> None:
     x1, y1, x2, y2 = box
     if shape == "circle":
         draw.ellipse(box, fill=colour)
@@ -39,7 +39,7 @@ def make_shapes_dataset(folder: str | Path, count: int = 16, seed: int = 0) -> P
         w = int(rng.integers(width // 5, width // 2))
         h = w // 3 if shape == "bar" else int(rng.integers(height // 5, height // 2))
         x1, y1 = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
-        _draw(ImageDraw.Draw(image), shape, (x1, y1, x1 + w, y1 + h), COLOURS[colour])
+        draw_shape(ImageDraw.Draw(image), shape, (x1, y1, x1 + w, y1 + h), COLOURS[colour])
         name = f"shape_{index:02d}.png"
         image.save(folder / name)
         lines.append({"image": name, "sent": f"the {colour} {shape}", "bbox": [x1, y1, x1 + w, y1 + h],
