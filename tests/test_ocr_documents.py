@@ -2,6 +2,7 @@
 per page, words, and the txt / hOCR / Markdown / searchable-PDF exports (the PDF's text read back)."""
 from __future__ import annotations
 
+import ctypes
 import random
 import shutil
 import subprocess
@@ -116,21 +117,21 @@ def _check_searchable_pdf(path: Path, records: list[dict]) -> None:
             corners = [line["box"][:2], line["box"][2:]] if "box" in line else line["quad"]
             (x1, y1), (x2, y2) = [min(c[0] for c in corners), min(c[1] for c in corners)], [max(c[0] for c in corners), max(c[1] for c in corners)]
             assert rendered.crop((int(x1), int(y1), int(x2), int(y2))).getextrema()[0] < 100
-            _check_words_sit_on_their_ink(page, record, np.asarray(rendered), scale)
+            _check_words_sit_on_their_ink(page, record, np.asarray(rendered))
     finally:
         document.close()
 
 
-def _check_words_sit_on_their_ink(page, record: dict, gray: np.ndarray, scale: float) -> None:
+def _check_words_sit_on_their_ink(page, record: dict, gray: np.ndarray) -> None:
     """Each word of the text layer, its box read back from the PDF by pdfium (points, y up) and put in
     page pixels, covers the ink of that word: the dark pixels under the word's box in the record."""
     text_page = page.get_textpage()
-    _, page_height = page.get_size()
     boxes = []  # one pixel box per visible character of the text layer, in text order
     for index in range(text_page.count_chars()):
         if text_page.get_text_range(index, 1).strip():
             left, bottom, right, top = text_page.get_charbox(index, loose=True)
-            boxes.append((left / scale, (page_height - top) / scale, right / scale, (page_height - bottom) / scale))
+            corners = [_page_to_pixels(page, x, y, gray.shape) for x in (left, right) for y in (bottom, top)]
+            boxes.append((min(c[0] for c in corners), min(c[1] for c in corners), max(c[0] for c in corners), max(c[1] for c in corners)))
     words = [w for line in record["lines"] for w in (line.get("words") or [line])]
     assert len(boxes) == sum(len(w["text"].replace(" ", "")) for w in words)
     for word in words:
@@ -146,6 +147,14 @@ def _check_words_sit_on_their_ink(page, record: dict, gray: np.ndarray, scale: f
         centre_x, centre_y = ink.mean(axis=0)
         assert found[0] <= centre_x <= found[2] and found[1] <= centre_y <= found[3], (word["text"], found, (x1, y1, x2, y2))
         assert inside.mean() > 0.75, (word["text"], found, (x1, y1, x2, y2))  # the layer's box is a little short of capitals
+
+
+def _page_to_pixels(page, x: float, y: float, shape: tuple[int, ...]) -> tuple[int, int]:
+    """A point of the page's user space in the pixels of its image as pdfium shows it (`shape` the
+    image's rows and columns): pdfium's own mapping, crop box and /Rotate included."""
+    column, row = ctypes.c_int(), ctypes.c_int()
+    pdfium.raw.FPDF_PageToDevice(page, 0, 0, shape[1], shape[0], 0, x, y, column, row)
+    return column.value, row.value
 
 
 def test_the_searchable_pdf_puts_each_word_on_its_ink(tmp_path):

@@ -30,6 +30,15 @@ def export_name(location: str, root: str) -> str:
     return os.path.relpath(os.path.abspath(location), root)
 
 
+def _original_pdf(source: Source, records: list[Record]) -> bytes | None:
+    """The bytes of a PDF input (its pages were read: their records have a dpi), for the searchable
+    PDF that keeps its pages; None for images. OSError when the file cannot be read again."""
+    if not any(record.dpi is not None for record in records):
+        return None
+    with open(source.location, "rb") as handle:
+        return handle.read()
+
+
 class Exporter:
     """Holds which records make up each input (`expect`) and writes the input's exports when the
     last of them is in (`record_done`). `exports` are (format, folder) pairs; `root` the folder the
@@ -72,7 +81,10 @@ class Exporter:
         for fmt, folder in self.exports:
             target = folder / (export + SUFFIXES[fmt])
             try:
-                atomic_write(target, render(fmt, records, page_image, title))
+                original = _original_pdf(source, records) if fmt == "pdf" else None
+                atomic_write(target, render(fmt, records, page_image, title, original))
             except OSError as error:
                 return f"cannot write the {fmt} export {escape_path(str(target))}: {error.strerror or type(error).__name__}"
+            except ValueError as error:
+                return f"cannot write the {fmt} export {escape_path(str(target))}: {error}"
         return None

@@ -7,16 +7,15 @@ The JSONL records stay the record of truth; these are views of them.
           (confidence 0-100) on words, which hOCR tools and browsers read
     md    the text in reading order (columns one after the other), paragraphs where the layout
           shows them, table-like rows and short lines kept as lines (hard breaks)
-    pdf   the page images with an invisible text layer on the words (text render mode 3), so the
-          PDF can be searched, selected and copied; built with reportlab"""
+    pdf   an invisible text layer on the words (text render mode 3, a glyphless embedded font), so the
+          PDF can be searched, selected and copied: on the original pages of a PDF input, kept as
+          they are; on the page images of an image input (`vlground.ocr.text_layer`)"""
 from __future__ import annotations
 
 import html
 import io
-import math
 import re
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -37,15 +36,14 @@ TABLE_GAP = 1.0
 SHORT_LINE = 0.15
 # The searchable PDF: the page size of an image without a resolution of its own.
 IMAGE_DPI = 72
-FONT_FILE = Path(__file__).resolve().parent.parent / "fonts" / "wqy-microhei.ttc"
-_FONT = "VlgroundText"
 
 PageImage = Callable[[Record], Image.Image]
 
 
-def render(fmt: str, records: Sequence[Record], page_image: PageImage, title: str) -> bytes:
-    """The `fmt` export of one input's records. `page_image` gives a record's page image (only the
-    PDF needs it); `title` names the input (hOCR and PDF metadata)."""
+def render(fmt: str, records: Sequence[Record], page_image: PageImage, title: str, original: bytes | None = None) -> bytes:
+    """The `fmt` export of one input's records. `page_image` gives a record's page image and
+    `original` the bytes of a PDF input (only the PDF export needs them); `title` names the input
+    (hOCR and PDF metadata)."""
     if fmt == "txt":
         return to_text(records).encode("utf-8")
     if fmt == "hocr":
@@ -53,7 +51,7 @@ def render(fmt: str, records: Sequence[Record], page_image: PageImage, title: st
     if fmt == "md":
         return to_markdown(records).encode("utf-8")
     if fmt == "pdf":
-        return to_pdf(records, page_image, title)
+        return to_pdf(records, page_image, title, original)
     raise ValueError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
 
 
@@ -233,63 +231,24 @@ def to_markdown(records: Sequence[Record]) -> str:
     return "\n\n".join(page for page in pages if page) + "\n"
 
 
-def _register_font() -> None:
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.ttfonts import TTFont
+def to_pdf(records: Sequence[Record], page_image: PageImage, title: str, original: bytes | None = None) -> bytes:
+    """A searchable PDF of one input. For a PDF input (`original`, its bytes) the text layer goes onto
+    its own pages, all of them kept as they are (`vlground.ocr.text_layer`). For images, one page
+    per readable record: its image (JPEG) filling the page, sized by its DPI (72 for images), then
+    the same text layer."""
+    from vlground.ocr.text_layer import add_text_layer
 
-    if _FONT not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(TTFont(_FONT, str(FONT_FILE), subfontIndex=0))
-
-
-def _word_frame(item: Detection) -> tuple[float, float, float, float, float]:
-    """(x, y of the bottom-left corner, width, height, angle in degrees counter-clockwise on the
-    page) of a word, image pixels with y down."""
-    if item.box is not None:
-        x1, y1, x2, y2 = (float(v) for v in item.box)
-        return x1, y2, x2 - x1, y2 - y1, 0.0
-    q = np.asarray(item.quad, dtype=np.float64)
-    width, height = float(np.linalg.norm(q[1] - q[0])), float(np.linalg.norm(q[3] - q[0]))
-    angle = -math.degrees(math.atan2(q[1][1] - q[0][1], q[1][0] - q[0][0]))
-    return float(q[3][0]), float(q[3][1]), width, height, angle
-
-
-def _draw_text_layer(canvas, record: Record, scale: float, page_height: float) -> None:
-    """Each word invisible over its box: the font's ascent-to-descent fills the box's height (so a
-    reader's box of each glyph covers the word's ink) and its glyphs the box's width."""
-    from reportlab.pdfbase.pdfmetrics import getFont, stringWidth
-
-    face = getFont(_FONT).face
-    ascent, descent = face.ascent / 1000, face.descent / 1000  # descent is below the baseline: negative
-    for line in record.lines:
-        words = line.parts or (text_line(line.text, box=line.box, quad=line.quad, score=line.score),)
-        for index, word in enumerate(words):
-            x, y, width, height, angle = _word_frame(word)
-            size = max(height * scale / (ascent - descent), 1.0)
-            natural = stringWidth(word.text, _FONT, size)
-            canvas.saveState()
-            canvas.translate(x * scale, page_height - y * scale)
-            canvas.rotate(angle)
-            text_object = canvas.beginText(0, -descent * size)
-            text_object.setTextRenderMode(3)  # invisible: neither filled nor stroked
-            text_object.setFont(_FONT, size)
-            text_object.setHorizScale(100.0 * width * scale / natural if natural > 0 else 100.0)
-            text_object.textOut(word.text + (" " if index < len(words) - 1 else ""))  # spaces, so copied text has them
-            canvas.drawText(text_object)
-            canvas.restoreState()
-
-
-def to_pdf(records: Sequence[Record], page_image: PageImage, title: str) -> bytes:
-    """One PDF page per readable record: its image (JPEG) filling the page, the words on top,
-    invisible. A page's size comes from its DPI (the PDF's, for PDF inputs; 72 for images)."""
+    if original is not None:
+        return add_text_layer(original, {record.page or 1: record for record in records})
     from reportlab.lib.utils import ImageReader
     from reportlab.pdfgen.canvas import Canvas
 
-    _register_font()
+    readable = _readable(records)
     buffer = io.BytesIO()
     canvas = Canvas(buffer, pageCompression=1)
     canvas.setTitle(title)
     canvas.setCreator("vlground ocr")
-    for record in _readable(records):
+    for record in readable:
         image = page_image(record)
         scale = 72.0 / (record.dpi or IMAGE_DPI)
         width, height = image.width * scale, image.height * scale
@@ -298,7 +257,6 @@ def to_pdf(records: Sequence[Record], page_image: PageImage, title: str) -> byte
         image.convert("RGB").save(jpeg, format="JPEG", quality=85)
         jpeg.seek(0)
         canvas.drawImage(ImageReader(jpeg), 0, 0, width=width, height=height)
-        _draw_text_layer(canvas, record, scale, height)
         canvas.showPage()
     canvas.save()
-    return buffer.getvalue()
+    return add_text_layer(buffer.getvalue(), dict(enumerate(readable, 1)), dpi=IMAGE_DPI)

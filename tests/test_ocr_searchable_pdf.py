@@ -1,0 +1,154 @@
+"""`vlground ocr --format pdf` on a PDF keeps the original pages: the text layer goes on top of them,
+their images and drawings keep their bytes, the font is embedded and glyphless, each word sits on its
+ink (with a crop box offset, a /Rotate page and a page the orientation step turned), the input is
+untouched and the file grows by little more than the text."""
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import pikepdf
+import pypdfium2 as pdfium
+import pytest
+from PIL import Image
+from reportlab.lib.utils import ImageReader
+from reportlab.pdfgen.canvas import Canvas
+from typer.testing import CliRunner
+
+from ocr_app import ocr_app, read_records
+from test_ocr_documents import _check_searchable_pdf
+from vlground.eval.ocr import edit_counts, pooled_rates
+from vlground.ocr.synthetic import Style, make_document, render
+from vlground.ocr.text_layer import glyphless_font
+
+FONT = str(Path(__file__).parent / "fonts" / "DejaVuSansCondensed-Bold.ttf")
+DOCS = [make_document("label", 3), make_document("receipt", 5), make_document("sign", 8), make_document("sign", 11)]
+CROP = (40, 30)  # page 2's crop box starts this far into its media box (points)
+
+
+def _scan(path: Path) -> tuple[Path, list[str]]:
+    """A 4-page scan-like PDF (page images at 300 dpi, no text of its own): 1 a JPEG page; 2 a
+    lossless image, a drawn rule and a block cut off by a crop box offset by CROP; 3 a page
+    stored sideways and shown upright by /Rotate 90; 4 an image whose text is turned 90 degrees."""
+    style = Style(font=FONT, size=40)
+    images = [render(doc, style) for doc in DOCS]
+    images[3] = images[3].rotate(90, expand=True)
+    canvas = Canvas(str(path), pageCompression=1)
+    for number, image in enumerate(images, 1):
+        width, height = image.width * 72 / 300, image.height * 72 / 300
+        encoded = io.BytesIO()
+        image.save(encoded, format="PNG" if number == 2 else "JPEG", quality=80)
+        reader = ImageReader(io.BytesIO(encoded.getvalue()))
+        if number == 2:
+            canvas.setPageSize((width + 2 * CROP[0], height + 2 * CROP[1]))
+            canvas.drawImage(reader, CROP[0], CROP[1], width, height)
+            canvas.line(CROP[0], CROP[1] - 2, CROP[0] + width, CROP[1] - 2)  # vector content, below the image
+            canvas.rect(4, 4, CROP[0] - 8, CROP[1] - 8, fill=1)  # ink outside the crop box: not shown
+        elif number == 3:
+            canvas.setPageSize((height, width))  # unrotated: the image's top along the page's left edge
+            canvas.translate(height, 0)
+            canvas.rotate(90)
+            canvas.drawImage(reader, 0, 0, width, height)
+        else:
+            canvas.setPageSize((width, height))
+            canvas.drawImage(reader, 0, 0, width, height)
+        canvas.showPage()
+    canvas.save()
+    pdf = pikepdf.open(path, allow_overwriting_input=True)
+    page = pdf.pages[1]
+    x1, y1, x2, y2 = (float(v) for v in page.mediabox)
+    page.obj.CropBox = pikepdf.Array([x1 + CROP[0], y1 + CROP[1], x2 - CROP[0], y2 - CROP[1]])
+    pdf.pages[2].obj.Rotate = 90
+    pdf.save(path)
+    return path, [doc.truth for doc in DOCS]
+
+
+@pytest.fixture(scope="module")
+def searchable(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scan")
+    scan, truths = _scan(folder / "scan.pdf")
+    before = hashlib.sha256(scan.read_bytes()).hexdigest()
+    out = folder / "out" / "r.jsonl"
+    result = CliRunner().invoke(ocr_app(), ["ocr", str(scan), "--out", str(out), "--workers", "1", "-f", "pdf"])
+    assert result.exit_code == 0, result.stderr
+    assert hashlib.sha256(scan.read_bytes()).hexdigest() == before  # the input is left alone
+    records = sorted(read_records(out), key=lambda r: r["page"])
+    return scan, out.parent / "r" / "scan.pdf.pdf", records, truths
+
+
+def test_the_text_layer_reads_back_and_each_word_sits_on_its_ink(searchable):
+    scan, made, records, truths = searchable
+    assert [r.get("rotation", 0) for r in records] == [0, 0, 0, 90]  # page 4 was turned to be read
+    document = pdfium.PdfDocument(str(made))
+    layer = [document[n].get_textpage().get_text_range() for n in range(len(document))]
+    read = pooled_rates([edit_counts(truth, record["text"]) for record, truth in zip(records, truths)])
+    found = pooled_rates([edit_counts(truth, text) for text, truth in zip(layer, truths)])
+    assert found["cer"] == read["cer"] < 0.02  # what the PDF gives back is what was read
+    _check_searchable_pdf(made, records)  # text = the records' text; page sizes; every word's box on its ink
+
+
+def _images(resources: pikepdf.Dictionary) -> list[bytes]:
+    """The encoded bytes of every image a page's resources draw, in form XObjects too."""
+    found = []
+    for xobject in resources.get("/XObject", {}).values():
+        if xobject.Subtype == "/Image":
+            found.append(xobject.read_raw_bytes())
+        elif "/Resources" in xobject:
+            found += _images(xobject.Resources)
+    return sorted(found)
+
+
+def test_the_original_pages_keep_their_images_and_drawings(searchable):
+    scan, made, records, truths = searchable
+    with pikepdf.open(scan) as original, pikepdf.open(made) as output:
+        assert len(output.pages) == len(original.pages)
+        for before, after in zip(original.pages, output.pages):
+            assert _images(after.resources) == _images(before.resources) and _images(before.resources)  # the same encoded image bytes
+            old = [s.read_raw_bytes() for s in _streams(before)]
+            new = [s.read_raw_bytes() for s in _streams(after)]
+            assert new[1:1 + len(old)] == old  # the page's content streams as they were, between q and Q
+            for key in ("/MediaBox", "/CropBox", "/Rotate"):
+                assert repr(after.obj.get(key)) == repr(before.obj.get(key))
+
+
+def _streams(page: pikepdf.Page) -> list[pikepdf.Stream]:
+    contents = page.obj.Contents
+    return list(contents) if isinstance(contents, pikepdf.Array) else [contents]
+
+
+def test_the_font_is_embedded_glyphless_and_the_text_invisible(searchable):
+    scan, made, records, truths = searchable
+    with pikepdf.open(made) as output:
+        for page in output.pages:
+            used, font = set(), None  # the fonts text is shown in
+            for operands, op in pikepdf.parse_content_stream(page):
+                if str(op) == "Tf":
+                    font = page.resources.Font[str(operands[0])]
+                elif str(op) == "Tj":
+                    used.add(font.objgen)
+                elif str(op) == "Tr":
+                    assert int(operands[0]) == 3  # neither filled nor stroked
+            assert used
+            for font in (output.get_object(objgen) for objgen in used):
+                descendant = font.DescendantFonts[0] if font.Subtype == "/Type0" else font
+                descriptor = descendant.FontDescriptor
+                embedded = [k for k in ("/FontFile", "/FontFile2", "/FontFile3") if k in descriptor]
+                assert embedded, f"font {font.BaseFont} is not embedded"
+                assert descriptor[embedded[0]].read_bytes() == glyphless_font()
+        painted = io.BytesIO()  # the same text filled (render mode 0): the glyph has nothing to paint either
+        for page in output.pages:
+            operations = [([0], op) if str(op) == "Tr" else (operands, op) for operands, op in pikepdf.parse_content_stream(page)]
+            page.obj.Contents = output.make_stream(pikepdf.unparse_content_stream(operations))
+        output.save(painted)
+    original = pdfium.PdfDocument(str(scan))
+    for document in (pdfium.PdfDocument(str(made)), pdfium.PdfDocument(painted.getvalue())):
+        for number in range(len(original)):  # the page looks as the original does: the text draws nothing
+            shown = document[number].render(scale=2).to_pil().convert("L")
+            assert shown.tobytes() == original[number].render(scale=2).to_pil().convert("L").tobytes()
+
+
+def test_the_file_grows_by_little_more_than_its_text(searchable):
+    scan, made, records, truths = searchable
+    text = sum(len(r["text"].encode("utf-8")) for r in records)
+    assert made.stat().st_size <= 1.2 * (scan.stat().st_size + text)
