@@ -191,8 +191,7 @@ def bench_refcoco(
     from vlground.eval.errors import EvalInputError, NothingToScore
     from vlground.eval.inputs import InputProblems
     from vlground.eval.refcoco import RefCOCOScores, get_protocol, load_samples
-    from vlground.jobs.bench import bench_run, check_run, run_refcoco_bench
-    from vlground.jobs.isolation import WorkerSetupError
+    from vlground.jobs.bench import run_refcoco_bench
     from vlground.core.options import GenerationOptions
 
     # an --out folder is one run, always resumed: --overwrite starts it afresh
@@ -212,33 +211,116 @@ def bench_refcoco(
         fail(str(error))
     answer_settings = {"adapter": str(adapter) if adapter is not None else None, "merge_adapter": merge_adapter,
                        "min_pixels": min_pixels, "max_pixels": max_pixels, "dtype": dtype}
-    if not overwrite:
+
+    def start(model_in_process):
+        return run_refcoco_bench(model_in_process, model, samples, out, gt_name=str(gt), image_root=image_root, limit=limit,
+                                 generation=generation, load=load, run=run, protocol=protocol, problems=problems,
+                                 html_report=report, settings=answer_settings, command=_command_line())
+
+    _bench("refcoco", "samples", RefCOCOScores.describe, start, model=model, gt=gt, out=out, load=load, run=run, generation=generation,
+           answer_settings=answer_settings, quiet=quiet, as_json=as_json)
+
+
+STYLE = Annotated[str, typer.Option(rich_help_panel="Model", help="plain (the family's point prompt) or tool_call (the computer-use tool the Qwen cookbooks describe).")]
+
+
+@bench_app.command("screenspot")
+def bench_screenspot(
+    model: Annotated[str, typer.Option("--model", "-m", help="Hub id or local checkpoint folder.")],
+    gt: Annotated[Path, typer.Option("--gt", help="A released ScreenSpot, ScreenSpot-v2 or ScreenSpot-Pro annotation file, or their folder.")],
+    out: Annotated[Path, typer.Option(help="Folder of predictions, per-target rows and report; rerun to resume.")] = Path("bench-screenspot"),
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N targets.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, rich_help_panel="Model", help="Images per batch.")] = 8,
+    max_new_tokens: MaxNewTokens = None,
+    thinking: Thinking = "auto",
+    max_thinking_tokens: MaxThinkingTokens = None,
+    style: STYLE = "plain",
+    image_root: Annotated[Optional[Path], typer.Option(help="Folder of the screenshots the GT names (default: the GT's folder).")] = None,
+    device: Device = "auto",
+    dtype: Annotated[str, typer.Option(rich_help_panel="Model", help="auto, bf16, fp16 or fp32.")] = "auto",
+    min_pixels: Annotated[Optional[int], typer.Option(min=1, rich_help_panel="Model", help="Fewest pixels per image (default: the checkpoint's).")] = None,
+    max_pixels: Annotated[Optional[int], typer.Option(min=1, rich_help_panel="Model", help="Most pixels per image (default: the checkpoint's).")] = None,
+    adapter: Adapter = None,
+    merge_adapter: MergeAdapter = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", rich_help_panel="Output", help="Answer the failed targets again (--out always resumes).")] = False,
+    overwrite: Overwrite = False,
+    ray: Ray = None,
+    workers: BatchWorkers = None,
+    gpus_per_worker: GpusPerWorker = 0.0,
+    report: REPORT = None,
+    strict: STRICT = False,
+    progress: Progress = None,
+    quiet: Quiet = False,
+    as_json: AS_JSON = False,
+) -> None:
+    """Ask MODEL where to click for every instruction, then score as the official scripts do; an interrupted run resumes from --out."""
+    from vlground.core.options import GenerationOptions
+    from vlground.eval.benchmark import require_items
+    from vlground.eval.errors import EvalInputError, NothingToScore
+    from vlground.eval.inputs import InputProblems
+    from vlground.eval.screenspot import ScreenSpotScores, load_screenspot
+    from vlground.jobs.bench import run_screenspot_bench
+
+    if style not in ("plain", "tool_call"):
+        fail(f"--style is {style!r}; give plain or tool_call")
+    run = run_options(resume=not overwrite, retry_failed=retry_failed, overwrite=overwrite, quiet=quiet, progress=progress,
+                      ray=ray, workers=workers, gpus_per_worker=gpus_per_worker)
+    load = load_options(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels, adapter=adapter,
+                        merge_adapter=merge_adapter)
+    problems = InputProblems(strict=strict)
+    try:
+        targets = require_items(load_screenspot(gt, problems=problems, image_root=image_root), gt, problems, "targets")
+        generation = GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens, thinking=thinking,
+                                       max_thinking_tokens=max_thinking_tokens)
+    except NothingToScore as error:
+        fail(str(error), code=1)
+    except (EvalInputError, ValueError) as error:  # ValueError: an option refusing a value
+        fail(str(error))
+    answer_settings = {"adapter": str(adapter) if adapter is not None else None, "merge_adapter": merge_adapter,
+                       "min_pixels": min_pixels, "max_pixels": max_pixels, "dtype": dtype, "style": style}
+
+    def start(model_in_process):
+        return run_screenspot_bench(model_in_process, model, targets, out, gt_name=str(gt), image_root=image_root, limit=limit,
+                                    style=style, generation=generation, load=load, run=run, problems=problems, html_report=report,
+                                    settings=answer_settings, command=_command_line())
+
+    _bench("screenspot", "targets", ScreenSpotScores.describe, start, model=model, gt=gt, out=out, load=load, run=run,
+           generation=generation, answer_settings=answer_settings, quiet=quiet, as_json=as_json)
+
+
+def _bench(name: str, items: str, describe, start, *, model: str, gt: Path, out: Path, load, run, generation, answer_settings: dict,
+           quiet: bool, as_json: bool) -> None:
+    """What every bench command does around its job (`start(model or None)`): refuse a resume with
+    other settings before the model loads, load it here for an in-process run, then report."""
+    from vlground.eval.errors import EvalInputError
+    from vlground.jobs.bench import bench_run, check_run
+    from vlground.jobs.isolation import WorkerSetupError
+
+    if not run.overwrite:
         try:  # a resume with other settings is refused before the model loads
-            check_run(Path(out), bench_run(model, str(gt), answer_settings, max_new_tokens, thinking, max_thinking_tokens))
+            check_run(Path(out), bench_run(model, str(gt), answer_settings, generation.max_new_tokens, generation.thinking,
+                                           generation.max_thinking_tokens))
         except EvalInputError as error:
             fail(str(error))
-    model_in_process = _model(model, load) if ray is None and (workers or 1) == 1 else None
+    model_in_process = _model(model, load) if run.ray is None and (run.workers or 1) == 1 else None
     started = time.monotonic()
     try:
         with reported(WorkerSetupError, ValueError):
-            outcome = run_refcoco_bench(model_in_process, model, samples, out, gt_name=str(gt), image_root=image_root, limit=limit,
-                                        generation=generation, load=load, run=run, protocol=protocol, problems=problems,
-                                        html_report=report, settings=answer_settings,
-                                        command=_command_line())
+            outcome = start(model_in_process)
     except EvalInputError as error:
         fail(str(error))
     except OSError as error:  # the output folder or the report cannot be written
         fail(f"{error.filename or out}: cannot write ({error.strerror or error})")
     _warn(outcome)
     if outcome["failed_all"]:
-        fail(f"every one of the {outcome['n']} samples failed, none was answered (first: {outcome['first_error']}); "
+        fail(f"every one of the {outcome['n']} {items} failed, none was answered (first: {outcome['first_error']}); "
              "check --image-root and the model; the error lines are in " + str(out / "predictions.jsonl"), code=1)
     if not quiet:
-        typer.echo(f"bench refcoco: {outcome['answered_this_run']} answered in {time.monotonic() - started:.0f} s, "
+        typer.echo(f"bench {name}: {outcome['answered_this_run']} answered in {time.monotonic() - started:.0f} s, "
                    f"{outcome['errors']} errors, {outcome['n']} scored", err=True)
     summary = {k: v for k, v in outcome.items() if k != "worst"}
     typer.echo(json.dumps(summary) if as_json else "\n".join(
-        RefCOCOScores.describe(outcome) + [f"errors {outcome['errors']}; predictions and report in {out}"]))
+        describe(outcome) + [f"errors {outcome['errors']}; predictions and report in {out}"]))
 
 
 def _model(model: str, load):

@@ -54,7 +54,7 @@ from vlground.eval.scores import Scores
 PLATFORMS = ("mobile", "desktop", "web")
 RELEASED_NAME = re.compile(r"screenspot_(mobile|desktop|web)(_v2)?\.json")
 ID_KEYS = ("id",)
-STATUSES = ("correct", "wrong", "wrong_format", "missing", "refused")
+STATUSES = ("correct", "wrong", "wrong_format", "error", "missing", "refused")
 _SEECLICK_BOX = re.compile(r"<box>\((\d+,\d+)\),\((\d+,\d+)\)</box>")
 _SEECLICK_NUMBER = re.compile(r"-?\d+\.?\d*")
 
@@ -292,7 +292,8 @@ def _pixel_point(value, where: str, problems: InputProblems) -> tuple[float, flo
 
 @dataclass(kw_only=True)
 class ScreenSpotScores(Scores):
-    """Per-target results in ground-truth order: `status` (one of STATUSES), `clicks` in pixels
+    """Per-target results in ground-truth order: `status` (one of STATUSES: "error" is a prediction
+    line that says the run failed on it, "refused" one that could not be used), `clicks` in pixels
     of the screenshot (NaN where there is none) and `distance`, the click's distance in pixels from
     the box (0 inside it, inf without a click)."""
 
@@ -420,6 +421,9 @@ def score_screenspot(
     distance = np.full(n, np.inf)
     for i, (target, record) in enumerate(zip(targets, alignment.records)):
         if record is None:
+            continue
+        if record.get("error") is not None and record.get("text") is None and record.get("point") is None:
+            status[i] = "error"  # the run could not answer (an unreadable image, a failing model): a miss, not a format
             continue
         where = f"prediction for {target.id}"
         size = target.image_size or _record_size(record, where, problems)

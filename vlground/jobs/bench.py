@@ -1,19 +1,20 @@
-"""The RefCOCO bench job behind `vlground bench refcoco`: a model over the ground truth, through the
-job loop (`vlground.jobs.loop`, any executor), then the scores, resumably.
+"""The bench jobs behind `vlground bench refcoco` and `vlground bench screenspot`: a model over the
+ground truth, through the job loop (`vlground.jobs.loop`, any executor), then the scores, resumably.
 
-`run_refcoco_bench` writes three files into its output folder:
-- `predictions.jsonl`: one line per sample as it is answered ({"index", "id", "sent", "text": raw model
-  output, "box": first detection in original pixels or null, "error"}), written through
+A bench writes three files into its output folder:
+- `predictions.jsonl`: one line per item as it is answered (RefCOCO: {"index", "id", "sent", "text":
+  raw model output, "box": first detection in original pixels or null, "error"}; ScreenSpot: {"index",
+  "id", "instruction", "img_filename", "text", "point": the click in original pixels or null,
+  "image_size", "input_size", "error"}), written through
   `vlground.io.sink.JsonlSink`: each line fsync'ed as it is written, the file locked against a second
   run, never rewritten in place (a kill at any moment keeps every finished prediction). A rerun with
-  the same folder skips the samples already there, so an interrupted run goes on where it stopped;
+  the same folder skips the items already there, so an interrupted run goes on where it stopped;
   a cut-off last line is dropped and redone.
-- `samples.jsonl`: per sample IoU, hit, centre hit, parse status, both boxes and the model text
-  (`RefCOCOScores.rows`), written atomically.
-- `report.json`: the scores (`RefCOCOScores.summary`), errors, and the worst samples by IoU, written
-  atomically.
-An image that cannot be loaded, or a sample the model fails on (a failing batch is run again sample
-by sample), becomes an `error` line and counts as a miss; the run goes on."""
+- `samples.jsonl`: per item the scores' rows (RefCOCO: IoU, hit, both boxes; ScreenSpot: click,
+  status, distance from the box) and the model text, written atomically.
+- `report.json`: the scores' summary, errors, and the worst items, written atomically.
+An image that cannot be loaded, or an item the model fails on (a failing batch is run again item
+by item), becomes an `error` line and counts as a miss; the run goes on."""
 from __future__ import annotations
 
 import json
@@ -28,6 +29,7 @@ from vlground.eval.errors import EvalInputError
 from vlground.eval.inputs import InputProblems
 from vlground.eval.refcoco import score_refcoco
 from vlground.eval.refcoco_data import RefSample, load_sample_image
+from vlground.eval.screenspot import ScreenTarget
 from vlground.core.families import get_family
 from vlground.jobs.executors import executor_for
 from vlground.jobs.loop import Record, RunOptions, Task, run_tasks
@@ -51,13 +53,14 @@ class BenchRun:
     settings: dict = field(default_factory=dict)
 
 
-def _prediction_key(samples: Sequence[RefSample]):
-    """The sink key of a prediction line: its index, for lines that belong to these samples (same
-    index, same sentence); other lines name no sample and are left as they are."""
+def _prediction_key(texts: Sequence[str], field: str):
+    """The sink key of a prediction line: its index, for lines that belong to these items (same
+    index, same `field`: a sample's sentence, a target's instruction); other lines name no item and
+    are left as they are."""
 
     def key(record: dict) -> str | None:
         index = record["index"]
-        if isinstance(index, int) and 0 <= index < len(samples) and record.get("sent") == samples[index].sent:
+        if isinstance(index, int) and 0 <= index < len(texts) and record.get(field) == texts[index]:
             return str(index)
         return None
 
@@ -81,10 +84,9 @@ def _record(index: int, sample: RefSample, text: str | None, box, error: str | N
 
 
 @dataclass
-class RefcocoWorker:
-    """Grounds RefCOCO samples where it runs (`vlground.jobs.loop.Worker`): an item is one (index,
-    sample) pair, its record the sample's prediction line. The model `model` is loaded with `load`
-    in `setup` unless `loaded` (a model already open) is given."""
+class ModelWorker:
+    """A bench worker's model where it runs (`vlground.jobs.loop.Worker`): `model` loaded with
+    `load` in `setup` unless `loaded` (a model already open) is given."""
 
     model: str
     load: LoadOptions
@@ -97,6 +99,12 @@ class RefcocoWorker:
             from vlground.tasks import load_model
 
             self.loaded = load_model(self.model, self.load)
+
+
+@dataclass
+class RefcocoWorker(ModelWorker):
+    """Grounds RefCOCO samples: an item is one (index, sample) pair, its record the sample's
+    prediction line."""
 
     def __call__(self, items: list[tuple[int, RefSample]]) -> list[Record]:
         from vlground.io.images import ImageLoadError
@@ -121,6 +129,59 @@ class RefcocoWorker:
     def failed(self, item: tuple[int, RefSample], reason: str) -> Record:
         index, sample = item
         return _record(index, sample, None, None, f"model failed: {reason}")
+
+
+@dataclass
+class ScreenspotWorker(ModelWorker):
+    """Asks for the click on each ScreenSpot target (`Model.point`, in `style`: "plain" or
+    "tool_call"): an item is one (index, target) pair, its record the target's prediction line with
+    the model's raw text, its click in pixels, and the screenshot's and model input's sizes (the
+    frame the text is read in when it is scored)."""
+
+    style: str = "plain"
+
+    def __call__(self, items: list[tuple[int, ScreenTarget]]) -> list[Record]:
+        from vlground.io.images import ImageLoadError, load_image
+
+        records: dict[int, Record] = {}
+        loaded, images = [], []
+        for i, target in items:
+            try:
+                images.append(load_image(self.image_root / target.image if self.image_root is not None else target.image))
+                loaded.append((i, target))
+            except ImageLoadError as error:
+                records[i] = _target_record(i, target, None, None, None, None, str(error))
+        if loaded:
+            options = self.generation
+            # a failing batch raises: the executor runs it again target by target (vlground.jobs.executors)
+            results = self.loaded.point(images, [t.instruction for _, t in loaded], batch_size=options.batch_size,
+                                        max_new_tokens=options.max_new_tokens, thinking=options.thinking,
+                                        max_thinking_tokens=options.max_thinking_tokens, style=self.style)
+            input_size = getattr(getattr(self.loaded, "backend", None), "input_size", None)
+            for (i, target), image, result in zip(loaded, images, results):
+                point = [float(v) for v in result.detections[0].point] if result.detections and result.detections[0].point else None
+                seen = input_size(image.size) if input_size is not None else None
+                records[i] = _target_record(i, target, result.raw, point, image.size, seen, None, result)
+        return [records[i] for i, _ in items]
+
+    def failed(self, item: tuple[int, ScreenTarget], reason: str) -> Record:
+        index, target = item
+        return _target_record(index, target, None, None, None, None, f"model failed: {reason}")
+
+
+def _target_record(index: int, target: ScreenTarget, text: str | None, point, image_size, input_size, error: str | None,
+                   result=None) -> dict:
+    """One ScreenSpot prediction line (as `vlground eval screenspot` reads it); a thinking model's
+    answer adds the reasoning fields of its Result where set."""
+    record = {"index": index, "id": target.id, "instruction": target.instruction, "img_filename": target.image, "text": text,
+              "point": point, "error": error}
+    if image_size is not None:
+        record["image_size"] = [int(v) for v in image_size]
+    if input_size is not None:
+        record["input_size"] = [int(v) for v in input_size]
+    if result is not None:
+        record.update((name, getattr(result, name)) for name in REASONING_FIELDS if getattr(result, name))
+    return record
 
 
 def bench_run(model: str, gt: str, load_settings: dict | None, max_new_tokens: int | None, thinking: str,
@@ -186,51 +247,112 @@ def run_refcoco_bench(
     (`vlground.eval.report.write_report`) there. `settings`: how the model was loaded, as far as it
     changes answers (see `BenchRun`); the generation options are added. `command`: how the run was
     started, shown in the report (the CLI gives its command line)."""
-    from vlground.io.sink import JsonlSink, OutputLockedError
-
     generation = generation or GenerationOptions()
     run = run or RunOptions()
-    samples = list(samples)[:limit] if limit is not None else list(samples)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if run.overwrite:  # a new run: the old one's settings do not bind it
-        (out / RUN).unlink(missing_ok=True)
-    check_run(out, bench_run(model_name, gt_name, settings, generation.max_new_tokens, generation.thinking,
-                             generation.max_thinking_tokens))
+    samples = list(samples)[:limit] if limit is not None else list(samples)
     root = Path(image_root) if image_root is not None else _gt_folder(gt_name)
-    try:
-        sink = JsonlSink(out / PREDICTIONS, _prediction_key(samples), resume=not run.overwrite, overwrite=run.overwrite)
-    except (OutputLockedError, IsADirectoryError) as error:
-        raise EvalInputError(str(error)) from None
     worker = RefcocoWorker(model_name, load or LoadOptions(), generation, root, loaded=model)
-    if model is not None and run.ray is None and (run.workers or 1) == 1:
-        executor = executor_for(run, generation.batch_size * 4)  # a few batches at a time: similar sizes batch together
-    else:
-        worker.loaded = None  # each worker process or actor loads its own
-        executor = executor_for(run, generation.batch_size)
-    with sink:
-        summary = run_tasks([Task(str(i), (i, sample)) for i, sample in enumerate(samples)], worker, executor, sink,
-                            retry_failed=run.retry_failed, progress=run.progress, unit="sample")
-        records = [sink.done[str(i)] for i in range(len(samples)) if str(i) in sink.done]
-    if summary.interrupted:
-        raise KeyboardInterrupt
+    records, answered = answer_all(worker, samples, [s.sent for s in samples], "sent", out, model_name=model_name, gt_name=gt_name,
+                                   run=run, settings=settings)
     family = model.family if model is not None else get_family(model_name)
     scores = score_refcoco(samples, records, protocol, family, problems=problems)
     if html_report is not None:
         from vlground.eval.report import write_report
 
         write_report(html_report, scores, image_root=root, context={"command": command or "vlground bench refcoco", "model": model_name, "gt": gt_name})
-    return _report(model_name, gt_name, scores, records, out, worst=worst, answered=summary.done)
+    rows = scores.rows(records)
+    return _report(model_name, gt_name, scores, records, rows, out, worst=[rows[i] for i in np.argsort(scores.ious, kind="stable")[:worst]],
+                   answered=answered)
 
 
-def _report(model_name: str, gt_name: str, scores, records, out: Path, *, worst: int, answered: int) -> dict:
-    """Write samples.jsonl and report.json atomically, return the report."""
+def run_screenspot_bench(
+    model,
+    model_name: str,
+    targets: Sequence[ScreenTarget],
+    out: str | Path,
+    *,
+    gt_name: str,
+    image_root: str | Path | None = None,
+    limit: int | None = None,
+    style: str = "plain",
+    generation: GenerationOptions | None = None,
+    load: LoadOptions | None = None,
+    run: RunOptions | None = None,
+    worst: int = 20,
+    problems: InputProblems | None = None,
+    html_report: str | Path | None = None,
+    settings: dict | None = None,
+    command: str | None = None,
+) -> dict:
+    """Ask `model` (`model.point(images, instructions, ..., style=)`, or None: each worker loads
+    `model_name` with `load`) for the click on every target not yet in `out`, then score all of
+    them with the family's grammar and frame (`vlground.eval.screenspot`); returns the report,
+    whose `worst` lists the misses farthest from their box first, then the answers that gave no
+    click. Everything else as `run_refcoco_bench`: the files written, resuming, the executors."""
+    from vlground.eval.screenspot import score_screenspot
+
+    generation = generation or GenerationOptions()
+    run = run or RunOptions()
+    out = Path(out)
+    targets = list(targets)[:limit] if limit is not None else list(targets)
+    root = Path(image_root) if image_root is not None else _gt_folder(gt_name)
+    worker = ScreenspotWorker(model_name, load or LoadOptions(), generation, root, loaded=model, style=style)
+    records, answered = answer_all(worker, targets, [t.instruction for t in targets], "instruction", out, model_name=model_name,
+                                   gt_name=gt_name, run=run, settings={**(settings or {}), "style": style})
+    family = model.family if model is not None else get_family(model_name)
+    scores = score_screenspot(targets, records, "family", family, problems=problems)
+    if html_report is not None:
+        from vlground.eval.report import write_report
+
+        write_report(html_report, scores, image_root=root, context={"command": command or "vlground bench screenspot", "model": model_name, "gt": gt_name})
+    rows = scores.rows(records)
+    unanswered = [i for i, s in enumerate(scores.status) if s not in ("correct", "wrong")]
+    return _report(model_name, gt_name, scores, records, rows, out, worst=[rows[i] for i in (scores.worst_misses(worst) + unanswered)[:worst]],
+                   answered=answered)
+
+
+def answer_all(worker: ModelWorker, items: Sequence, texts: Sequence[str], field: str, out: str | Path, *, model_name: str,
+               gt_name: str, run: RunOptions, settings: dict | None) -> tuple[list[dict], int]:
+    """Answer every item not yet in `out` with `worker` through the job loop, resumably; return
+    every item's prediction line (in item order) and how many were answered by this run. `texts`
+    are the items' `field` values, which tie a prediction line to its item. The executor: this
+    process with `worker.loaded` (a few batches at a time, so that similar sizes batch together),
+    else worker processes or Ray actors that each load the model. KeyboardInterrupt when the run
+    was interrupted (every line written so far is kept)."""
+    from vlground.io.sink import JsonlSink, OutputLockedError
+
+    generation = worker.generation
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if run.overwrite:  # a new run: the old one's settings do not bind it
+        (out / RUN).unlink(missing_ok=True)
+    check_run(out, bench_run(model_name, gt_name, settings, generation.max_new_tokens, generation.thinking,
+                             generation.max_thinking_tokens))
+    try:
+        sink = JsonlSink(out / PREDICTIONS, _prediction_key(texts, field), resume=not run.overwrite, overwrite=run.overwrite)
+    except (OutputLockedError, IsADirectoryError) as error:
+        raise EvalInputError(str(error)) from None
+    if worker.loaded is not None and run.ray is None and (run.workers or 1) == 1:
+        executor = executor_for(run, generation.batch_size * 4)
+    else:
+        worker.loaded = None  # each worker process or actor loads its own
+        executor = executor_for(run, generation.batch_size)
+    with sink:
+        summary = run_tasks([Task(str(i), (i, item)) for i, item in enumerate(items)], worker, executor, sink,
+                            retry_failed=run.retry_failed, progress=run.progress, unit="sample")
+        records = [sink.done[str(i)] for i in range(len(items)) if str(i) in sink.done]
+    if summary.interrupted:
+        raise KeyboardInterrupt
+    return records, summary.done
+
+
+def _report(model_name: str, gt_name: str, scores, records, rows: list[dict], out: Path, *, worst: list[dict], answered: int) -> dict:
+    """Write samples.jsonl (`rows`) and report.json atomically, return the report."""
     from vlground.io.sink import atomic_write, atomic_write_records
 
-    rows = scores.rows(records)
     atomic_write_records(out / SAMPLES, rows)
     errors = [r["error"] for r in records if r["error"] is not None]
-    order = np.argsort(scores.ious, kind="stable")[:worst]
     report = {
         "model": model_name,
         "gt": gt_name,
@@ -239,7 +361,7 @@ def _report(model_name: str, gt_name: str, scores, records, out: Path, *, worst:
         "failed_all": bool(records) and len(errors) == len(records),
         "first_error": errors[0] if errors else None,
         "answered_this_run": answered,
-        "worst": [rows[i] for i in order],
+        "worst": worst,
     }
     atomic_write(out / REPORT, json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8", "backslashreplace"))
     return report

@@ -1,0 +1,112 @@
+"""`vlground bench screenspot`: clicks asked through the bench job (resume, errors, the report), scored
+as `eval screenspot` scores them."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from vlground.core.families import get_family
+from vlground.core.options import GenerationOptions
+from vlground.eval.screenspot import load_screenspot
+from vlground.grammar import parse
+from vlground.jobs.bench import run_screenspot_bench
+
+
+class PointingModel:
+    """Answers like Qwen3-VL (point_2d on 0-1000): the middle of the screenshot, a far corner for
+    instructions with "miss", nothing readable for "mumble"; a batch holding "crash" raises."""
+
+    family = get_family("qwen3-vl")
+
+    def __init__(self):
+        self.asked: list[str] = []
+        self.styles: set[str] = set()
+
+    def point(self, images, targets, batch_size=8, max_new_tokens=None, thinking="auto", max_thinking_tokens=None, style="plain"):
+        self.asked += targets
+        self.styles.add(style)
+        if any("crash" in t for t in targets):
+            raise RuntimeError("CUDA error: device-side assert triggered")
+        results = []
+        for image, target in zip(images, targets):
+            raw = "I see no such thing" if "mumble" in target else '[{"point_2d": [%s], "label": "x"}]' % ("990, 990" if "miss" in target else "500, 500")
+            results.append(parse(raw, self.family, image.size))
+        return results
+
+
+def make_gt(tmp_path, instructions, size=(200, 100)):
+    """ScreenSpot mobile targets, each the box around the screenshot's middle, and one whose image is gone."""
+    (tmp_path / "imgs").mkdir(exist_ok=True)
+    Image.new("RGB", size, "white").save(tmp_path / "imgs" / "s.png")
+    items = [{"img_filename": "s.png", "bbox": [size[0] // 2 - 10, size[1] // 2 - 10, 20, 20], "instruction": text,
+              "data_type": "text" if i % 2 else "icon", "data_source": "ios"} for i, text in enumerate(instructions)]
+    items.append({"img_filename": "gone.png", "bbox": [0, 0, 5, 5], "instruction": "lost", "data_type": "icon", "data_source": "ios"})
+    path = tmp_path / "screenspot_mobile.json"
+    path.write_text(json.dumps(items))
+    return path
+
+
+def bench(tmp_path, model, gt, **options):
+    return run_screenspot_bench(model, "pointing", load_screenspot(gt, image_root=tmp_path / "imgs"), tmp_path / "out", gt_name=str(gt),
+                                image_root=tmp_path / "imgs", generation=GenerationOptions(batch_size=2), **options)
+
+
+def test_writes_predictions_rows_and_report_scored_as_eval_screenspot(tmp_path):
+    from vlground.eval.registry import BENCHMARKS
+
+    gt = make_gt(tmp_path, ["Menu", "a miss", "Save", "mumble"])
+    report = bench(tmp_path, PointingModel(), gt)
+    assert (report["n"], report["correct"], report["wrong_format"], report["errors"]) == (5, 2, 1, 1)
+    lines = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert lines[0]["point"] == [100.0, 50.0] and lines[0]["image_size"] == [200, 100] and lines[0]["id"] == "screenspot_mobile#0"
+    assert lines[4]["error"].startswith(str(tmp_path / "imgs" / "gone.png"))
+    rows = [json.loads(line) for line in (tmp_path / "out" / "samples.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in rows] == ["correct", "wrong", "correct", "wrong_format", "error"]
+    assert report["worst"][0]["instruction"] == "a miss" and report["worst"][0]["distance"] > 0
+    again = BENCHMARKS["screenspot"].evaluate(gt, tmp_path / "out" / "predictions.jsonl", family="qwen3-vl", image_root=tmp_path / "imgs")
+    assert {k: again.summary()[k] for k in ("n", "correct", "accuracy", "platforms")} == {k: report[k] for k in ("n", "correct", "accuracy", "platforms")}
+
+
+def test_resumes_after_an_interruption_without_asking_again(tmp_path):
+    gt = make_gt(tmp_path, ["Menu", "a miss", "Save", "Back"])
+    first = bench(tmp_path, PointingModel(), gt)
+    predictions = tmp_path / "out" / "predictions.jsonl"
+    kept = predictions.read_text().splitlines()[:2]
+    predictions.write_text("\n".join(kept) + '\n{"index": 2, "instruction": "Sa')  # killed mid-line
+    model = PointingModel()
+    second = bench(tmp_path, model, gt)
+    assert model.asked == ["Save", "Back"] and second["answered_this_run"] == 3
+    assert {k: second[k] for k in ("n", "accuracy", "errors")} == {k: first[k] for k in ("n", "accuracy", "errors")}
+    with pytest.raises(Exception, match="style was 'plain', now 'tool_call'"):
+        bench(tmp_path, PointingModel(), gt, style="tool_call")
+
+
+def test_a_failing_batch_is_asked_again_target_by_target(tmp_path):
+    gt = make_gt(tmp_path, ["crash", "Menu", "Save", "Back"])
+    report = bench(tmp_path, PointingModel(), gt)
+    errors = [json.loads(line)["error"] for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert [e for e in errors if e is not None and "device-side" in e] == ["model failed: RuntimeError: CUDA error: device-side assert triggered"]
+    assert (report["n"], report["errors"], report["correct"]) == (5, 2, 3)
+
+
+def test_cli_asks_in_the_chosen_style_and_prints_the_breakdown(tmp_path, monkeypatch):
+    import vlground
+    from vlground.cli.eval import register
+
+    gt = make_gt(tmp_path, ["Menu", "a miss"])
+    model = PointingModel()
+    monkeypatch.setattr(vlground, "load_model", lambda name, options: model)
+    app = typer.Typer()
+    register(app)
+    args = ["bench", "screenspot", "--model", "pointing", "--gt", str(gt), "--out", str(tmp_path / "run"), "--image-root", str(tmp_path / "imgs"),
+            "--style", "tool_call"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert model.styles == {"tool_call"} and "platform mobile: 33.33 on 3" in result.stdout
+    assert "bench screenspot: 3 answered" in result.stderr
+    wrong = CliRunner().invoke(app, args[:-1] + ["clicky"])
+    assert wrong.exit_code == 2 and "plain or tool_call" in wrong.stderr
