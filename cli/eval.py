@@ -151,17 +151,22 @@ def eval_protocols() -> None:
             typer.echo(f"{benchmark.name:{width}s} {name:10s} {summary}")
 
 
+MODEL = Annotated[str, typer.Option("--model", "-m", help="Hub id or local checkpoint folder.")]
+BATCH_SIZE = Annotated[int, typer.Option(min=1, rich_help_panel="Model", help="Images per batch.")]
+DTYPE = Annotated[str, typer.Option(rich_help_panel="Model", help="auto, bf16, fp16 or fp32.")]
+MIN_PIXELS = Annotated[Optional[int], typer.Option(min=1, rich_help_panel="Model", help="Fewest pixels per image (default: the checkpoint's).")]
+MAX_PIXELS = Annotated[Optional[int], typer.Option(min=1, rich_help_panel="Model", help="Most pixels per image (default: the checkpoint's).")]
 _REFCOCO = {option.name: option for option in BENCHMARKS["refcoco"].options}
 DATASET, SPLIT_BY, SPLIT = (_annotation(_REFCOCO[name]) for name in ("dataset", "split_by", "split"))
 
 
 @bench_app.command("refcoco")
 def bench_refcoco(
-    model: Annotated[str, typer.Option("--model", "-m", help="Hub id or local checkpoint folder.")],
+    model: MODEL,
     gt: GT,
     out: Annotated[Path, typer.Option(help="Folder of predictions, samples and report; rerun to resume.")] = Path("bench-refcoco"),
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N samples.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, rich_help_panel="Model", help="Images per batch.")] = 8,
+    batch_size: BATCH_SIZE = 8,
     max_new_tokens: MaxNewTokens = None,
     thinking: Thinking = "auto",
     max_thinking_tokens: MaxThinkingTokens = None,
@@ -171,9 +176,9 @@ def bench_refcoco(
     split_by: SPLIT_BY = None,
     split: SPLIT = None,
     device: Device = "auto",
-    dtype: Annotated[str, typer.Option(rich_help_panel="Model", help="auto, bf16, fp16 or fp32.")] = "auto",
-    min_pixels: Annotated[Optional[int], typer.Option(min=1, rich_help_panel="Model", help="Fewest pixels per image (default: the checkpoint's).")] = None,
-    max_pixels: Annotated[Optional[int], typer.Option(min=1, rich_help_panel="Model", help="Most pixels per image (default: the checkpoint's).")] = None,
+    dtype: DTYPE = "auto",
+    min_pixels: MIN_PIXELS = None,
+    max_pixels: MAX_PIXELS = None,
     adapter: Adapter = None,
     merge_adapter: MergeAdapter = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", rich_help_panel="Output", help="Answer the failed samples again (--out always resumes).")] = False,
@@ -226,20 +231,20 @@ STYLE = Annotated[str, typer.Option(rich_help_panel="Model", help="plain (the fa
 
 @bench_app.command("screenspot")
 def bench_screenspot(
-    model: Annotated[str, typer.Option("--model", "-m", help="Hub id or local checkpoint folder.")],
+    model: MODEL,
     gt: Annotated[Path, typer.Option("--gt", help="A released ScreenSpot, ScreenSpot-v2 or ScreenSpot-Pro annotation file, or their folder.")],
     out: Annotated[Path, typer.Option(help="Folder of predictions, per-target rows and report; rerun to resume.")] = Path("bench-screenspot"),
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N targets.")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, rich_help_panel="Model", help="Images per batch.")] = 8,
+    batch_size: BATCH_SIZE = 8,
     max_new_tokens: MaxNewTokens = None,
     thinking: Thinking = "auto",
     max_thinking_tokens: MaxThinkingTokens = None,
     style: STYLE = "plain",
     image_root: Annotated[Optional[Path], typer.Option(help="Folder of the screenshots the GT names (default: the GT's folder).")] = None,
     device: Device = "auto",
-    dtype: Annotated[str, typer.Option(rich_help_panel="Model", help="auto, bf16, fp16 or fp32.")] = "auto",
-    min_pixels: Annotated[Optional[int], typer.Option(min=1, rich_help_panel="Model", help="Fewest pixels per image (default: the checkpoint's).")] = None,
-    max_pixels: Annotated[Optional[int], typer.Option(min=1, rich_help_panel="Model", help="Most pixels per image (default: the checkpoint's).")] = None,
+    dtype: DTYPE = "auto",
+    min_pixels: MIN_PIXELS = None,
+    max_pixels: MAX_PIXELS = None,
     adapter: Adapter = None,
     merge_adapter: MergeAdapter = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", rich_help_panel="Output", help="Answer the failed targets again (--out always resumes).")] = False,

@@ -26,7 +26,7 @@ class PointingModel:
         self.asked: list[str] = []
         self.styles: set[str] = set()
 
-    def point(self, images, targets, batch_size=8, max_new_tokens=None, thinking="auto", max_thinking_tokens=None, style="plain"):
+    def point(self, images, targets, options=None, *, style="plain"):
         self.asked += targets
         self.styles.add(style)
         if any("crash" in t for t in targets):

@@ -152,11 +152,8 @@ class ScreenspotWorker(ModelWorker):
             except ImageLoadError as error:
                 records[i] = _target_record(i, target, None, None, None, None, str(error))
         if loaded:
-            options = self.generation
             # a failing batch raises: the executor runs it again target by target (vlground.jobs.executors)
-            results = self.loaded.point(images, [t.instruction for _, t in loaded], batch_size=options.batch_size,
-                                        max_new_tokens=options.max_new_tokens, thinking=options.thinking,
-                                        max_thinking_tokens=options.max_thinking_tokens, style=self.style)
+            results = self.loaded.point(images, [t.instruction for _, t in loaded], self.generation, style=self.style)
             input_size = getattr(getattr(self.loaded, "backend", None), "input_size", None)
             for (i, target), image, result in zip(loaded, images, results):
                 point = [float(v) for v in result.detections[0].point] if result.detections and result.detections[0].point else None
