@@ -298,10 +298,10 @@ def test_eval_screenspot_from_the_command_line(tmp_path):
     (tmp_path / "p.jsonl").write_text(json.dumps({"id": "screenspot_mobile#0", "text": '[{"point_2d": [150, 500]}]'}) + "\n")
     result = CliRunner().invoke(app, ["eval", "screenspot", "--gt", str(tmp_path / "screenspot_mobile.json"), "--pred", str(tmp_path / "p.jsonl"),
                                       "--family", "qwen3-vl", "--image-root", str(tmp_path / "imgs"), "--json",
-                                      "--per-target", str(tmp_path / "rows.jsonl")])
+                                      "--per-target", str(tmp_path / "rows.jsonl"), "--report", str(tmp_path / "r.html")])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert (summary["accuracy"], summary["platforms"]["mobile"]["icon_accuracy"]) == (1.0, 1.0)
     row = json.loads((tmp_path / "rows.jsonl").read_text())
     assert row["click"] == [15.0, 25.0] and row["status"] == "correct"
-    assert "screenspot" in BENCHMARKS
+    assert "screenspot" in BENCHMARKS and "Worst misses" in (tmp_path / "r.html").read_text()

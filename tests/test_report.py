@@ -136,3 +136,56 @@ def test_the_worst_samples_are_the_lowest_ious_when_there_are_more_than_shown(tm
     shown = [int(i) for i in re.findall(r"<figcaption>#(\d+) ", page)]
     assert len(scores.ious) > WORST and shown == list(np.argsort(scores.ious, kind="stable")[:WORST])
     assert max(scores.ious[shown]) <= min(np.delete(scores.ious, shown))
+
+
+def test_screenspot_report_draws_the_worst_misses_farthest_first(tmp_path):
+    """Screenshots with a dark button each; clicks near or far from it. The report lists the misses
+    farthest from their box first, each picture showing the box and the click drawn on the screenshot."""
+    from vlground.eval.screenspot import ScreenTarget, score_screenspot
+
+    rng = np.random.default_rng(1)
+    targets, records = [], []
+    for i in range(WORST + 8):
+        image = Image.new("RGB", (1600, 900), (235, 235, 235))
+        x1, y1 = int(rng.integers(200, 1300)), int(rng.integers(100, 700))
+        box = (x1, y1, x1 + 60, y1 + 30)
+        ImageDraw.Draw(image).rectangle(box, fill=(40, 40, 90))
+        image.save(tmp_path / f"s{i}.png")
+        targets.append(ScreenTarget(f"t{i}", f"s{i}.png", f"button {i}", tuple(map(float, box)), ["mobile", "web"][i % 2],
+                                    ["text", "icon"][i % 3 == 0], "ScreenSpot-Pro", (1600, 900), group="Dev", application="vscode"))
+        away = 3 * i + 5  # each miss a little farther off than the one before
+        records.append({"id": f"t{i}", "point": [box[2] + away, box[3] + away] if i % 4 else [box[0] + 5, box[1] + 5]})
+    records[1] = {"id": "t1", "text": "no idea"}
+    scores = score_screenspot(targets, records, "family", "qwen3-vl")
+    summary = scores.summary()
+    page = write_report(tmp_path / "r.html", scores, image_root=tmp_path, context={"command": "vlground eval screenspot"}).read_text()
+    assert f"{summary['accuracy'] * 100:.2f}%" in page and "Per platform" in page and "Per application group" in page
+    assert "a hit is the click inside the box, edges included" in page
+    worst = scores.worst_misses(WORST)
+    assert [scores.distance[i] for i in worst] == sorted((scores.distance[i] for i in worst), reverse=True)
+    captions = re.findall(r"<figcaption>#(\d+) ", page)
+    assert [int(c) for c in captions] == worst and len(worst) == WORST
+    assert "Answers without a click: 1" in page and "&#x27;no idea&#x27;" in page
+    images = _images(page)
+    assert len(images) == 1 + WORST and all(src.startswith("data:image/") for src in images)
+    shown = render(tmp_path / "r.html", WIDTH, HEIGHT)
+    assert all(i["complete"] and i["naturalWidth"] > 0 for i in shown.images) and shown.errors == []
+
+
+def test_screenspot_miss_picture_shows_the_box_and_the_click_around_them(tmp_path):
+    from vlground.eval.report import CROP_MARGIN
+    from vlground.eval.screenspot import ScreenTarget, score_screenspot
+
+    Image.new("RGB", (1600, 900), (235, 235, 235)).save(tmp_path / "s.png")
+    target = ScreenTarget("t", "s.png", "Save", (700.0, 400.0, 760.0, 430.0), "web", "icon", "ScreenSpot-Pro", (1600, 900))
+    click = (900.0, 500.0)
+    scores = score_screenspot([target], [{"id": "t", "point": list(click)}])
+    page = write_report(tmp_path / "r.html", scores, image_root=tmp_path).read_text()
+    drawn = _decoded(_images(page)[1]).astype(int)
+    left, top = 700 - CROP_MARGIN, 400 - CROP_MARGIN  # the picture is cut to box and click with the margin around
+    scale = drawn.shape[1] / (900 + CROP_MARGIN + 1 - left)
+    at = lambda x, y: drawn[int((y - top) * scale), int((x - left) * scale)]  # noqa: E731
+    background = np.array([235, 235, 235])
+    assert np.abs(at(*click) - background).sum() > 60  # the click's dot
+    assert np.abs(at(700, 415) - background).sum() > 60  # the box's left edge
+    assert np.abs(at(800, 450) - background).sum() < 30  # nothing drawn between them

@@ -3,11 +3,13 @@ them, plots, and the samples worth looking at.
 
     write_report("refcoco.html", scores, ground_truth=samples, image_root="coco/train2014")
 
-`scores` is what `vlground.eval` returns (RefCOCO, TextVQA, DocVQA or OCR scores). RefCOCO gets, per
-split, accuracy against the IoU threshold (0.1 to 0.9), the IoU histogram, the worst samples with
-ground truth and prediction drawn on their images (when the images are at hand) and every unparsable
-answer with its raw text; TextVQA and DocVQA get the score histogram and the worst questions with the
-normalized answers; OCR the per-document error rates. Images and plots are embedded as data: URIs,
+`scores` is what `vlground.eval` returns (RefCOCO, TextVQA, DocVQA, OCR or ScreenSpot scores). RefCOCO
+gets, per split, accuracy against the IoU threshold (0.1 to 0.9), the IoU histogram, the worst samples
+with ground truth and prediction drawn on their images (when the images are at hand) and every
+unparsable answer with its raw text; TextVQA and DocVQA get the score histogram and the worst questions
+with the normalized answers; OCR the per-document error rates; ScreenSpot its breakdowns (platform,
+group, application, source; text and icon in each), the worst misses (farthest from their box) drawn
+as the screenshot around the target box and the click, and the answers that gave no click. Images and plots are embedded as data: URIs,
 so the file opens anywhere, offline, and can be mailed or archived as it is."""
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import numpy as np
 WORST = 12  # samples or questions listed as the worst
 UNPARSABLE_SHOWN = 50
 THUMBNAIL_SIDE = 360
-PERCENT_KEYS = {"accuracy", "centre_accuracy", "anls", "cer", "wer", "mean_document_cer"}
+PERCENT_KEYS = {"accuracy", "centre_accuracy", "anls", "cer", "wer", "mean_document_cer", "text_accuracy", "icon_accuracy", "macro_accuracy"}
 STYLE = """
 body { font-family: sans-serif; margin: 2em; max-width: 1200px; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
@@ -68,13 +70,16 @@ def _body(scores: Any, ground_truth, image_root) -> tuple[str, list[str]]:
     from vlground.eval.docvqa import ANLSScores
     from vlground.eval.ocr import OCRScores
     from vlground.eval.refcoco import RefCOCOScores
+    from vlground.eval.screenspot import ScreenSpotScores
     from vlground.eval.textvqa import VQAScores
 
-    if not isinstance(scores, (RefCOCOScores, VQAScores, ANLSScores, OCRScores)):
-        raise ValueError(f"no report for {type(scores).__name__}: give RefCOCO, TextVQA, DocVQA or OCR scores")
+    if not isinstance(scores, (RefCOCOScores, VQAScores, ANLSScores, OCRScores, ScreenSpotScores)):
+        raise ValueError(f"no report for {type(scores).__name__}: give RefCOCO, TextVQA, DocVQA, OCR or ScreenSpot scores")
     items = ground_truth if ground_truth is not None else (list(scores.ground_truth) or None)
     if isinstance(scores, RefCOCOScores):
         return "RefCOCO", _refcoco(scores, items, Path(image_root) if image_root is not None else None)
+    if isinstance(scores, ScreenSpotScores):
+        return "ScreenSpot", _screenspot(scores, Path(image_root) if image_root is not None else None)
     if isinstance(scores, VQAScores):
         return "TextVQA", _answers(scores, items, "accuracy")
     if isinstance(scores, ANLSScores):
@@ -94,6 +99,10 @@ def _protocol_text(kind: str, summary: dict) -> str:
         return f"{summary['protocol']}: {VQA_PROTOCOLS[summary['protocol']].summary}"
     if kind == "DocVQA":
         return "ANLS as the DocVQA challenge evaluator computes it (scores below the threshold count 0)"
+    if kind == "ScreenSpot":
+        from vlground.eval.screenspot import get_protocol as screenspot_protocol
+
+        return f"{summary['protocol']}: {screenspot_protocol(summary['protocol']).summary}; a hit is the click inside the box, edges included"
     return "corpus-level CER and WER after collapsing whitespace runs"
 
 
@@ -141,7 +150,10 @@ def plots(scores: Any) -> dict[str, bytes]:
     """The report's plots as PNG bytes, by title (in a notebook: `IPython.display.Image(png)`)."""
     from vlground.eval.ocr import OCRScores
     from vlground.eval.refcoco import RefCOCOScores
+    from vlground.eval.screenspot import ScreenSpotScores
 
+    if isinstance(scores, ScreenSpotScores):
+        return {"Accuracy per platform": _platform_bars(scores.summary()["platforms"])}
     if isinstance(scores, RefCOCOScores):
         return {"Accuracy against the IoU threshold": _threshold_plot(scores.summary()), "IoU histogram": _iou_histograms(scores)}
     if isinstance(scores, OCRScores):
@@ -275,6 +287,99 @@ def _unparsable(scores, samples) -> str:
     if not rows:
         return "<h2>Unparsable answers</h2><p>none</p>"
     return f"<h2>Unparsable answers: {len(rows_at)}{shown}</h2>" + _table(["index", "expression", "raw answer"], rows)
+
+
+# --- ScreenSpot -------------------------------------------------------------------------------
+
+CROP_MARGIN = 160  # pixels of screenshot kept around the target box and the click, at least
+
+
+def _screenspot(scores, image_root: Path | None) -> list[str]:
+    summary = scores.summary()
+    tables = []
+    for title, key in (("platform", "platforms"), ("application group", "groups"), ("application", "applications"), ("data source", "sources")):
+        if summary.get(key):
+            rows = [(name, m["n"], _number("accuracy", m["accuracy"]), _number("accuracy", m["text_accuracy"]),
+                     _number("accuracy", m["icon_accuracy"]), m["wrong_format"]) for name, m in summary[key].items()]
+            tables.append(f"<h2>Per {title}</h2>" + _table([title, "targets", "accuracy", "text", "icon", "wrong format"], rows))
+    return [*tables, _plot_row(scores), _worst_misses(scores, image_root), _no_click(scores)]
+
+
+def _platform_bars(platforms: dict) -> bytes:
+    def draw(ax):
+        names = list(platforms)
+        at = np.arange(len(names))
+        for shift, key in ((-0.27, "accuracy"), (0.0, "text_accuracy"), (0.27, "icon_accuracy")):
+            ax.bar(at + shift, [platforms[n][key] * 100 for n in names], width=0.26, label=key.replace("_accuracy", "") if key != "accuracy" else "all")
+        ax.set_xticks(at, names)
+        ax.set(ylabel="accuracy (%)", title="Accuracy per platform", ylim=(0, 100))
+        ax.legend()
+
+    return _png(draw)
+
+
+def _drawn_click(target, click: np.ndarray, image_root: Path | None) -> str:
+    """An <img> of the screenshot around the target box and the click, both drawn, or a note saying
+    why it cannot be shown. Screenshots are large and targets small: the picture is cut to the box
+    and the click with a margin before it is shrunk."""
+    from vlground.core.results import Detection, Result
+    from vlground.io.images import ImageLoadError, load_image
+    from vlground.viz import annotate
+
+    try:
+        image = load_image(image_root / target.image if image_root is not None else target.image)
+    except ImageLoadError as error:
+        return f"<p><i>image not at hand: {html.escape(str(error))}</i></p>"
+    if target.image_size is not None and image.size != tuple(target.image_size):
+        return f"<p><i>image is {image.size}, the ground truth says {tuple(target.image_size)}</i></p>"
+    width, height = image.size
+    x, y = (float(v) for v in click)
+    inside = 0 <= x <= width and 0 <= y <= height
+    detections = [Detection("target", box=tuple(float(v) for v in target.box))]
+    if inside:
+        detections.append(Detection("click", point=(x, y)))
+    picture = annotate(image, Result(detections, "", image.size))
+    xs = [target.box[0], target.box[2]] + ([x] if inside else [])
+    ys = [target.box[1], target.box[3]] + ([y] if inside else [])
+    margin = max(CROP_MARGIN, (max(xs) - min(xs)) / 2, (max(ys) - min(ys)) / 2)
+    picture = picture.crop((max(0, int(min(xs) - margin)), max(0, int(min(ys) - margin)),
+                            min(width, int(max(xs) + margin) + 1), min(height, int(max(ys) + margin) + 1)))
+    picture.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=85)
+    return f'<img src="{_data_uri(buffer.getvalue(), "image/jpeg")}" alt="{html.escape(target.instruction)}">'
+
+
+def _worst_misses(scores, image_root: Path | None) -> str:
+    order = scores.worst_misses(WORST)
+    if not order:
+        return "<h2>Worst misses</h2><p>none</p>"
+    figures = []
+    for i in order:
+        target = scores.targets[i]
+        x, y = scores.clicks[i]
+        caption = (f"#{i} {target.platform} {target.ui_type}: “{target.instruction}” — click ({x:.0f}, {y:.0f}), "
+                   f"{scores.distance[i]:.0f} px from the box")
+        width, height = target.image_size or (np.inf, np.inf)
+        if not (0 <= x <= width and 0 <= y <= height):
+            caption += " (outside the screenshot)"
+        figures.append(f"<figure>{_drawn_click(target, scores.clicks[i], image_root)}<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return ("<h2>Worst misses</h2><p>target box and click drawn, farthest from the box first</p>"
+            f'<div class="samples">{"".join(figures)}</div>')
+
+
+def _no_click(scores) -> str:
+    """Every answer that gave no click (wrong format, a failed run, a refused line), with its raw text."""
+    rows_at = [i for i, status in enumerate(scores.status) if status in ("wrong_format", "error", "refused")]
+    if not rows_at:
+        return "<h2>Answers without a click</h2><p>none</p>"
+    rows = []
+    for i in rows_at[:UNPARSABLE_SHOWN]:
+        record = scores.alignment.records[i] or {}
+        raw = record.get("text") if record.get("text") is not None else record.get("error") or record.get("point")
+        rows.append((int(i), scores.targets[i].instruction, scores.status[i], _Raw(f"<code>{html.escape(repr(raw))}</code>")))
+    shown = f" (first {UNPARSABLE_SHOWN})" if len(rows_at) > UNPARSABLE_SHOWN else ""
+    return f"<h2>Answers without a click: {len(rows_at)}{shown}</h2>" + _table(["index", "instruction", "status", "raw answer"], rows)
 
 
 # --- answers (TextVQA, DocVQA) and OCR -------------------------------------------------------------
