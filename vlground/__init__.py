@@ -21,6 +21,7 @@ _EXPORTS = {
     "parse": "vlground.grammar",
     "format_detections": "vlground.grammar",
     "build_prompt": "vlground.prompts",
+    "point_prompt": "vlground.prompts",
     "Prompt": "vlground.prompts",
     "Detection": "vlground.core.results",
     "Result": "vlground.core.results",

@@ -17,14 +17,14 @@ from PIL import Image
 
 from vlground.core.families import DEFAULT_MODEL, Family
 from vlground.core.options import GenerationOptions, LoadOptions, with_overrides
-from vlground.core.results import Result
+from vlground.core.results import Detection, Result
 from vlground.grammar import parse
 from vlground.io.images import load_image
 from vlground.io.sources import Source, is_url
 from vlground.io.sources import load as load_source
 from vlground.models import load_backend
 from vlground.models.base import Backend, Generation, Request
-from vlground.prompts import Prompt, build_prompt
+from vlground.prompts import POINT_STYLES, Prompt, build_prompt, point_prompt
 
 ImageInput = str | Path | Image.Image | np.ndarray
 Progress = Callable[[int], None] | None
@@ -91,6 +91,26 @@ class Model:
         return self._run("ask", images, ("question", questions), _options(options, keywords),
                          progress=progress, errors=errors)
 
+    def point(self, images: ImageInput | Sequence[ImageInput], targets: str | Sequence[str],
+              options: GenerationOptions | None = None, *, style: str = "plain", progress: Progress = None,
+              errors: str = "raise", **keywords: Any):
+        """Where to click for each target (an element, "the Submit button", or an instruction), one
+        target per image, several on one image, or one for every image, as `ground` pairs them. Each
+        Result holds one Detection: `point` (x, y) in pixels of the original image, `label` the
+        target, `attributes["point_from"]` "point", or "box" where the model answered a box and its
+        centre was taken; no detection where the answer held neither. style "plain" asks in the
+        family's own words; "tool_call" through the computer-use tool of Qwen's cookbooks, told the
+        screen size the model sees (Qwen2.5-VL and later; see `vlground.prompts.point_prompt`)."""
+        if style not in POINT_STYLES:
+            raise ValueError(f"unknown point style {style!r}; styles: {', '.join(POINT_STYLES)}")
+        loaded, column, single = _pairs(images, targets, "targets")
+        prompts = [point_prompt(self.family, target, style=style,
+                                input_size=self.backend.input_size(image.size) if style == "tool_call" else None)
+                   for image, target in zip(loaded, column)]
+        results = self.run(loaded, prompts, _options(options, keywords), progress=progress, errors=errors)
+        results = [r if isinstance(r, Exception) else click_point(r, t) for r, t in zip(results, column)]
+        return results[0] if single else results
+
     def run(self, images: Sequence[Image.Image], prompts: Sequence[Prompt], options: GenerationOptions | None = None,
             *, progress: Progress = None, errors: str = "raise", **keywords: Any) -> list[Result | Exception]:
         """Answers for loaded images and prepared prompts, pairwise, parsed on each image. With
@@ -108,7 +128,7 @@ class Model:
         opened is parsed with thinking "on" (no closer: reasoning cut short, no detections), else as
         the caller asked; reasoning a server returned apart goes into `Result.reasoning`."""
         result = parse(prompt.response_prefix + answer.text, self.family, image.size, answer.input_size,
-                       thinking="on" if answer.thinking else thinking, reasoning=answer.reasoning)
+                       scale=prompt.scale, thinking="on" if answer.thinking else thinking, reasoning=answer.reasoning)
         result.image = image
         return result
 
@@ -116,21 +136,43 @@ class Model:
              options: GenerationOptions, *, progress: Progress, errors: str):
         """One request per image and value of `values` (the prompt field's name, and one value or a
         list), a single image or value standing for all."""
-        single = not isinstance(images, (list, tuple))
-        loaded = [_load(i) for i in ([images] if single else images)]
         if values is None:
+            single = not isinstance(images, (list, tuple))
+            loaded = [_load(i) for i in ([images] if single else images)]
             prompts = [build_prompt(task, self.family)] * len(loaded)
         else:
             arg, given = values
-            column = [given] if isinstance(given, str) else list(given)
-            single = single and len(column) == 1
-            n = max(len(loaded), len(column))
-            if len(loaded) not in (1, n) or len(column) not in (1, n):
-                raise ValueError(f"{len(loaded)} images but {len(column)} values of {arg}: give one per image, or one for all")
-            loaded = loaded * n if len(loaded) == 1 else loaded
-            prompts = [build_prompt(task, self.family, **{arg: v}) for v in (column * n if len(column) == 1 else column)]
+            loaded, column, single = _pairs(images, given, arg)
+            prompts = [build_prompt(task, self.family, **{arg: v}) for v in column]
         results = self.run(loaded, prompts, options, progress=progress, errors=errors)
         return results[0] if single else results
+
+
+def _pairs(images: ImageInput | Sequence[ImageInput], given: str | Sequence[str], arg: str) -> tuple[list, list, bool]:
+    """(images, values, single): one value per image, one image repeated for several values, or one
+    value for every image, loaded and paired; `single` when one image and one value were given."""
+    single = not isinstance(images, (list, tuple))
+    loaded = [_load(i) for i in ([images] if single else images)]
+    column = [given] if isinstance(given, str) else list(given)
+    n = max(len(loaded), len(column))
+    if len(loaded) not in (1, n) or len(column) not in (1, n):
+        raise ValueError(f"{len(loaded)} images but {len(column)} values of {arg}: give one per image, or one for all")
+    return (loaded * n if len(loaded) == 1 else loaded), (column * n if len(column) == 1 else column), single and len(column) == 1
+
+
+def click_point(result: Result, target: str) -> Result:
+    """`result` (an answer to a point prompt) with one Detection: the first point it holds, or the
+    centre of its first box or quad (`attributes["point_from"]` says which), labelled `target`;
+    none where it holds neither."""
+    detections = []
+    for d in result.detections:
+        x1, y1, x2, y2 = d.xyxy
+        source = "point" if d.point is not None else "box"
+        detections = [Detection(target, point=((x1 + x2) / 2, (y1 + y2) / 2), text=d.text,
+                                attributes={**d.attributes, "point_from": source})]
+        break
+    return Result(detections, result.text, result.image_size, result.raw, image=result.image, reasoning=result.reasoning,
+                  reasoning_cut_short=result.reasoning_cut_short, clipped=result.clipped)
 
 
 def _load(image: ImageInput) -> Image.Image:

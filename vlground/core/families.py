@@ -83,6 +83,8 @@ _JSON_PROMPTS = {
     "read_text": "Read all the text in the image.",
     "spot_text": "Spotting all the text in the image with line-level, and output in JSON format.",
     "ask": _VQA,
+    # Qwen3-VL's spatial-understanding cookbook asks for points so; Qwen2.5-VL answers the same point_2d JSON
+    "point": "Locate {phrase} in this image. Output the point coordinates in JSON format.",
 }
 
 _QWEN3_PROMPTS = {

@@ -15,7 +15,7 @@ import numpy as np
 from vlground.core.families import Family, get_family
 from vlground.core.geometry import Frame
 from vlground.core.results import Detection, Result
-from vlground.grammar import json_items, markup, tags
+from vlground.grammar import gui, json_items, markup, tags
 from vlground.grammar.items import Extraction, RawItem
 from vlground.grammar.placement import place
 from vlground.grammar.reasoning import split as split_reasoning
@@ -70,6 +70,11 @@ def parse(
     `reasoning` is reasoning the runtime received apart (a server's `reasoning_content`): `text` is
     then the answer, and a blank one after reasoning is reasoning cut short.
 
+    Where the family's own dialect finds nothing, the answers of GUI agents are read
+    (vlground.grammar.gui: Qwen's `<tool_call>` computer-use and mobile-use calls, UI-TARS-style
+    `click(start_box='(x,y)')`, `point:x,y`, a bare `(x, y)`): points, or boxes where the action gave
+    four numbers, in the family's frame like everything else.
+
     `input_size` (width, height) is what the model saw; it matters for frames in input pixels
     (Qwen2.5-VL) and, when not given, is derived with the released checkpoint's smart_resize settings
     (or `min_pixels`/`max_pixels`). `scale` is the divisor of the 0-1000 frames (999 for the protocols
@@ -82,7 +87,10 @@ def parse(
     parts = split_reasoning(text, thinking, reasoning)
     if parts.cut_short:
         return Result([], "", frame.image_size, text, reasoning=parts.reasoning, reasoning_cut_short=True)
-    return place(DIALECTS[fam.dialect].extract(parts.answer), frame, text, parts.reasoning)
+    found = DIALECTS[fam.dialect].extract(parts.answer)
+    if not found:  # a GUI agent's action (a click), in the family's frame
+        found = gui.extract(parts.answer)
+    return place(found, frame, text, parts.reasoning)
 
 
 def format_detections(

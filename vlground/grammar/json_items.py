@@ -62,9 +62,9 @@ def extract(text: str) -> Extraction:
     if paused:
         gc.disable()
     try:
-        objects, consumed = _loads(body)
-        if not _plain_boxes(objects, found):
-            _collect(objects, found)
+        values, consumed = objects(body)
+        if not _plain_boxes(values, found):
+            _collect(values, found)
     finally:
         if paused:
             gc.enable()
@@ -95,9 +95,10 @@ def _first_bracket(text: str) -> int:
     return min(starts) if starts else -1
 
 
-def _loads(body: str) -> tuple[list[Any], int]:
-    """Parsed top-level objects of `body` and how many characters of it they span. Nesting too
-    deep for the decoder (RecursionError) is not read at all, as the walk would not go that deep."""
+def objects(body: str) -> tuple[list[Any], int]:
+    """Parsed top-level values of `body` (strict JSON, else with trailing commas repaired, else every
+    complete object on its own) and how many characters of it they span. Nesting too deep for the
+    decoder (RecursionError) is not read at all, as the walk would not go that deep."""
     try:
         value = loads(body)  # white space around the value is JSON's own
     except RecursionError:

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 from PIL import Image
 
 from vlground.core.families import Family
+from vlground.core.geometry import model_input_size
 from vlground.core.options import GenerationOptions, LoadOptions
 from vlground.models.scheduling import generate_refill, plan_batches, prefetched
 from vlground.prompts import Prompt
@@ -88,6 +89,13 @@ class Backend(ABC):
         `prepared` is `_prepare(requests)` when it was made ahead (else None). May raise
         out-of-memory (the caller splits and retries), or return a Generation with `error` for a
         request that failed on its own."""
+
+    def input_size(self, image_size: tuple[int, int]) -> tuple[int, int] | None:
+        """(width, height) the model will see for an image of `image_size`, before it runs (a prompt
+        that tells the model its screen size needs it); None where it squashes to a fixed size."""
+        if self.family.patch_size is None:
+            return None
+        return model_input_size(self.family, image_size)
 
     def _costs(self, requests: Sequence[Request], options: GenerationOptions) -> list[int] | None:
         """Prompt tokens of each request (what a token budget counts), or None where the backend

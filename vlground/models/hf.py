@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from vlground.core.families import Family
+from vlground.core.geometry import smart_resize
 from vlground.core.options import GenerationOptions, LoadOptions, with_overrides
 from vlground.models.base import STOP_TOKENS, Backend, Generation, Request, resolve_device_dtype, to_device
 from vlground.models.thinking import CLOSER, ThinkingBudget, template_thinking, thinks
@@ -334,13 +335,21 @@ class HFBackend(Backend):
             return None
         return HFRows(self, requests, budgets, options, config)
 
+    def input_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        """What this processor makes of an image of `image_size`: its own patch, merge and pixel bounds."""
+        processor = self.processor.image_processor
+        h, w = smart_resize(image_size[1], image_size[0], factor=processor.patch_size * processor.merge_size,
+                            min_pixels=processor.size["shortest_edge"], max_pixels=processor.size["longest_edge"])
+        return w, h
+
     def _chat_text(self, request: Request, thinking: bool = False) -> str:
         """The chat template's text for one request; `thinking` reaches the template as enable_thinking
         (templates without the switch ignore it)."""
         if not request.prompt.chat:
             raise ValueError(f"{self.family.name} is a chat model; its prompts must have chat=True")
+        system = [{"role": "system", "content": [{"type": "text", "text": request.prompt.system}]}] if request.prompt.system else []
         return self.processor.apply_chat_template(
-            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": request.prompt.text}]}],
+            [*system, {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": request.prompt.text}]}],
             add_generation_prompt=True,
             tokenize=False,
             enable_thinking=thinking,

@@ -150,6 +150,9 @@ class ServerBackend(Backend):
         input_size = served_input_size(self.family, request.image.size, self.min_pixels, self.max_pixels)
         return Generation(text=text, input_size=input_size, thinking=thinking, reasoning=reasoning)
 
+    def input_size(self, image_size: tuple[int, int]) -> tuple[int, int] | None:
+        return served_input_size(self.family, image_size, self.min_pixels, self.max_pixels)
+
     def _refused_extensions(self, names: list[str]) -> None:
         if self.takes_extensions:
             log.warning("%s refuses vLLM's request extensions (%s); sending standard fields only: grounding tokens "
@@ -161,7 +164,7 @@ class ServerBackend(Backend):
         """The standard OpenAI chat request (fields every compatible server takes)."""
         payload = {
             "model": self.served_model,
-            "messages": chat_messages(request.image, request.prompt.text, self.image_format),
+            "messages": chat_messages(request.image, request.prompt.text, self.image_format, request.prompt.system),
             "max_tokens": budget,
             "temperature": options.temperature if options.do_sample else 0.0,
         }
@@ -172,14 +175,15 @@ class ServerBackend(Backend):
         return payload
 
 
-def chat_messages(image, prompt_text: str, image_format: str = "png") -> list[dict]:
-    """The one user turn of a request (here and in `vlground.jobs.llm_steps`): the image as a data URL in
-    `image_format` (IMAGE_FORMATS), then the prompt text."""
+def chat_messages(image, prompt_text: str, image_format: str = "png", system: str | None = None) -> list[dict]:
+    """The user turn of a request (here and in `vlground.jobs.llm_steps`): the image as a data URL in
+    `image_format` (IMAGE_FORMATS), then the prompt text; after a system turn where `system` is set."""
     buffer = io.BytesIO()
     pil_format, save_options = IMAGE_FORMATS[image_format]
     image.save(buffer, format=pil_format, **save_options)
     url = f"data:image/{image_format};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": prompt_text}]}]
+    user = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": prompt_text}]}
+    return [{"role": "system", "content": system}, user] if system else [user]
 
 
 def served_input_size(family: Family, image_size: tuple[int, int], min_pixels: int | None,

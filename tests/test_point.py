@@ -1,0 +1,105 @@
+"""Model.point end to end on tiny random checkpoints with forced answers: load -> point prompt (plain or
+tool call) -> generate -> parse -> one click per target in pixels of the original screenshot.
+
+The screenshot is 260x180; Qwen2.5-VL sees it as 252x168 (smart_resize, factor 28) and Qwen3-VL as
+256x192 (factor 32), so an answer read in the wrong frame lands elsewhere."""
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import vlground
+from vlground.prompts import point_prompt
+from vlground.testing.forced import forced_answers
+
+SUBMIT, CANCEL = (65.0, 45.0), (195.0, 135.0)  # where each button is on the 260x180 screenshot
+
+
+@pytest.fixture(scope="module")
+def screenshot(tmp_path_factory):
+    path = tmp_path_factory.mktemp("screen") / "screen.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (180, 260, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def _call(x, y, action="left_click"):
+    return f'<tool_call>\n{{"name": "computer_use", "arguments": {{"action": "{action}", "coordinate": [{x}, {y}]}}}}\n</tool_call>'
+
+
+def _points(results):
+    return [[(d.label, d.point, d.attributes["point_from"]) for d in r.detections] for r in results]
+
+
+def test_qwen25_plain_points_in_input_pixels(tiny_checkpoint, screenshot):
+    model = vlground.load_model(tiny_checkpoint("qwen2.5-vl"), device="cpu")
+    answers = {"the Submit button": '```json\n[{"point_2d": [63, 42], "label": "the Submit button"}]\n```',
+               "the Cancel button": '[{"point_2d": [189, 126], "label": "the Cancel button"}]'}
+    with forced_answers(model.backend, answers):
+        results = model.point([screenshot, screenshot], ["the Submit button", "the Cancel button"], max_new_tokens=60)
+    assert _points(results) == [[("the Submit button", pytest.approx(SUBMIT), "point")],
+                                [("the Cancel button", pytest.approx(CANCEL), "point")]]
+
+
+def test_qwen25_tool_call_is_told_the_input_size_and_answers_in_it(tiny_checkpoint, screenshot):
+    model = vlground.load_model(tiny_checkpoint("qwen2.5-vl"), device="cpu")
+    seen = []
+
+    def answer(prompt_text):
+        seen.append(re.search(r"The screen's resolution is (\d+)x(\d+)\.", prompt_text).groups())
+        return _call(63, 42) if "Submit" in prompt_text.rsplit("<|im_start|>user", 1)[1] else _call(189, 126)
+
+    with forced_answers(model.backend, answer):
+        results = model.point(screenshot, ["the Submit button", "the Cancel button"], style="tool_call", max_new_tokens=200)
+    assert seen == [("252", "168")] * 2  # the cookbook's screen size: the resized input, not the screenshot
+    assert _points(results) == [[("the Submit button", pytest.approx(SUBMIT), "point")],
+                                [("the Cancel button", pytest.approx(CANCEL), "point")]]
+    assert results[0].detections[0].attributes == {"tool": "computer_use", "action": "left_click", "point_from": "point"}
+
+
+def test_qwen3_tool_call_on_999_and_plain_on_1000(tiny_checkpoint, screenshot):
+    model = vlground.load_model(tiny_checkpoint("qwen3-vl"), device="cpu")
+    with forced_answers(model.backend, lambda p: _call(250, 250) if "999x999" in p else '{"point_2d": [250, 250]}'):
+        tool = model.point(screenshot, "the Submit button", style="tool_call", max_new_tokens=200)
+        plain = model.point(screenshot, "the Submit button", max_new_tokens=60)
+    assert tool.detections[0].point == pytest.approx((250 / 999 * 260, 250 / 999 * 180))
+    assert plain.detections[0].point == pytest.approx(SUBMIT)
+
+
+def test_a_box_answer_gives_its_centre(tiny_checkpoint, screenshot):
+    """Qwen2-VL has no point syntax: it is asked for the box, and a UI-TARS-style click is read too."""
+    model = vlground.load_model(tiny_checkpoint("qwen2-vl"), device="cpu")
+    answers = {"Submit": "<|object_ref_start|>the Submit button<|object_ref_end|><|box_start|>(200,200),(300,300)<|box_end|>",
+               "Cancel": "Action: click(start_box='<|box_start|>(750,750)<|box_end|>')"}
+    with forced_answers(model.backend, answers):
+        results = model.point(screenshot, ["the Submit button", "the Cancel button"], max_new_tokens=80)
+    assert _points(results) == [[("the Submit button", pytest.approx(SUBMIT), "box")],
+                                [("the Cancel button", pytest.approx(CANCEL), "point")]]
+    assert results[0].detections[0].box is None  # the click is a point either way
+
+
+def test_no_click_in_the_answer_is_no_detection(tiny_checkpoint, screenshot):
+    model = vlground.load_model(tiny_checkpoint("qwen3-vl"), device="cpu")
+    with forced_answers(model.backend, {"Submit": "I cannot see a submit button."}):
+        result = model.point(screenshot, "the Submit button", max_new_tokens=40)
+    assert result.detections == [] and result.text == "I cannot see a submit button."
+
+
+def test_point_prompts_per_family():
+    assert point_prompt("qwen3-vl", "the OK button").text == "Locate the OK button in this image. Output the point coordinates in JSON format."
+    assert point_prompt("qwen2-vl", "the OK button").text == (
+        "Output the bounding box of <|object_ref_start|>the OK button<|object_ref_end|> in the image.")
+    base = point_prompt("qwen-vl", "the OK button")
+    assert base.text == "<img></img><ref>the OK button</ref><box>" and base.max_new_tokens == 28
+    tool = point_prompt("qwen2.5-vl", "open the settings", style="tool_call", input_size=(1092, 2408))
+    assert tool.text == "open the settings" and tool.scale == 1000
+    assert tool.system.startswith("You are a helpful assistant.\n\n# Tools\n") and "resolution is 1092x2408." in tool.system
+    assert tool.system.endswith('<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>')
+    qwen3 = point_prompt("qwen3.5", "open the settings", style="tool_call")
+    assert qwen3.system.startswith("\n\n# Tools\n") and "resolution is 999x999." in qwen3.system and qwen3.scale == 999
+    with pytest.raises(ValueError, match="qwen2-vl has no tool-call prompt"):
+        point_prompt("qwen2-vl", "x", style="tool_call")
+    with pytest.raises(ValueError, match="needs the model input size"):
+        point_prompt("qwen2.5-vl", "x", style="tool_call")
+    with pytest.raises(ValueError, match="unknown point style"):
+        point_prompt("qwen2.5-vl", "x", style="xml")
