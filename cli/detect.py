@@ -12,13 +12,16 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from vlground.cli.errors import fail, one_line, reported
-from vlground.cli.flags import (Adapter, BatchWorkers, Device, GpusPerWorker, MaxNewTokens, MaxThinkingTokens, MergeAdapter,
-                                Overwrite, Progress, Quiet, Ray, Resume, RetryFailed, Thinking, load_options, run_options)
+from vlground.cli.flags import BATCH, DECODING, LOADING, with_flags
+
+if TYPE_CHECKING:
+    from vlground.core.options import GenerationOptions, LoadOptions
+    from vlground.jobs.loop import RunOptions
 
 
 def _is_source(arg: str) -> bool:
@@ -119,34 +122,19 @@ def _reporter(single: bool, as_json: bool, to_stdout: bool, annotating: bool):
     return report
 
 
+@with_flags
 def detect(
     arguments: Annotated[list[str], typer.Argument(metavar="IMAGE... QUERY", show_default=False, help="Images (files, folders, quoted globs, http(s):// URLs, s3:// and other pyarrow URIs, - for stdin), then the referring expressions (or categories with --all).")],
     query: Annotated[Optional[list[str]], typer.Option("--query", help="A query (repeatable); then every argument is an image.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Hub id, folder or server URL (default $VLGROUND_MODEL).")] = None,
-    served_model: Annotated[Optional[str], typer.Option(rich_help_panel="Model", help="With a server URL: the model's name there.")] = None,
     all_instances: Annotated[bool, typer.Option("--all", help="Every instance of each query (categories).")] = False,
     as_json: Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="Print JSON instead of tables.")] = False,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", rich_help_panel="Output", help="Append one record per image to this JSONL (- stdout).")] = None,
-    resume: Resume = False,
-    retry_failed: RetryFailed = False,
-    overwrite: Overwrite = False,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders too.")] = False,
     annotate: Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Draw the boxes to this file (a folder for several).")] = None,
-    adapter: Adapter = None,
-    merge_adapter: MergeAdapter = False,
-    device: Device = "auto",
-    dtype: Annotated[str, typer.Option(rich_help_panel="Model", help="auto (bf16 on GPU, fp32 on CPU), bf16, fp16, fp32.")] = "auto",
-    min_pixels: Annotated[Optional[int], typer.Option(min=1, rich_help_panel="Model", help="Smallest model input in pixels (Qwen2-VL on).")] = None,
-    max_pixels: Annotated[Optional[int], typer.Option(min=1, rich_help_panel="Model", help="Largest model input in pixels (Qwen2-VL on).")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, rich_help_panel="Model", help="Images per batch.")] = 8,
-    max_new_tokens: MaxNewTokens = None,
-    thinking: Thinking = "auto",
-    max_thinking_tokens: MaxThinkingTokens = None,
-    ray: Ray = None,
-    workers: BatchWorkers = None,
-    gpus_per_worker: GpusPerWorker = 0.0,
-    progress: Progress = None,
-    quiet: Quiet = False,
+    run: RunOptions = BATCH,
+    loading: LoadOptions = LOADING,
+    generation: GenerationOptions = DECODING,
 ) -> None:
     """Find what each query names in each image, in pixels of the image as displayed. Exit status 1
     when an input failed or no image was found; 2 for a wrong argument, before any model is loaded."""
@@ -155,26 +143,19 @@ def detect(
     from vlground.core.records import record_key
     from vlground.jobs.detect import AnnotationTarget, DetectJob, DetectWorker, run_detect
     from vlground.jobs.isolation import WorkerSetupError
-    from vlground.core.options import GenerationOptions
     from vlground.io.sink import open_sink
     from vlground.io.sources import Source, download, is_url, load
 
-    if (resume or overwrite) and out is None:
+    if (run.resume or run.overwrite) and out is None:
         fail("--resume and --overwrite apply to an output file: give --out FILE")
     if as_json and out is not None:
         fail("--json prints the results; with --out they go to OUT as JSON lines already (--out - prints them)")
-    run = run_options(resume=resume, retry_failed=retry_failed, overwrite=overwrite, quiet=quiet, progress=progress,
-                      ray=ray, workers=workers, gpus_per_worker=gpus_per_worker)
-    load_with = load_options(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels,
-                             served_model=served_model, adapter=adapter, merge_adapter=merge_adapter)
     names, queries = split_arguments(list(arguments), list(query or []))
     own = [out, f"{out}.lock"] if out is not None and str(out) != "-" else []
     sources, single = _inputs(names, recursive, out is None, own)
     if single:
         run = replace(run, progress=False)
     with reported(ValueError):
-        generation = GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens, thinking=thinking,
-                                       max_thinking_tokens=max_thinking_tokens)
         job = DetectJob(tuple(queries), all_instances, generation=generation)
         annotations = AnnotationTarget(annotate, sources) if annotate is not None else None
         if single:  # one image that cannot be read (or downloaded) is an argument error, told before the model loads
@@ -184,12 +165,12 @@ def detect(
             load(first)
         if out is not None and str(out) != "-":
             sources.check_output(out)
-        sink = open_sink(out, record_key, resume, overwrite) if out is not None else None
-    worker = DetectWorker(model, load_with, job, annotations)
+        sink = open_sink(out, record_key, run.resume, run.overwrite) if out is not None else None
+    worker = DetectWorker(model, loading, job, annotations)
     report = _reporter(single, as_json, out is None, annotations is not None)
     with sink if sink is not None else nullcontext(), reported(ValueError, OSError, WorkerSetupError):
         summary = run_detect(sources, worker, sink, run, report=report)  # OSError: files missing, server unreachable
-    if not quiet and not single:
+    if not run.quiet and not single:
         typer.echo(summary.describe(), err=True)
     if not summary.ok:
         raise typer.Exit(130 if summary.interrupted else 2 if single else 1)

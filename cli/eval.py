@@ -6,14 +6,17 @@ import inspect
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from vlground.cli.errors import fail, reported
-from vlground.cli.flags import (Adapter, BatchWorkers, Device, GpusPerWorker, MaxNewTokens, MaxThinkingTokens, MergeAdapter, Overwrite,
-                                Progress, Quiet, Ray, Thinking, load_options, run_options)
+from vlground.cli.flags import BATCH, DECODING, LOADING, Flags, with_flags
 from vlground.eval.registry import BENCHMARKS
+
+if TYPE_CHECKING:
+    from vlground.core.options import GenerationOptions, LoadOptions
+    from vlground.jobs.loop import RunOptions
 
 eval_app = typer.Typer(help="Score predictions exactly as the reference evaluators do.", no_args_is_help=True)
 bench_app = typer.Typer(help="Run a model over a benchmark, write its predictions and a report, and score them.", no_args_is_help=True)
@@ -152,44 +155,36 @@ def eval_protocols() -> None:
 
 
 MODEL = Annotated[str, typer.Option("--model", "-m", help="Hub id or local checkpoint folder.")]
-BATCH_SIZE = Annotated[int, typer.Option(min=1, rich_help_panel="Model", help="Images per batch.")]
-DTYPE = Annotated[str, typer.Option(rich_help_panel="Model", help="auto, bf16, fp16 or fp32.")]
-MIN_PIXELS = Annotated[Optional[int], typer.Option(min=1, rich_help_panel="Model", help="Fewest pixels per image (default: the checkpoint's).")]
-MAX_PIXELS = Annotated[Optional[int], typer.Option(min=1, rich_help_panel="Model", help="Most pixels per image (default: the checkpoint's).")]
+BENCH_LOADING = LOADING.but(served_model=None)
+
+
+def _bench_batch(items: str) -> Flags:
+    """The batch flags of a bench command: its --out folder always resumes (--overwrite starts it afresh)."""
+    return BATCH.but(resume=None, retry_failed=Annotated[bool, typer.Option(
+        "--retry-failed", rich_help_panel="Output", help=f"Answer the failed {items} again (--out always resumes).")])
+
+
 _REFCOCO = {option.name: option for option in BENCHMARKS["refcoco"].options}
 DATASET, SPLIT_BY, SPLIT = (_annotation(_REFCOCO[name]) for name in ("dataset", "split_by", "split"))
 
 
 @bench_app.command("refcoco")
+@with_flags
 def bench_refcoco(
     model: MODEL,
     gt: GT,
     out: Annotated[Path, typer.Option(help="Folder of predictions, samples and report; rerun to resume.")] = Path("bench-refcoco"),
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N samples.")] = None,
-    batch_size: BATCH_SIZE = 8,
-    max_new_tokens: MaxNewTokens = None,
-    thinking: Thinking = "auto",
-    max_thinking_tokens: MaxThinkingTokens = None,
+    generation: GenerationOptions = DECODING,  # (the report's command line lists the options in this order)
     protocol: Annotated[str, typer.Option(help="Scoring protocol: family, qwen-vl or lmms-eval.")] = "family",
     image_root: Annotated[Optional[Path], typer.Option(help="Folder the GT's image paths are relative to.")] = None,
     dataset: DATASET = None,
     split_by: SPLIT_BY = None,
     split: SPLIT = None,
-    device: Device = "auto",
-    dtype: DTYPE = "auto",
-    min_pixels: MIN_PIXELS = None,
-    max_pixels: MAX_PIXELS = None,
-    adapter: Adapter = None,
-    merge_adapter: MergeAdapter = False,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", rich_help_panel="Output", help="Answer the failed samples again (--out always resumes).")] = False,
-    overwrite: Overwrite = False,
-    ray: Ray = None,
-    workers: BatchWorkers = None,
-    gpus_per_worker: GpusPerWorker = 0.0,
+    load: LoadOptions = BENCH_LOADING,
     report: REPORT = None,
     strict: STRICT = False,
-    progress: Progress = None,
-    quiet: Quiet = False,
+    run: RunOptions = _bench_batch("samples"),
     as_json: AS_JSON = False,
 ) -> None:
     """Ground every expression with MODEL, then score; an interrupted run resumes from --out."""
@@ -197,25 +192,16 @@ def bench_refcoco(
     from vlground.eval.inputs import InputProblems
     from vlground.eval.refcoco import RefCOCOScores, get_protocol, load_samples
     from vlground.jobs.bench import run_refcoco_bench
-    from vlground.core.options import GenerationOptions
 
-    # an --out folder is one run, always resumed: --overwrite starts it afresh
-    run = run_options(resume=not overwrite, retry_failed=retry_failed, overwrite=overwrite, quiet=quiet, progress=progress,
-                      ray=ray, workers=workers, gpus_per_worker=gpus_per_worker)
-    load = load_options(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels, adapter=adapter,
-                        merge_adapter=merge_adapter)
     problems = InputProblems(strict=strict)
     try:
         get_protocol(protocol)
         samples = load_samples(gt, dataset=dataset, split_by=split_by, split=split, keep_images=True, problems=problems)
-        generation = GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens, thinking=thinking,
-                                       max_thinking_tokens=max_thinking_tokens)
     except NothingToScore as error:
         fail(str(error), code=1)
     except (EvalInputError, ValueError) as error:  # ValueError: an option refusing a value
         fail(str(error))
-    answer_settings = {"adapter": str(adapter) if adapter is not None else None, "merge_adapter": merge_adapter,
-                       "min_pixels": min_pixels, "max_pixels": max_pixels, "dtype": dtype}
+    answer_settings = _answer_settings(load)
 
     def start(model_in_process):
         return run_refcoco_bench(model_in_process, model, samples, out, gt_name=str(gt), image_root=image_root, limit=limit,
@@ -223,43 +209,29 @@ def bench_refcoco(
                                  html_report=report, settings=answer_settings, command=_command_line())
 
     _bench("refcoco", "samples", RefCOCOScores.describe, start, model=model, gt=gt, out=out, load=load, run=run, generation=generation,
-           answer_settings=answer_settings, quiet=quiet, as_json=as_json)
+           answer_settings=answer_settings, as_json=as_json)
 
 
 STYLE = Annotated[str, typer.Option(rich_help_panel="Model", help="plain (the family's point prompt) or tool_call (the computer-use tool the Qwen cookbooks describe).")]
 
 
 @bench_app.command("screenspot")
+@with_flags
 def bench_screenspot(
     model: MODEL,
     gt: Annotated[Path, typer.Option("--gt", help="A released ScreenSpot, ScreenSpot-v2 or ScreenSpot-Pro annotation file, or their folder.")],
     out: Annotated[Path, typer.Option(help="Folder of predictions, per-target rows and report; rerun to resume.")] = Path("bench-screenspot"),
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N targets.")] = None,
-    batch_size: BATCH_SIZE = 8,
-    max_new_tokens: MaxNewTokens = None,
-    thinking: Thinking = "auto",
-    max_thinking_tokens: MaxThinkingTokens = None,
+    generation: GenerationOptions = DECODING,  # (the report's command line lists the options in this order)
     style: STYLE = "plain",
     image_root: Annotated[Optional[Path], typer.Option(help="Folder of the screenshots the GT names (default: the GT's folder).")] = None,
-    device: Device = "auto",
-    dtype: DTYPE = "auto",
-    min_pixels: MIN_PIXELS = None,
-    max_pixels: MAX_PIXELS = None,
-    adapter: Adapter = None,
-    merge_adapter: MergeAdapter = False,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", rich_help_panel="Output", help="Answer the failed targets again (--out always resumes).")] = False,
-    overwrite: Overwrite = False,
-    ray: Ray = None,
-    workers: BatchWorkers = None,
-    gpus_per_worker: GpusPerWorker = 0.0,
+    load: LoadOptions = BENCH_LOADING,
     report: REPORT = None,
     strict: STRICT = False,
-    progress: Progress = None,
-    quiet: Quiet = False,
+    run: RunOptions = _bench_batch("targets"),
     as_json: AS_JSON = False,
 ) -> None:
     """Ask MODEL where to click for every instruction, then score as the official scripts do; an interrupted run resumes from --out."""
-    from vlground.core.options import GenerationOptions
     from vlground.eval.benchmark import require_items
     from vlground.eval.errors import EvalInputError, NothingToScore
     from vlground.eval.inputs import InputProblems
@@ -268,21 +240,14 @@ def bench_screenspot(
 
     if style not in ("plain", "tool_call"):
         fail(f"--style is {style!r}; give plain or tool_call")
-    run = run_options(resume=not overwrite, retry_failed=retry_failed, overwrite=overwrite, quiet=quiet, progress=progress,
-                      ray=ray, workers=workers, gpus_per_worker=gpus_per_worker)
-    load = load_options(device=device, dtype=dtype, min_pixels=min_pixels, max_pixels=max_pixels, adapter=adapter,
-                        merge_adapter=merge_adapter)
     problems = InputProblems(strict=strict)
     try:
         targets = require_items(load_screenspot(gt, problems=problems, image_root=image_root), gt, problems, "targets")
-        generation = GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens, thinking=thinking,
-                                       max_thinking_tokens=max_thinking_tokens)
     except NothingToScore as error:
         fail(str(error), code=1)
     except (EvalInputError, ValueError) as error:  # ValueError: an option refusing a value
         fail(str(error))
-    answer_settings = {"adapter": str(adapter) if adapter is not None else None, "merge_adapter": merge_adapter,
-                       "min_pixels": min_pixels, "max_pixels": max_pixels, "dtype": dtype, "style": style}
+    answer_settings = {**_answer_settings(load), "style": style}
 
     def start(model_in_process):
         return run_screenspot_bench(model_in_process, model, targets, out, gt_name=str(gt), image_root=image_root, limit=limit,
@@ -290,11 +255,17 @@ def bench_screenspot(
                                     settings=answer_settings, command=_command_line())
 
     _bench("screenspot", "targets", ScreenSpotScores.describe, start, model=model, gt=gt, out=out, load=load, run=run,
-           generation=generation, answer_settings=answer_settings, quiet=quiet, as_json=as_json)
+           generation=generation, answer_settings=answer_settings, as_json=as_json)
+
+
+def _answer_settings(load) -> dict:
+    """The loading settings a resumed bench run must share with the run it resumes."""
+    return {"adapter": str(load.adapter) if load.adapter is not None else None, "merge_adapter": load.merge_adapter,
+            "min_pixels": load.min_pixels, "max_pixels": load.max_pixels, "dtype": load.dtype}
 
 
 def _bench(name: str, items: str, describe, start, *, model: str, gt: Path, out: Path, load, run, generation, answer_settings: dict,
-           quiet: bool, as_json: bool) -> None:
+           as_json: bool) -> None:
     """What every bench command does around its job (`start(model or None)`): refuse a resume with
     other settings before the model loads, load it here for an in-process run, then report."""
     from vlground.eval.errors import EvalInputError
@@ -320,7 +291,7 @@ def _bench(name: str, items: str, describe, start, *, model: str, gt: Path, out:
     if outcome["failed_all"]:
         fail(f"every one of the {outcome['n']} {items} failed, none was answered (first: {outcome['first_error']}); "
              "check --image-root and the model; the error lines are in " + str(out / "predictions.jsonl"), code=1)
-    if not quiet:
+    if not run.quiet:
         typer.echo(f"bench {name}: {outcome['answered_this_run']} answered in {time.monotonic() - started:.0f} s, "
                    f"{outcome['errors']} errors, {outcome['n']} scored", err=True)
     summary = {k: v for k, v in outcome.items() if k != "worst"}

@@ -2,15 +2,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from vlground.cli.errors import fail, reported
-from vlground.cli.flags import (Adapter, BatchWorkers, Device, GpusPerWorker, MaxNewTokens, MaxThinkingTokens, MergeAdapter,
-                                Overwrite, Progress, Quiet, Ray, Resume, RetryFailed, Thinking, load_options, run_options)
+from vlground.cli.flags import BATCH, DECODING, LOADING, with_flags
+
+if TYPE_CHECKING:
+    from vlground.core.options import GenerationOptions, LoadOptions
+    from vlground.jobs.loop import RunOptions
 
 
+@with_flags
 def ocr(
     paths: Annotated[list[str], typer.Argument(help="Image files, folders (walked for image files) or quoted globs.")],
     out: Annotated[str, typer.Option("--out", "-o", help="JSONL output (- for stdout); locked while written.")],
@@ -19,29 +23,15 @@ def ocr(
     layout: Annotated[str, typer.Option("--layout", rich_help_panel="Engine", help="Built-in engine: auto, block, line or sparse (as Tesseract's --psm).")] = "auto",
     mode: Annotated[Optional[str], typer.Option(rich_help_panel="Engine", help="Qwen engine: text (default) or lines (with boxes).")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Walk subfolders too.")] = False,
-    batch_size: Annotated[int, typer.Option(rich_help_panel="Model", help="Qwen engine: images per batch.")] = 8,
-    resume: Resume = False,
-    retry_failed: RetryFailed = False,
-    overwrite: Overwrite = False,
     txt_dir: Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Also write .txt files under DIR.")] = None,
     formats: Annotated[Optional[list[str]], typer.Option("--format", "-f", rich_help_panel="Output", help="Also write txt, hocr, md or pdf (repeat).")] = None,
     export_dir: Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Folder of --format files (default: OUT's stem).")] = None,
     pages: Annotated[Optional[str], typer.Option(rich_help_panel="Documents", help="PDF and TIFF pages: 1-3,7 or 5- (default all).")] = None,
     dpi: Annotated[int, typer.Option(rich_help_panel="Documents", help="PDF rendering resolution.")] = 300,
     max_image_pixels: Annotated[Optional[int], typer.Option(rich_help_panel="Documents", help="Refuse larger images (0: no limit).")] = None,
-    device: Device = "auto",
-    max_new_tokens: MaxNewTokens = None,
-    thinking: Thinking = "auto",
-    max_thinking_tokens: MaxThinkingTokens = None,
-    dtype: Annotated[str, typer.Option(rich_help_panel="Model", help="Qwen engine: auto, bf16, fp16 or fp32.")] = "auto",
-    max_pixels: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Qwen engine: the processor's max_pixels.")] = None,
-    adapter: Adapter = None,
-    merge_adapter: MergeAdapter = False,
-    ray: Ray = None,
-    workers: BatchWorkers = None,
-    gpus_per_worker: GpusPerWorker = 0.0,
-    progress: Progress = None,
-    quiet: Quiet = False,
+    run: RunOptions = BATCH,
+    load: LoadOptions = LOADING.but(min_pixels=None, served_model=None),
+    generation: GenerationOptions = DECODING,
 ) -> None:
     """Read the text in every image; exit status 1 when any input failed (its record says why)."""
     from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS
@@ -51,15 +41,12 @@ def ocr(
     from vlground.ocr.engine import MODES, EngineUnavailableError
     from vlground.ocr.layout import LAYOUTS
     from vlground.ocr.ppocr import is_built_in
-    from vlground.core.options import GenerationOptions
 
-    if out == "-" and (resume or overwrite):
+    if out == "-" and (run.resume or run.overwrite):
         fail("--out - writes to standard output, which has nothing to resume or overwrite; give a file name")
-    run = run_options(resume=resume, retry_failed=retry_failed, overwrite=overwrite, quiet=quiet, progress=progress,
-                      ray=ray, workers=workers, gpus_per_worker=gpus_per_worker)
     if mode is not None and mode not in MODES:
         fail(f"--mode must be one of {', '.join(MODES)}; got {mode!r}")
-    if is_built_in(engine) and (adapter is not None or merge_adapter):
+    if is_built_in(engine) and (load.adapter is not None or load.merge_adapter):
         fail("--adapter and --merge-adapter are for Qwen engines (--engine MODEL); the built-in engine has no adapters")
     if angle_cls and not is_built_in(engine):
         fail("--angle-cls is for the built-in engines (ppocr, ppocr-v4); a Qwen model reads lines at any angle itself")
@@ -71,16 +58,12 @@ def ocr(
         fail("--mode is for Qwen engines (--engine MODEL); the built-in engine always writes each line with its box and score")
     if not 1 <= dpi <= MAX_DPI:
         fail(f"--dpi must be between 1 and {MAX_DPI}; got {dpi}")
-    if batch_size < 1:
-        fail("--batch-size must be at least 1")
     if max_image_pixels is not None and max_image_pixels < 0:
         fail("--max-image-pixels must be positive, or 0 for no limit")
     pixel_limit = DEFAULT_MAX_IMAGE_PIXELS if max_image_pixels is None else max_image_pixels or None
-    load = load_options(device=device, dtype=dtype, max_pixels=max_pixels, adapter=adapter, merge_adapter=merge_adapter)
     options = OcrOptions(
         engine=engine, angle_cls=angle_cls, layout=layout, mode=mode or "text", recursive=recursive, load=load, run=run,
-        generation=GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens, thinking=thinking,
-                                     max_thinking_tokens=max_thinking_tokens),
+        generation=generation,
         max_image_pixels=pixel_limit, dpi=dpi, pages=_page_selection(pages), exports=_exports(formats or [], export_dir, txt_dir, out),
     )
     try:
@@ -88,7 +71,7 @@ def ocr(
             summary = run_ocr(paths, out, options)
     except BrokenPipeError:
         raise  # the reader of --out - left (| head): click ends the command quietly, exit status 1
-    if not quiet or summary.no_inputs:
+    if not run.quiet or summary.no_inputs:
         typer.echo(summary.describe(), err=True)
     if not summary.ok:
         raise typer.Exit(130 if summary.interrupted else 1)

@@ -70,3 +70,47 @@ def test_every_option_name_is_whole_at_80_columns():
             assert re.search(rf"(^|[\s,/]){re.escape(name)}([\s,=]|$)", res.output, re.M), (path, name)
         assert "…" not in res.output and max(map(len, res.output.splitlines())) <= 80, path
         assert len(res.output.splitlines()) <= 60, (path, "help longer than one screen")  # rare options grouped, details in docs/
+
+
+def test_every_batch_command_takes_the_shared_flags_declared_once():
+    """detect, label, ocr and bench refcoco list the batch and model flags from cli/flags.py, as one
+    group each; bench's folder always resumes, so it has no --resume."""
+    import typer
+
+    from vlground.cli.flags import BATCH, DECODING, LOADING
+
+    shared = {f"--{flag.name.replace('_', '-')}" for group in (BATCH, LOADING, DECODING) for flag in group.parameters()}
+    assert {"--quiet", "--resume", "--retry-failed", "--overwrite", "--ray", "--workers", "--batch-size"} <= shared
+    root = typer.main.get_command(app)
+    for path, left_off in [(["detect"], set()), (["label"], set()), (["ocr"], {"--min-pixels", "--served-model"}),
+                           (["bench", "refcoco"], {"--resume", "--served-model"})]:
+        command = root
+        for name in path:
+            command = command.commands[name]
+        names = {opt for param in command.params for opt in param.opts}
+        assert shared - names == left_off, path
+
+
+def test_a_command_gets_the_flags_as_one_object(tmp_path):
+    import typer
+
+    from vlground.cli.flags import BATCH, DECODING, with_flags
+
+    seen = {}
+
+    @with_flags
+    def command(name: str, run=BATCH.but(resume=None), generation=DECODING) -> None:
+        seen.update(name=name, run=run, generation=generation)
+
+    app = typer.Typer()
+    app.command()(command)  # the one command: no command name on its line
+    res = runner.invoke(app, ["x", "--overwrite", "-q", "--batch-size", "3", "--thinking", "off"])
+    assert res.exit_code == 0, res.output
+    assert seen["name"] == "x" and seen["generation"].batch_size == 3 and seen["generation"].thinking == "off"
+    assert seen["run"].overwrite and not seen["run"].resume and seen["run"].quiet and seen["run"].progress is False
+    runner.invoke(app, ["y"])
+    assert seen["run"].resume  # resume=None: resumes unless --overwrite
+    res = runner.invoke(app, ["y", "--resume"])
+    assert res.exit_code == 2 and "--resume" in res.output  # left off this command's line
+    res = runner.invoke(app, ["y", "--workers", "2", "--gpus-per-worker", "1"])
+    assert res.exit_code == 2 and "--gpus-per-worker applies with --ray" in res.output

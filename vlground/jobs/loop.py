@@ -45,26 +45,31 @@ class Executor(Protocol):
 class RunOptions:
     """The flags every batch command shares (declared once in `vlground.cli.flags`): `resume` skips
     the inputs the output holds, `retry_failed` (with resume) runs again those it holds as errors,
-    `overwrite` empties it first; `progress` the bar on stderr (None: when it is a terminal); `ray` a
-    Ray address ("local", "auto", "ray://host:10001") to run on `workers` actors of
-    `gpus_per_worker` GPUs each; without `ray`, `workers` > 1 runs that many worker processes (None:
-    the job's own default)."""
+    `overwrite` empties it first; `progress` the bar on stderr (None: when it is a terminal); `quiet`
+    shows neither the bar nor the command's summary; `ray` a Ray address ("local", "auto",
+    "ray://host:10001") to run on `workers` actors of `gpus_per_worker` GPUs each; without `ray`,
+    `workers` > 1 runs that many worker processes (None: the job's own default)."""
 
     resume: bool = False
     retry_failed: bool = False
     overwrite: bool = False
     progress: bool | None = None
+    quiet: bool = False
     ray: str | None = None
     workers: int | None = None
     gpus_per_worker: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.quiet:
+            object.__setattr__(self, "progress", False)
         if self.resume and self.overwrite:
             raise ValueError("--resume and --overwrite exclude each other: --resume keeps OUT's records, --overwrite drops them")
         if self.retry_failed and not self.resume:
             raise ValueError("--retry-failed works with --resume (it runs again the inputs OUT holds as errors)")
         if self.workers is not None and self.workers < 1:
             raise ValueError("--workers must be at least 1")
+        if self.gpus_per_worker < 0:
+            raise ValueError(f"--gpus-per-worker must be 0 or more; got {self.gpus_per_worker:g}")
         if self.gpus_per_worker and self.ray is None:
             raise ValueError("--gpus-per-worker applies with --ray; without it the model runs on this machine")
 
