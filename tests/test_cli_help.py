@@ -73,7 +73,7 @@ def test_every_option_name_is_whole_at_80_columns():
 
 
 def test_every_batch_command_takes_the_shared_flags_declared_once():
-    """detect, label, ocr and bench refcoco list the batch and model flags from cli/flags.py, as one
+    """detect, label, ocr and the bench commands list the batch and model flags from cli/flags.py, as one
     group each; bench's folder always resumes, so it has no --resume."""
     import typer
 
@@ -83,7 +83,8 @@ def test_every_batch_command_takes_the_shared_flags_declared_once():
     assert {"--quiet", "--resume", "--retry-failed", "--overwrite", "--ray", "--workers", "--batch-size"} <= shared
     root = typer.main.get_command(app)
     for path, left_off in [(["detect"], set()), (["label"], set()), (["ocr"], {"--min-pixels", "--served-model"}),
-                           (["bench", "refcoco"], {"--resume", "--served-model"})]:
+                           (["bench", "refcoco"], {"--resume", "--served-model"}),
+                           (["bench", "screenspot"], {"--resume", "--served-model"})]:
         command = root
         for name in path:
             command = command.commands[name]
