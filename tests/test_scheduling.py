@@ -104,9 +104,11 @@ def test_padding_share_counts_rows_padded_to_their_batch_longest():
     assert padding_share([[0], [1]], [10, 30]) == 0
 
 
-def test_token_budget_must_be_positive():
+def test_token_budget_must_be_positive_and_refill_takes_no_static_cache():
     with pytest.raises(OptionsError, match="token_budget"):
         GenerationOptions(token_budget=0)
+    with pytest.raises(OptionsError, match="refill and static_cache do not combine"):
+        GenerationOptions(refill=True, static_cache=True)
 
 
 def test_prefetched_prepares_the_next_item_in_another_thread_while_the_current_one_is_used():
@@ -307,7 +309,7 @@ def test_native_compaction_keeps_each_rows_keys_and_values_in_order(native):
     assert all(bool(cache.valid[row, engine.column - 1]) for row in (0, 2))
 
 
-def test_a_backend_that_cannot_count_prompt_tokens_batches_by_count_and_area():
+def test_a_backend_that_cannot_count_prompt_tokens_batches_by_count_and_area(caplog):
     from vlground.models.base import Backend, Generation
 
     class Counting(Backend):  # as a server: no prompt-token counts
@@ -322,6 +324,11 @@ def test_a_backend_that_cannot_count_prompt_tokens_batches_by_count_and_area():
 
     backend = Counting()
     requests = [Request(Image.new("RGB", (w, w)), build_prompt("read_text", "qwen2.5-vl")) for w in (500, 10, 400, 20, 300)]
-    answers = backend.generate(requests, GenerationOptions(batch_size=2, token_budget=1, refill=True, prefetch=True))
+    scheduled = GenerationOptions(batch_size=2, token_budget=1, refill=True, prefetch=True)
+    with caplog.at_level(logging.WARNING, logger="vlground"):
+        answers = backend.generate(requests, scheduled)
+        backend.generate(requests[:1], scheduled)
     assert [a.text for a in answers] == ["500", "10", "400", "20", "300"]
-    assert backend.batches == [[10, 20], [300, 400], [500]]  # the budget (of tokens) is not applied to areas
+    assert backend.batches[:3] == [[10, 20], [300, 400], [500]]  # the budget (of tokens) is not applied to areas
+    # said, once: these options are not used here
+    assert caplog.text.count("token_budget, refill, prefetch: this runtime schedules its own batches; ignored") == 1

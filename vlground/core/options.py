@@ -71,6 +71,9 @@ class GenerationOptions:
             _at_least(self, "max_thinking_tokens", 1)
         if self.token_budget is not None:
             _at_least(self, "token_budget", 1)
+        if self.refill and self.static_cache:
+            raise OptionsError("refill and static_cache do not combine: refill grows its own cache as rows join; "
+                               "use one")
         _at_least(self, "min_new_tokens", 0)
         if self.max_new_tokens is not None:
             _at_least(self, "max_new_tokens", 1)
@@ -80,6 +83,12 @@ class GenerationOptions:
             raise OptionsError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if self.top_k is not None:
             _at_least(self, "top_k", 1)
+
+    @property
+    def scheduling(self) -> list[str]:
+        """The scheduling options set here (they apply to a model running in this process)."""
+        names = ("token_budget", "refill", "prefetch", "static_cache")
+        return [n for n in names if getattr(self, n) not in (None, False)]
 
     def budget(self, task_default: int) -> int:
         """New tokens allowed for one request whose prompt budgets `task_default`."""

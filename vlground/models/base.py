@@ -118,6 +118,13 @@ class Backend(ABC):
             return options.max_thinking_tokens
         return min(options.thinking_budget, self.answer_budget or options.thinking_budget)
 
+    def _notice(self, message: str) -> None:
+        """`message` as a warning, once per backend (a job calls `generate` once per chunk)."""
+        told = self.__dict__.setdefault("_told", set())
+        if message not in told:
+            told.add(message)
+            log.warning(message)
+
     def _free_memory(self) -> None:
         """Release cached accelerator memory after an out-of-memory error."""
         import torch
@@ -146,6 +153,9 @@ class Backend(ABC):
         token_budget = options.token_budget if costs is not None else None
         if costs is None:
             costs = [r.image.width * r.image.height for r in requests]
+            if options.scheduling:
+                self._notice(f"{', '.join(options.scheduling)}: {self.runtime or 'this'} runtime schedules its own "
+                             "batches; ignored")
         if options.refill and requests:
             self._generate_refilled(requests, budgets, costs, options, answers, progress, errors)
         todo = [i for i, answer in enumerate(answers) if answer is None]

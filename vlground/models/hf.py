@@ -252,7 +252,6 @@ class HFBackend(Backend):
         self._stop_ids = torch.tensor(sorted(self._stop_set))
         self._eos_ids = frozenset(eos)  # what `generate` holds off for min_new_tokens
         self._pad_id = self.tokenizer.pad_token_id
-        self._refill_notices: set[str] = set()  # why refill was off, each said once (a job calls generate per chunk)
 
     runtime = "transformers"
 
@@ -329,9 +328,7 @@ class HFBackend(Backend):
         if thinks(self.thinking_mode, options.thinking, f"this {self.family.name} checkpoint"):
             reason = "refill does not bound reasoning yet"
         if reason:
-            if reason not in self._refill_notices:
-                self._refill_notices.add(reason)
-                log.warning("refill is off for this model (%s); answering in plain batches", reason)
+            self._notice(f"refill is off for this model ({reason}); answering in plain batches")
             return None
         return HFRows(self, requests, budgets, options, config)
 
