@@ -106,3 +106,27 @@ def test_linear_time_on_pathological_answers(unit):
     (a quadratic search would take 16), and never long."""
     small, large = _best_time(unit * 5000), _best_time(unit * 20_000)
     assert large < 2.0 and large < 8 * max(small, 5e-3), (unit, small, large)
+
+
+def test_one_pair_in_box_tags_is_a_point():
+    r = parse("<ref>the OK button</ref><box>(500,250)</box>", "qwen-vl-chat", (200, 100))
+    assert [(d.label, d.point) for d in r.detections] == [("the OK button", (100.0, 25.0))]
+    r = parse("<|object_ref_start|>OK<|object_ref_end|><|box_start|>(500,250)<|box_end|>", "qwen2-vl", (200, 100))
+    assert [(d.label, d.point) for d in r.detections] == [("OK", (100.0, 25.0))]
+
+
+@pytest.mark.parametrize("family", ["qwen-vl", "qwen-vl-chat", "qwen2-vl", "qwen2.5-vl", "qwen3-vl", "qwen3.5"])
+@pytest.mark.parametrize("style", ["plain", "tool_call"])
+def test_written_clicks_read_back_within_the_frame_rounding(family, style):
+    """format_click writes what the family answers (training data); parse reads it back to within
+    half a unit of the model's integer frame."""
+    from vlground.core.geometry import Frame
+    from vlground.grammar import format_click
+
+    size, click = (1366, 768), (1000.4, 123.6)
+    scale = 999 if style == "tool_call" and family.startswith("qwen3") else 1000
+    text = format_click(click, family, size, style=style, scale=scale)
+    assert ("<tool_call>" in text) == (style == "tool_call")
+    frame = Frame.for_family(family, size, scale=scale)
+    read = parse(text, family, size, scale=scale).detections
+    assert len(read) == 1 and read[0].point == pytest.approx(click, abs=max(frame.sx, frame.sy) / 2 + 1e-9)

@@ -20,6 +20,7 @@ _EXPORTS = {
     "GenerationOptions": "vlground.core.options",
     "parse": "vlground.grammar",
     "format_detections": "vlground.grammar",
+    "format_click": "vlground.grammar",
     "build_prompt": "vlground.prompts",
     "point_prompt": "vlground.prompts",
     "Prompt": "vlground.prompts",

@@ -208,10 +208,10 @@ def _family_click(answer: str, family: Family, size: tuple[int, int], given_inpu
     """Fractions of the image at the first point or box the family's dialect reads in `answer`
     (a box: its centre in the model's units), or None."""
     from vlground.core.geometry import Frame
-    from vlground.grammar import DIALECTS
+    from vlground.grammar import extract
 
     frame = Frame.for_family(family, size, given_input)
-    for coords in DIALECTS[family.dialect].extract(answer).coords:
+    for coords in extract(answer, family).coords:  # the family's dialect, else a GUI action (a tool call)
         if len(coords) not in (2, 4):
             continue
         try:

@@ -87,10 +87,14 @@ def parse(
     parts = split_reasoning(text, thinking, reasoning)
     if parts.cut_short:
         return Result([], "", frame.image_size, text, reasoning=parts.reasoning, reasoning_cut_short=True)
-    found = DIALECTS[fam.dialect].extract(parts.answer)
-    if not found:  # a GUI agent's action (a click), in the family's frame
-        found = gui.extract(parts.answer)
-    return place(found, frame, text, parts.reasoning)
+    return place(extract(parts.answer, fam), frame, text, parts.reasoning)
+
+
+def extract(answer: str, family: str | Family) -> Extraction:
+    """The items of an answer (reasoning already taken off) in `family`'s own frame, before any
+    geometry: the family's dialect, else a GUI agent's action (vlground.grammar.gui)."""
+    found = DIALECTS[get_family(family).dialect].extract(answer)
+    return found if found else gui.extract(answer)
 
 
 def format_detections(
@@ -111,3 +115,27 @@ def format_detections(
         coords = frame.from_pixels(xy)
         items.append(RawItem(label=d.label, coords=tuple(int(v) for v in coords), text=d.text, attributes=dict(d.attributes)))
     return DIALECTS[fam.dialect].format(items)
+
+
+CLICK_STYLES = ("plain", "tool_call")
+
+
+def format_click(
+    point: tuple[float, float],
+    family: str | Family,
+    image_size: tuple[int, int],
+    input_size: tuple[int, int] | None = None,
+    *,
+    style: str = "plain",
+    scale: float = 1000,
+) -> str:
+    """The answer `family` gives to a point prompt for a click at `point` (original-image pixels):
+    style "plain" its own dialect (point_2d JSON; a pair in box tags for the tag dialects), style
+    "tool_call" a computer-use call (`vlground.grammar.gui.format_call`). `scale` as for parse (999
+    for Qwen3-VL's tool call, whose prompt gives the screen as 999x999). parse reads it back."""
+    if style not in CLICK_STYLES:
+        raise ValueError(f"unknown click style {style!r}; styles: {', '.join(CLICK_STYLES)}")
+    if style == "plain":
+        return format_detections([Detection(None, point=point)], family, image_size, input_size, scale=scale)
+    frame = Frame.for_family(family, image_size, input_size, scale=scale)
+    return gui.format_call(frame.from_pixels(point))

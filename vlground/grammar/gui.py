@@ -91,3 +91,10 @@ def _add_call(body: str, found: Extraction) -> None:
             continue
         attributes = {k: v for k, v in (("tool", call.get("name")), ("action", arguments.get("action"))) if type(v) is str}
         found.add(None, coords, attributes=attributes)
+
+
+def format_call(coords, tool: str = "computer_use", action: str = "left_click") -> str:
+    """A function call clicking at `coords` (x, y in the model's frame, integers), laid out as Qwen's
+    cookbooks show the models answering: the call's JSON on its own line between the tags."""
+    call = {"name": tool, "arguments": {"action": action, "coordinate": [int(round(v)) for v in coords]}}
+    return f"{TOOL_OPEN}\n{json_items.json.dumps(call, ensure_ascii=False)}\n{TOOL_CLOSE}"

@@ -73,6 +73,8 @@ def extract(text: str, tags: TagSet) -> Extraction:
         wanted = 4 if kind == "box" else 8
         if len(coords) >= wanted:  # a cut-off or garbled group is not a box
             out.add(label, coords[:wanted])
+        elif kind == "box" and len(coords) == 2:  # one pair in box tags: a point (UI-TARS on Qwen2-VL writes clicks so)
+            out.add(label, coords)
     plain.append(text[last:])
     out.text = _tidy("".join(plain))
     return out
@@ -100,17 +102,15 @@ def _extract_bare(text: str) -> Extraction:
 
 def format_items(items: list[RawItem], tags: TagSet) -> str:
     """The answer a model of this dialect would write for `items` (coordinates already in its frame),
-    boxes of one label written after a single ref as the models do."""
+    boxes of one label written after a single ref as the models do; a point as one pair in box tags."""
     out: list[str] = []
     previous = object()
     for item in items:
-        if item.kind == "point":
-            raise ValueError("the tag dialects have no syntax for points")
         if item.label != previous and item.label is not None:
             out.append(f"{tags.ref[0]}{item.label}{tags.ref[1]}")
         previous = item.label
         pts = ",".join(f"({int(item.coords[i])},{int(item.coords[i + 1])})" for i in range(0, len(item.coords), 2))
-        o, c = tags.box if item.kind == "box" else tags.quad
+        o, c = tags.quad if item.kind == "quad" else tags.box  # a point: one pair in box tags
         out.append(f"{o}{pts}{c}")
     return "".join(out)
 
