@@ -110,9 +110,10 @@ def _check_searchable_pdf(path: Path, records: list[dict]) -> None:
             text = page.get_textpage().get_text_range()
             assert text.split() == record["text"].split()  # the text layer says what the record says
             width, height = page.get_size()
-            scale = 72 / record.get("dpi", 72)
+            scale = 72 / record["dpi"] if "dpi" in record else width / record["width"]  # an image: its page's own size
             assert (width, height) == pytest.approx((record["width"] * scale, record["height"] * scale), abs=0.5)
             rendered = page.render(scale=1 / scale).to_pil().convert("L")  # the page image is there, text invisible
+            assert rendered.size == pytest.approx((record["width"], record["height"]), abs=1)
             line = record["lines"][0]
             corners = [line["box"][:2], line["box"][2:]] if "box" in line else line["quad"]
             (x1, y1), (x2, y2) = [min(c[0] for c in corners), min(c[1] for c in corners)], [max(c[0] for c in corners), max(c[1] for c in corners)]
@@ -172,7 +173,7 @@ def test_the_searchable_pdf_puts_each_word_on_its_ink(tmp_path):
     lines = [text_line(" ".join(w.text for w in ws), (ws[0].box[0], min(w.box[1] for w in ws), ws[-1].box[2], max(w.box[3] for w in ws)),
                      score=0.9, words=tuple(ws)) for ws in ([words[0], words[1]], [words[3]], [words[2]])]
     record = Record(path="sign.png", engine="ppocr", width=600, height=400, text="North gate\nSunday\nclosed", detections=lines)
-    (tmp_path / "sign.pdf").write_bytes(to_pdf([record], lambda _: image, "sign.png"))
+    (tmp_path / "sign.pdf").write_bytes(to_pdf([record], lambda _: image))
     _check_searchable_pdf(tmp_path / "sign.pdf", [record.to_dict()])
 
 

@@ -152,3 +152,32 @@ def test_the_file_grows_by_little_more_than_its_text(searchable):
     scan, made, records, truths = searchable
     text = sum(len(r["text"].encode("utf-8")) for r in records)
     assert made.stat().st_size <= 1.2 * (scan.stat().st_size + text)
+
+
+def test_an_image_keeps_its_own_encoding_and_exif_turn(tmp_path):
+    """A JPEG goes into the PDF as its own bytes, its EXIF orientation as the page's /Rotate, so the
+    page shows what was read; a PNG with an alpha channel is kept losslessly (img2pdf adds a soft
+    mask). Both get the text layer on their ink, at little more than the input's size (the layer's
+    font and maps cost about 3 KB a file, which a 20 KB image can carry)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    upright = render(DOCS[2], Style(font=FONT, size=60, noise=8))  # a photo's noise: a 30 KB JPEG
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise
+    upright.rotate(90, expand=True).save(folder / "sign.jpg", quality=90, exif=exif)
+    label = render(DOCS[0], Style(font=FONT, size=40)).convert("RGBA")
+    label.putalpha(255)
+    label.save(folder / "label.png")
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(ocr_app(), ["ocr", str(folder), "--out", str(out), "--workers", "1", "-f", "pdf"])
+    assert result.exit_code == 0, result.stderr
+    records = {Path(r["path"]).name: r for r in read_records(out)}
+    assert records["sign.jpg"]["width"] == upright.width and records["sign.jpg"]["text"] == DOCS[2].truth
+    for name in ("sign.jpg", "label.png"):
+        made = tmp_path / "r" / f"{name}.pdf"
+        _check_searchable_pdf(made, [records[name]])
+        text = len(records[name]["text"].encode("utf-8"))
+        assert made.stat().st_size <= 1.2 * ((folder / name).stat().st_size + text)
+    with pikepdf.open(tmp_path / "r" / "sign.jpg.pdf") as pdf:
+        assert int(pdf.pages[0].obj.get("/Rotate", 0)) == 90
+        assert _images(pdf.pages[0].resources) == [(folder / "sign.jpg").read_bytes()]

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from vlground.core.records import Record
 from vlground.io.documents import PageJob, load_page
 from vlground.io.sink import atomic_write, escape_path
-from vlground.io.sources import STDIN, Source, absolute_name, is_url
+from vlground.io.sources import STDIN, Source, absolute_name, is_pyarrow_uri, is_url
 from vlground.ocr.formats import SUFFIXES, render
 
 
@@ -30,10 +30,13 @@ def export_name(location: str, root: str) -> str:
     return os.path.relpath(os.path.abspath(location), root)
 
 
-def _original_pdf(source: Source, records: list[Record]) -> bytes | None:
-    """The bytes of a PDF input (its pages were read: their records have a dpi), for the searchable
-    PDF that keeps its pages; None for images. OSError when the file cannot be read again."""
-    if not any(record.dpi is not None for record in records):
+def _input_bytes(source: Source) -> bytes | None:
+    """The input's own bytes (a local file, or stdin's), for the searchable PDF that keeps the
+    input's pages or encoded image; None for a URL (its image is encoded again). OSError when the
+    file cannot be read again."""
+    if source.data is not None:
+        return source.data
+    if is_url(source.location) or is_pyarrow_uri(source.location):
         return None
     with open(source.location, "rb") as handle:
         return handle.read()
@@ -81,7 +84,7 @@ class Exporter:
         for fmt, folder in self.exports:
             target = folder / (export + SUFFIXES[fmt])
             try:
-                original = _original_pdf(source, records) if fmt == "pdf" else None
+                original = _input_bytes(source) if fmt == "pdf" else None
                 atomic_write(target, render(fmt, records, page_image, title, original))
             except OSError as error:
                 return f"cannot write the {fmt} export {escape_path(str(target))}: {error.strerror or type(error).__name__}"

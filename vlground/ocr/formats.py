@@ -34,8 +34,6 @@ PARAGRAPH_GAP = 0.8
 TABLE_GAP = 1.0
 # A line ending this far (fraction of the paragraph width) before its right edge ends a line of prose.
 SHORT_LINE = 0.15
-# The searchable PDF: the page size of an image without a resolution of its own.
-IMAGE_DPI = 72
 
 PageImage = Callable[[Record], Image.Image]
 
@@ -51,7 +49,7 @@ def render(fmt: str, records: Sequence[Record], page_image: PageImage, title: st
     if fmt == "md":
         return to_markdown(records).encode("utf-8")
     if fmt == "pdf":
-        return to_pdf(records, page_image, title, original)
+        return to_pdf(records, page_image, original)
     raise ValueError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
 
 
@@ -231,32 +229,56 @@ def to_markdown(records: Sequence[Record]) -> str:
     return "\n\n".join(page for page in pages if page) + "\n"
 
 
-def to_pdf(records: Sequence[Record], page_image: PageImage, title: str, original: bytes | None = None) -> bytes:
-    """A searchable PDF of one input. For a PDF input (`original`, its bytes) the text layer goes onto
-    its own pages, all of them kept as they are (`vlground.ocr.text_layer`). For images, one page
-    per readable record: its image (JPEG) filling the page, sized by its DPI (72 for images), then
-    the same text layer."""
+def to_pdf(records: Sequence[Record], page_image: PageImage, original: bytes | None = None) -> bytes:
+    """A searchable PDF of one input (`original`: its bytes, where they can be had). A PDF input (its
+    records have a dpi) keeps its own pages, all of them as they are, with the text layer on top
+    (`vlground.ocr.text_layer`). Images get one page per image, made by img2pdf from the file's own
+    encoded bytes (a JPEG stays that JPEG, a PNG's data is kept losslessly, EXIF orientation becomes
+    the page's /Rotate), with the same layer; where img2pdf refuses the file (an alpha channel, a
+    mirroring EXIF orientation) or the bytes are not at hand, from the image as it was read, as PNG."""
     from vlground.ocr.text_layer import add_text_layer
 
-    if original is not None:
+    if any(record.dpi is not None for record in records):
+        if original is None:
+            raise ValueError("the PDF's own bytes are needed to keep its pages")
         return add_text_layer(original, {record.page or 1: record for record in records})
-    from reportlab.lib.utils import ImageReader
-    from reportlab.pdfgen.canvas import Canvas
-
     readable = _readable(records)
-    buffer = io.BytesIO()
-    canvas = Canvas(buffer, pageCompression=1)
-    canvas.setTitle(title)
-    canvas.setCreator("vlground ocr")
-    for record in readable:
-        image = page_image(record)
-        scale = 72.0 / (record.dpi or IMAGE_DPI)
-        width, height = image.width * scale, image.height * scale
-        canvas.setPageSize((width, height))
-        jpeg = io.BytesIO()
-        image.convert("RGB").save(jpeg, format="JPEG", quality=85)
-        jpeg.seek(0)
-        canvas.drawImage(ImageReader(jpeg), 0, 0, width=width, height=height)
-        canvas.showPage()
-    canvas.save()
-    return add_text_layer(buffer.getvalue(), dict(enumerate(readable, 1)), dpi=IMAGE_DPI)
+    try:
+        return add_text_layer(_image_pdf(original, readable), {record.page or 1: record for record in readable}, pack=True)
+    except _NotAsRead:
+        pages = []
+        for record in readable:
+            encoded = io.BytesIO()
+            page_image(record).save(encoded, format="PNG")
+            pages.append(encoded.getvalue())
+        return add_text_layer(_image_pdf(pages, readable), dict(enumerate(readable, 1)), pack=True)
+
+
+class _NotAsRead(Exception):
+    """img2pdf made no PDF of the input, or pages that do not show the images as they were read."""
+
+
+def _image_pdf(images: bytes | list[bytes] | None, records: Sequence[Record]) -> bytes:
+    """img2pdf's PDF of `images` (one file's bytes, or one encoded page each), checked against the
+    records: a page for each record's page number, with the record's width:height as shown."""
+    import img2pdf
+    import pypdfium2 as pdfium
+
+    if images is None:
+        raise _NotAsRead
+    try:
+        made = img2pdf.convert(images, rotation=img2pdf.Rotation.ifvalid)
+    except Exception as error:  # img2pdf refuses what it cannot embed as it is, in several types
+        raise _NotAsRead from error
+    document = pdfium.PdfDocument(made)
+    try:
+        numbers = [record.page or 1 for record in records] if isinstance(images, bytes) else range(1, len(records) + 1)
+        for number, record in zip(numbers, records):
+            if number > len(document):
+                raise _NotAsRead
+            width, height = document[number - 1].get_size()
+            if abs(width / height - (record.width or 1) / (record.height or 1)) > 0.01 * width / height:
+                raise _NotAsRead  # turned another way than the reader saw it
+    finally:
+        document.close()
+    return made

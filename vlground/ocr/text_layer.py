@@ -115,35 +115,38 @@ def _font(pdf, characters: Sequence[str]):
 @dataclass(frozen=True)
 class PageFrame:
     """Where a page image's pixels lie on the PDF page: the box pdfium showed (crop box within the
-    media box, PDF points), the page's /Rotate (clockwise) and the image's resolution; `has_text`
-    when the page has text of its own already."""
+    media box, PDF points), the page's /Rotate (clockwise) and the image's size in pixels (as read);
+    `has_text` when the page has text of its own already."""
 
     box: tuple[float, float, float, float]
     rotate: int
-    dpi: float
+    size: tuple[int, int]
     has_text: bool = False
 
     def matrix(self) -> list[float]:
         """The PDF matrix [a b c d e f] from image pixels (origin top left, y down, the page as shown
         turned by /Rotate) to the page's default user space (points, y up, unrotated)."""
-        k = 72.0 / self.dpi
         x0, y0, x1, y1 = self.box
-        return {0: [k, 0, 0, -k, x0, y1], 90: [0, k, k, 0, x0, y0],
-                180: [-k, 0, 0, k, x1, y0], 270: [0, -k, -k, 0, x1, y1]}[self.rotate % 360]
+        turned = self.rotate % 180 == 90
+        shown_width, shown_height = (y1 - y0, x1 - x0) if turned else (x1 - x0, y1 - y0)
+        kx, ky = shown_width / self.size[0], shown_height / self.size[1]  # points per pixel across, down
+        return {0: [kx, 0, 0, -ky, x0, y1], 90: [0, kx, ky, 0, x0, y0],
+                180: [-kx, 0, 0, ky, x1, y0], 270: [0, -kx, -ky, 0, x1, y1]}[self.rotate % 360]
 
 
-def page_frames(pdf_bytes: bytes, dpi: dict[int, float]) -> dict[int, PageFrame]:
-    """The frame of each page number (1-based) in `dpi`, as pypdfium2 shows the page."""
+def page_frames(pdf_bytes: bytes, sizes: Mapping[int, tuple[int, int]]) -> dict[int, PageFrame]:
+    """The frame of each page number (1-based) in `sizes` (its image's width and height), as
+    pypdfium2 shows the page."""
     import pypdfium2 as pdfium
 
     document = pdfium.PdfDocument(pdf_bytes)
     try:
         frames = {}
-        for number, resolution in dpi.items():
+        for number, size in sizes.items():
             page = document[number - 1]
             text = page.get_textpage()
             try:
-                frames[number] = PageFrame(tuple(page.get_bbox()), page.get_rotation(), resolution,
+                frames[number] = PageFrame(tuple(page.get_bbox()), page.get_rotation(), size,
                                            bool(text.get_text_range().strip()))
             finally:
                 text.close()
@@ -183,9 +186,11 @@ def _words(record: Record) -> list[tuple[str, Detection]]:
     return out
 
 
-def add_text_layer(pdf_bytes: bytes, pages: Mapping[int, Record], dpi: float = 72) -> bytes:
+def add_text_layer(pdf_bytes: bytes, pages: Mapping[int, Record], *, pack: bool = False) -> bytes:
     """`pdf_bytes` with the words of each record in `pages` (page number, 1-based -> record) written
-    invisibly on that page; a record's `dpi` (else `dpi`) is the resolution its image was read at.
+    invisibly on that page, the record's pixels spread over the page as pdfium shows it.
+    With `pack`, the objects that are not streams go into compressed object streams (PDF 1.5), which
+    saves a kilobyte or two: for PDFs made here, not for a user's PDF, whose structure is kept.
     Pages without a readable record, and everything already on every page, stay as they are; so do
     pages that have text of their own (born-digital, or searchable already, as OCRmyPDF's
     --skip-text leaves them): a second layer would make every word found twice.
@@ -194,7 +199,7 @@ def add_text_layer(pdf_bytes: bytes, pages: Mapping[int, Record], dpi: float = 7
     from pikepdf import Name, Operator
 
     readable = {number: record for number, record in pages.items() if record.error is None}
-    frames = page_frames(pdf_bytes, {number: float(record.dpi or dpi) for number, record in readable.items()})
+    frames = page_frames(pdf_bytes, {number: (record.width, record.height) for number, record in readable.items()})
     placed = {number: _words(record) for number, record in readable.items() if not frames[number].has_text}
     characters = sorted({char for words in placed.values() for text, _ in words for char in text})
     code = {char: index for index, char in enumerate(characters, 1)}
@@ -218,5 +223,6 @@ def add_text_layer(pdf_bytes: bytes, pages: Mapping[int, Record], dpi: float = 7
         page.contents_add(_stream(pdf, pikepdf.unparse_content_stream(operations)))
     out = io.BytesIO()
     # Streams are written as they were read (neither decoded nor compressed again): the pages keep their bytes.
-    pdf.save(out, stream_decode_level=pikepdf.StreamDecodeLevel.none, compress_streams=False)
+    pdf.save(out, stream_decode_level=pikepdf.StreamDecodeLevel.none, compress_streams=False,
+             object_stream_mode=pikepdf.ObjectStreamMode.generate if pack else pikepdf.ObjectStreamMode.preserve)
     return out.getvalue()

@@ -1,0 +1,132 @@
+"""vlground as an OCR engine of OCRmyPDF: `ocrmypdf --plugin vlground.ocrmypdf in.pdf out.pdf`.
+
+OCRmyPDF keeps doing what it does with the PDF (PDF/A, optimisation, --rotate-pages, --deskew, page
+selection, its own text layer from hOCR); vlground reads each page image it hands over. The engine
+runs the `vlground ocr` command on the page, as OCRmyPDF's own Tesseract engine runs `tesseract`:
+OCRmyPDF is often a system package with its own Python (Debian's runs /usr/bin/python3, without
+numpy or onnxruntime), so this module imports nothing but the standard library and OCRmyPDF, and
+can be loaded by file name too: `ocrmypdf --plugin /path/to/vlground/ocrmypdf.py`.
+
+    --vlground-command CMD   the vlground executable (default: `vlground` on PATH)
+    --vlground-args ARGS     more arguments for `vlground ocr` (for example "--angle-cls")
+
+The page's hOCR (vlground's, with paragraphs, baselines and font metrics) goes to OCRmyPDF's hOCR
+renderer (`--pdf-renderer hocr`, chosen when the renderer is left at auto); the sandwich renderer
+needs a text-only PDF from the engine and is refused. `--rotate-pages` takes each page's rotation
+from vlground's orientation step (its record's `rotation`, the clockwise turn that makes the page
+upright, which OCRmyPDF counts as an orientation of 360 minus that): confident unless the record
+warns that the orientation is uncertain. Written for OCRmyPDF 14 (Debian 12's)
+and its plugin interface (pluginspec: add_options, check_options, get_ocr_engine, OcrEngine)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from ocrmypdf import hookimpl
+from ocrmypdf.exceptions import BadArgsError, MissingDependencyError, SubprocessOutputError
+from ocrmypdf.pluginspec import OcrEngine, OrientationConfidence
+
+log = logging.getLogger(__name__)
+
+# OCRmyPDF's confidence scale runs 0-15; it turns a page when the engine's confidence reaches
+# --rotate-pages-threshold (14 by default).
+CONFIDENT, UNSURE = 15.0, 0.0
+# The languages `-l` may name: the built-in recognizer reads English and Chinese.
+LANGUAGES = {"eng", "chi_sim"}
+
+
+@hookimpl
+def add_options(parser):
+    group = parser.add_argument_group("vlground", "OCR with vlground (the vlground.ocrmypdf plugin)")
+    group.add_argument("--vlground-command", metavar="CMD", default=os.environ.get("VLGROUND", "vlground"),
+                       help="The vlground executable (default: $VLGROUND, else vlground on PATH).")
+    group.add_argument("--vlground-args", metavar="ARGS", default="",
+                       help='More arguments for "vlground ocr", in one string (for example "--angle-cls").')
+
+
+@hookimpl
+def check_options(options):
+    command = shutil.which(options.vlground_command)
+    if command is None:
+        raise MissingDependencyError(
+            f"the vlground command {options.vlground_command!r} was not found: pip install vlground, "
+            f"or give its path with --vlground-command")
+    options.vlground_command = command
+    if options.pdf_renderer == "sandwich":
+        raise BadArgsError("vlground gives OCRmyPDF hOCR: use --pdf-renderer hocr (or leave it at auto)")
+    if options.pdf_renderer == "auto":
+        options.pdf_renderer = "hocr"
+
+
+def _read(input_file: Path, options, formats: tuple[str, ...]) -> tuple[dict, dict[str, Path], Path]:
+    """Run `vlground ocr` on one page image: its record, the exports of `formats` and the folder
+    they are in (the caller removes it). SubprocessOutputError when vlground fails or cannot read it."""
+    folder = Path(tempfile.mkdtemp(prefix="vlground-ocrmypdf-"))
+    out = folder / "records.jsonl"
+    exports = [f"--format={fmt}" for fmt in formats] + (["--export-dir", str(folder / "exports")] if formats else [])
+    command = [options.vlground_command, "ocr", str(input_file), "--out", str(out), "--workers", "1", "--quiet",
+               *exports, *shlex.split(options.vlground_args)]
+    log.debug("running %s", shlex.join(command))
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    records = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    if done.returncode != 0 or len(records) != 1 or records[0].get("error"):
+        reason = (records[0].get("error") if len(records) == 1 else None) or done.stderr.strip() or f"exit status {done.returncode}"
+        shutil.rmtree(folder, ignore_errors=True)
+        raise SubprocessOutputError(f"vlground could not read {input_file.name}: {reason}")
+    exports = {fmt: next((folder / "exports").rglob(f"*.{fmt}")) for fmt in formats}
+    return records[0], exports, folder
+
+
+class VlgroundOcrEngine(OcrEngine):
+    """OCRmyPDF's engine interface, answered by the `vlground ocr` command."""
+
+    @staticmethod
+    def version():
+        done = subprocess.run([shutil.which(os.environ.get("VLGROUND", "vlground")) or "vlground", "--version"],
+                              capture_output=True, text=True, check=False)
+        return done.stdout.split()[-1] if done.returncode == 0 and done.stdout.split() else "unknown"
+
+    @staticmethod
+    def creator_tag(options):
+        return f"vlground {VlgroundOcrEngine.version()}"
+
+    def __str__(self):
+        return f"vlground {self.version()}"
+
+    @staticmethod
+    def languages(options):
+        return LANGUAGES
+
+    @staticmethod
+    def get_orientation(input_file, options):
+        record, _, folder = _read(Path(input_file), options, ())
+        shutil.rmtree(folder, ignore_errors=True)
+        unsure = any("orientation uncertain" in warning for warning in record.get("warnings") or ())
+        # vlground's rotation is the clockwise turn that made the page upright (Tesseract's OSD "Rotate");
+        # OCRmyPDF's angle is the page's orientation (Tesseract's "Orientation in degrees"): the other way round.
+        angle = -int(record.get("rotation") or 0) % 360
+        return OrientationConfidence(angle=angle, confidence=UNSURE if unsure else CONFIDENT)
+
+    @staticmethod
+    def generate_hocr(input_file, output_hocr, output_text, options):
+        _, exports, folder = _read(Path(input_file), options, ("hocr", "txt"))
+        try:
+            shutil.copyfile(exports["hocr"], output_hocr)
+            shutil.copyfile(exports["txt"], output_text)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    @staticmethod
+    def generate_pdf(input_file, output_pdf, output_text, options):
+        raise BadArgsError("vlground gives OCRmyPDF hOCR: use --pdf-renderer hocr (or leave it at auto)")
+
+
+@hookimpl
+def get_ocr_engine():
+    return VlgroundOcrEngine()
