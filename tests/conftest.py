@@ -1,5 +1,6 @@
 import os
 import signal
+import sys
 import threading
 
 import pytest
@@ -84,3 +85,14 @@ def ctrl_c_stops_the_test_run():
     CliRunner.invoke = invoke_passing_ctrl_c_on
     yield
     CliRunner.invoke = invoke
+
+
+@pytest.fixture(params=[True, False], ids=["pyarrow", "light install"])
+def arrow(request, monkeypatch):
+    """Runs a test with pyarrow (the arrow extra, column-wise scoring) and again as the light install
+    has it: without (pyarrow's sys.modules entry None, which is how Python marks a module absent)."""
+    if request.param:
+        pytest.importorskip("pyarrow", reason="the column path needs the arrow extra")
+    else:
+        monkeypatch.setitem(sys.modules, "pyarrow", None)
+    return request.param

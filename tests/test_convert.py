@@ -163,6 +163,7 @@ def test_refcoco_gives_one_record_per_expression(coco, tmp_path):
 
 
 def test_lmms_parquet_images_are_written_beside_the_output(tmp_path):
+    pytest.importorskip("pyarrow", reason="parquet ground truth needs the arrow extra")
     from test_eval_refcoco_data import png_bytes, write_lmms_parquet
 
     rows = [{"question_id": "7", "image": png_bytes(64, 48), "answer": ["red car", "the car"], "bbox": [1.5, 2.0, 10.0, 20.0],
@@ -430,6 +431,7 @@ def test_the_output_cannot_be_the_source(tmp_path):
 
 
 def test_parquet_rows_sharing_a_file_name_keep_their_own_pixels_and_names_stay_in_the_folder(tmp_path):
+    pytest.importorskip("pyarrow", reason="parquet ground truth needs the arrow extra")
     import io
 
     from test_eval_refcoco_data import write_lmms_parquet

@@ -77,6 +77,7 @@ def test_coco_loads_in_pycocotools_with_the_boxes(labelled, tmp_path):
 
 
 def test_coco_reads_back_in_supervision_and_vlground(labelled, tmp_path):
+    pytest.importorskip("supervision", reason="reading a dataset back with supervision (the supervision extra)")
     import supervision as sv
 
     images, records = labelled
@@ -94,6 +95,7 @@ def test_coco_reads_back_in_supervision_and_vlground(labelled, tmp_path):
 
 
 def test_yolo_reads_back_in_supervision_and_vlground(labelled, tmp_path):
+    pytest.importorskip("supervision", reason="reading a dataset back with supervision (the supervision extra)")
     import supervision as sv
 
     _, records = labelled

@@ -192,7 +192,7 @@ def test_per_split_numbers():
     assert splits["testB"]["accuracy"] == 0.5 and splits["testB"]["unparsable"] == 1
 
 
-def test_the_pyarrow_fast_path_reads_exactly_what_the_python_patterns_read():
+def test_the_pyarrow_fast_path_reads_exactly_what_the_python_patterns_read(arrow):
     from vlground.eval.refcoco import PROTOCOLS, _read_lmms, _read_qwen_vl
 
     rng = random.Random(11)

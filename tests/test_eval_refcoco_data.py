@@ -107,6 +107,7 @@ def write_lmms_parquet(path, rows):
 
 
 def test_lmms_parquet_explodes_sentences_and_reads_image_sizes(tmp_path):
+    pytest.importorskip("pyarrow", reason="parquet ground truth needs the arrow extra")
     rows = [
         {"question_id": "100", "image": png_bytes(64, 48), "answer": ["red car", "car on left"], "bbox": [1.5, 2.0, 10.0, 20.0], "file_name": "a.jpg"},
         {"question_id": "101", "image": png_bytes(32, 16), "answer": ["sky"], "bbox": [0, 0, 32, 8], "file_name": "b.jpg"},
@@ -126,6 +127,7 @@ def test_lmms_parquet_explodes_sentences_and_reads_image_sizes(tmp_path):
 
 
 def test_parquet_with_other_columns_is_an_error(tmp_path):
+    pytest.importorskip("pyarrow", reason="parquet ground truth needs the arrow extra")
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -96,7 +96,7 @@ def random_texts(seed, count, ascii_only=False):
     return ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 12))) for _ in range(count)]
 
 
-def test_column_normalizers_equal_the_per_string_references():
+def test_column_normalizers_equal_the_per_string_references(arrow):
     texts = random_texts(1, 1500) + random_texts(2, 1500, ascii_only=True) + ["." * 40 + "x", "." * 33 + "5", ""]
     for name, (_, reference, _) in NORMALIZERS.items():
         assert normalize_column(texts, name) == [reference(t) for t in texts], name

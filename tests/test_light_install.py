@@ -16,7 +16,8 @@ import pytest
 from vlground.core.extras import EXTRAS
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-ABSENT = sorted({*EXTRAS["models"], *EXTRAS["ray"], "peft", "torchvision", "tiktoken", "tokenizers", "accelerate"})
+ABSENT = sorted({*EXTRAS["models"], *EXTRAS["ray"], *EXTRAS["supervision"], *EXTRAS["arrow"], "peft", "torchvision",
+                 "tiktoken", "tokenizers", "accelerate", "scipy", "av"})
 PRELUDE = f"import sys\nfor name in {ABSENT!r}:\n    sys.modules[name] = None\n"
 
 
@@ -61,11 +62,31 @@ def test_the_main_job_parse_and_eval_run_without_torch(tmp_path):
     (("ocr", "in", "--out", "text.jsonl", "--engine", "Qwen/Qwen2.5-VL-3B-Instruct"), "models"),
     (("ocr", "in", "--out", "text.jsonl", "--ray", "local"), "ray"),
     (("finetune", "--model", ".", "--data", "train.jsonl", "--out", "adapter"), "models"),
+    (("ocr", "s3://bucket/scans", "--out", "text.jsonl"), "arrow"),
+    (("detect", "gs://bucket/a.png", "a cat"), "arrow"),
+    (("eval", "refcoco", "--gt", "in/val-00000-of-00001.parquet", "--pred", "in/preds.jsonl"), "arrow"),
+    (("bench", "refcoco", "--model", "Qwen/Qwen2.5-VL-3B-Instruct", "--gt", "in/val-00000-of-00001.parquet", "--out", "b"), "arrow"),
 ])
 def test_a_command_that_needs_an_extra_names_its_install_in_one_line(tmp_path, args, extra):
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.png").write_bytes((SAMPLES / "shop_sign.png").read_bytes())
+    (tmp_path / "in" / "val-00000-of-00001.parquet").write_bytes(b"PAR1")  # refused before it is read
+    (tmp_path / "in" / "preds.jsonl").write_text('{"id": 1, "box": [0, 0, 1, 1]}\n')
     out = vlground(*args, cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.startswith("error: ") and f"pip install 'vlground[{extra}]'" in out.stderr
+
+
+def test_to_supervision_names_its_extra_in_one_line(tmp_path):
+    code = ("from vlground import parse, Record\n"
+            "result = parse('<ref>a</ref><box>(0,0),(500,500)</box>', 'qwen-vl', (10, 10))\n"
+            "for convertible in (result, Record.from_dict({'path': 'a.png', 'engine': 'pp-ocr', 'width': 10, 'height': 10})):\n"
+            "    try:\n"
+            "        convertible.to_supervision()\n"
+            "    except ImportError as error:\n"
+            "        print(error)\n")
+    out = run_light(code, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["to_supervision() needs supervision, which this install leaves out: "
+                                       "pip install 'vlground[supervision]'"] * 2

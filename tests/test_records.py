@@ -85,6 +85,7 @@ def test_an_ocr_record_is_drawn_with_its_lines_and_words(tmp_path):
 
 
 def test_records_convert_to_supervision_and_coco():
+    pytest.importorskip("supervision", reason="to_supervision() needs the supervision extra")
     record = Record.from_dict(LABEL)
     detections = record.to_supervision()
     assert detections.xyxy.tolist() == [[4.0, 6.0, 30.0, 40.0]] and list(detections.data["class_name"]) == ["cat"]

@@ -13,6 +13,7 @@ def test_detection_needs_exactly_one_geometry():
 
 
 def test_to_supervision_keeps_labels_texts_and_kinds():
+    pytest.importorskip("supervision", reason="to_supervision() needs the supervision extra")
     r = parse(
         '[{"bbox_2d": [10, 20, 30, 40], "label": "cat"}, {"point_2d": [5, 6], "label": "dog"}, {"bbox_2d": [1, 2, 3, 4], "text_content": "EXIT"}]',
         "qwen3-vl",
@@ -29,6 +30,7 @@ def test_to_supervision_keeps_labels_texts_and_kinds():
 
 
 def test_empty_result_to_supervision():
+    pytest.importorskip("supervision", reason="to_supervision() needs the supervision extra")
     assert len(Result(detections=[], text="", image_size=(10, 10)).to_supervision()) == 0
 
 

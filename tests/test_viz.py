@@ -2,13 +2,13 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFont
+from PIL import Image, ImageColor, ImageFont
 
 from vlground.core.records import Record, text_line
 from vlground.grammar import parse
-from vlground.viz import DISPLAY_SIDE, FONT, TILE_SIDE, annotate, png_of, show
+from vlground.viz import DISPLAY_SIDE, FONT, PALETTE, TILE_SIDE, annotate, png_of, show
 
-RED = (255, 64, 64)  # supervision's palette colour of class 1 (class 0 is purple)
+RED = ImageColor.getrgb(PALETTE[1])  # the colour of class 1 (class 0 is purple)
 
 
 def test_boxes_quads_and_points_are_drawn_where_they_are():
@@ -44,12 +44,12 @@ def test_result_of_another_image_is_refused():
 
 
 def _label_rows(top: int) -> np.ndarray:
-    """Rows where the label of "b" (class 1, a 400x300 image, box top at y=top, left at x=40) is drawn:
+    """Rows where the label of "b label" (class 1, a 400x300 image, box top at y=top, left at x=40) is drawn:
     rows with class 1's colour over several pixels, less the box's own top and bottom edges."""
     img = Image.new("RGB", (400, 300), "white")
-    r = parse(f"<ref>a</ref><box>(800,800),(900,900)</box><ref>b</ref><box>(100,{top / 0.3:.0f}),(600,900)</box>", "qwen-vl", img.size)
+    r = parse(f"<ref>a</ref><box>(800,800),(900,900)</box><ref>b label</ref><box>(100,{top / 0.3:.0f}),(600,900)</box>", "qwen-vl", img.size)
     out = np.array(annotate(img, r))
-    rows = np.flatnonzero(np.all(out[:, 44:80] == RED, axis=2).sum(axis=1) > 5)
+    rows = np.flatnonzero(np.all(out[:, 43:80] == RED, axis=2).sum(axis=1) > 5)  # right of the box's left edge
     return rows[(np.abs(rows - top) > 2) & (np.abs(rows - 270) > 2)]
 
 

@@ -1,4 +1,4 @@
-"""Drawing results on images with supervision's annotators: `annotate` for one picture, `show` for
+"""Drawing results on images with Pillow: `annotate` for one picture, `show` for
 results (one, or a list as a grid) whose image is passed or known, and `png_of`, which is what a
 Result or an OCR record hands Jupyter to display itself. It knows no result type: what it draws is a
 `Drawing` (shapes in pixels, the image size, the image where known), which a result makes of itself
@@ -6,7 +6,11 @@ with its `drawing()` method.
 
 Labels are drawn with a bundled font that covers Latin and CJK (WenQuanYi Micro Hei, Apache-2.0), so
 a label such as "击掌" is readable rather than a row of boxes. A label sits above its box when there is
-room and just under the box's top edge when there is not, and never leaves the image."""
+room and just under the box's top edge when there is not, and never leaves the image.
+
+Why Pillow and not supervision's annotators: supervision's required dependencies (av, scipy,
+matplotlib) come to 320 MB, a third of the light install, for a few outlines, dots and labelled
+rectangles; supervision stays the `supervision` extra for `to_supervision()`."""
 from __future__ import annotations
 
 import io
@@ -15,7 +19,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from vlground.io.images import ImageSource, load_image
@@ -24,6 +27,8 @@ FONT = Path(__file__).parent / "fonts" / "wqy-microhei.ttc"
 DISPLAY_SIDE = 1024  # longest side of a picture handed to Jupyter, so notebooks stay small
 TILE_SIDE = 320  # longest side of one picture in a grid
 WORD_COLOR = "#8c8c8c"  # OCR words, under their lines' colours
+# one colour per class name (in sorted order, repeating), bright enough to carry white label text
+PALETTE = ("#8e44e8", "#e8402f", "#1f8fe0", "#e8870e", "#23a348", "#d6338a", "#0f9e9a", "#8a6d3b", "#4659d9", "#7e9e00")
 
 Corners = tuple[tuple[float, float], ...]
 
@@ -81,76 +86,62 @@ def annotate(image: ImageSource, result: Any, font_path: str | Path | None = Non
 
 
 def _annotate(picture: Image.Image, drawing: Drawing, font_path: str | Path | None = None) -> Image.Image:
-    import supervision as sv
-
-    picture = _checked(picture, drawing)
-    scene = np.ascontiguousarray(np.array(picture)[:, :, ::-1])  # supervision draws on BGR arrays, as OpenCV does
+    picture = _checked(picture, drawing).convert("RGB")  # a copy: the caller's image is left as it was
+    draw = ImageDraw.Draw(picture)
     thickness = max(2, round(min(picture.size) / 300))
-    shapes = []
+    names = sorted({s.name for s in drawing.shapes if not s.word})
     for shape in drawing.shapes:
         if shape.word:
-            x1, y1, x2, y2 = shape.xyxy
-            corners = shape.quad if shape.quad is not None else ((x1, y1), (x2, y1), (x2, y2), (x1, y2))
-            scene = sv.draw_polygon(scene, np.rint(corners).astype(np.int64), sv.Color.from_hex(WORD_COLOR), max(1, thickness // 2))
+            _outline(draw, shape, WORD_COLOR, max(1, thickness // 2))
+    shapes = [s for s in drawing.shapes if not s.word]
+    colours = [PALETTE[names.index(s.name) % len(PALETTE)] for s in shapes]
+    for shape, colour in zip(shapes, colours):
+        if shape.kind == "point":
+            x, y, radius = shape.xyxy[0], shape.xyxy[1], thickness * 3
+            draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour)
         else:
-            shapes.append(shape)
-    if shapes:
-        scene = _draw_shapes(scene, shapes, thickness, str(font_path or FONT))
-    return Image.fromarray(np.ascontiguousarray(scene[:, :, ::-1]))
+            _outline(draw, shape, colour, thickness)
+    _draw_labels(draw, picture.size, shapes, colours, str(font_path or FONT))
+    return picture
 
 
-def _detections(shapes: list[Shape]):
-    """The shapes as `sv.Detections`, class ids in sorted name order."""
-    import supervision as sv
+def _outline(draw: ImageDraw.ImageDraw, shape: Shape, colour: str, width: int) -> None:
+    """A box's or quad's outline, centred on its edges, corners at whole pixels (so edges are crisp)
+    and inside the image (so a box that ends at the border shows that edge)."""
+    x1, y1, x2, y2 = shape.xyxy
+    corners = shape.quad if shape.quad is not None else ((x1, y1), (x2, y1), (x2, y2), (x1, y2))
+    right, bottom = draw.im.size[0] - 1, draw.im.size[1] - 1
+    points = [(min(max(round(x), 0), right), min(max(round(y), 0), bottom)) for x, y in corners]
+    draw.line([*points, points[0], points[1]], fill=colour, width=width, joint="curve")
 
-    names = sorted({s.name for s in shapes})
-    return sv.Detections(
-        xyxy=np.array([s.xyxy for s in shapes], dtype=np.float64).reshape(-1, 4).astype(np.float32),
-        class_id=np.array([names.index(s.name) for s in shapes], dtype=int),
-    )
 
-
-def _draw_shapes(scene: np.ndarray, shapes: list[Shape], thickness: int, font_path: str) -> np.ndarray:
-    """Boxes, quads and points in their class colours, then their captions."""
-    import supervision as sv
-
-    detections = _detections(shapes)
-    boxes = np.array([s.kind == "box" for s in shapes])
-    points = np.array([s.kind == "point" for s in shapes])
-    if boxes.any():
-        scene = sv.BoxAnnotator(thickness=thickness).annotate(scene, detections[boxes])
-    for shape, class_id in zip(shapes, detections.class_id):
-        if shape.quad is not None:
-            color = sv.ColorPalette.DEFAULT.by_idx(int(class_id))
-            scene = sv.draw_polygon(scene, np.rint(shape.quad).astype(np.int64), color, thickness)
-    if points.any():
-        scene = sv.DotAnnotator(radius=thickness * 3).annotate(scene, detections[points])
-    return _draw_labels(scene, detections, [s.caption for s in shapes], font_path)
+def _draw_labels(draw: ImageDraw.ImageDraw, size: tuple[int, int], shapes: list[Shape], colours: list[str],
+                 font_path: str) -> None:
+    """Each caption in white on its shape's colour, at the shape's top-left corner: above it where
+    there is room, else just under its top edge; moved down past a label already drawn that it
+    would cover, and kept inside the image."""
+    font_size = max(12, round(min(size) / 40))
+    padding = max(2, font_size // 4)
+    font = ImageFont.truetype(font_path, font_size)
+    placed: list[tuple[int, int, int, int]] = []
+    for shape, colour in zip(shapes, colours):
+        left, top, right, bottom = font.getbbox(shape.caption)
+        width, height = right - left + 2 * padding, bottom - top + 2 * padding
+        x, y = round(shape.xyxy[0]), round(shape.xyxy[1])
+        y = y - height if y >= height else y
+        for other in placed:  # in drawing order, so one pass settles each label
+            if x < other[2] and other[0] < x + width and y < other[3] and other[1] < y + height:
+                y = other[3]
+        x, y = max(0, min(x, size[0] - width)), max(0, min(y, size[1] - height))
+        placed.append((x, y, x + width, y + height))
+        draw.rectangle((x, y, x + width - 1, y + height - 1), fill=colour)
+        draw.text((x + padding - left, y + padding - top), shape.caption, fill="white", font=font)
 
 
 def _checked(picture: Image.Image, drawing: Drawing) -> Image.Image:
     if picture.size != tuple(drawing.image_size):
         raise ValueError(f"the result belongs to an image of {tuple(drawing.image_size)}, not {picture.size}")
     return picture
-
-
-def _draw_labels(scene: np.ndarray, detections, labels: list[str], font_path: str) -> np.ndarray:
-    """Labels above their boxes where they fit, else moved down by their height so they start at
-    the box's top edge; supervision's smart positioning keeps them inside the image."""
-    import supervision as sv
-
-    size = max(12, round(min(scene.shape[:2]) / 40))
-    padding = max(2, size // 4)
-    font = ImageFont.truetype(font_path, size)
-    heights = np.array([bottom - top + 2 * padding for _, top, _, bottom in map(font.getbbox, labels)])
-    no_room = detections.xyxy[:, 1] < heights
-    for mask, shift in ((~no_room, 0), (no_room, int(heights[no_room].max(initial=0)))):
-        if mask.any():
-            labeller = sv.RichLabelAnnotator(
-                font_path=font_path, font_size=size, text_padding=padding, text_offset=(0, shift), smart_position=True
-            )
-            scene = labeller.annotate(scene, detections[mask], labels=[t for t, m in zip(labels, mask) if m])
-    return scene
 
 
 def _picture(image: ImageSource | None, drawing: Drawing, side: int | None) -> Image.Image:

@@ -1,10 +1,12 @@
 """The optional parts of the install. `pip install vlground` is the light set (OCR with the built-in
-engine, parse, eval, convert, dataset writers, reports: no torch); running models, Ray and the
-rest are extras. A feature that needs one calls `require` first, so a light install answers with
-the one command to run instead of an ImportError from deep inside."""
+engine, parse, eval, convert, dataset writers, reports: no torch); running models, Ray, supervision's
+Detections, pyarrow (parquet ground truth, s3:// inputs) and the rest are extras. A feature that
+needs one calls `require` first, so a light install answers with the one command to run instead of
+an ImportError from deep inside."""
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
 
 # extra -> the modules it brings that vlground imports (checked by import name, without importing)
 EXTRAS = {
@@ -12,6 +14,8 @@ EXTRAS = {
     "ray": ("ray",),
     "serve": ("fastapi", "uvicorn"),
     "docs": ("mkdocs", "mkdocstrings"),
+    "supervision": ("supervision",),
+    "arrow": ("pyarrow",),
 }
 
 
@@ -32,3 +36,12 @@ def require(extra: str, feature: str, *modules: str) -> None:
     if absent:
         raise MissingExtraError(
             f"{feature} needs {', '.join(absent)}, which this install leaves out: pip install 'vlground[{extra}]'")
+
+
+def require_for_inputs(paths: Iterable[str]) -> None:
+    """Inputs behind pyarrow URIs (s3://, gs://, hdfs://) need the arrow extra; said before any
+    input is read or model loaded."""
+    from vlground.io.sources import is_pyarrow_uri
+
+    if any(is_pyarrow_uri(path) for path in paths):
+        require("arrow", "reading s3:// and other pyarrow URIs")

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from vlground.core.extras import require
 from vlground.eval.errors import GroundTruthError
 from vlground.eval.inputs import (
     InputProblems,
@@ -80,6 +81,7 @@ def load_refcoco(
     if dataset is not None or path.suffix in (".p", ".pkl"):
         samples = _load_refer(path, dataset, split_by, split, instances, problems)
     elif path.suffix == ".parquet" or (path.is_dir() and any(path.rglob("*.parquet"))):
+        require("arrow", "reading parquet ground truth")
         samples = _load_parquet(path, split, keep_images, problems)
     elif path.is_file():
         samples = _load_jsonl(path, split, problems)

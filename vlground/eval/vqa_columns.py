@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from vlground.core.extras import missing
 from vlground.eval.vqa_normalize import (
     ARTICLES,
     CONTRACTIONS,
@@ -126,11 +127,15 @@ def _encodable(text: str) -> bool:
 
 def normalize_column(texts: Sequence[str], normalizer: str) -> list[str]:
     """`NORMALIZERS[normalizer]`'s reference applied to every string: each distinct string once, by
-    the column steps, except the rows they leave to the reference (and those with over 32 periods)."""
+    the column steps, except the rows they leave to the reference (and those with over 32 periods).
+    Without pyarrow (the light install), each distinct string by the reference."""
+    steps, reference, left_to_python = NORMALIZERS[normalizer]
+    if missing("arrow"):
+        normalized = {text: reference(text) for text in dict.fromkeys(texts)}
+        return [normalized[text] for text in texts]
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    steps, reference, left_to_python = NORMALIZERS[normalizer]
     try:
         column = pa.array(texts, type=pa.string())
     except UnicodeEncodeError:  # lone surrogates (from JSON escapes) have no UTF-8 form: those by the reference
