@@ -15,7 +15,7 @@ from typer import _click as click
 from typer.core import TyperArgument, TyperGroup
 
 from vlground import __version__
-from vlground.cli import convert, detect, eval, finetune, label, ocr, parse, tiny
+from vlground.cli import convert, detect, eval, finetune, label, ocr, parse, point, tiny
 from vlground.cli.verbosity import quiet_libraries, verbose_option
 from vlground.core.extras import MissingExtraError
 
@@ -124,7 +124,7 @@ def _options(
     """Visual grounding and OCR with the Qwen-VL family, with boxes on the original image."""
 
 
-for module in (parse, detect, ocr, label, eval, convert, finetune, tiny):
+for module in (parse, detect, point, ocr, label, eval, convert, finetune, tiny):
     module.register(app)
 
 

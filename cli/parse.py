@@ -84,26 +84,37 @@ def json_line(value: object) -> str:
 
 
 def prompt(
-    task: Annotated[str, typer.Argument(help="ground, detect, caption, grounded_caption, read_text, spot_text or ask.")],
+    task: Annotated[str, typer.Argument(help="ground, detect, caption, grounded_caption, read_text, spot_text, ask or point.")],
     family: Annotated[str, typer.Option("--family", "-f", help="Model family or hub id.")],
-    phrase: Annotated[Optional[str], typer.Option(help="Referring expression (ground).")] = None,
+    phrase: Annotated[Optional[str], typer.Option(help="Referring expression (ground), what to click (point).")] = None,
     category: Annotated[Optional[list[str]], typer.Option(help="Category to detect; repeat for several (detect).")] = None,
     question: Annotated[Optional[str], typer.Option(help="Question (ask).")] = None,
+    style: Annotated[str, typer.Option(help="point: plain, or tool_call (the computer-use tool in a system turn).")] = "plain",
+    image_size: Annotated[Optional[str], typer.Option(help="point tool_call, Qwen2.5-VL: the screenshot WxH (the screen size told is its model input).")] = None,
 ) -> None:
-    """Print the prompt a family is asked a task with."""
-    from vlground.core.families import UnknownFamilyError
-    from vlground.prompts import build_prompt
+    """Print the prompt a family is asked a task with; a system turn, where there is one, first
+    (under [system], the user turn under [user])."""
+    from vlground.core.families import UnknownFamilyError, get_family
+    from vlground.core.geometry import model_input_size
+    from vlground.prompts import build_prompt, point_prompt
 
-    needed = {"ground": ("--phrase", phrase, "the red car"), "detect": ("--category", category, "car"),
-              "ask": ("--question", question, "What is written on the sign?")}
+    needed = {"ground": ("--phrase", phrase, "the red car"), "point": ("--phrase", phrase, "the Submit button"),
+              "detect": ("--category", category, "car"), "ask": ("--question", question, "What is written on the sign?")}
     flag, value, example = needed.get(task.replace("-", "_"), (None, True, None))
     if not value:
         fail(f"prompt {task} needs {flag}, e.g. vlground prompt {task} -f {family} {flag} {quote(example)}")
+    if style != "plain" and task != "point":
+        fail(f"--style is for the point task; prompt {task} has one style")
     try:
-        built = build_prompt(task.replace("-", "_"), family, phrase=phrase, categories=category, question=question)
+        if task == "point":
+            fam = get_family(family)
+            seen = model_input_size(fam, _size(image_size, "--image-size")) if image_size and fam.patch_size else None
+            built = point_prompt(fam, phrase, style=style, input_size=seen)
+        else:
+            built = build_prompt(task.replace("-", "_"), family, phrase=phrase, categories=category, question=question)
     except (UnknownFamilyError, ValueError) as error:
-        fail(str(error))
-    typer.echo(built.text)
+        fail(f"{error}{'; give --image-size WxH' if 'input size' in str(error) else ''}")
+    typer.echo(f"[system]\n{built.system}\n[user]\n{built.text}" if built.system else built.text)
 
 
 def register(app: typer.Typer) -> None:

@@ -183,7 +183,7 @@ def chat_messages(image, prompt_text: str, image_format: str = "png", system: st
     image.save(buffer, format=pil_format, **save_options)
     url = f"data:image/{image_format};base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
     user = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": prompt_text}]}
-    return [{"role": "system", "content": system}, user] if system else [user]
+    return [{"role": "system", "content": [{"type": "text", "text": system}]}, user] if system else [user]
 
 
 def served_input_size(family: Family, image_size: tuple[int, int], min_pixels: int | None,
