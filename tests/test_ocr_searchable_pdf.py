@@ -154,6 +154,17 @@ def test_the_file_grows_by_little_more_than_its_text(searchable):
     assert made.stat().st_size <= 1.2 * (scan.stat().st_size + text)
 
 
+def test_pages_not_read_are_kept_without_a_layer(searchable, tmp_path):
+    scan, _, _, truths = searchable
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(ocr_app(), ["ocr", str(scan), "--out", str(out), "--workers", "1", "-f", "pdf", "--pages", "2"])
+    assert result.exit_code == 0, result.stderr
+    made = pdfium.PdfDocument(str(tmp_path / "r" / "scan.pdf.pdf"))
+    assert [" ".join(made[n].get_textpage().get_text_range().split()) for n in range(4)] == ["", " ".join(truths[1].split()), "", ""]
+    with pikepdf.open(scan) as original, pikepdf.open(tmp_path / "r" / "scan.pdf.pdf") as output:
+        assert [_images(p.resources) for p in output.pages] == [_images(p.resources) for p in original.pages]
+
+
 def test_an_image_keeps_its_own_encoding_and_exif_turn(tmp_path):
     """A JPEG goes into the PDF as its own bytes, its EXIF orientation as the page's /Rotate, so the
     page shows what was read; a PNG with an alpha channel is kept losslessly (img2pdf adds a soft

@@ -46,7 +46,7 @@ def through_ocrmypdf(tmp_path_factory):
 def test_ocrmypdf_makes_pdfa_from_vlgrounds_reading(through_ocrmypdf, tmp_path):
     scan, made, truths = through_ocrmypdf
     with pikepdf.open(made) as pdf:
-        assert "vlground" in str(pdf.docinfo.get("/Creator", ""))  # the engine that read it was vlground's
+        assert f"vlground {vlground.__version__}" in str(pdf.docinfo.get("/Creator", ""))  # vlground's engine read it
         with pdf.open_metadata() as xmp:
             assert xmp.pdfa_status == "2B"
     out = tmp_path / "r.jsonl"

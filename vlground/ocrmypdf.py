@@ -87,14 +87,18 @@ class VlgroundOcrEngine(OcrEngine):
     """OCRmyPDF's engine interface, answered by the `vlground ocr` command."""
 
     @staticmethod
-    def version():
-        done = subprocess.run([shutil.which(os.environ.get("VLGROUND", "vlground")) or "vlground", "--version"],
-                              capture_output=True, text=True, check=False)
+    def version(command: str | None = None):
+        """The version `command --version` reports (default: $VLGROUND, else vlground on PATH)."""
+        command = command or shutil.which(os.environ.get("VLGROUND", "vlground")) or "vlground"
+        try:
+            done = subprocess.run([command, "--version"], capture_output=True, text=True, check=False, timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            return "unknown"
         return done.stdout.split()[-1] if done.returncode == 0 and done.stdout.split() else "unknown"
 
     @staticmethod
     def creator_tag(options):
-        return f"vlground {VlgroundOcrEngine.version()}"
+        return f"vlground {VlgroundOcrEngine.version(options.vlground_command)}"
 
     def __str__(self):
         return f"vlground {self.version()}"
