@@ -110,3 +110,66 @@ def test_cli_asks_in_the_chosen_style_and_prints_the_breakdown(tmp_path, monkeyp
     assert "bench screenspot: 3 answered" in result.stderr
     wrong = CliRunner().invoke(app, args[:-1] + ["clicky"])
     assert wrong.exit_code == 2 and "plain or tool_call" in wrong.stderr
+
+
+def test_a_tiny_checkpoint_asked_in_both_styles_resumes_after_ctrl_c(tmp_path, tiny_checkpoint):
+    """Model.point on a tiny Qwen2.5-VL with forced answers: the 260x180 screenshot is seen as 252x168,
+    so the answers are written in that frame; a Ctrl-C during the fifth target (the second chunk of
+    four) keeps the first four, and the rerun asks only the rest."""
+    import vlground
+    from vlground.testing.forced import forced_answers
+
+    Image.new("RGB", (260, 180), "white").save(tmp_path / "screen.png")
+    boxes = {"Submit": [50, 35, 30, 20], "Cancel": [180, 125, 30, 20], "Help": [5, 5, 20, 20], "Close": [230, 5, 20, 20],
+             "Back": [5, 150, 20, 20], "Next": [230, 150, 20, 20]}
+    items = [{"img_filename": "screen.png", "bbox": box, "instruction": name, "data_type": "text", "data_source": "windows"}
+             for name, box in boxes.items()]
+    gt = tmp_path / "screenspot_desktop.json"
+    gt.write_text(json.dumps(items))
+    # in the model's 252x168 frame; Help is clicked on Close: a miss
+    clicks = {"Submit": (63, 42), "Cancel": (189, 126), "Help": (232, 14), "Close": (232, 14), "Back": (14, 149), "Next": (232, 149)}
+
+    def answer(prompt_text, interrupt_at=None):
+        name = next(n for n in boxes if n in prompt_text.rsplit("user", 1)[1])
+        if name == interrupt_at:
+            raise KeyboardInterrupt
+        x, y = clicks[name]
+        if "<tools>" in prompt_text:
+            return '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [%d, %d]}}\n</tool_call>' % (x, y)
+        return '[{"point_2d": [%d, %d], "label": "%s"}]' % (x, y, name)
+
+    model = vlground.load_model(tiny_checkpoint("qwen2.5-vl"), device="cpu")
+    targets = load_screenspot(gt)
+    generation = GenerationOptions(batch_size=1, max_new_tokens=200)
+    for style in ("plain", "tool_call"):
+        out = tmp_path / style
+        with forced_answers(model.backend, lambda p: answer(p, interrupt_at="Back")), pytest.raises(KeyboardInterrupt):
+            run_screenspot_bench(model, "tiny", targets, out, gt_name=str(gt), style=style, generation=generation)
+        kept = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+        assert [r["instruction"] for r in kept] == ["Submit", "Cancel", "Help", "Close"] and kept[0]["input_size"] == [252, 168]
+        asked = []
+        with forced_answers(model.backend, lambda p: asked.append(p) or answer(p)):
+            report = run_screenspot_bench(model, "tiny", targets, out, gt_name=str(gt), style=style, generation=generation)
+        assert len(asked) == 2 and report["answered_this_run"] == 2
+        assert (report["n"], report["correct"], report["wrong_format"]) == (6, 5, 0), style
+        rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+        assert rows[0]["click"] == pytest.approx([63 / 252 * 260, 42 / 168 * 180]) and rows[2]["status"] == "wrong"
+
+
+def test_a_qwen3_tool_call_told_999_is_scored_on_999(tmp_path, tiny_checkpoint):
+    """Qwen3-VL's tool-call prompt says the screen is 999x999: x 999 is the screenshot's right edge."""
+    import vlground
+    from vlground.testing.forced import forced_answers
+
+    Image.new("RGB", (260, 180), "white").save(tmp_path / "screen.png")
+    gt = tmp_path / "screenspot_web.json"
+    gt.write_text(json.dumps([{"img_filename": "screen.png", "bbox": [259.9, 0, 0.1, 180], "instruction": "the scroll bar",
+                               "data_type": "icon", "data_source": "shop"}]))
+    model = vlground.load_model(tiny_checkpoint("qwen3-vl"), device="cpu")
+    call = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [999, 500]}}\n</tool_call>'
+    with forced_answers(model.backend, lambda prompt: call):
+        report = run_screenspot_bench(model, "tiny3", load_screenspot(gt), tmp_path / "out", gt_name=str(gt), style="tool_call",
+                                      generation=GenerationOptions(max_new_tokens=200))
+    line = json.loads((tmp_path / "out" / "predictions.jsonl").read_text())
+    assert line["scale"] == 999 and line["point"] == pytest.approx([260.0, 500 / 999 * 180])
+    assert report["correct"] == 1

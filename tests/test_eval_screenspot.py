@@ -114,6 +114,10 @@ def family_answer(rng, box, size, family):
         answer = json.dumps([{"bbox_2d": [x1, y1, x2, y2], "label": "target"}])
         return {"text": answer}, reference.json_point(answer, (rw, rh))
     elif kind == 3:
+        if rng.random() < 0.5:  # the computer-use tool call, read as ScreenSpot-Pro's Qwen2.5-VL wrapper reads it
+            x, y = to_frame(rng.uniform(box[0] - 20, box[2] + 20), rng.uniform(box[1] - 20, box[3] + 20))
+            answer = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [%d, %d]}}\n</tool_call>' % (x, y)
+            return {"text": answer}, reference.qwen25vl_tool_call_point(answer, (rw, rh))
         return {"text": rng.choice(["I do not see it.", '[{"label": "x"}]', "[]"])}, None
     elif kind == 4:  # a click in pixels of the screenshot, on an edge or anywhere
         point = [float(box[0]), rng.uniform(box[1], box[3])] if rng.random() < 0.5 else [rng.uniform(0, width), rng.uniform(0, height)]
@@ -182,14 +186,15 @@ def test_the_computer_use_tool_call_is_read_as_screenspot_pros_qwen25vl_wrapper_
     size = (1280, 720)
     rh, rw = smart_resize(720, 1280)
     target = ScreenTarget("t", "a.png", "Save", (640, 300, 700, 340), "windows", "icon", "ScreenSpot-Pro", size)
+    statuses = []
     for coordinate in ([644, 320], [643, 320], [644, 300, 700, 340]):
         answer = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": %s}}\n</tool_call>' % coordinate
         expected = reference.pro_correctness({"bbox": list(target.box), "img_size": list(size)},
                                              reference.qwen25vl_tool_call_point(answer, (rw, rh)))
         scores = score_screenspot([target], [{"id": "t", "text": answer}], "family", "qwen2.5-vl")
-        if scores.status[0] == "wrong_format":
-            pytest.skip("the computer-use tool call is not read by the qwen2.5-vl grammar yet (issue 26 item 2)")
+        statuses.append(scores.status[0])
         assert scores.status[0] == expected, coordinate
+    assert statuses == ["correct", "wrong", "correct"]  # 644 of 1288 is the left edge 640 of 1280; a box's centre clicks
 
 
 def test_a_click_on_the_edge_in_the_models_grid_stays_on_it_to_the_last_bit():
@@ -305,3 +310,16 @@ def test_eval_screenspot_from_the_command_line(tmp_path):
     row = json.loads((tmp_path / "rows.jsonl").read_text())
     assert row["click"] == [15.0, 25.0] and row["status"] == "correct"
     assert "screenspot" in BENCHMARKS and "Worst misses" in (tmp_path / "r.html").read_text()
+
+
+def test_a_line_told_999_is_read_on_999():
+    """Qwen3-VL's tool-call prompt tells the model its screen is 999x999 (bench writes "scale": 999)."""
+    from vlground.eval.screenspot import ScreenTarget
+
+    target = ScreenTarget("t", "a.png", "x", (998.5, 0, 999, 500), "web", "text", "ScreenSpot-Pro", (999, 999))
+    call = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [999, 500]}}\n</tool_call>'
+    assert score_screenspot([target], [{"id": "t", "text": call}], "family", "qwen3-vl").status == ["wrong"]  # 998.001 px on 1000
+    scores = score_screenspot([target], [{"id": "t", "text": call, "scale": 999}], "family", "qwen3-vl")
+    assert scores.status == ["correct"] and scores.clicks[0].tolist() == pytest.approx([999.0, 500.0])
+    problems = InputProblems(strict=False)
+    assert score_screenspot([target], [{"id": "t", "text": call, "scale": "999"}], "family", "qwen3-vl", problems=problems).status == ["refused"]

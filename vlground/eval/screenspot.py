@@ -204,13 +204,14 @@ def _with_size(target: ScreenTarget, size: tuple[int, int]) -> ScreenTarget:
 # --- reading a click --------------------------------------------------------------------------
 
 
-def _family_click(answer: str, family: Family, size: tuple[int, int], given_input: tuple[int, int] | None) -> tuple[float, float] | None:
-    """Fractions of the image at the first point or box the family's dialect reads in `answer`
-    (a box: its centre in the model's units), or None."""
+def _family_click(answer: str, family: Family, size: tuple[int, int], given_input: tuple[int, int] | None,
+                  scale: float = 1000) -> tuple[float, float] | None:
+    """Fractions of the image at the first point or box the family's grammar reads in `answer`
+    (a box: its centre in the model's units), or None. `scale`: the divisor of the 0-1000 frames."""
     from vlground.core.geometry import Frame
     from vlground.grammar import extract
 
-    frame = Frame.for_family(family, size, given_input)
+    frame = Frame.for_family(family, size, given_input, scale=scale)
     for coords in extract(answer, family).coords:  # the family's dialect, else a GUI action (a tool call)
         if len(coords) not in (2, 4):
             continue
@@ -272,6 +273,18 @@ def _record_size(record: dict, where: str, problems: InputProblems) -> tuple[int
         if not isinstance(value, (list, tuple)) or len(value) != 2:
             raise InvalidValue(f"'image_size' is {value!r}, not [width, height]")
         return image_side(value[0], "image_size"), image_side(value[1], "image_size")
+    except InvalidValue as error:
+        problems.refuse_prediction(where, str(error))
+        return None
+
+
+def _record_scale(record: dict, where: str, problems: InputProblems) -> float | None:
+    """The divisor of the 0-1000 frames a prediction line names ("scale": 999 where the model was
+    told its screen is 999 wide), 1000 by default; None (refused) for anything but a positive number."""
+    if record.get("scale") is None:
+        return 1000
+    try:
+        return number(record["scale"], "scale", positive=True)
     except InvalidValue as error:
         problems.refuse_prediction(where, str(error))
         return None
@@ -440,7 +453,11 @@ def score_screenspot(
             if proto.needs_family:
                 if fam is None:
                     raise ProtocolError(f"protocol {proto.name!r} reads model text with a family's grammar: give the family (--family)")
-                fraction = _family_click(answer, fam, size, input_size(record))
+                scale = _record_scale(record, where, problems)
+                if scale is None:
+                    status[i] = "refused"
+                    continue
+                fraction = _family_click(answer, fam, size, input_size(record), scale)
             else:
                 fraction = _seeclick_click(answer)
         elif record.get("point") is None:

@@ -5,7 +5,7 @@ A bench writes three files into its output folder:
 - `predictions.jsonl`: one line per item as it is answered (RefCOCO: {"index", "id", "sent", "text":
   raw model output, "box": first detection in original pixels or null, "error"}; ScreenSpot: {"index",
   "id", "instruction", "img_filename", "text", "point": the click in original pixels or null,
-  "image_size", "input_size", "error"}), written through
+  "image_size", "input_size", "scale" (where not 1000), "error"}), written through
   `vlground.io.sink.JsonlSink`: each line fsync'ed as it is written, the file locked against a second
   run, never rewritten in place (a kill at any moment keeps every finished prediction). A rerun with
   the same folder skips the items already there, so an interrupted run goes on where it stopped;
@@ -155,11 +155,21 @@ class ScreenspotWorker(ModelWorker):
             # a failing batch raises: the executor runs it again target by target (vlground.jobs.executors)
             results = self.loaded.point(images, [t.instruction for _, t in loaded], self.generation, style=self.style)
             input_size = getattr(getattr(self.loaded, "backend", None), "input_size", None)
+            scale = self._scale()
             for (i, target), image, result in zip(loaded, images, results):
                 point = [float(v) for v in result.detections[0].point] if result.detections and result.detections[0].point else None
                 seen = input_size(image.size) if input_size is not None else None
                 records[i] = _target_record(i, target, result.raw, point, image.size, seen, None, result)
+                if scale != 1000:
+                    records[i]["scale"] = scale
         return [records[i] for i, _ in items]
+
+    def _scale(self) -> float:
+        """The divisor the answers' 0-1000 coordinates are read with: 999 where the tool-call prompt
+        told the model its screen is 999 wide (`vlground.prompts.point_prompt`)."""
+        from vlground.prompts import gui_tool
+
+        return gui_tool(self.loaded.family)["scale"] if self.style == "tool_call" else 1000
 
     def failed(self, item: tuple[int, ScreenTarget], reason: str) -> Record:
         index, target = item
