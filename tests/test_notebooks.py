@@ -36,6 +36,15 @@ assert right[0] - as_original[0] > 400 and as_1000[2] - right[2] > 200  # the wr
 assert summary.failed == 0 and len(records) == 3 and all(r.lines for r in records)
 assert "TOTAL" in records[0].text and "Platform 4" in records[1].text
 """,
+    "gui_click.ipynb": """
+x1, y1, x2, y2 = target.box
+inside = lambda p: x1 <= p[0] <= x2 and y1 <= p[1] <= y2
+assert len(clicks) == 4 and all(inside(r.detections[0].point) for r in clicks)  # every dialect lands on the target
+assert not inside(readings[1].detections[0].point) and not inside(readings[2].detections[0].point)  # wrong frames miss
+click = clicked.detections[0]
+assert inside(click.point) and click.label == target.instruction and click.attributes["point_from"] == "point"
+assert size_seen != screen.image.size  # the tiny model saw another size: a frame error would show
+""",
     "evaluation.ipynb": """
 assert scores.summary()["n"] == 60 and 0.3 < scores.summary()["accuracy"] < 0.95 and scores.summary()["unparsable"] == 7
 assert "http" not in report.read_text() and report.read_text().count("<img") > 10
