@@ -59,8 +59,10 @@ def test_writes_predictions_rows_and_report_scored_as_eval_screenspot(tmp_path):
     from vlground.eval.registry import BENCHMARKS
 
     gt = make_gt(tmp_path, ["Menu", "a miss", "Save", "mumble"])
-    report = bench(tmp_path, PointingModel(), gt)
+    report = bench(tmp_path, PointingModel(), gt, html_report=tmp_path / "report.html")
     assert (report["n"], report["correct"], report["wrong_format"], report["errors"]) == (5, 2, 1, 1)
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "vlground bench screenspot" in page and "“a miss”" in page and "Answers without a click: 2" in page
     lines = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
     assert lines[0]["point"] == [100.0, 50.0] and lines[0]["image_size"] == [200, 100] and lines[0]["id"] == "screenspot_mobile#0"
     assert lines[4]["error"].startswith(str(tmp_path / "imgs" / "gone.png"))
@@ -173,3 +175,24 @@ def test_a_qwen3_tool_call_told_999_is_scored_on_999(tmp_path, tiny_checkpoint):
     line = json.loads((tmp_path / "out" / "predictions.jsonl").read_text())
     assert line["scale"] == 999 and line["point"] == pytest.approx([260.0, 500 / 999 * 180])
     assert report["correct"] == 1
+
+
+def test_on_ray_every_target_is_asked_once_with_the_answers_of_one_process(tmp_path, ray_cluster, tiny_checkpoint):
+    """`--ray`: two actors each load the tiny checkpoint (greedy, so its answers are the same noise as
+    in one process); each target answered once, the missing screenshot an error line, same scores."""
+    import vlground
+    from vlground.jobs.loop import RunOptions
+
+    gt = make_gt(tmp_path, [f"button {i}" for i in range(5)], size=(120, 90))
+    model = str(tiny_checkpoint("qwen2.5-vl"))
+    common = dict(gt_name=str(gt), image_root=tmp_path / "imgs", generation=GenerationOptions(batch_size=2, max_new_tokens=8))
+    targets = load_screenspot(gt, image_root=tmp_path / "imgs")
+    alone = run_screenspot_bench(vlground.load_model(model, device="cpu"), model, targets, tmp_path / "alone", **common)
+    on_ray = run_screenspot_bench(None, model, targets, tmp_path / "ray", run=RunOptions(ray=ray_cluster, workers=2), **common)
+
+    def lines(folder):
+        return sorted((json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()), key=lambda r: r["index"])
+
+    assert lines(tmp_path / "ray") == lines(tmp_path / "alone") and [r["index"] for r in lines(tmp_path / "ray")] == list(range(6))
+    assert lines(tmp_path / "ray")[5]["error"] and lines(tmp_path / "ray")[0]["input_size"] == [112, 84]
+    assert {k: on_ray[k] for k in ("n", "correct", "wrong_format", "errors")} == {k: alone[k] for k in ("n", "correct", "wrong_format", "errors")}
