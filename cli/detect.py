@@ -18,6 +18,7 @@ import typer
 
 from vlground.cli.errors import fail, one_line, reported
 from vlground.cli.flags import BATCH, DECODING, LOADING, with_flags
+from vlground.cli.verbosity import verbose
 
 if TYPE_CHECKING:
     from vlground.core.options import GenerationOptions, LoadOptions
@@ -67,7 +68,8 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _print_table(title: str, result) -> None:
+def _print_table(title: str, result, missing: list[str]) -> None:
+    """The detections as a table; below it, the queries nothing was found for."""
     typer.echo(f"{title} {result.image_size[0]}x{result.image_size[1]}: {len(result.detections)} found")
     rows = [("label", "x1", "y1", "x2", "y2")]
     for d in result.detections:
@@ -75,6 +77,8 @@ def _print_table(title: str, result) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     for r in rows:
         typer.echo("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    for query in missing:
+        typer.echo(_printable(f"no box for {query!r}"))
 
 
 def _inputs(names: list[str], recursive: bool, printing: bool, own: list):
@@ -97,8 +101,9 @@ def _inputs(names: list[str], recursive: bool, printing: bool, own: list):
 
 
 def _reporter(single: bool, as_json: bool, to_stdout: bool, annotating: bool):
-    """What the console shows for each record: the table or JSON (unless records go to --out), and
-    on stderr the failures and the queries nothing was found for."""
+    """What the console shows for each record: the table (with the queries nothing was found for)
+    or JSON, unless records go to --out; on stderr the failures, and with --verbose the images
+    nothing was found in (the summary counts them)."""
     from vlground.core.records import Record
     from vlground.jobs.detect import MISSING
     from vlground.io.sink import encode_line
@@ -114,12 +119,14 @@ def _reporter(single: bool, as_json: bool, to_stdout: bool, annotating: bool):
             shown = result.to_dict() if single else {k: v for k, v in record.items() if k != MISSING}
             typer.echo(encode_line(shown).decode("utf-8"), nl=False)
         elif to_stdout:
-            _print_table("image" if single else name, result)
+            _print_table("image" if single else name, result, record.get(MISSING, []))
+        if not verbose():
+            return
         where = "" if single else f" in {name}"
         for query in record.get(MISSING, []):
-            say(_printable(f"warning: no box found for {query!r}{where}"))
+            say(_printable(f"no box found for {query!r}{where}"))
         if annotating and not result.detections:
-            say(f"warning: nothing found{where}; its drawn copy has no boxes")
+            say(f"nothing found{where}; its drawn copy has no boxes")
 
     return report
 

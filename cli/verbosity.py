@@ -1,5 +1,6 @@
-"""What reaches stderr. By default: vlground's own lines (failures, warnings about results, the
-summary) and, on a terminal, progress bars. The libraries underneath keep their notes to themselves:
+"""What reaches stderr. By default: vlground's own lines (failures, warnings about the run, the
+summary) and, on a terminal, progress bars. What a run found is a result, not a failure: an image
+with no box is in its record and counted in the summary; a line per such image only with --verbose. The libraries underneath keep their notes to themselves:
 transformers' advice and its weight-loading bars off a terminal, Python warnings (FutureWarning,
 DeprecationWarning), Ray's start-up lines. `--verbose` on any command lets them all through.
 
@@ -35,6 +36,11 @@ def quiet_libraries() -> None:
         if name not in os.environ:
             os.environ[name] = _set_here[name] = value
     warnings.simplefilter("ignore")
+
+
+def verbose() -> bool:
+    """Whether this command runs with --verbose (or VLGROUND_VERBOSE=1)."""
+    return os.environ.get(VERBOSE) == "1"
 
 
 def _let_through(ctx: click.Context, param: click.Parameter, verbose: bool) -> None:

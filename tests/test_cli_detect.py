@@ -89,7 +89,7 @@ def test_a_folder_gives_one_record_per_image_and_resumes(served, photos, tmp_pat
         assert (records[name]["width"], records[name]["height"], records[name]["error"]) == (640, 480, None)
     assert "not an image" in records["broken.png"]["error"]
     assert "failed: " in res.stderr and "broken.png" in res.stderr
-    assert "detect: done 3, failed 1," in res.stderr and "2 with nothing found" not in res.stderr
+    assert "detect: done 3, failed 1," in res.stderr and "had no box" not in res.stderr
     asked = len(_asked(served))
     _photo(photos / "cat3.png")
     res = runner.invoke(app, ["detect", str(photos), "the cat", "--out", str(out), "--resume", *served.model])
@@ -128,13 +128,17 @@ def test_an_image_the_model_fails_on_is_an_error_record_and_the_batch_goes_on(se
     assert records["cat1.png"]["detections"] and records["cat2.jpg"]["detections"]
 
 
-def test_several_images_print_a_table_or_a_record_each(served, photos):
+def test_several_images_print_a_table_or_a_record_each(served, photos, monkeypatch):
     cat1, cat2 = str(photos / "cat1.png"), str(photos / "cat2.jpg")
     res = runner.invoke(app, ["detect", cat1, cat2, "the cat", "a dog", "--json", *served.model])
     assert res.exit_code == 0, res.output
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["path"] for r in lines] == [cat1, cat2]
     assert all([d["attributes"]["query"] for d in r["detections"]] == ["the cat"] for r in lines)
+    [summary] = res.stderr.splitlines()  # a query with no box is a result: counted, not a line per image
+    assert summary.startswith("detect: done 2, failed 0") and summary.endswith("2 of 2 images had no box for some query (0 for none)")
+    monkeypatch.setenv("VLGROUND_VERBOSE", "1")  # as --verbose sets it
+    res = runner.invoke(app, ["detect", cat1, cat2, "the cat", "a dog", "--json", *served.model])
     assert "no box found for 'a dog' in " + cat1 in res.stderr
     res = runner.invoke(app, ["detect", str(photos / "cat*"), "the cat", *served.model])
     assert res.stdout.splitlines()[0] == f"{cat1} 640x480: 1 found"
@@ -181,7 +185,7 @@ def test_an_image_on_stdin(served, photos):
     assert json.loads(proc.stdout)["detections"][0]["box"] == pytest.approx(CAT_BOX, abs=1)
 
 
-def test_annotations_are_checked_before_the_model_and_drawn_after(served, photos, tmp_path):
+def test_annotations_are_checked_before_the_model_and_drawn_after(served, photos, tmp_path, monkeypatch):
     cat1 = str(photos / "cat1.png")
     nowhere = ["--model", str(tmp_path / "no-model")]  # any model work would be a weights error
     for target, says in [("out.xyz", ".xyz is not an image format"), ("missing/out.png", "does not exist")]:
@@ -195,6 +199,9 @@ def test_annotations_are_checked_before_the_model_and_drawn_after(served, photos
     res = runner.invoke(app, ["detect", str(photos), "the cat", "--annotate", str(tmp_path / "drawn"), *served.model])
     assert sorted(os.listdir(tmp_path / "drawn")) == ["cat1.png", "cat2.jpg"]
     assert not np.array_equal(np.asarray(Image.open(tmp_path / "drawn" / "cat1.png")), np.asarray(Image.open(cat1)))
+    res = runner.invoke(app, ["detect", cat1, "a dog", "--annotate", str(tmp_path / "none.png"), *served.model])
+    assert res.exit_code == 0 and res.stdout.splitlines()[-1] == "no box for 'a dog'" and "nothing found" not in res.stderr
+    monkeypatch.setenv("VLGROUND_VERBOSE", "1")
     res = runner.invoke(app, ["detect", cat1, "a dog", "--annotate", str(tmp_path / "none.png"), *served.model])
     assert res.exit_code == 0 and "nothing found; its drawn copy has no boxes" in res.stderr
 

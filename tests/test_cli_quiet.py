@@ -1,6 +1,6 @@
-"""Quiet by default: off a terminal, stderr carries vlground's own lines (failures, results nothing
-was found for, the summary), not the libraries' bars, advice, warnings or start-up lines; --verbose
-lets those through."""
+"""Quiet by default: off a terminal, stderr carries the failures and the summary, not a line per
+image nothing was found in (the summary counts them), nor the libraries' bars, advice, warnings or
+start-up lines; --verbose lets those through."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-OURS = ("warning: no box found", "failed: ", "detect: done ", "done ")
 
 
 def vlground(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -24,12 +23,12 @@ def test_a_model_run_off_a_terminal_leaves_only_our_lines_on_stderr(tmp_path, ti
     run = [*images, "the sign", "--model", str(tiny_checkpoint("qwen2.5-vl")), "--device", "cpu", "--max-new-tokens", "4"]
     quiet = vlground("detect", *run, cwd=tmp_path)
     assert quiet.returncode == 0, quiet.stderr
-    lines = quiet.stderr.splitlines()
-    assert lines and all(line.startswith(OURS) for line in lines), lines
-    assert lines[-1].startswith("detect: done 2, failed 0")
+    [summary] = quiet.stderr.splitlines()  # four tokens of noise: no box in either image, and no line each
+    assert summary.startswith("detect: done 2, failed 0") and summary.endswith("; 2 of 2 images had no box"), summary
     verbose = vlground("detect", *run, "--verbose", cwd=tmp_path)
     assert verbose.returncode == 0, verbose.stderr
     assert "Loading weights" in verbose.stderr  # what the default keeps off stderr is really there
+    assert verbose.stderr.count("no box found for 'the sign' in ") == 2
 
 
 def test_python_warnings_are_kept_off_stderr_in_worker_processes_too_unless_verbose():

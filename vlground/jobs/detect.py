@@ -202,12 +202,18 @@ class DetectWorker:
 
 @dataclass
 class DetectSummary(Summary):
-    """What a run did, as an OCR run's summary says it, and `empty`: inputs where nothing was found."""
+    """What a run did, as an OCR run's summary says it, and the images read this run that had no box:
+    `missed` for some query, `empty` for any (an image with no box is a result, not a failure)."""
 
+    missed: int = 0
     empty: int = 0
 
     def describe(self) -> str:
-        return f"detect: {super().describe()}, {self.empty} with nothing found"
+        read = self.done - self.failed
+        if self.no_inputs or not self.missed:
+            return f"detect: {super().describe()}"
+        some = "" if self.missed == self.empty else f" for some query ({self.empty} for none)"
+        return f"detect: {super().describe()}; {self.missed} of {read} images had no box{some}"
 
 
 def source_key(source: Source) -> str:
@@ -230,7 +236,9 @@ def run_detect(sources: Sources, worker: DetectWorker, sink=None, run: RunOption
         if sink is not None:
             sink.write(with_abspath({k: v for k, v in record.items() if k != MISSING}))
         if isinstance(summary, DetectSummary):
-            summary.empty += record.get("error") is None and not record.get("detections")
+            read = record.get("error") is None
+            summary.empty += read and not record.get("detections")
+            summary.missed += read and bool(record.get(MISSING) or not record.get("detections"))
         return record
 
     tasks = [Task(source_key(source), source) for source in sources.items]
