@@ -82,6 +82,11 @@ MinPixels = Annotated[Optional[int], typer.Option(min=1, rich_help_panel="Model"
 MaxPixels = Annotated[Optional[int], typer.Option(min=1, rich_help_panel="Model", help="Most pixels per image (Qwen2-VL on).")]
 ServedModel = Annotated[Optional[str], typer.Option(rich_help_panel="Model", help="With a server URL: the model's name there.")]
 BatchSize = Annotated[int, typer.Option(min=1, show_default=False, rich_help_panel="Model", help="Images per batch (default 8).")]
+# Speed on a local model (vlground.models.scheduling); the same answers with or without them.
+Refill = Annotated[bool, typer.Option("--refill", rich_help_panel="Scaling", help="Rows whose answer ended take the next image.")]
+TokenBudget = Annotated[Optional[int], typer.Option(rich_help_panel="Scaling", help="Prompt tokens per batch (batch size: the cap).")]
+Prefetch = Annotated[bool, typer.Option("--prefetch", rich_help_panel="Scaling", help="Prepare the next images while the model runs.")]
+StaticCache = Annotated[bool, typer.Option("--static-cache", rich_help_panel="Scaling", help="Static KV cache, CUDA graphs (not --refill).")]
 
 
 def run_options(*, resume: Resume = False, retry_failed: RetryFailed = False, overwrite: Overwrite = False,
@@ -113,14 +118,18 @@ def load_options(*, device: Device = "auto", dtype: Dtype = "auto", min_pixels: 
 
 
 def generation_options(*, batch_size: BatchSize = 8, max_new_tokens: MaxNewTokens = None, thinking: Thinking = "auto",
-                       max_thinking_tokens: MaxThinkingTokens = None):
+                       max_thinking_tokens: MaxThinkingTokens = None, refill: Refill = False, token_budget: TokenBudget = None,
+                       prefetch: Prefetch = False, static_cache: StaticCache = False):
     """The decoding flags as one `vlground.core.options.GenerationOptions`; a refused value is one
     line and exit status 2."""
     from vlground.core.options import GenerationOptions
 
+    if refill and static_cache:
+        fail("--refill and --static-cache do not combine: refill grows its own cache as rows join; use one")
     try:
         return GenerationOptions(batch_size=batch_size, max_new_tokens=max_new_tokens, thinking=thinking,
-                                 max_thinking_tokens=max_thinking_tokens)
+                                 max_thinking_tokens=max_thinking_tokens, refill=refill, token_budget=token_budget,
+                                 prefetch=prefetch, static_cache=static_cache)
     except ValueError as error:
         fail(str(error))
 

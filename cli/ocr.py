@@ -56,6 +56,10 @@ def ocr(
         fail("--layout is for the built-in engines (ppocr, ppocr-v4); a Qwen model lays out its own answer")
     if is_built_in(engine) and mode is not None:
         fail("--mode is for Qwen engines (--engine MODEL); the built-in engine always writes each line with its box and score")
+    if is_built_in(engine) and generation.scheduling:
+        flags = ["--" + name.replace("_", "-") for name in generation.scheduling]
+        fail(f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} for Qwen engines (--engine MODEL); "
+             "the built-in engine reads each page in its own process")
     if not 1 <= dpi <= MAX_DPI:
         fail(f"--dpi must be between 1 and {MAX_DPI}; got {dpi}")
     if max_image_pixels is not None and max_image_pixels < 0:
