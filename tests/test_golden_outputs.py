@@ -48,6 +48,8 @@ def forced_answer(prompt: str) -> str:
         return '[{"bbox_2d": [0, 0, 28, 28], "label": "cat"}, {"bbox_2d": [14, 14, 56, 42], "label": "cat"}]'
     if "the dog" in prompt or "each dog and" in prompt:
         return "[]"
+    if "computer_use" in prompt:  # ScreenSpot's instructions asked through the computer-use tool
+        return '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [20, 14]}}\n</tool_call>'
     if "Locate" in prompt:  # the cat, and RefCOCO's phrases
         return '[{"bbox_2d": [10, 12, 40, 44], "label": "it"}]'
     raise KeyError(f"no forced answer for {prompt[-120:]!r}")
@@ -81,6 +83,13 @@ def _fixtures(root: Path) -> None:
         {"questionId": 1, "answers": ["$10.35", "10.35"]}, {"questionId": 2, "answers": ["CORNER CAFE"]}]}))
     _write_lines(root / "docvqa_pred.jsonl", [{"questionId": 1, "answer": "10.36"}, {"questionId": 2, "answer": "corner cafe"}])
     (root / "ground_truth.jsonl").write_text((SAMPLES / "ground_truth.jsonl").read_text())
+    (root / "screenspot_mobile.json").write_text(json.dumps([
+        {"img_filename": "a.png", "bbox": [10, 6, 20, 14], "instruction": "open the menu", "data_type": "icon", "data_source": "ios"},
+        {"img_filename": "c.png", "bbox": [0, 0, 8, 8], "instruction": "go back", "data_type": "text", "data_source": "android"},
+        {"img_filename": "gone.png", "bbox": [0, 0, 1, 1], "instruction": "lost", "data_type": "icon", "data_source": "ios"}]))
+    _write_lines(root / "screenspot_pred.jsonl", [{"id": "screenspot_mobile#0", "text": '[{"point_2d": [400, 300]}]'},
+                                                  {"img_filename": "c.png", "instruction": "go back", "point": [30, 70]},
+                                                  {"id": "screenspot_mobile#2", "text": "no idea", "image_size": [2, 2]}])
 
 
 def _commands(model: str) -> dict[str, list[str]]:
@@ -116,6 +125,10 @@ def _commands(model: str) -> dict[str, list[str]]:
         "eval_textvqa": ["eval", "textvqa", "--gt", "textvqa_gt.json", "--pred", "textvqa_pred.jsonl", "--json"],
         "eval_docvqa": ["eval", "docvqa", "--gt", "docvqa_gt.json", "--pred", "docvqa_pred.jsonl", "--json"],
         "eval_ocr": ["eval", "ocr", "--gt", "ground_truth.jsonl", "--pred", "out/ocr.jsonl", "--json"],
+        "bench_screenspot": ["bench", "screenspot", *tiny, "--gt", "screenspot_mobile.json", "--image-root", "imgs", "--style", "tool_call",
+                             "--out", "out/bench_screenspot", "--quiet", "--report", "out/bench_screenspot/report.html"],
+        "eval_screenspot": ["eval", "screenspot", "--gt", "screenspot_mobile.json", "--pred", "screenspot_pred.jsonl", "--family", "qwen3-vl",
+                            "--image-root", "imgs", "--per-target", "out/eval/screenspot_targets.jsonl"],
     }
 
 
