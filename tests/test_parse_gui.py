@@ -130,3 +130,8 @@ def test_written_clicks_read_back_within_the_frame_rounding(family, style):
     frame = Frame.for_family(family, size, scale=scale)
     read = parse(text, family, size, scale=scale).detections
     assert len(read) == 1 and read[0].point == pytest.approx(click, abs=max(frame.sx, frame.sy) / 2 + 1e-9)
+
+
+def test_gelab_points_in_its_upper_case_reasoning_are_not_read():
+    text = "<THINK> point:100,100 is an ad, the real button is lower </THINK>\nexplain:tap\taction:CLICK\tpoint:500,800\tsummary:ok"
+    assert [d.point for d in parse(text, "qwen3-vl", (1000, 1000)).detections] == [(500.0, 800.0)]

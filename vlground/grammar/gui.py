@@ -7,7 +7,7 @@
   also as `<|box_start|>(x,y)<|box_end|>`, `[x1, y1, x2, y2]` or `<point>x y</point>`, and the key
   also `point=` / `start_point=`.
 - `<|box_start|>(x,y)<|box_end|>` on its own (Qwen2-VL's box tokens around one point).
-- gelab-zero's tab-separated `action:CLICK\tpoint:x,y`.
+- gelab-zero's tab-separated `action:CLICK\tpoint:x,y`, read after its `<THINK>...</THINK>` block.
 - a bare `(x, y)` or `[x, y]` that is the whole answer.
 
 Every coordinate stays in the model's frame (the family's: `vlground.core.geometry`); `parse` moves
@@ -23,6 +23,7 @@ from vlground.grammar import json_items
 from vlground.grammar.items import NUMBER, Extraction, find
 
 TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
+GELAB_THINK_CLOSE = "</THINK>"  # gelab-zero's reasoning tag, upper case (the parser's reasoning split knows <think>)
 _VALUE_LIMIT = 200  # characters of an action's quoted value read at most (no real value is longer)
 # name(key='value'): the action's name and the value of its first coordinate argument
 _ACTION = re.compile(rf"""([A-Za-z_]\w{{0,40}})\(\s*(?:start_box|start_point|point)\s*=\s*(['"])([^'"]{{0,{_VALUE_LIMIT}}})\2""")
@@ -49,7 +50,8 @@ def extract(text: str) -> Extraction:
         for m in _BOX_TOKENS.finditer(text):
             found.add(None, m.groups())
     if not found and "point" in text:
-        for m in _GELAB.finditer(text):
+        after = text.rfind(GELAB_THINK_CLOSE)  # gelab-zero reasons in <THINK>...</THINK>: read what follows
+        for m in _GELAB.finditer(text, after + len(GELAB_THINK_CLOSE) if after >= 0 else 0):
             actions = _GELAB_ACTION.findall(text, max(0, m.start() - _ACTION_BEFORE), m.start())
             found.add(None, m.groups(), attributes={"action": actions[-1]} if actions else None)
     if not found:
