@@ -64,7 +64,8 @@ class Benchmark:
         problems = InputProblems(strict=strict)
         loader = {o.name for o in self.options if o.loader} | ({"image_root"} if self.loads_images else set())
         load_options = {k: v for k, v in options.items() if k in loader}
-        items = require_items(self.load(Path(gt), problems=problems, **load_options), Path(gt), problems, self.items, load_options)
+        selection = {k: v for k, v in load_options.items() if k != "image_root"}  # what chose the items, not where images are
+        items = require_items(self.load(Path(gt), problems=problems, **load_options), Path(gt), problems, self.items, selection)
         scores = self.score(items, predictions.records, malformed=len(predictions.malformed), problems=problems,
                             **{k: v for k, v in options.items() if k not in loader})
         if strict and scores.alignment.duplicates:
