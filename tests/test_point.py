@@ -103,3 +103,42 @@ def test_point_prompts_per_family():
         point_prompt("qwen2.5-vl", "x", style="tool_call")
     with pytest.raises(ValueError, match="unknown point style"):
         point_prompt("qwen2.5-vl", "x", style="xml")
+
+
+@pytest.mark.parametrize("max_pixels, seen", [(None, "644x476"), (100000, "364x252")])
+def test_a_server_gets_the_tool_in_a_system_turn_with_its_own_resize(max_pixels, seen):
+    """Behind a server the screen size told is what the server's processor makes of the screenshot
+    (its min/max pixels), and the answer is read in that frame."""
+    from test_server_backend import QWEN25, FakeServer, completion  # tests/ is on sys.path
+
+    width, height = (int(v) for v in seen.split("x"))
+    server = FakeServer(lambda body: completion(_call(width // 2, height // 2)), [{"id": QWEN25, "object": "model", "root": QWEN25}])
+    try:
+        model = vlground.load_model(server.url, served_model=QWEN25, max_pixels=max_pixels)
+        result = model.point(Image.new("RGB", (640, 480), "white"), "the OK button", style="tool_call")
+    finally:
+        server.stop()
+    [(_, body)] = server.chats
+    system, user = body["messages"]
+    assert system["role"] == "system" and f"The screen's resolution is {seen}." in system["content"][0]["text"]
+    assert user["role"] == "user" and user["content"][1] == {"type": "text", "text": "the OK button"}
+    assert result.detections[0].point == pytest.approx((width // 2 * 640 / width, height // 2 * 480 / height))
+
+
+def test_a_thinking_model_clicks_where_its_answer_says(tiny_checkpoint, screenshot):
+    """Qwen3.5 reasons first by default: a click drafted in the reasoning is not the one taken."""
+    from vlground.testing.forced import with_reasoning
+
+    model = vlground.load_model(tiny_checkpoint("qwen3.5"), device="cpu")
+    with forced_answers(model.backend, lambda p: with_reasoning(_call(250, 250), _call(900, 900))):
+        result = model.point(screenshot, "the Submit button", style="tool_call", max_new_tokens=400)
+    assert result.detections[0].point == pytest.approx((250 / 999 * 260, 250 / 999 * 180))
+    assert "900" in result.reasoning
+
+
+def test_qwen_vl_base_completes_the_box_and_the_click_is_its_centre(tiny_checkpoint, screenshot):
+    """Qwen-VL (2023) is a prefix completion: "<ref>target</ref><box>" is continued with the corners."""
+    model = vlground.load_model(tiny_checkpoint("qwen-vl"), device="cpu")
+    with forced_answers(model.backend, {"Submit": "(200,200),(300,300)</box>"}):
+        result = model.point(screenshot, "the Submit button", max_new_tokens=28)
+    assert _points([result]) == [[("the Submit button", pytest.approx(SUBMIT), "box")]]
