@@ -252,6 +252,10 @@ def test_a_click_needs_the_image_size_and_says_where_to_get_it(tmp_path):
     problems = InputProblems(strict=False)
     scores = score_screenspot(targets, [{"point": [2, 2]}, {"point": [2, 2], "image_size": [10, 10]}], problems=problems)
     assert scores.status == ["refused", "correct"] and "--image-root" in problems.items[0]
+    problems = InputProblems(strict=False)
+    bad = [{"point": "2,2", "image_size": [10, 10]}, {"point": [2, 2], "image_size": [0, 10]}]
+    assert score_screenspot(targets, bad, problems=problems).status == ["refused", "refused"]
+    assert "'point' is '2,2'" in problems.items[0] and "'image_size' is 0" in problems.items[1]
 
 
 def test_released_layouts_are_recognised_and_bad_items_refused(tmp_path):

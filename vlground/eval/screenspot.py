@@ -265,14 +265,13 @@ def get_protocol(name: str) -> ScreenProtocol:
     return PROTOCOLS[name]
 
 
-def _record_size(record: dict, where: str, problems: InputProblems) -> tuple[int, int] | None:
-    value = record.get("image_size")
-    if value is None:
-        return None
+def _pair(value, name: str, read, where: str, problems: InputProblems) -> tuple | None:
+    """Two values of a prediction line, each checked by `read` (`number`, `image_side`); None, and
+    the line refused, for anything else."""
     try:
         if not isinstance(value, (list, tuple)) or len(value) != 2:
-            raise InvalidValue(f"'image_size' is {value!r}, not [width, height]")
-        return image_side(value[0], "image_size"), image_side(value[1], "image_size")
+            raise InvalidValue(f"{name!r} is {value!r}, not a list of two numbers")
+        return read(value[0], name), read(value[1], name)
     except InvalidValue as error:
         problems.refuse_prediction(where, str(error))
         return None
@@ -285,16 +284,6 @@ def _record_scale(record: dict, where: str, problems: InputProblems) -> float | 
         return 1000
     try:
         return number(record["scale"], "scale", positive=True)
-    except InvalidValue as error:
-        problems.refuse_prediction(where, str(error))
-        return None
-
-
-def _pixel_point(value, where: str, problems: InputProblems) -> tuple[float, float] | None:
-    try:
-        if not isinstance(value, (list, tuple)) or len(value) != 2:
-            raise InvalidValue(f"'point' is {value!r}, not [x, y]")
-        return number(value[0], "point"), number(value[1], "point")
     except InvalidValue as error:
         problems.refuse_prediction(where, str(error))
         return None
@@ -439,7 +428,8 @@ def score_screenspot(
             status[i] = "error"  # the run could not answer (an unreadable image, a failing model): a miss, not a format
             continue
         where = f"prediction for {target.id}"
-        size = target.image_size or _record_size(record, where, problems)
+        size = target.image_size or (None if record.get("image_size") is None else
+                                     _pair(record["image_size"], "image_size", image_side, where, problems))
         has_text = isinstance(record.get("text"), str)
         if record.get("text") is not None and not has_text:
             problems.refuse_prediction(where, f"'text' is {type(record['text']).__name__}, not text")
@@ -463,7 +453,7 @@ def score_screenspot(
         elif record.get("point") is None:
             fraction = None
         else:
-            point = _pixel_point(record["point"], where, problems)
+            point = _pair(record["point"], "point", number, where, problems)
             if point is None:
                 status[i] = "refused"
                 continue
