@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 import vlground  # noqa: E402
 from bench_ocr_documents import PAGE, build  # noqa: E402
 from vlground.eval.ocr import edit_counts, pooled_rates  # noqa: E402
-from vlground.io.images import load_image  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 VLGROUND = str(Path(sys.executable).parent / "vlground")

@@ -15,7 +15,6 @@ import numpy as np
 import pikepdf
 import pypdfium2 as pdfium
 import pytest
-from PIL import Image
 from pikepdf import PdfImage
 from typer.testing import CliRunner
 

@@ -15,9 +15,10 @@ The font is glyphless, as Tesseract's and OCRmyPDF's text layers are: one glyph 
 with an advance of half an em, embedded as a CID-keyed TrueType font (Type0, Identity-H). Its outline
 is a single contour of no area from the em box's bottom left to its top right: nothing to fill under
 any render mode, yet a bounding box of the em, which pdfium (Chrome's reader) needs to keep a
-character of turned text (with an empty glyph it drops every character not set horizontally). Each distinct character of
-the document gets a 2-byte code; the code-to-glyph map sends every code to the empty glyph, and a
-ToUnicode map gives each code its character, so copy, search and text extraction return the words.
+character of turned text (with an empty glyph it drops every character not set horizontally). Each
+distinct character of the document gets a 2-byte code; the code-to-glyph map sends every code to
+that glyph, and a ToUnicode map gives each code its character, so copy, search and text extraction
+return the words.
 Text render mode 3 (neither filled nor stroked) keeps it invisible.
 
 Each word is placed by its own text matrix: its baseline along the word's top edge direction, the
