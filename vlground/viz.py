@@ -6,11 +6,11 @@ with its `drawing()` method.
 
 Labels are drawn with a bundled font that covers Latin and CJK (WenQuanYi Micro Hei, Apache-2.0), so
 a label such as "击掌" is readable rather than a row of boxes. A label sits above its box when there is
-room and just under the box's top edge when there is not, and never leaves the image.
+room and just under the box's top edge when there is not, and is kept inside the image.
 
-Why Pillow and not supervision's annotators: supervision's required dependencies (av, scipy,
-matplotlib) come to 320 MB, a third of the light install, for a few outlines, dots and labelled
-rectangles; supervision stays the `supervision` extra for `to_supervision()`."""
+Why Pillow and not supervision's annotators: supervision requires av and scipy (250 MB, near half
+the light install) for what is here a few outlines, dots and labelled rectangles; supervision stays
+the `supervision` extra, for `to_supervision()`."""
 from __future__ import annotations
 
 import io
@@ -92,7 +92,7 @@ def _annotate(picture: Image.Image, drawing: Drawing, font_path: str | Path | No
     names = sorted({s.name for s in drawing.shapes if not s.word})
     for shape in drawing.shapes:
         if shape.word:
-            _outline(draw, shape, WORD_COLOR, max(1, thickness // 2))
+            _outline(draw, picture.size, shape, WORD_COLOR, max(1, thickness // 2))
     shapes = [s for s in drawing.shapes if not s.word]
     colours = [PALETTE[names.index(s.name) % len(PALETTE)] for s in shapes]
     for shape, colour in zip(shapes, colours):
@@ -100,17 +100,17 @@ def _annotate(picture: Image.Image, drawing: Drawing, font_path: str | Path | No
             x, y, radius = shape.xyxy[0], shape.xyxy[1], thickness * 3
             draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=colour)
         else:
-            _outline(draw, shape, colour, thickness)
+            _outline(draw, picture.size, shape, colour, thickness)
     _draw_labels(draw, picture.size, shapes, colours, str(font_path or FONT))
     return picture
 
 
-def _outline(draw: ImageDraw.ImageDraw, shape: Shape, colour: str, width: int) -> None:
+def _outline(draw: ImageDraw.ImageDraw, size: tuple[int, int], shape: Shape, colour: str, width: int) -> None:
     """A box's or quad's outline, centred on its edges, corners at whole pixels (so edges are crisp)
     and inside the image (so a box that ends at the border shows that edge)."""
     x1, y1, x2, y2 = shape.xyxy
     corners = shape.quad if shape.quad is not None else ((x1, y1), (x2, y1), (x2, y2), (x1, y2))
-    right, bottom = draw.im.size[0] - 1, draw.im.size[1] - 1
+    right, bottom = size[0] - 1, size[1] - 1
     points = [(min(max(round(x), 0), right), min(max(round(y), 0), bottom)) for x, y in corners]
     draw.line([*points, points[0], points[1]], fill=colour, width=width, joint="curve")
 
@@ -118,8 +118,8 @@ def _outline(draw: ImageDraw.ImageDraw, shape: Shape, colour: str, width: int) -
 def _draw_labels(draw: ImageDraw.ImageDraw, size: tuple[int, int], shapes: list[Shape], colours: list[str],
                  font_path: str) -> None:
     """Each caption in white on its shape's colour, at the shape's top-left corner: above it where
-    there is room, else just under its top edge; moved down past a label already drawn that it
-    would cover, and kept inside the image."""
+    there is room, else just under its top edge; moved down past each earlier label it would cover
+    (in their order), and kept inside the image."""
     font_size = max(12, round(min(size) / 40))
     padding = max(2, font_size // 4)
     font = ImageFont.truetype(font_path, font_size)
@@ -129,7 +129,7 @@ def _draw_labels(draw: ImageDraw.ImageDraw, size: tuple[int, int], shapes: list[
         width, height = right - left + 2 * padding, bottom - top + 2 * padding
         x, y = round(shape.xyxy[0]), round(shape.xyxy[1])
         y = y - height if y >= height else y
-        for other in placed:  # in drawing order, so one pass settles each label
+        for other in placed:
             if x < other[2] and other[0] < x + width and y < other[3] and other[1] < y + height:
                 y = other[3]
         x, y = max(0, min(x, size[0] - width)), max(0, min(y, size[1] - height))
