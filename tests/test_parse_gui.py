@@ -5,7 +5,10 @@ import json
 import time
 from pathlib import Path
 
+import math
+
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from vlground.grammar import parse
 
@@ -135,3 +138,17 @@ def test_written_clicks_read_back_within_the_frame_rounding(family, style):
 def test_gelab_points_in_its_upper_case_reasoning_are_not_read():
     text = "<THINK> point:100,100 is an ad, the real button is lower </THINK>\nexplain:tap\taction:CLICK\tpoint:500,800\tsummary:ok"
     assert [d.point for d in parse(text, "qwen3-vl", (1000, 1000)).detections] == [(500.0, 800.0)]
+
+
+_PIECES = ["<tool_call>", "</tool_call>", "{", "}", "[", "]", '"coordinate"', '"arguments"', '"action"', ":", ",", " ",
+           "\n", "\t", "1", "-2.5", "1e309", "999", "click(", "start_box=", "point=", "'", '"', "(", ")", "<|box_start|>",
+           "<|box_end|>", "point:", "action:CLICK", "<THINK>", "</THINK>", "</think>", "<point>", "</point>", "NaN", "\\"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=60), st.sampled_from(["qwen2-vl", "qwen2.5-vl", "qwen3-vl", "qwen-vl"]))
+def test_any_mix_of_gui_markup_never_raises_and_stays_on_the_image(pieces, family):
+    result = parse("".join(pieces), family, (300, 200))
+    for d in result.detections:
+        for x, y in [d.point] if d.point is not None else [d.box[:2], d.box[2:]]:
+            assert math.isfinite(x) and math.isfinite(y) and 0 <= x <= 300 and 0 <= y <= 200
