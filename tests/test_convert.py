@@ -65,7 +65,7 @@ def _expected(task: str) -> list[tuple[str, list[tuple[str, tuple]]]]:
 
 def _read_back(record: dict, family, task: str, fields_label: str, min_pixels=None, max_pixels=None):
     """The detections vlground.parse reads from a converted record, and the frame they were read in."""
-    image, words, answer = record_turns(record)
+    image, words, answer, _ = record_turns(record)
     size = Image.open(image).size
     if not family.chat:  # a base model's prompt wrote the start of the answer
         answer = build_prompt(task, family, phrase=fields_label).response_prefix + answer

@@ -43,7 +43,7 @@ def data(shapes, tmp_path_factory) -> dict[str, Path]:
 def test_the_loss_counts_the_answer_tokens_only_after_the_prompt_inference_sends(tiny_checkpoint, data):
     backend = HFBackend.load(tiny_checkpoint("qwen2.5-vl"), get_family("qwen2.5-vl"), device="cpu", dtype="fp32",
                              **SETTINGS["qwen2.5-vl"])
-    image, prompt, answer = record_turns(read_records(data["qwen2.5-vl"])[0])
+    image, prompt, answer, _ = record_turns(read_records(data["qwen2.5-vl"])[0])
     example = encode_example(backend.processor, load_image(image), prompt, answer)
     labels, ids = example["labels"][0], example["input_ids"][0]
     answer_ids = ids[labels != -100]
@@ -97,7 +97,7 @@ def test_a_run_stopped_after_an_epoch_resumes_to_the_same_adapter(tiny_checkpoin
     assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
 
     # --merge: a full checkpoint that answers as the base model with the adapter does
-    image, _, _ = record_turns(read_records(small)[0])
+    image, _, _, _ = record_turns(read_records(small)[0])
     pixels = SETTINGS["qwen2.5-vl"]
     merged = vlground.load_model(whole / "merged", device="cpu", **pixels).ground(image, "the red square")
     adapted = vlground.load_model(model, device="cpu", adapter=whole, **pixels).ground(image, "the red square")
@@ -238,7 +238,7 @@ def test_qwen3_5_is_trained_after_the_empty_reasoning_block_it_is_asked_with(tin
     done = convert(shapes, source_format="refcoco", target="qwen", family="qwen3.5", task="ground",
                    out=tmp_path / "train.jsonl", **pixels)
     backend = HFBackend.load(tiny_checkpoint("qwen3.5"), get_family("qwen3.5"), device="cpu", **pixels)
-    image, prompt, answer = record_turns(read_records(done.out)[0])
+    image, prompt, answer, _ = record_turns(read_records(done.out)[0])
     assert answer.startswith(EMPTY_REASONING)
     example = encode_example(backend.processor, load_image(image), prompt, answer)
     labels, ids = example["labels"][0], example["input_ids"][0]
@@ -248,3 +248,26 @@ def test_qwen3_5_is_trained_after_the_empty_reasoning_block_it_is_asked_with(tin
     prompt_ids = inference["input_ids"][0]
     assert torch.equal(ids[: len(prompt_ids)], prompt_ids)  # the very prompt `--thinking off` sends
     assert backend.processor.tokenizer.decode(prompt_ids).endswith("<|im_start|>assistant\n" + EMPTY_REASONING)
+
+
+@pytest.mark.parametrize("family", ["qwen2.5-vl", "qwen3-vl"])
+def test_a_computer_use_record_is_trained_after_the_tool_description_inference_sends(tiny_checkpoint, tmp_path, family):
+    """The system turn of a computer-use record (the tool, told the screen size) is the one
+    `Model.point(style="tool_call")` sends, and only the call after it is trained."""
+    from vlground.prompts import point_prompt
+    from vlground.testing.screens import make_screenspot_dataset
+
+    gt = make_screenspot_dataset(tmp_path / "screens", screens=1, elements=1)
+    done = convert(gt, source_format="screenspot", target="swift", family=family, task="computer-use",
+                   out=tmp_path / "train.jsonl", **SETTINGS[family])
+    backend = HFBackend.load(tiny_checkpoint(family), get_family(family), device="cpu", **SETTINGS[family])
+    image, prompt, answer, system = record_turns(read_records(done.out)[0])
+    example = encode_example(backend.processor, load_image(image), prompt, answer, system)
+    labels, ids = example["labels"][0], example["input_ids"][0]
+    assert backend.processor.tokenizer.decode(ids[labels != -100]) == answer + "<|im_end|>"
+    loaded = load_image(image)
+    asked = point_prompt(family, prompt, style="tool_call", input_size=backend.input_size(loaded.size))
+    assert asked.system == system and "computer_use" in system
+    inference, _ = backend._encode([Request(loaded, asked)])
+    prompt_ids = inference["input_ids"][0]
+    assert torch.equal(ids[: len(prompt_ids)], prompt_ids)  # the very ids Model.point generates from

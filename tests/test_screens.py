@@ -7,7 +7,9 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from vlground.eval.screenspot import load_screenspot
 from vlground.testing.screens import KINDS, make_screen, make_screenspot_dataset
 
 
@@ -46,13 +48,16 @@ def test_a_window_too_small_holds_fewer_elements_rather_than_overlapping_ones():
     assert all(e.box[2] <= 120 and e.box[3] <= 60 for e in screen.elements)
 
 
-def test_the_dataset_is_screenspot_ground_truth_with_xywh_boxes(tmp_path):
+def test_the_dataset_is_screenspot_pro_ground_truth_that_eval_reads(tmp_path):
     path = make_screenspot_dataset(tmp_path, screens=3, elements=3, seed=1)
     records = json.loads(path.read_text())
-    assert len(records) == sum(len(make_screen(1000 + i, count=3).elements) for i in range(3))
-    first = make_screen(1000, count=3).elements[0]
-    x1, y1, x2, y2 = first.box
-    assert records[0] == {"img_filename": "screen_00.png", "bbox": [x1, y1, x2 - x1, y2 - y1],
-                          "instruction": f"the {first.label} {first.kind}",
-                          "data_type": "icon" if first.kind == "icon" else "text", "data_source": "synthetic"}
-    assert all((tmp_path / r["img_filename"]).is_file() for r in records)
+    screens = [make_screen(1000 + i, count=3) for i in range(3)]
+    assert len(records) == sum(len(s.elements) for s in screens)
+    first = screens[0].elements[0]
+    assert records[0] == {"id": "screen_00.png#0", "img_filename": "screen_00.png", "bbox": list(first.box),
+                          "img_size": list(screens[0].image.size), "instruction": f"the {first.label} {first.kind}",
+                          "ui_type": "icon" if first.kind == "icon" else "text", "platform": "synthetic",
+                          "application": first.kind, "group": "synthetic"}
+    targets = load_screenspot(path)
+    assert [(t.image, t.instruction, t.box) for t in targets] == [(r["img_filename"], r["instruction"], tuple(r["bbox"])) for r in records]
+    assert all(Image.open(tmp_path / t.image).size == t.image_size for t in targets)

@@ -1,7 +1,8 @@
 """Synthetic screenshots with known click targets: buttons, text fields and icons, each with a text
-label, laid out without overlap on a window of a random size. The truth is ScreenSpot's record per
-element (`img_filename`, `bbox` as [x, y, w, h] pixels, `instruction`, `data_type` text or icon), so
-what reads ScreenSpot ground truth reads these, and a click is right when it falls inside `bbox`.
+label, laid out without overlap on a window of a random size. The truth is a ScreenSpot-Pro record
+per element (`id`, `img_filename`, `bbox` as [x1, y1, x2, y2] pixels, `img_size`, `instruction`,
+`ui_type` text or icon), so what reads ScreenSpot ground truth (`vlground eval screenspot`,
+`vlground convert --from screenspot`) reads these, and a click is right when it falls inside `bbox`.
 
 Everything is seeded: the same `seed` gives the same pixels and the same truth. Drawing reuses the
 shapes of `vlground.testing.shapes` and the fonts of `vlground.ocr.synthetic`."""
@@ -48,12 +49,12 @@ class Element:
         """The words that name it, as a ScreenSpot instruction: "the Save button"."""
         return f"the {self.label} {self.kind}"
 
-    def record(self, img_filename: str) -> dict[str, Any]:
-        """Its ScreenSpot ground-truth record (bbox [x, y, w, h]; data_type text for a labelled widget,
-        icon for an icon, as ScreenSpot splits them)."""
-        x1, y1, x2, y2 = self.box
-        return {"img_filename": img_filename, "bbox": [x1, y1, x2 - x1, y2 - y1], "instruction": self.instruction,
-                "data_type": "icon" if self.kind == "icon" else "text", "data_source": "synthetic"}
+    def record(self, id: str, img_filename: str, img_size: tuple[int, int]) -> dict[str, Any]:
+        """Its ground-truth record in ScreenSpot-Pro's layout (ui_type text for a labelled widget,
+        icon for an icon, as ScreenSpot splits them; the kind as the application)."""
+        return {"id": id, "img_filename": img_filename, "bbox": list(self.box), "img_size": list(img_size),
+                "instruction": self.instruction, "ui_type": "icon" if self.kind == "icon" else "text",
+                "platform": "synthetic", "application": self.kind, "group": "synthetic"}
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,8 @@ class Screen:
     elements: tuple[Element, ...]
 
     def records(self, img_filename: str) -> list[dict[str, Any]]:
-        return [element.record(img_filename) for element in self.elements]
+        """The records of its elements, with ids `img_filename#0`, `#1`, ..."""
+        return [element.record(f"{img_filename}#{i}", img_filename, self.image.size) for i, element in enumerate(self.elements)]
 
 
 def _size(kind: str, label: str, font, rng: random.Random) -> tuple[int, int]:
@@ -133,7 +135,7 @@ def make_screen(seed: int, size: tuple[int, int] | None = None, count: int = 4) 
 def make_screenspot_dataset(folder: str | Path, screens: int = 8, elements: int = 4, seed: int = 0,
                             size: tuple[int, int] | None = None) -> Path:
     """Write `screens` screenshots (screen_00.png, ...) and `screenspot_synthetic.json` (a JSON list of
-    ScreenSpot records, one per element) into `folder`; return the JSON's path."""
+    ScreenSpot-Pro records, one per element) into `folder`; return the JSON's path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     records = []

@@ -23,19 +23,21 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from vlground.core.families import EMPTY_REASONING, Family, get_family
 from vlground.core.geometry import model_input_size
 from vlground.core.results import Detection
-from vlground.eval.inputs import InvalidValue, four_numbers, identifier, image_side, text
-from vlground.grammar import format_detections
+from vlground.eval.inputs import InvalidValue, four_numbers, identifier, image_side, number, text
+from vlground.grammar import format_click, format_detections
 from vlground.io.sink import escape_path
-from vlground.prompts import IMAGE_SLOT, build_prompt
+from vlground.prompts import IMAGE_SLOT, Prompt, build_prompt, point_prompt
 
-SOURCES = ("coco", "refcoco", "yolo", "vlground")
-TASKS = ("ground", "detect", "spot")
+SOURCES = ("coco", "coco-keypoints", "refcoco", "screenspot", "yolo", "vlground")
+TASKS = ("ground", "detect", "spot", "point", "computer-use")
 PROMPT_TASKS = {"ground": "ground", "detect": "detect", "spot": "spot_text"}
+# the point tasks: one click target per record, asked and answered in the style of `Model.point`
+POINT_STYLES = {"point": "plain", "computer-use": "tool_call"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 NAMED_IN_SUMMARY = 20  # how many skipped images the summary names; all are counted
 METADATA_SUFFIX = ".vlground.json"
@@ -99,6 +101,17 @@ class Example:
     image_size: tuple[int, int]
     prompt: str
     answer: str
+    system: str | None = None
+
+
+class Turns(NamedTuple):
+    """What a training record holds: the image, the user's words (without the image marker), the
+    answer, and the system turn where the prompt has one (the computer-use tool's description)."""
+
+    image: str
+    prompt: str
+    answer: str
+    system: str | None = None
 
 
 @dataclass
@@ -108,8 +121,11 @@ class ConvertSummary:
     items: int = 0
     records: int = 0
     boxes: int = 0
+    points: int = 0
     clipped_boxes: int = 0
     dropped_boxes: int = 0
+    dropped_points: int = 0
+    ambiguous_targets: int = 0
     unlabelled: int = 0
     without_text: int = 0
     empty_images: int = 0
@@ -122,8 +138,11 @@ class ConvertSummary:
     def describe(self) -> str:
         parts = [f"{self.records} records from {self.items} source items", f"{self.boxes} boxes"]
         for count, what in [
+            (self.points, "click points"),
             (self.clipped_boxes, "boxes past the image edge clipped"),
             (self.dropped_boxes, "empty or invalid boxes left out"),
+            (self.dropped_points, "points outside the image or not finite left out"),
+            (self.ambiguous_targets, "targets naming more than one object of their image left out"),
             (self.unlabelled, "unlabelled objects left out"),
             (self.without_text, "objects without text left out"),
             (self.empty_images, "images without objects for this task left out"),
@@ -171,17 +190,24 @@ def _coco_table(path: Path, entries: list, kind: str, read: Callable[[dict], Any
     return table
 
 
-def _read_coco(path: Path, context: ReadContext) -> list[LabelledImage]:
-    """A COCO instances JSON read value by value: an image or annotation with a value of the wrong
-    type (a `bbox` of strings, a size of 0) is left out and named; ids given twice are refused."""
+def _coco_tables(path: Path, context: ReadContext, read_category: Callable[[dict], Any]) -> tuple[dict, Path, dict, dict]:
+    """(the COCO JSON, the image folder, category id -> `read_category` of it, image id -> (file name,
+    width, height)) of a COCO file, entries with bad values left out and named."""
     coco = _json(_text(path), str(path))
     if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "annotations", "categories")):
         raise ConvertError(f"{path} is not a COCO instances JSON: it needs lists of images, annotations and categories")
     root = context.image_root if context.image_root is not None else path.parent
     invalid = context.summary.invalid_inputs
-    names = _coco_table(path, coco["categories"], "category", lambda c: text(c.get("name"), "name"), invalid)
+    categories = _coco_table(path, coco["categories"], "category", read_category, invalid)
     images = _coco_table(path, coco["images"], "image", lambda i: (
         text(i.get("file_name"), "file_name"), image_side(i.get("width"), "width"), image_side(i.get("height"), "height")), invalid)
+    return coco, root, categories, images
+
+
+def _coco_annotations(path: Path, coco: dict, images: dict, categories: dict, invalid: list[str],
+                      read: Callable[[dict, Any], list[Detection]]) -> dict[str, list[Detection]]:
+    """image id -> the detections `read(annotation, category)` makes of each of its annotations; an
+    annotation with a bad value, or naming an image or category the file lacks, is left out and named."""
     objects: dict[str, list[Detection]] = {key: [] for key in images}
     for index, annotation in enumerate(coco["annotations"], 1):
         name = annotation.get("id") if isinstance(annotation, dict) else None
@@ -189,18 +215,85 @@ def _read_coco(path: Path, context: ReadContext) -> list[LabelledImage]:
         try:
             if not isinstance(annotation, dict):
                 raise InvalidValue("is not an object")
-            x, y, w, h = four_numbers(annotation.get("bbox"), "bbox")
             image, category = identifier(annotation.get("image_id"), "image_id"), identifier(annotation.get("category_id"), "category_id")
-            if w < 0 or h < 0:
-                raise InvalidValue(f"'bbox' {[x, y, w, h]} has a negative width or height")
-            if image not in images or category not in names:
+            if image not in images or category not in categories:
                 missing = f"image {image}" if image not in images else f"category {category}"
                 raise InvalidValue(f"names {missing}, which the file does not hold (or holds with a bad value)")
+            objects[image].extend(read(annotation, categories[category]))
         except InvalidValue as error:
             invalid.append(f"{where}: {error}")
-            continue
-        objects[image].append(Detection(names[category], box=(x, y, x + w, y + h)))
+    return objects
+
+
+def _coco_box(annotation: dict, name: str) -> list[Detection]:
+    x, y, w, h = four_numbers(annotation.get("bbox"), "bbox")
+    if w < 0 or h < 0:
+        raise InvalidValue(f"'bbox' {[x, y, w, h]} has a negative width or height")
+    return [Detection(name, box=(x, y, x + w, y + h))]
+
+
+def _read_coco(path: Path, context: ReadContext) -> list[LabelledImage]:
+    """A COCO instances JSON read value by value: an image or annotation with a value of the wrong
+    type (a `bbox` of strings, a size of 0) is left out and named; ids given twice are refused."""
+    coco, root, names, images = _coco_tables(path, context, lambda c: text(c.get("name"), "name"))
+    objects = _coco_annotations(path, coco, images, names, context.summary.invalid_inputs, _coco_box)
     return [LabelledImage(str(root / name), (width, height), tuple(objects[key])) for key, (name, width, height) in images.items()]
+
+
+def _keypoint_category(category: dict) -> tuple[str, list[str]]:
+    """(name, keypoint names) of a COCO keypoints category."""
+    names = category.get("keypoints")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise InvalidValue("'keypoints' is not a list of keypoint names")
+    return text(category.get("name"), "name"), names
+
+
+def _coco_keypoints(annotation: dict, category: tuple[str, list[str]]) -> list[Detection]:
+    """One point per labelled keypoint (visibility 1 or 2; 0 is COCO's "not labelled"), named by its
+    category alone when the category has one keypoint ("Submit button"), else "category keypoint"
+    with underscores as spaces ("person left eye")."""
+    name, keypoints = category
+    values = annotation.get("keypoints")
+    if not isinstance(values, list) or len(values) != 3 * len(keypoints):
+        raise InvalidValue(f"'keypoints' is not a list of {3 * len(keypoints)} numbers (x, y, visibility of each of "
+                           f"the category's {len(keypoints)} keypoints)")
+    numbers = [number(v, "keypoints") for v in values]
+    points = []
+    for index, keypoint in enumerate(keypoints):
+        x, y, visibility = numbers[3 * index: 3 * index + 3]
+        if visibility > 0:
+            label = name if len(keypoints) == 1 else f"{name} {keypoint.replace('_', ' ')}"
+            points.append(Detection(label, point=(x, y)))
+    return points
+
+
+def _read_coco_keypoints(path: Path, context: ReadContext) -> list[LabelledImage]:
+    """A COCO keypoints JSON (person_keypoints_*.json and files like it): each category names its
+    keypoints, each annotation gives x, y, visibility for each; read value by value as `coco`."""
+    coco, root, categories, images = _coco_tables(path, context, _keypoint_category)
+    objects = _coco_annotations(path, coco, images, categories, context.summary.invalid_inputs, _coco_keypoints)
+    return [LabelledImage(str(root / name), (width, height), tuple(objects[key])) for key, (name, width, height) in images.items()]
+
+
+def _read_screenspot(path: Path, context: ReadContext) -> list[LabelledImage]:
+    """ScreenSpot, ScreenSpot-v2 or ScreenSpot-Pro ground truth in its released layout (a file, or a
+    folder of one release's files; read by `vlground.eval.screenspot`): one referring expression
+    (`instruction`) per target; images under --image-root, default the file's folder."""
+    from vlground.eval.errors import EvalInputError
+    from vlground.eval.inputs import InputProblems
+    from vlground.eval.screenspot import load_screenspot
+
+    problems = InputProblems(strict=False)
+    try:
+        targets = load_screenspot(path, problems, image_root=context.image_root)
+    except EvalInputError as error:
+        raise ConvertError(str(error)) from error
+    context.summary.invalid_inputs.extend(f"{path}: {problem}" for problem in problems.items)
+    root = context.image_root if context.image_root is not None else (path if path.is_dir() else path.parent)
+    # only ScreenSpot-Pro's files state the size; ScreenSpot's was read from the image's header,
+    # which is not the displayed size of an EXIF-rotated image
+    return [LabelledImage(str(root / t.image), t.image_size if t.release == "ScreenSpot-Pro" else None,
+                          (Detection(t.instruction, box=t.box),), t.instruction) for t in targets]
 
 
 def _safe_name(name: str) -> str:
@@ -381,7 +474,9 @@ def _read_vlground(path: Path, context: ReadContext) -> list[LabelledImage]:
 
 READERS: dict[str, Callable[[Path, ReadContext], list[LabelledImage]]] = {
     "coco": _read_coco,
+    "coco-keypoints": _read_coco_keypoints,
     "refcoco": _read_refcoco,
+    "screenspot": _read_screenspot,
     "yolo": _read_yolo,
     "vlground": _read_vlground,
 }
@@ -390,13 +485,20 @@ READERS: dict[str, Callable[[Path, ReadContext], list[LabelledImage]]] = {
 # ---- examples --------------------------------------------------------------------------------------
 
 
-def _clipped(detection: Detection, size: tuple[int, int], summary: ConvertSummary) -> Detection | None:
-    """`detection` with its box or quad clipped to the image (counted), or None for a point, a box with
-    no area inside the image or coordinates that are not finite numbers (counted)."""
+def _clipped(detection: Detection, size: tuple[int, int], summary: ConvertSummary, points: bool) -> Detection | None:
+    """`detection` with its box or quad clipped to the image (counted), or None for a box with no area
+    inside the image or coordinates that are not finite numbers (counted). A point is kept as it is
+    for the point tasks (`points`) when it lies on the image, else left out (counted)."""
     width, height = size
     if detection.point is not None:
-        summary.dropped_boxes += 1
-        return None
+        x, y = detection.point
+        if not points:
+            summary.dropped_boxes += 1
+            return None
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (x, y)) or not (0 <= x <= width and 0 <= y <= height):
+            summary.dropped_points += 1
+            return None
+        return detection
     points = [detection.box[:2], detection.box[2:]] if detection.box is not None else list(detection.quad)
     try:
         points = [(float(x), float(y)) for x, y in points]
@@ -467,6 +569,27 @@ def _groups(detections: Iterable[Detection]) -> dict[str, list[Detection]]:
     return groups
 
 
+def _click(detection: Detection) -> tuple[float, float]:
+    """Where to click on an object: its point, else the centre of its box or quad."""
+    if detection.point is not None:
+        return detection.point
+    corners = [detection.box[:2], detection.box[2:]] if detection.box is not None else detection.quad
+    return sum(x for x, _ in corners) / len(corners), sum(y for _, y in corners) / len(corners)
+
+
+def _click_targets(item: LabelledImage, labelled: list[Detection], summary: ConvertSummary) -> list[tuple[dict, list[Detection]]]:
+    """One target per record: the expression's object, or each label naming one object of the image
+    (a label naming several has no one place to click: left out, counted)."""
+    groups = {item.expression: labelled} if item.expression is not None else _groups(labelled)
+    out = []
+    for label, objects in groups.items():
+        if len(objects) == 1:
+            out.append(({"phrase": label}, objects))
+        else:
+            summary.ambiguous_targets += 1
+    return out
+
+
 def _task_objects(task: str, item: LabelledImage, detections: list[Detection], dialect: str,
                   summary: ConvertSummary) -> list[tuple[dict, list[Detection]]]:
     """(prompt fields, detections of the answer) of each example `item` gives for `task`."""
@@ -479,6 +602,8 @@ def _task_objects(task: str, item: LabelledImage, detections: list[Detection], d
         return [({}, spoken)] if spoken else []
     labelled = [d for d in detections if d.label]
     summary.unlabelled += len(detections) - len(labelled)
+    if task in POINT_STYLES:
+        return _click_targets(item, labelled, summary) if labelled else []
     if item.expression is not None:
         return [({"phrase": item.expression}, labelled)] if labelled else []
     groups = _groups(labelled)
@@ -487,11 +612,28 @@ def _task_objects(task: str, item: LabelledImage, detections: list[Detection], d
     return [({"phrase": label}, ds) for label, ds in groups.items()]
 
 
-def _turns(family: Family, task: str, fields: dict, answer: str) -> tuple[str, str]:
+def _point_answer(family: Family, task: str, target: Detection, size: tuple[int, int],
+                  input_size: tuple[int, int] | None) -> tuple[Prompt, str]:
+    """(prompt, answer) of a click on `target`, as `Model.point` asks and reads it: a tool call in the
+    frame its prompt sets (`scale`), or the family's point. A family with no point syntax is asked
+    for the box (whose centre is the click) and trained on it; a target with no box (a keypoint) is
+    written as the one pair in box tags its parser reads as a point."""
+    style = POINT_STYLES[task]
+    try:
+        prompt = point_prompt(family, target.label, style=style, input_size=input_size)
+    except ValueError as error:
+        raise ConvertError(f"--task {task}: {error}") from None
+    if style == "tool_call":
+        return prompt, format_click(_click(target), family, size, input_size, style="tool_call", scale=prompt.scale)
+    if "point" in family.prompts or target.box is None:
+        return prompt, format_detections([Detection(target.label, point=_click(target))], family, size, input_size)
+    return prompt, format_detections([Detection(target.label, box=target.box)], family, size, input_size)
+
+
+def _turns(family: Family, task: str, prompt: Prompt, answer: str) -> tuple[str, str]:
     """(user words, answer) of one example. A base model (prefix completion) is trained on its raw
     prompt without the image slot, and on what it writes after it: the answer less the start the
     prompt already wrote (`response_prefix`, which vlground prepends again when parsing)."""
-    prompt = build_prompt(PROMPT_TASKS[task], family, **fields)
     if family.chat:  # a family that thinks by default is trained on the answer it gives with thinking off
         return prompt.text, (EMPTY_REASONING + answer if family.thinking == "default" else answer)
     prefix = prompt.response_prefix
@@ -512,31 +654,47 @@ def examples(items: Iterable[LabelledImage], family: Family, task: str, settings
         if reason is not None:
             summary.invalid_inputs.append(f"{item.image}: expression {item.expression!r} left out: {reason}")
             continue
-        detections = _fit_objects(item, [d for d in (_clipped(d, size, summary) for d in item.objects) if d is not None], summary)
+        clipped = (_clipped(d, size, summary, task in POINT_STYLES) for d in item.objects)
+        detections = _fit_objects(item, [d for d in clipped if d is not None], summary)
         made = _task_objects(task, item, detections, family.dialect, summary)
         if not made:
             summary.empty_images += 1
+        input_size = settings.input_size(family, size)
         for fields, answer_detections in made:
-            answer = format_detections(answer_detections, family, size, settings.input_size(family, size))
-            prompt, answer = _turns(family, task, fields, answer)
+            if task in POINT_STYLES:
+                prompt, answer = _point_answer(family, task, answer_detections[0], size, input_size)
+                summary.points += 1
+            else:
+                prompt = build_prompt(PROMPT_TASKS[task], family, **fields)
+                answer = format_detections(answer_detections, family, size, input_size)
+                summary.boxes += len(answer_detections)
+            words, answer = _turns(family, task, prompt, answer)
             summary.records += 1
-            summary.boxes += len(answer_detections)
-            yield Example(item.image, size, prompt, answer)
+            yield Example(item.image, size, words, answer, prompt.system)
 
 
 # ---- targets ---------------------------------------------------------------------------------------
 
 
 def _qwen_record(example: Example) -> dict[str, Any]:
+    if example.system is not None:
+        raise ConvertError("Qwen's fine-tuning layout (--to qwen) has no system turn, which holds the computer-use tool: "
+                           "use --to swift, llamafactory or trl")
     return {"image": example.image, "conversations": [
         {"from": "human", "value": f"<image>\n{example.prompt}"},
         {"from": "gpt", "value": example.answer},
     ]}
 
 
+def _system(example: Example, content: Any) -> list[dict[str, Any]]:
+    """The system message before the user's, where the example has one."""
+    return [] if example.system is None else [{"role": "system", "content": content}]
+
+
 def _messages_record(example: Example) -> dict[str, Any]:
     """ms-swift's and LLaMA-Factory's sharegpt layout: `<image>` in the user text, the files in `images`."""
     return {"messages": [
+        *_system(example, example.system),
         {"role": "user", "content": f"<image>{example.prompt}"},
         {"role": "assistant", "content": example.answer},
     ], "images": [example.image]}
@@ -544,6 +702,7 @@ def _messages_record(example: Example) -> dict[str, Any]:
 
 def _trl_record(example: Example) -> dict[str, Any]:
     return {"messages": [
+        *_system(example, [{"type": "text", "text": example.system}]),
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": example.prompt}]},
         {"role": "assistant", "content": [{"type": "text", "text": example.answer}]},
     ], "images": [example.image]}
@@ -557,23 +716,27 @@ TARGETS: dict[str, Callable[[Example], dict[str, Any]]] = {
 }
 
 
-def record_turns(record: dict[str, Any]) -> tuple[str, str, str]:
-    """(image, user words, answer) of a record of any target: the inverse of the target writers.
-    Raises ConvertError for anything else."""
+def _text_of(content: Any) -> str:
+    """The text of a message's content: a string, or the first text part of a list (trl)."""
+    return content if isinstance(content, str) else next(part["text"] for part in content if part["type"] == "text")
+
+
+def record_turns(record: dict[str, Any]) -> Turns:
+    """The turns of a record of any target: the inverse of the target writers. Raises ConvertError
+    for anything else."""
     try:
         if "conversations" in record:
             human, gpt = record["conversations"]
-            turns = record["image"], human["value"].removeprefix("<image>\n"), gpt["value"]
+            turns = Turns(record["image"], human["value"].removeprefix("<image>\n"), gpt["value"])
         else:
-            user, assistant = record["messages"]
-            if isinstance(user["content"], list):
-                words = next(part["text"] for part in user["content"] if part["type"] == "text")
-                turns = record["images"][0], words, assistant["content"][0]["text"]
-            else:
-                turns = record["images"][0], user["content"].removeprefix("<image>"), assistant["content"]
+            messages = record["messages"]
+            system = [_text_of(messages[0]["content"])] if len(messages) == 3 and messages[0]["role"] == "system" else []
+            user, assistant = messages[len(system):]
+            turns = Turns(record["images"][0], _text_of(user["content"]).removeprefix("<image>"),
+                          _text_of(assistant["content"]), *system)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError, StopIteration):
         turns = None
-    if turns is None or not all(isinstance(part, str) for part in turns):
+    if turns is None or not all(isinstance(part, str) for part in turns if part is not None):
         raise ConvertError("not a training record: it needs `conversations` and `image` (qwen) or `messages` and "
                            "`images` (swift, llamafactory, trl), a user turn and an answer, as `vlground convert` writes")
     return turns
@@ -648,8 +811,8 @@ def read_records(data: str | Path) -> list[dict[str, Any]]:
     return [record for _, record in _numbered_records(data)]
 
 
-def training_turns(data: str | Path) -> list[tuple[str, tuple[str, str, str]]]:
-    """(FILE:LINE, (image, user words, answer)) of every record of a converted file, each checked."""
+def training_turns(data: str | Path) -> list[tuple[str, Turns]]:
+    """(FILE:LINE, its Turns) of every record of a converted file, each checked."""
     out = []
     for where, record in _numbered_records(data):
         try:
@@ -682,8 +845,11 @@ def convert(
             raise ConvertError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
     fam = get_family(family)
     settings = ProcessorSettings.for_family(fam, min_pixels, max_pixels)
-    if source_format == "refcoco" and task != "ground":
-        raise ConvertError("RefCOCO holds referring expressions, not categories or text: use --task ground")
+    if source_format in ("refcoco", "screenspot") and task not in ("ground", *POINT_STYLES):
+        raise ConvertError(f"{source_format} holds referring expressions, not categories or text: use --task ground, "
+                           "point or computer-use")
+    if source_format == "coco-keypoints" and task not in POINT_STYLES:
+        raise ConvertError("coco-keypoints holds points, not boxes: use --task point or computer-use")
     if task == "spot" and source_format != "vlground":
         raise ConvertError(f"--task spot needs the text of each line: {source_format} has none; use label records with text")
     source = Path(source)

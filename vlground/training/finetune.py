@@ -71,13 +71,15 @@ def _check_data(family: Family, metadata: dict, options: FinetuneOptions) -> tup
     return pixels
 
 
-def encode_example(processor, image, prompt: str, answer: str) -> dict:
+def encode_example(processor, image, prompt: str, answer: str, system: str | None = None) -> dict:
     """Model inputs of one example and `labels`: -100 over the prompt (image included), the answer's
-    ids after it. The prompt is the one `HFBackend` sends at inference with thinking off: where the
-    template writes the empty reasoning block itself, the answer's copy of it (`vlground convert`
-    writes one for Qwen3.5) is not trained twice."""
-    user = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
-    prompt_text = processor.apply_chat_template(user, add_generation_prompt=True, tokenize=False, enable_thinking=False)
+    ids after it. The prompt is the one `HFBackend` sends at inference with thinking off, `system`
+    (a computer-use tool's description) as its system turn: where the template writes the empty
+    reasoning block itself, the answer's copy of it (`vlground convert` writes one for Qwen3.5) is
+    not trained twice."""
+    turns = [{"role": "system", "content": [{"type": "text", "text": system}]}] if system else []
+    turns.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]})
+    prompt_text = processor.apply_chat_template(turns, add_generation_prompt=True, tokenize=False, enable_thinking=False)
     if prompt_text.endswith(EMPTY_REASONING):
         answer = answer.removeprefix(EMPTY_REASONING)
     end = processor.tokenizer.convert_ids_to_tokens(processor.tokenizer.convert_tokens_to_ids("<|im_end|>"))
@@ -91,8 +93,8 @@ def encode_example(processor, image, prompt: str, answer: str) -> dict:
     return {**full, "labels": labels}
 
 
-def _training_images(data: str | Path) -> list[tuple[object, str, str]]:
-    """(image, user words, answer) of every record of `data`, images loaded; a record that is not a
+def _training_images(data: str | Path) -> list[tuple[object, str, str, str | None]]:
+    """(image, user words, answer, system turn) of every record of `data`, images loaded; a record that is not a
     training record, or whose image cannot be read, is a FinetuneError naming the file and line."""
     from vlground.io.images import ImageLoadError, load_image
 
@@ -101,9 +103,9 @@ def _training_images(data: str | Path) -> list[tuple[object, str, str]]:
         turns = training_turns(data)
     except ConvertError as error:
         raise FinetuneError(str(error)) from None
-    for where, (image, prompt, answer) in turns:
+    for where, (image, prompt, answer, system) in turns:
         try:
-            out.append((load_image(image), prompt, answer))
+            out.append((load_image(image), prompt, answer, system))
         except ImageLoadError as error:
             raise FinetuneError(f"{where}: {error}") from None
     if not out:
@@ -258,7 +260,7 @@ def finetune(
     torch.manual_seed(options.seed)
     backend = HFBackend.load(Path(model_path), family, device=device, min_pixels=min_pixels, max_pixels=max_pixels)
     processor = backend.processor
-    examples = [encode_example(processor, image, prompt, answer) for image, prompt, answer in images]
+    examples = [encode_example(processor, image, prompt, answer, system) for image, prompt, answer, system in images]
     model = _lora(backend.model, options)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=options.lr)
