@@ -177,9 +177,11 @@ def test_a_qwen3_tool_call_told_999_is_scored_on_999(tmp_path, tiny_checkpoint):
     assert report["correct"] == 1
 
 
-def test_on_ray_every_target_is_asked_once_with_the_answers_of_one_process(tmp_path, ray_cluster, tiny_checkpoint):
-    """`--ray`: two actors each load the tiny checkpoint (greedy, so its answers are the same noise as
-    in one process); each target answered once, the missing screenshot an error line, same scores."""
+@pytest.mark.parametrize("executor", ["ray", "processes"])
+def test_every_target_is_asked_once_with_the_answers_of_one_process(tmp_path, request, tiny_checkpoint, executor):
+    """`--ray` and `--workers 2`: two actors or worker processes each load the tiny checkpoint
+    (greedy, so its answers are the same noise as in one process); each target answered once, the
+    missing screenshot an error line, same scores."""
     import vlground
     from vlground.jobs.loop import RunOptions
 
@@ -188,11 +190,12 @@ def test_on_ray_every_target_is_asked_once_with_the_answers_of_one_process(tmp_p
     common = dict(gt_name=str(gt), image_root=tmp_path / "imgs", generation=GenerationOptions(batch_size=2, max_new_tokens=8))
     targets = load_screenspot(gt, image_root=tmp_path / "imgs")
     alone = run_screenspot_bench(vlground.load_model(model, device="cpu"), model, targets, tmp_path / "alone", **common)
-    on_ray = run_screenspot_bench(None, model, targets, tmp_path / "ray", run=RunOptions(ray=ray_cluster, workers=2), **common)
+    run = RunOptions(ray=request.getfixturevalue("ray_cluster"), workers=2) if executor == "ray" else RunOptions(workers=2)
+    spread = run_screenspot_bench(None, model, targets, tmp_path / executor, run=run, **common)
 
     def lines(folder):
         return sorted((json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()), key=lambda r: r["index"])
 
-    assert lines(tmp_path / "ray") == lines(tmp_path / "alone") and [r["index"] for r in lines(tmp_path / "ray")] == list(range(6))
-    assert lines(tmp_path / "ray")[5]["error"] and lines(tmp_path / "ray")[0]["input_size"] == [112, 84]
-    assert {k: on_ray[k] for k in ("n", "correct", "wrong_format", "errors")} == {k: alone[k] for k in ("n", "correct", "wrong_format", "errors")}
+    assert lines(tmp_path / executor) == lines(tmp_path / "alone") and [r["index"] for r in lines(tmp_path / executor)] == list(range(6))
+    assert lines(tmp_path / executor)[5]["error"] and lines(tmp_path / executor)[0]["input_size"] == [112, 84]
+    assert {k: spread[k] for k in ("n", "correct", "wrong_format", "errors")} == {k: alone[k] for k in ("n", "correct", "wrong_format", "errors")}
