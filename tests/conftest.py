@@ -7,9 +7,6 @@ import pytest
 
 # No test may reach a model hub: missing weights must fail the way an offline user sees it.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# Ray binds a cluster to the machine's network address unless it runs single-machine, on 127.0.0.1;
-# read when ray is imported, and inherited by every CLI subprocess and Ray worker the tests start.
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 from vlground.testing import make_tiny_model
 
@@ -33,10 +30,12 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster of 2 CPUs for every Ray test (starting one costs seconds); yields its
-    address, which a subprocess joins with `--ray ADDRESS`."""
+    address (on 127.0.0.1), which a subprocess joins with `--ray ADDRESS`."""
+    from vlground.jobs.ray_pool import LOCAL, connect
+
+    connect(LOCAL, cpus=2)  # before this process imports ray (see connect)
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 

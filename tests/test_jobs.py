@@ -128,3 +128,16 @@ def test_the_shared_flags_choose_the_executor():
 def test_a_local_ray_cluster_listens_on_loopback_only(ray_cluster):
     """The tests' cluster (and `--ray local`) must not open ports on the machine's network address."""
     assert ray_cluster.startswith("127.0.0.1:")
+
+
+def test_a_driver_joins_a_cluster_on_loopback_without_being_told_its_mode(ray_cluster):
+    """A shell that did not set Ray's single-machine mode still joins a cluster on 127.0.0.1 (Ray
+    would look for it at the machine's network address)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    join = ("import sys; from vlground.jobs.ray_pool import connect; connect(sys.argv[1]); "
+            "import ray; print(ray.get_runtime_context().gcs_address)")
+    done = subprocess.run([sys.executable, "-c", join, ray_cluster], env=env, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0 and done.stdout.split() == [ray_cluster], done.stderr[-1500:]

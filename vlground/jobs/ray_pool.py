@@ -13,6 +13,7 @@ Ray is imported only when a job runs on it."""
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import logging
 import math
@@ -94,14 +95,25 @@ def _start_up_lines_hidden() -> Iterator[None]:
         os.close(null)
 
 
-def connect(address: str) -> None:
-    """Join the Ray cluster at `address`, or start one on this machine's cores for "local"; a
-    process already connected (a notebook, the tests) keeps its cluster. Ray's own logging is kept
-    to errors, its progress bars off: the job prints its own progress."""
+def _on_loopback(address: str) -> bool:
+    host = address.removeprefix("ray://").rpartition(":")[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def connect(address: str, cpus: int | None = None) -> None:
+    """Join the Ray cluster at `address`, or start one on `cpus` (default: all) of this machine's
+    cores for "local"; a process already connected (a notebook, the tests) keeps its cluster. Ray's
+    own logging is kept to errors, its progress bars off: the job prints its own progress.
+
+    A cluster started here listens on 127.0.0.1 only, in Ray's single-machine mode, not on the
+    machine's network address; a driver joining a cluster at 127.0.0.1 takes the same mode, or Ray
+    would look for that cluster at the machine's network address. The mode is read when ray is
+    imported (set in the environment, it reaches Ray's workers too); one set already is kept."""
     require("ray", "--ray")
-    if address == LOCAL and "ray" not in sys.modules:
-        # a cluster of this machine's cores listens on 127.0.0.1 only (Ray's single-machine mode, read
-        # when ray is imported), not on the machine's network address
+    if "ray" not in sys.modules and (address == LOCAL or _on_loopback(address)):
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
@@ -112,7 +124,7 @@ def connect(address: str) -> None:
         quiet = dict(log_to_driver=False, logging_level=logging.ERROR)
         with _start_up_lines_hidden():
             if address == LOCAL:
-                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
+                ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, **quiet)
             else:
                 ray.init(address=address, **quiet)
     import ray.data
@@ -177,8 +189,10 @@ class RayExecutor:
             yield from _pass(indices, packed, worker, self.settings, size)
 
         try:
-            # one task in flight per actor: a dying actor takes down only its own batch
-            yield from isolated(items, worker, run_pass, self.settings.batch_size, crashes_spread=False)
+            # one task in flight per actor: a dying actor takes down only its own batch, but a node that
+            # dies takes every batch on it (their retries fail at once while the cluster still counts
+            # the node alive): what is left runs again, one item per actor, on the nodes still there
+            yield from isolated(items, worker, run_pass, self.settings.batch_size, crashes_spread=True)
         except ray.exceptions.RayActorError as error:
             message = str(error)
             if SETUP_FAILED not in message:
