@@ -5,6 +5,7 @@ untouched and the file grows by little more than the text."""
 from __future__ import annotations
 
 import hashlib
+import shutil
 import io
 from pathlib import Path
 
@@ -192,3 +193,22 @@ def test_an_image_keeps_its_own_encoding_and_exif_turn(tmp_path):
     with pikepdf.open(tmp_path / "r" / "sign.jpg.pdf") as pdf:
         assert int(pdf.pages[0].obj.get("/Rotate", 0)) == 90
         assert _images(pdf.pages[0].resources) == [(folder / "sign.jpg").read_bytes()]
+
+
+def test_no_export_is_written_over_an_input(searchable, tmp_path):
+    """a.pdf's export in its own folder would be a.pdf.pdf, which is another input here: that input
+    is left as it was, and a.pdf's record says why its export is missing."""
+    scan = searchable[0]
+    folder = tmp_path / "d"
+    folder.mkdir()
+    shutil.copy(scan, folder / "a.pdf.pdf")
+    shutil.copy(scan, folder / "a.pdf")
+    before = (folder / "a.pdf.pdf").read_bytes()
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(ocr_app(), ["ocr", str(folder / "a.pdf"), str(folder / "a.pdf.pdf"), "--out", str(out),
+                                            "--workers", "1", "-f", "pdf", "--export-dir", str(folder), "--pages", "1"])
+    assert result.exit_code == 1
+    assert (folder / "a.pdf.pdf").read_bytes() == before
+    errors = {Path(r["path"]).name: r["error"] for r in read_records(out)}
+    assert "a.pdf.pdf is one of the inputs; writing it would destroy it: choose another --export-dir" in errors["a.pdf"]
+    assert errors["a.pdf.pdf"] is None and (folder / "a.pdf.pdf.pdf").exists()

@@ -192,7 +192,7 @@ def run_ocr(paths: Iterable[str], out: str | Path, options: OcrOptions | None = 
         summary.no_inputs = inputs.describe_empty()
         return summary
     files = [s.location for s in inputs.readable if s.data is None and not is_url(s.location)] or ["."]
-    exporter = Exporter(options.exports, root=os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in files]))
+    exporter = Exporter(options.exports, root=os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in files]), inputs=inputs)
     run = options.run
     with open_sink(out, record_key, resume=run.resume, overwrite=run.overwrite) as sink:
         todo = pending(_tasks(inputs, options, exporter), sink.done, run.retry_failed, summary)

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 from vlground.core.records import Record
 from vlground.io.documents import PageJob, load_page
-from vlground.io.sink import atomic_write, escape_path
-from vlground.io.sources import STDIN, Source, absolute_name, is_pyarrow_uri, is_url
+from vlground.io.sink import OutputIsInputError, atomic_write, escape_path
+from vlground.io.sources import STDIN, Source, Sources, absolute_name, is_pyarrow_uri, is_url
 from vlground.ocr.formats import SUFFIXES, render
 
 
@@ -45,11 +45,13 @@ def _input_bytes(source: Source) -> bytes | None:
 class Exporter:
     """Holds which records make up each input (`expect`) and writes the input's exports when the
     last of them is in (`record_done`). `exports` are (format, folder) pairs; `root` the folder the
-    inputs' places are mirrored from."""
+    inputs' places are mirrored from; `inputs` the run's inputs, which no export may replace (an
+    input named like another's export, a.pdf.pdf beside a.pdf, with --export-dir their folder)."""
 
-    def __init__(self, exports: tuple[tuple[str, Path], ...], root: str) -> None:
+    def __init__(self, exports: tuple[tuple[str, Path], ...], root: str, inputs: Sources | None = None) -> None:
         self.exports = exports
         self.root = root
+        self.inputs = inputs  # no export is written over one of these
         self._inputs: dict[str, tuple[Source, list[str], str]] = {}
         self._names: set[str] = set()
 
@@ -84,8 +86,13 @@ class Exporter:
         for fmt, folder in self.exports:
             target = folder / (export + SUFFIXES[fmt])
             try:
+                if self.inputs is not None:
+                    self.inputs.check_output(target)
                 original = _input_bytes(source) if fmt == "pdf" else None
                 atomic_write(target, render(fmt, records, page_image, title, original))
+            except OutputIsInputError:  # an OSError: before the clause below
+                return (f"the {fmt} export {escape_path(str(target))} is one of the inputs; writing it would destroy it: "
+                        "choose another --export-dir")
             except OSError as error:
                 return f"cannot write the {fmt} export {escape_path(str(target))}: {error.strerror or type(error).__name__}"
             except ValueError as error:
