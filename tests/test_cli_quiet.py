@@ -52,3 +52,9 @@ def test_ray_start_up_lines_stay_off_stderr(tmp_path):
     assert out.returncode == 0, out.stderr
     lines = out.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("done 1, failed 0"), lines
+
+
+def test_tiny_model_prints_only_its_note(tmp_path):
+    out = vlground("tiny-model", "qwen2.5-vl", "tiny", cwd=tmp_path)  # the tokenizer trainer's bar wrote blank lines to fd 1
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "" and out.stderr.startswith("wrote a tiny random-weight qwen2.5-vl checkpoint"), (out.stdout, out.stderr)
