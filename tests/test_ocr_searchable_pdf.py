@@ -9,6 +9,7 @@ import shutil
 import io
 from pathlib import Path
 
+import numpy as np
 import pikepdf
 import pypdfium2 as pdfium
 import pytest
@@ -20,6 +21,7 @@ from typer.testing import CliRunner
 from ocr_app import ocr_app, read_records
 from test_ocr_documents import _check_searchable_pdf
 from vlground.eval.ocr import edit_counts, pooled_rates
+from vlground.io.images import load_image
 from vlground.ocr.synthetic import Style, make_document, render
 from vlground.ocr.text_layer import glyphless_font
 
@@ -168,8 +170,8 @@ def test_pages_not_read_are_kept_without_a_layer(searchable, tmp_path):
 
 def test_an_image_keeps_its_own_encoding_and_exif_turn(tmp_path):
     """A JPEG goes into the PDF as its own bytes, its EXIF orientation as the page's /Rotate, so the
-    page shows what was read; a PNG with an alpha channel is kept losslessly (img2pdf adds a soft
-    mask). Both get the text layer on their ink, at little more than the input's size (the layer's
+    page shows what was read (a mirroring orientation, which a page cannot show, is embedded as it
+    was read); a PNG with an alpha channel is kept losslessly (img2pdf adds a soft mask). Both get the text layer on their ink, at little more than the input's size (the layer's
     font and maps cost about 3 KB a file, which a 20 KB image can carry)."""
     folder = tmp_path / "photos"
     folder.mkdir()
@@ -177,6 +179,8 @@ def test_an_image_keeps_its_own_encoding_and_exif_turn(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6  # shown turned 90 degrees clockwise
     upright.rotate(90, expand=True).save(folder / "sign.jpg", quality=90, exif=exif)
+    exif[0x0112] = 2  # shown mirrored, which no page /Rotate can show: embedded as it was read
+    upright.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(folder / "mirror.jpg", quality=90, exif=exif)
     label = render(DOCS[0], Style(font=FONT, size=40)).convert("RGBA")
     label.putalpha(255)
     label.save(folder / "label.png")
@@ -185,9 +189,15 @@ def test_an_image_keeps_its_own_encoding_and_exif_turn(tmp_path):
     assert result.exit_code == 0, result.stderr
     records = {Path(r["path"]).name: r for r in read_records(out)}
     assert records["sign.jpg"]["width"] == upright.width and records["sign.jpg"]["text"] == DOCS[2].truth
-    for name in ("sign.jpg", "label.png"):
+    for name in ("sign.jpg", "mirror.jpg", "label.png"):
         made = tmp_path / "r" / f"{name}.pdf"
         _check_searchable_pdf(made, [records[name]])
+        page = pdfium.PdfDocument(str(made))[0]
+        shown = page.render(scale=records[name]["width"] / page.get_size()[0]).to_pil().convert("L")
+        read = load_image(str(folder / name)).convert("L").resize(shown.size)
+        assert np.abs(np.asarray(shown, dtype=int) - np.asarray(read, dtype=int)).mean() < 3  # the page shows what was read
+        if name == "mirror.jpg":
+            continue  # embedded again as PNG
         text = len(records[name]["text"].encode("utf-8"))
         assert made.stat().st_size <= 1.2 * ((folder / name).stat().st_size + text)
     with pikepdf.open(tmp_path / "r" / "sign.jpg.pdf") as pdf:

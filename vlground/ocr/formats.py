@@ -234,8 +234,9 @@ def to_pdf(records: Sequence[Record], page_image: PageImage, original: bytes | N
     records have a dpi) keeps its own pages, all of them as they are, with the text layer on top
     (`vlground.ocr.text_layer`). Images get one page per image, made by img2pdf from the file's own
     encoded bytes (a JPEG stays that JPEG, a PNG's data is kept losslessly, EXIF orientation becomes
-    the page's /Rotate), with the same layer; where img2pdf refuses the file (an alpha channel, a
-    mirroring EXIF orientation) or the bytes are not at hand, from the image as it was read, as PNG."""
+    the page's /Rotate), with the same layer; where img2pdf cannot show the file as it was read (a
+    mirroring EXIF orientation, a format it does not take) or the bytes are not at hand, from the
+    image as it was read, as PNG. ValueError when no PDF can be made."""
     from vlground.ocr.text_layer import add_text_layer
 
     if any(record.dpi is not None for record in records):
@@ -254,8 +255,16 @@ def to_pdf(records: Sequence[Record], page_image: PageImage, original: bytes | N
         return add_text_layer(_image_pdf(pages, readable), dict(enumerate(readable, 1)), pack=True)
 
 
-class _NotAsRead(Exception):
+class _NotAsRead(ValueError):
     """img2pdf made no PDF of the input, or pages that do not show the images as they were read."""
+
+    def __init__(self, why: str = "img2pdf cannot show the image as it was read") -> None:
+        super().__init__(why)
+
+
+# EXIF orientations a page's /Rotate can show: upright, and turned 180, 90 clockwise, 90 anticlockwise
+# (the others mirror the image, which a PDF page cannot undo).
+_TURNS = {1, 3, 6, 8}
 
 
 def _image_pdf(images: bytes | list[bytes] | None, records: Sequence[Record]) -> bytes:
@@ -265,20 +274,31 @@ def _image_pdf(images: bytes | list[bytes] | None, records: Sequence[Record]) ->
     import pypdfium2 as pdfium
 
     if images is None:
-        raise _NotAsRead
+        raise _NotAsRead("the image's own bytes are not at hand")
+    if isinstance(images, bytes) and _exif_orientation(images) not in _TURNS:
+        raise _NotAsRead("the image's EXIF orientation mirrors it")
     try:
         made = img2pdf.convert(images, rotation=img2pdf.Rotation.ifvalid)
     except Exception as error:  # img2pdf refuses what it cannot embed as it is, in several types
-        raise _NotAsRead from error
+        raise _NotAsRead(f"img2pdf: {error}") from error
     document = pdfium.PdfDocument(made)
     try:
         numbers = [record.page or 1 for record in records] if isinstance(images, bytes) else range(1, len(records) + 1)
         for number, record in zip(numbers, records):
             if number > len(document):
-                raise _NotAsRead
+                raise _NotAsRead("img2pdf made fewer pages than were read")
             width, height = document[number - 1].get_size()
             if abs(width / height - (record.width or 1) / (record.height or 1)) > 0.01 * width / height:
-                raise _NotAsRead  # turned another way than the reader saw it
+                raise _NotAsRead("img2pdf turned the image another way than it was read")
     finally:
         document.close()
     return made
+
+
+def _exif_orientation(data: bytes) -> int:
+    """The EXIF orientation of the image in `data` (1, upright, when it has none or cannot be opened)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return int(image.getexif().get(0x0112, 1))
+    except Exception:  # not an image Pillow opens: img2pdf decides
+        return 1
