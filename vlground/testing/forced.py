@@ -155,3 +155,32 @@ def _force_native(backend, answers: Answers) -> Iterator[None]:
         yield
     finally:
         del backend._decode, model.logits
+
+
+class ForcedWorker:
+    """A job worker (`vlground.jobs.loop.Worker`) whose model answers with forced answers wherever
+    the worker runs: in this process, a worker process or a Ray actor, where a patch made in the
+    test's process does not reach. `answers` must pickle (a dict, or a function importable there)."""
+
+    def __init__(self, worker, answers: Answers) -> None:
+        self.worker, self.answers = worker, answers
+        self._forcing = None
+
+    def setup(self) -> None:
+        self._forcing = forced_loading(self.answers)
+        self._forcing.__enter__()  # for the life of the process the worker runs in
+        self.worker.setup()
+
+    def __call__(self, items: list) -> list:
+        return self.worker(items)
+
+    def failed(self, item, reason: str):
+        return self.worker.failed(item, reason)
+
+    def __getattr__(self, name: str):  # the job's own attributes (`job`, `name`, ...)
+        if name.startswith("_") or name == "worker":
+            raise AttributeError(name)
+        return getattr(self.worker, name)
+
+    def __getstate__(self) -> dict:
+        return {"worker": self.worker, "answers": self.answers, "_forcing": None}
