@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import subprocess
 import io
 from pathlib import Path
 
@@ -89,6 +90,20 @@ def test_the_text_layer_reads_back_and_each_word_sits_on_its_ink(searchable):
     found = pooled_rates([edit_counts(truth, text) for text, truth in zip(layer, truths)])
     assert found["cer"] == read["cer"] < 0.02  # what the PDF gives back is what was read
     _check_searchable_pdf(made, records)  # text = the records' text; page sizes; every word's box on its ink
+
+
+@pytest.mark.skipif(shutil.which("gs") is None, reason="Ghostscript is not installed (Debian: apt-get install ghostscript)")
+def test_a_reader_that_gathers_lines_by_baseline_reads_each_line_whole(searchable):
+    """Ghostscript's text extraction puts words on one line only when they share a baseline: the
+    words of a line do (each spans its line's ink top to bottom). Text running up the page (page 4)
+    it writes a word a line whichever way it is placed, so that page is left out."""
+    scan, made, records, truths = searchable
+    done = subprocess.run(["gs", "-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", "-sDEVICE=txtwrite", "-sOutputFile=-", str(made)],
+                          capture_output=True, text=True, timeout=120, check=True)
+    found = {" ".join(line.split()) for line in done.stdout.splitlines()}
+    for record in records[:3]:
+        for line in record["lines"]:
+            assert " ".join(line["text"].split()) in found, (line["text"], sorted(found))
 
 
 def _images(resources: pikepdf.Dictionary) -> list[bytes]:

@@ -21,9 +21,10 @@ that glyph, and a ToUnicode map gives each code its character, so copy, search a
 return the words.
 Text render mode 3 (neither filled nor stroked) keeps it invisible.
 
-Each word is placed by its own text matrix: its baseline along the word's top edge direction, the
-font's ascent-to-descent (0.8 + 0.2 em) filling the ink-tight box's height and its advance widths
-stretched to the box's width, so a reader's box of each character covers the word's ink."""
+Each word is placed by its own text matrix: its baseline along the line's reading direction, the
+font's ascent-to-descent (0.8 + 0.2 em) filling the height of the line's ink and its advance widths
+stretched over the word's own ink-tight extent, so a reader's box of the word covers its ink and the
+words of a line share a baseline (see `_placements`)."""
 from __future__ import annotations
 
 import functools
@@ -157,34 +158,44 @@ def page_frames(pdf_bytes: bytes, sizes: Mapping[int, tuple[int, int]]) -> dict[
         document.close()
 
 
-def _word_matrix(word: Detection) -> list[float] | None:
-    """The text matrix (image pixels) of `word` drawn at font size 1 with its characters' advances:
-    baseline direction along the box's top edge, the em spanning the box's height. None for a word
-    with no area."""
-    if word.box is not None:
-        x1, y1, x2, y2 = (float(v) for v in word.box)
-        quad = np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]])
-    else:
-        quad = np.asarray(word.quad, dtype=np.float64)
-    along, up = quad[1] - quad[0], quad[0] - quad[3]  # reading direction; bottom edge to top edge
-    advance = len(word.text) * ADVANCE / UNITS_PER_EM
-    if advance == 0 or not np.any(along) or not np.any(up):
-        return None
-    sx = along / advance
-    origin = quad[3] + up * (-DESCENT / UNITS_PER_EM)  # the baseline sits a descent above the box's bottom
-    return [float(v) for v in (*sx, *up, *origin)]
+def _corners(item: Detection) -> np.ndarray:
+    """The item's four corners (top left, top right, bottom right, bottom left as read), pixels."""
+    if item.box is not None:
+        x1, y1, x2, y2 = (float(v) for v in item.box)
+        return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]])
+    return np.asarray(item.quad, dtype=np.float64)
 
 
-def _words(record: Record) -> list[tuple[str, Detection]]:
-    """(text to write, word) for every word of the record, a space after each but a line's last (so
-    copied text keeps its spaces); a line without words (a Qwen engine) is one word."""
-    out = []
+def _placements(record: Record) -> list[tuple[str, list[float]]]:
+    """(text to write, its text matrix in image pixels at font size 1) for every word of the record.
+    A word spans its own ink along the line and its line's ink across it (all its words' top to
+    bottom), so the words of a line share a baseline and a size: text extractors that gather a line
+    by its baseline (Ghostscript, pdftotext) keep it one line. Each word but a line's last is followed
+    by a space, so copied text keeps its spaces; a line without words (a Qwen engine) is one word."""
+    placed = []
     for line in record.lines:
-        words = line.parts or (text_line(line.text, box=line.box, quad=line.quad, score=line.score),)
-        for index, word in enumerate(words):
-            if word.text.strip():
-                out.append((word.text + (" " if index < len(words) - 1 else ""), word))
-    return out
+        words = [w for w in (line.parts or (text_line(line.text, box=line.box, quad=line.quad, score=line.score),))
+                 if w.text.strip()]
+        if not words:
+            continue
+        reference = _corners(line)
+        along = reference[1] - reference[0]
+        if not np.any(along):
+            continue
+        along /= np.linalg.norm(along)
+        up = np.array([along[1], -along[0]])  # a quarter turn from the reading direction, towards the top
+        corners = [_corners(word) for word in words]
+        heights = np.concatenate(corners) @ up
+        bottom, height = heights.min(), heights.max() - heights.min()
+        for index, (word, points) in enumerate(zip(words, corners)):
+            start, end = (points @ along).min(), (points @ along).max()
+            advance = len(word.text) * ADVANCE / UNITS_PER_EM
+            if height <= 0 or end <= start:
+                continue
+            origin = start * along + (bottom + height * -DESCENT / UNITS_PER_EM) * up  # the baseline, a descent up
+            matrix = [*(along * (end - start) / advance), *(up * height), *origin]
+            placed.append((word.text + (" " if index < len(words) - 1 else ""), [float(v) for v in matrix]))
+    return placed
 
 
 def add_text_layer(pdf_bytes: bytes, pages: Mapping[int, Record], *, pack: bool = False) -> bytes:
@@ -201,7 +212,7 @@ def add_text_layer(pdf_bytes: bytes, pages: Mapping[int, Record], *, pack: bool 
 
     readable = {number: record for number, record in pages.items() if record.error is None}
     frames = page_frames(pdf_bytes, {number: (record.width, record.height) for number, record in readable.items()})
-    placed = {number: _words(record) for number, record in readable.items() if not frames[number].has_text}
+    placed = {number: _placements(record) for number, record in readable.items() if not frames[number].has_text}
     characters = sorted({char for words in placed.values() for text, _ in words for char in text})
     code = {char: index for index, char in enumerate(characters, 1)}
     try:
@@ -214,11 +225,9 @@ def add_text_layer(pdf_bytes: bytes, pages: Mapping[int, Record], *, pack: bool 
         name = page.add_resource(font, Name.Font, prefix="VlgOCR")
         operations = [([], Operator("Q")), ([], Operator("q")), (frames[number].matrix(), Operator("cm")),
                       ([], Operator("BT")), ([name, 1], Operator("Tf")), ([3], Operator("Tr"))]
-        for text, word in words:
-            matrix = _word_matrix(word)
-            if matrix is not None:
-                encoded = b"".join(code[char].to_bytes(2, "big") for char in text)
-                operations += [(matrix, Operator("Tm")), ([pikepdf.String(encoded)], Operator("Tj"))]
+        for text, matrix in words:
+            encoded = b"".join(code[char].to_bytes(2, "big") for char in text)
+            operations += [(matrix, Operator("Tm")), ([pikepdf.String(encoded)], Operator("Tj"))]
         operations += [([], Operator("ET")), ([], Operator("Q"))]
         page.contents_add(_stream(pdf, b"q\n"), prepend=True)  # the page's own content keeps its state to itself
         page.contents_add(_stream(pdf, pikepdf.unparse_content_stream(operations)))
