@@ -11,8 +11,9 @@ but gets a warning in its record, so a wrong turn never passes silently. Lines t
 page's own direction (a table set sideways on an upright page) are read on their own, each in the
 direction of the two that reads it more confidently; they do not turn the page.
 
-Rotations are in degrees clockwise: the angle the image is turned to read it upright (the
-convention of Tesseract's orientation detection and OCRmyPDF's --rotate-pages)."""
+Rotations are in degrees clockwise: the angle the image is turned to read it upright (the "Rotate"
+of Tesseract's orientation detection; OCRmyPDF's engine interface counts the same turn anticlockwise,
+360 minus this, which `vlground.ocrmypdf` converts)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
