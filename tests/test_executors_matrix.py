@@ -1,4 +1,5 @@
-"""detect and bench refcoco on every executor: worker processes (`--workers N`) and Ray actors give
+"""detect and bench refcoco on every executor (label: tests/test_label.py, test_ray_label.py; ocr:
+test_ocr_runner.py, test_ray_ocr.py): worker processes (`--workers N`) and Ray actors give
 the records of one process, every input exactly once. detect's tiny model writes forced answers in
 every process it runs in (`vlground.testing.forced.ForcedWorker`), so the boxes are real ones;
 bench's answers are the tiny model's own (greedy, so the same in every process)."""
@@ -78,15 +79,17 @@ def _predictions(folder: Path) -> list[dict]:
                   key=lambda r: r["index"])
 
 
-def test_bench_on_worker_processes_answers_and_scores_as_one_process(tmp_path, tiny_checkpoint):
+@pytest.mark.parametrize("executor", ["processes", "ray"])
+def test_bench_on_every_executor_answers_and_scores_as_one_process(executor, tmp_path, tiny_checkpoint, request):
     import vlground
 
     samples = _samples(tmp_path)
     model = str(tiny_checkpoint("qwen2.5-vl"))
     common = dict(gt_name="tiny-refcoco", image_root=tmp_path, generation=GenerationOptions(batch_size=2, max_new_tokens=8))
     alone = run_refcoco_bench(vlground.load_model(model), model, samples, tmp_path / "alone", **common)
-    pool = run_refcoco_bench(None, model, samples, tmp_path / "pool", run=RunOptions(workers=2), **common)
-    assert [r["index"] for r in _predictions(tmp_path / "pool")] == list(range(6))  # each sample once
-    assert _predictions(tmp_path / "pool") == _predictions(tmp_path / "alone")
-    assert _predictions(tmp_path / "pool")[5]["error"]
-    assert {k: pool[k] for k in ("accuracy", "errors", "n")} == {k: alone[k] for k in ("accuracy", "errors", "n")}
+    run = RunOptions(workers=2) if executor == "processes" else RunOptions(ray=request.getfixturevalue("ray_cluster"), workers=2)
+    spread = run_refcoco_bench(None, model, samples, tmp_path / executor, run=run, **common)
+    assert [r["index"] for r in _predictions(tmp_path / executor)] == list(range(6))  # each sample once
+    assert _predictions(tmp_path / executor) == _predictions(tmp_path / "alone")  # the same answers
+    assert _predictions(tmp_path / executor)[5]["error"]  # an unreadable image: an error line
+    assert {k: spread[k] for k in ("accuracy", "errors", "n")} == {k: alone[k] for k in ("accuracy", "errors", "n")}
