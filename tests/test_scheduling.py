@@ -153,6 +153,22 @@ def test_hf_costs_are_the_prompt_tokens_the_processor_produces(hf, name):
         backend.processor.image_processor.size = size
 
 
+@pytest.mark.parametrize("name", TINY_FAMILIES)
+def test_hf_chat_text_has_transformers_warn_about_nothing(hf, name, caplog):
+    """enable_thinking reaches only templates that have the switch: any other gets it as a processor
+    argument, and transformers warns about that on every request."""
+    backend = hf[name]
+    request = varied_requests(name, images(1), [4])[0]
+    library = logging.getLogger("transformers")  # its records do not reach the root logger
+    library.addHandler(caplog.handler)
+    try:
+        for thinking in (False, True):
+            backend._chat_text(request, thinking)
+    finally:
+        library.removeHandler(caplog.handler)
+    assert "processor_kwargs" not in caplog.text
+
+
 SCHEDULES = {
     "refill": dict(batch_size=3, refill=True),
     "refill+budget+prefetch": dict(batch_size=4, refill=True, token_budget=300, prefetch=True),

@@ -31,7 +31,7 @@ from vlground.eval.refcoco import score_refcoco
 from vlground.eval.refcoco_data import RefSample, load_sample_image
 from vlground.eval.screenspot import ScreenTarget
 from vlground.core.families import get_family
-from vlground.jobs.executors import executor_for
+from vlground.jobs.executors import executor_for, model_call_size
 from vlground.jobs.loop import Record, RunOptions, Task, run_tasks
 from vlground.core.options import GenerationOptions, LoadOptions
 from vlground.core.results import REASONING_FIELDS
@@ -344,7 +344,7 @@ def answer_all(worker: ModelWorker, items: Sequence, texts: Sequence[str], field
         executor = executor_for(run, generation.batch_size * 4)
     else:
         worker.loaded = None  # each worker process or actor loads its own
-        executor = executor_for(run, generation.batch_size)
+        executor = executor_for(run, model_call_size(generation))
     with sink:
         summary = run_tasks([Task(str(i), (i, item)) for i, item in enumerate(items)], worker, executor, sink,
                             retry_failed=run.retry_failed, progress=run.progress, unit="sample")

@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 from PIL import Image
 
 from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
-from vlground.jobs.executors import executor_for
+from vlground.jobs.executors import executor_for, model_call_size
 from vlground.jobs.loop import Record, RunOptions, Task, run_tasks
 from vlground.core.options import GenerationOptions, LoadOptions
 from vlground.jobs.progress import Summary
@@ -242,11 +242,7 @@ def run_detect(sources: Sources, worker: DetectWorker, sink=None, run: RunOption
         return record
 
     tasks = [Task(source_key(source), source) for source in sources.items]
-    generation = worker.job.generation
-    # with refill or a token budget, a few batches per call: rows whose answers ended have requests
-    # to take, and the budget has sizes to group
-    scheduled = generation.refill or generation.token_budget is not None
-    executor = executor_for(run, generation.batch_size * (4 if scheduled else 1))
+    executor = executor_for(run, model_call_size(worker.job.generation))
     return run_tasks(tasks, worker, executor, sink, retry_failed=run.retry_failed, progress=run.progress,
                      summary=summary, write=write, report=report)
 

@@ -19,6 +19,14 @@ from vlground.io.sink import pid_alive
 from vlground.jobs.isolation import Outcome, WorkerSetupError, failure, isolated
 from vlground.jobs.loop import Executor, Record, RunOptions, Worker
 
+def model_call_size(generation) -> int:
+    """Items per worker call of a job on a local model (`generation`: its GenerationOptions): one
+    batch, or four with refill or a token budget, so rows whose answers ended have requests to take
+    and the budget has sizes to group."""
+    scheduled = generation.refill or generation.token_budget is not None
+    return generation.batch_size * (4 if scheduled else 1)
+
+
 def batches(indices: list[int], size: int) -> list[list[int]]:
     return [indices[start : start + size] for start in range(0, len(indices), size)]
 

@@ -341,15 +341,19 @@ class HFBackend(Backend):
 
     def _chat_text(self, request: Request, thinking: bool = False) -> str:
         """The chat template's text for one request; `thinking` reaches the template as enable_thinking
-        (templates without the switch ignore it)."""
+        (where the template has the switch)."""
         if not request.prompt.chat:
             raise ValueError(f"{self.family.name} is a chat model; its prompts must have chat=True")
         system = [{"role": "system", "content": [{"type": "text", "text": request.prompt.system}]}] if request.prompt.system else []
+        template = self.processor.chat_template
+        # a template without the switch would get it as a processor argument, which transformers
+        # warns about on every request
+        switch = {} if isinstance(template, str) and "enable_thinking" not in template else {"enable_thinking": thinking}
         return self.processor.apply_chat_template(
             [*system, {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": request.prompt.text}]}],
             add_generation_prompt=True,
             tokenize=False,
-            enable_thinking=thinking,
+            **switch,
         )
 
     def _encode(self, requests: Sequence[Request], thinking: bool = False, prefetching: bool = False):
