@@ -39,6 +39,7 @@ def point(
     targets: Annotated[list[str], typer.Argument(metavar="TARGET", show_default=False, help="What to click: an element (\"the Submit button\") or an instruction; one answer each.")],
     model: Annotated[Optional[str], typer.Option(help="Hub id, folder or server URL (default $VLGROUND_MODEL).")] = None,
     style: Annotated[str, typer.Option(help="plain: the family's own point prompt; tool_call: the computer-use tool of Qwen's cookbooks (Qwen2.5-VL on).")] = "plain",
+    tool: Annotated[str, typer.Option(help="With --style tool_call: computer_use (desktop) or mobile_use (the mobile-agent cookbook's tool).")] = "computer_use",
     as_json: Annotated[bool, typer.Option("--json", rich_help_panel="Output", help="One JSON line per target instead of a table.")] = False,
     draw: Annotated[Optional[Path], typer.Option(rich_help_panel="Output", help="Draw the clicks on a copy of the screenshot, to this file.")] = None,
     loading: LoadOptions = LOADING,
@@ -64,7 +65,7 @@ def point(
         screenshot = load(source)  # an unreadable screenshot is told before the model loads
         from vlground.tasks import load_model
 
-        results = load_model(model, loading).point([screenshot], list(targets), generation, style=style)
+        results = load_model(model, loading).point([screenshot], list(targets), generation, style=style, tool=tool)
     if as_json:
         from vlground.cli.parse import json_line
 

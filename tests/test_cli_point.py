@@ -87,3 +87,15 @@ def test_prompt_prints_the_point_prompts():
     assert missing.exit_code == 2 and "give --image-size WxH" in missing.stderr
     wrong = runner.invoke(app, ["prompt", "ground", "-f", "qwen2.5-vl", "--phrase", "x", "--style", "tool_call"])
     assert wrong.exit_code == 2 and "--style is for the point task" in wrong.stderr
+
+
+def test_the_mobile_tool_reaches_the_prompt(tiny_checkpoint, screenshot):
+    def answer(prompt):
+        tool = "mobile_use" if '"name": "mobile_use"' in prompt else "computer_use"
+        return f'<tool_call>\n{{"name": "{tool}", "arguments": {{"action": "click", "coordinate": [63, 42]}}}}\n</tool_call>'
+
+    with forced_loading(answer):
+        res = runner.invoke(app, ["point", str(screenshot), "Submit", "--style", "tool_call", "--tool", "mobile_use", "--json",
+                                  "--model", str(tiny_checkpoint("qwen2.5-vl")), "--device", "cpu", "--max-new-tokens", "200"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["detections"][0]["attributes"]["tool"] == "mobile_use"

@@ -142,3 +142,18 @@ def test_qwen_vl_base_completes_the_box_and_the_click_is_its_centre(tiny_checkpo
     with forced_answers(model.backend, {"Submit": "(200,200),(300,300)</box>"}):
         result = model.point(screenshot, "the Submit button", max_new_tokens=28)
     assert _points([result]) == [[("the Submit button", pytest.approx(SUBMIT), "box")]]
+
+
+def test_tool_call_system_turns_equal_the_cookbooks():
+    """The mobile-agent cookbooks' system turns, verbatim (tests/data/gui/system_turns.json): the
+    rendering of the tool, the screen size and the function-call instructions match to the character."""
+    import json
+    from pathlib import Path
+
+    data = json.loads((Path(__file__).parent / "data" / "gui" / "system_turns.json").read_text(encoding="utf-8"))
+    for turn in data["turns"]:
+        input_size = tuple(turn["input_size"]) if turn["input_size"] else None
+        built = point_prompt(turn["family"], "x", style="tool_call", tool=turn["tool"], input_size=input_size)
+        assert built.system == turn["system"], turn["source"]
+    with pytest.raises(ValueError, match="unknown tool 'keyboard'"):
+        point_prompt("qwen3-vl", "x", style="tool_call", tool="keyboard")

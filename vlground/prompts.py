@@ -81,11 +81,12 @@ def build_prompt(
 
 
 def point_prompt(family: str | Family, target: str, *, style: str = "plain", input_size: tuple[int, int] | None = None,
-                 max_new_tokens: int | None = None) -> Prompt:
+                 tool: str = "computer_use", max_new_tokens: int | None = None) -> Prompt:
     """The prompt asking `family` where `target` (an element, or an instruction such as "open the
     settings") is. style "plain": the family's point prompt (`build_prompt("point", ...)`).
-    style "tool_call": `target` is the user turn and the computer-use tool is described in the system
-    turn, with the screen size the cookbook writes there: for Qwen2.5-VL the model input's
+    style "tool_call": `target` is the user turn and the cookbook's `tool` ("computer_use", the
+    desktop tool Qwen's ScreenSpot numbers were measured with, or "mobile_use") is described in the
+    system turn, with the screen size the cookbook writes there: for Qwen2.5-VL the model input's
     `input_size` (width, height; what smart_resize makes of the screenshot), for Qwen3-VL and
     later 999x999 (its answers then read with scale 999)."""
     if style not in POINT_STYLES:
@@ -93,19 +94,21 @@ def point_prompt(family: str | Family, target: str, *, style: str = "plain", inp
     fam = get_family(family)
     if style == "plain":
         return build_prompt("point", fam, phrase=target, max_new_tokens=max_new_tokens)
-    tool = gui_tool(fam)
+    entry = gui_tool(fam)
+    if tool not in entry["functions"]:
+        raise ValueError(f"unknown tool {tool!r}; tools: {', '.join(entry['functions'])}")
     if not (target or "").strip():
         raise ValueError("the point task needs a target: what to click")
-    if tool["screen"] == "input":
+    if entry["screen"] == "input":
         if input_size is None:
             raise ValueError(f"a {fam.name} tool-call prompt needs the model input size (width, height): the screen size it is told")
         width, height = input_size
     else:
-        width = height = int(tool["screen"])
-    function = json.loads(json.dumps(tool["function"]))
+        width = height = int(entry["screen"])
+    function = json.loads(json.dumps(entry["functions"][tool]))
     function["description"] = function["description"].format(width=width, height=height)
-    system = _FUNCTION_CALLS.format(system=tool["system"], tool=json.dumps({"type": "function", "function": function}, ensure_ascii=False))
-    return Prompt(text=target.strip(), task="point", system=system, scale=tool["scale"],
+    system = _FUNCTION_CALLS.format(system=entry["system"], tool=json.dumps({"type": "function", "function": function}, ensure_ascii=False))
+    return Prompt(text=target.strip(), task="point", system=system, scale=entry["scale"],
                   max_new_tokens=max_new_tokens or fam.max_new_tokens.get("point", 512))
 
 
@@ -125,7 +128,7 @@ def _gui_tools() -> dict:
 
 
 def gui_tool(family: str | Family) -> dict:
-    """The computer-use tool entry of gui_tools.json for `family`; ValueError for a family whose
+    """The GUI tools entry of gui_tools.json for `family` (its functions, screen size and scale); ValueError for a family whose
     checkpoints were not trained on function calls."""
     fam = get_family(family)
     for entry in _gui_tools().values():

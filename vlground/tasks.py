@@ -92,19 +92,20 @@ class Model:
                          progress=progress, errors=errors)
 
     def point(self, images: ImageInput | Sequence[ImageInput], targets: str | Sequence[str],
-              options: GenerationOptions | None = None, *, style: str = "plain", progress: Progress = None,
-              errors: str = "raise", **keywords: Any):
+              options: GenerationOptions | None = None, *, style: str = "plain", tool: str = "computer_use",
+              progress: Progress = None, errors: str = "raise", **keywords: Any):
         """Where to click for each target (an element, "the Submit button", or an instruction), one
         target per image, several on one image, or one for every image, as `ground` pairs them. Each
         Result holds one Detection: `point` (x, y) in pixels of the original image, `label` the
         target, `attributes["point_from"]` "point", or "box" where the model answered a box and its
         centre was taken; no detection where the answer held neither. style "plain" asks in the
         family's own words; "tool_call" through the computer-use tool of Qwen's cookbooks, told the
-        screen size the model sees (Qwen2.5-VL and later; see `vlground.prompts.point_prompt`)."""
+        screen size the model sees (Qwen2.5-VL and later; `tool` "computer_use" or "mobile_use"; see
+        `vlground.prompts.point_prompt`)."""
         if style not in POINT_STYLES:
             raise ValueError(f"unknown point style {style!r}; styles: {', '.join(POINT_STYLES)}")
         loaded, column, single = _pairs(images, targets, "targets")
-        prompts = [point_prompt(self.family, target, style=style,
+        prompts = [point_prompt(self.family, target, style=style, tool=tool,
                                 input_size=self.backend.input_size(image.size) if style == "tool_call" else None)
                    for image, target in zip(loaded, column)]
         results = self.run(loaded, prompts, _options(options, keywords), progress=progress, errors=errors)
