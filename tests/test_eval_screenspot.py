@@ -8,6 +8,7 @@ import math
 import random
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from PIL import Image
 
 import screenspot_reference as reference
@@ -327,3 +328,24 @@ def test_a_line_told_999_is_read_on_999():
     assert scores.status == ["correct"] and scores.clicks[0].tolist() == pytest.approx([999.0, 500.0])
     problems = InputProblems(strict=False)
     assert score_screenspot([target], [{"id": "t", "text": call, "scale": "999"}], "family", "qwen3-vl", problems=problems).status == ["refused"]
+
+
+_PIECES = st.one_of(
+    st.sampled_from(["<box>", "</box>", "box", "checkbox", "(", ")", ",", " ", "-", ".", "click at ", "\n"]),
+    st.integers(-50, 1200).map(str),
+    st.floats(0, 1.2, allow_nan=False).map(lambda v: f"{v:.4f}"),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_PIECES, max_size=14).map("".join))
+def test_seeclicks_reading_of_any_text_is_the_scripts(text):
+    """On texts of numbers, signs, words and box markup: the same click as screenspot_test.py, or
+    None exactly where the script raises (its wrong format)."""
+    from vlground.eval.screenspot import _seeclick_click
+
+    try:
+        expected = tuple(reference.seeclick_click(text))
+    except Exception:
+        expected = None
+    assert _seeclick_click(text) == expected
