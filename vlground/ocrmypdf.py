@@ -15,8 +15,9 @@ renderer (`--pdf-renderer hocr`, chosen when the renderer is left at auto); the 
 needs a text-only PDF from the engine and is refused. `--rotate-pages` takes each page's rotation
 from vlground's orientation step (its record's `rotation`, the clockwise turn that makes the page
 upright, which OCRmyPDF counts as an orientation of 360 minus that): confident unless the record
-warns that the orientation is uncertain. Written for OCRmyPDF 14 (Debian 12's)
-and its plugin interface (pluginspec: add_options, check_options, get_ocr_engine, OcrEngine)."""
+warns that the orientation is uncertain. Written for OCRmyPDF 14 (Debian 12's) and its plugin
+interface (pluginspec: add_options, check_options, get_ocr_engine, OcrEngine); it also runs under
+OCRmyPDF 17, whose options are a pydantic model (plugin options are read there, never assigned)."""
 from __future__ import annotations
 
 import json
@@ -50,14 +51,19 @@ def add_options(parser):
                        help='More arguments for "vlground ocr", in one string (for example "--angle-cls").')
 
 
-@hookimpl
-def check_options(options):
+def _command(options) -> str:
+    """The vlground executable --vlground-command names, found on PATH. MissingDependencyError if not."""
     command = shutil.which(options.vlground_command)
     if command is None:
         raise MissingDependencyError(
             f"the vlground command {options.vlground_command!r} was not found: pip install vlground, "
             f"or give its path with --vlground-command")
-    options.vlground_command = command
+    return command
+
+
+@hookimpl
+def check_options(options):
+    _command(options)
     if options.pdf_renderer == "sandwich":
         raise BadArgsError("vlground gives OCRmyPDF hOCR: use --pdf-renderer hocr (or leave it at auto)")
     if options.pdf_renderer == "auto":
@@ -70,7 +76,7 @@ def _read(input_file: Path, options, formats: tuple[str, ...]) -> tuple[dict, di
     folder = Path(tempfile.mkdtemp(prefix="vlground-ocrmypdf-"))
     out = folder / "records.jsonl"
     exports = [f"--format={fmt}" for fmt in formats] + (["--export-dir", str(folder / "exports")] if formats else [])
-    command = [options.vlground_command, "ocr", str(input_file), "--out", str(out), "--workers", "1", "--quiet",
+    command = [_command(options), "ocr", str(input_file), "--out", str(out), "--workers", "1", "--quiet",
                *exports, *shlex.split(options.vlground_args)]
     log.debug("running %s", shlex.join(command))
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -98,7 +104,7 @@ class VlgroundOcrEngine(OcrEngine):
 
     @staticmethod
     def creator_tag(options):
-        return f"vlground {VlgroundOcrEngine.version(options.vlground_command)}"
+        return f"vlground {VlgroundOcrEngine.version(_command(options))}"
 
     def __str__(self):
         return f"vlground {self.version()}"
