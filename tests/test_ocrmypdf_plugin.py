@@ -80,3 +80,13 @@ def test_the_pages_keep_their_images_and_the_turned_page_is_turned_upright(throu
     difference = {turn: np.abs(np.asarray(shown, dtype=int) - np.asarray(stored.rotate(turn, expand=True).resize(shown.size), dtype=int)).mean()
                   for turn in (-90, 90)}
     assert difference[-90] < difference[90] / 2  # ... turned clockwise: upright, not upside down
+
+
+def test_a_page_not_read_in_time_stops_the_run_with_the_reason(through_ocrmypdf, tmp_path):
+    scan = through_ocrmypdf[0]
+    env = {**os.environ, "PYTHONPATH": str(Path(vlground.__file__).parent.parent)}
+    done = subprocess.run(["ocrmypdf", "--plugin", "vlground.ocrmypdf", "--vlground-command", str(VLGROUND),
+                           "--vlground-timeout", "0.1", "--pages", "1", str(scan), str(tmp_path / "out.pdf")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode != 0 and not (tmp_path / "out.pdf").exists()
+    assert "did not read" in done.stderr and "(--vlground-timeout)" in done.stderr, done.stderr[-2000:]

@@ -9,6 +9,7 @@ can be loaded by file name too: `ocrmypdf --plugin /path/to/vlground/ocrmypdf.py
 
     --vlground-command CMD   the vlground executable (default: `vlground` on PATH)
     --vlground-args ARGS     more arguments for `vlground ocr` (for example "--angle-cls")
+    --vlground-timeout S     give up on a page after S seconds (default 600)
 
 The page's hOCR (vlground's, with paragraphs, baselines and font metrics) goes to OCRmyPDF's hOCR
 renderer (`--pdf-renderer hocr`, chosen when the renderer is left at auto); the sandwich renderer
@@ -49,6 +50,8 @@ def add_options(parser):
                        help="The vlground executable (default: $VLGROUND, else vlground on PATH).")
     group.add_argument("--vlground-args", metavar="ARGS", default="",
                        help='More arguments for "vlground ocr", in one string (for example "--angle-cls").')
+    group.add_argument("--vlground-timeout", metavar="SECONDS", type=float, default=600.0,
+                       help="Give up on a page that vlground has not read in this time (default 600).")
 
 
 def _command(options) -> str:
@@ -72,21 +75,28 @@ def check_options(options):
 
 def _read(input_file: Path, options, formats: tuple[str, ...]) -> tuple[dict, dict[str, Path], Path]:
     """Run `vlground ocr` on one page image: its record, the exports of `formats` and the folder
-    they are in (the caller removes it). SubprocessOutputError when vlground fails or cannot read it."""
+    they are in (the caller removes it). SubprocessOutputError when vlground fails, cannot read the
+    page or takes longer than --vlground-timeout."""
     folder = Path(tempfile.mkdtemp(prefix="vlground-ocrmypdf-"))
-    out = folder / "records.jsonl"
-    exports = [f"--format={fmt}" for fmt in formats] + (["--export-dir", str(folder / "exports")] if formats else [])
-    command = [_command(options), "ocr", str(input_file), "--out", str(out), "--workers", "1", "--quiet",
-               *exports, *shlex.split(options.vlground_args)]
-    log.debug("running %s", shlex.join(command))
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    records = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
-    if done.returncode != 0 or len(records) != 1 or records[0].get("error"):
-        reason = (records[0].get("error") if len(records) == 1 else None) or done.stderr.strip() or f"exit status {done.returncode}"
+    try:
+        out = folder / "records.jsonl"
+        flags = [f"--format={fmt}" for fmt in formats] + (["--export-dir", str(folder / "exports")] if formats else [])
+        command = [_command(options), "ocr", str(input_file), "--out", str(out), "--workers", "1", "--quiet",
+                   *flags, *shlex.split(options.vlground_args)]
+        log.debug("running %s", shlex.join(command))
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=options.vlground_timeout)
+        except subprocess.TimeoutExpired:
+            raise SubprocessOutputError(f"vlground did not read {input_file.name} in {options.vlground_timeout:g} s "
+                                        "(--vlground-timeout)") from None
+        records = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+        if done.returncode != 0 or len(records) != 1 or records[0].get("error"):
+            reason = (records[0].get("error") if len(records) == 1 else None) or done.stderr.strip() or f"exit status {done.returncode}"
+            raise SubprocessOutputError(f"vlground could not read {input_file.name}: {reason}")
+        return records[0], {fmt: next((folder / "exports").rglob(f"*.{fmt}")) for fmt in formats}, folder
+    except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
-        raise SubprocessOutputError(f"vlground could not read {input_file.name}: {reason}")
-    exports = {fmt: next((folder / "exports").rglob(f"*.{fmt}")) for fmt in formats}
-    return records[0], exports, folder
+        raise
 
 
 class VlgroundOcrEngine(OcrEngine):
