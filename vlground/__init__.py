@@ -28,6 +28,7 @@ _EXPORTS = {
     "Result": "vlground.core.results",
     "Record": "vlground.core.records",
     "read_records": "vlground.core.records",
+    "get_writer": "vlground.jobs.writers",
     "get_family": "vlground.core.families",
     "FAMILIES": "vlground.core.families",
     "smart_resize": "vlground.core.geometry",

@@ -13,12 +13,13 @@ from pathlib import Path
 
 from vlground.core.extras import require_for_inputs
 from vlground.core.records import read_records, record_key
-from vlground.datasets import COCO_FILE, FORMATS, YOLO_YAML, DatasetStats, write_coco, write_yolo, yolo_names
+from vlground.datasets import COCO_FILE, FORMATS, YOLO_YAML, DatasetStats, yolo_names
 from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS
 from vlground.jobs.detect import DetectJob, DetectWorker, run_detect
 from vlground.jobs.loop import RunOptions
 from vlground.core.options import GenerationOptions, LoadOptions
 from vlground.jobs.progress import Summary
+from vlground.jobs.writers import get_writer
 from vlground.io.sink import JsonlSink
 from vlground.io.sources import STDIN, Source, expand
 
@@ -70,12 +71,9 @@ def records_path(out: str | Path, fmt: str) -> Path:
 def _write_dataset(out: Path, options: LabelOptions, summary: LabelSummary) -> None:
     # by path, so a dataset does not depend on the order workers finished in
     records = sorted(read_records(records_path(out, options.format)), key=lambda r: r.path)
-    if options.format == "coco":
-        summary.dataset = write_coco(records, out / COCO_FILE, options.categories)
-        summary.written = [str(out / COCO_FILE)]
-    else:
-        summary.dataset = write_yolo(records, out, options.categories)
-        summary.written = [str(out / "data.yaml"), str(out / "labels"), str(out / "images")]
+    writer = get_writer(options.format, out)
+    summary.dataset = writer(records, options.categories)
+    summary.written = [str(path) for path in writer.written]
 
 
 def run_label(paths: Iterable[str], out: str | Path, options: LabelOptions) -> LabelSummary:

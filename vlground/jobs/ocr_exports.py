@@ -14,9 +14,9 @@ from urllib.parse import urlsplit
 
 from vlground.core.records import Record
 from vlground.io.documents import PageJob, load_page
-from vlground.io.sink import OutputIsInputError, atomic_write, escape_path
+from vlground.io.sink import OutputIsInputError, escape_path
 from vlground.io.sources import STDIN, Source, Sources, absolute_name, is_pyarrow_uri, is_url
-from vlground.ocr.formats import SUFFIXES, render
+from vlground.jobs.writers import get_writer
 
 
 def export_name(location: str, root: str) -> str:
@@ -50,6 +50,7 @@ class Exporter:
 
     def __init__(self, exports: tuple[tuple[str, Path], ...], root: str, inputs: Sources | None = None) -> None:
         self.exports = exports
+        self.writers = [get_writer(fmt, folder) for fmt, folder in exports]
         self.root = root
         self.inputs = inputs  # no export is written over one of these
         self._inputs: dict[str, tuple[Source, list[str], str]] = {}
@@ -83,13 +84,13 @@ class Exporter:
         def page_image(page: Record):
             return load_page(PageJob(source, page.page, page.pages, page.dpi))
 
-        for fmt, folder in self.exports:
-            target = folder / (export + SUFFIXES[fmt])
+        for writer in self.writers:
+            fmt, target = writer.format, writer.target(export)
             try:
                 if self.inputs is not None:
                     self.inputs.check_output(target)
                 original = _input_bytes(source) if fmt == "pdf" else None
-                atomic_write(target, render(fmt, records, page_image, title, original))
+                writer(records, export, page_image=page_image, title=title, original=original)
             except OutputIsInputError:  # an OSError: before the clause below
                 return (f"the {fmt} export {escape_path(str(target))} is one of the inputs; writing it would destroy it: "
                         "choose another --export-dir")
