@@ -677,9 +677,6 @@ def examples(items: Iterable[LabelledImage], family: Family, task: str, settings
 
 
 def _qwen_record(example: Example) -> dict[str, Any]:
-    if example.system is not None:
-        raise ConvertError("Qwen's fine-tuning layout (--to qwen) has no system turn, which holds the computer-use tool: "
-                           "use --to swift, llamafactory or trl")
     return {"image": example.image, "conversations": [
         {"from": "human", "value": f"<image>\n{example.prompt}"},
         {"from": "gpt", "value": example.answer},
@@ -848,6 +845,9 @@ def convert(
     if source_format in ("refcoco", "screenspot") and task not in ("ground", *POINT_STYLES):
         raise ConvertError(f"{source_format} holds referring expressions, not categories or text: use --task ground, "
                            "point or computer-use")
+    if task == "computer-use" and target == "qwen":
+        raise ConvertError("Qwen's fine-tuning layout (--to qwen) has no system turn, which holds the computer-use tool: "
+                           "use --to swift, llamafactory or trl")
     if source_format == "coco-keypoints" and task not in POINT_STYLES:
         raise ConvertError("coco-keypoints holds points, not boxes: use --task point or computer-use")
     if task == "spot" and source_format != "vlground":
