@@ -2,7 +2,6 @@
 outputs of every dialect (tests/data/gui/cases.json, the source beside each), then the shapes around
 them: boxes given to a click, reasoning before the action, answers that are not actions, garbage."""
 import json
-import time
 from pathlib import Path
 
 import math
@@ -10,6 +9,7 @@ import math
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from test_parse_fuzz import best_time
 from vlground.grammar import parse
 
 CASES = json.loads((Path(__file__).parent / "data" / "gui" / "cases.json").read_text(encoding="utf-8"))["cases"]
@@ -93,21 +93,18 @@ def test_answers_that_are_not_a_click_give_nothing(text):
     assert parse(text, "qwen3-vl", (1000, 1000)).detections == []
 
 
-def _best_time(text: str) -> float:
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        parse(text, "qwen3-vl", (1000, 1000))
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 @pytest.mark.parametrize("unit", ["<tool_call>{", "<tool_call>{}</tool_call>", "click(start_box='(", "point:1,",
                                   "<|box_start|>(1,", "a(point='", "(1, "])
 def test_linear_time_on_pathological_answers(unit):
-    """Each marker repeated without what completes it: 4 times the text takes about 4 times as long
-    (a quadratic search would take 16), and never long."""
-    small, large = _best_time(unit * 5000), _best_time(unit * 20_000)
+    """Each marker repeated without what completes it: 4 times the text takes at most 8 times as long
+    (a quadratic search takes 16), measured with the suite's timer and measured once more when a
+    burst of load on this shared machine is the likelier cause."""
+    def times() -> tuple[float, float]:
+        return best_time("qwen3-vl", unit * (25_000 // len(unit))), best_time("qwen3-vl", unit * (100_000 // len(unit)))
+
+    small, large = times()
+    if large >= 8 * max(small, 5e-3):
+        small, large = (min(a, b) for a, b in zip((small, large), times()))
     assert large < 2.0 and large < 8 * max(small, 5e-3), (unit, small, large)
 
 
