@@ -192,6 +192,16 @@ def test_pages_selection_and_resume_per_page(scans, tmp_path):
     assert bad.exit_code == 2 and "--pages" in bad.stderr
 
 
+def test_a_resume_that_asks_for_a_format_writes_it_for_the_inputs_read_before(scans, tmp_path):
+    out, tif = tmp_path / "r.jsonl", str(scans / "fax.tif")
+    first = CliRunner().invoke(ocr_app(), ["ocr", tif, "--out", str(out), "--workers", "1"])
+    assert first.exit_code == 0, first.stderr
+    again = CliRunner().invoke(ocr_app(), ["ocr", tif, "--out", str(out), "--resume", "-f", "txt", "--workers", "1"])
+    assert again.exit_code == 0 and "done 0" in again.stderr and "skipped 2" in again.stderr, again.stderr
+    assert (tmp_path / "r" / "fax.tif.txt").read_text() == "Urgent memo\n\fSecond sheet\n"
+    assert len(out.read_text().splitlines()) == 2  # the records are not written again
+
+
 def test_bad_documents_each_get_one_error_record_and_the_batch_goes_on(tmp_path):
     folder = tmp_path / "docs"
     folder.mkdir()

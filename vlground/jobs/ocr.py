@@ -9,6 +9,7 @@ that cannot be read, or that the engine fails on, becomes an error record and th
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -196,15 +197,11 @@ def run_ocr(paths: Iterable[str], out: str | Path, options: OcrOptions | None = 
     run = options.run
     with open_sink(out, record_key, resume=run.resume, overwrite=run.overwrite) as sink:
         todo = pending(_tasks(inputs, options, exporter), sink.done, run.retry_failed, summary)
-        if not todo:
-            return summary
-        worker, executor = _worker_and_executor(options, sum(task.record is None for task in todo))
 
-        def write(record: Record) -> Record:
-            """Write the record, then the exports of its input once all its pages are in; a failed
-            export supersedes the record with an error record (text kept), so --resume
-            --retry-failed writes it again."""
-            sink.write(record)
+        def export(record: Record) -> Record:
+            """The exports of the record's input once all its pages are in; a failed export
+            supersedes the record with an error record (text kept), so --resume --retry-failed
+            writes it again."""
             if record["error"] is None:
                 problem = exporter.record_done(Record.from_dict(record), sink.done)
                 if problem is not None:
@@ -212,12 +209,25 @@ def run_ocr(paths: Iterable[str], out: str | Path, options: OcrOptions | None = 
                     sink.write(record)
             return record
 
+        def write(record: Record) -> Record:
+            sink.write(record)
+            return export(record)
+
         def report(record: Record, bar) -> None:
             if record["error"] is not None and options.echo_failures:
-                import sys
-
                 page = f" page {record['page']}" if record.get("page") is not None else ""
                 bar.write(f"failed: {escape_path(record['path'])}{page}: {record['error']}", file=sys.stderr)
+
+        for held in exporter.held_without_exports(sink.done):  # read before: only their exports are missing
+            exported = export(held)
+            if exported["error"] is not None:
+                from tqdm import tqdm
+
+                summary.skipped_failed += 1
+                report(exported, tqdm)  # no bar yet: tqdm's own write
+        if not todo:
+            return summary
+        worker, executor = _worker_and_executor(options, sum(task.record is None for task in todo))
 
         return run_tasks(todo, worker, executor, sink, retry_failed=run.retry_failed, progress=run.progress,
                          summary=summary, write=write, report=report)

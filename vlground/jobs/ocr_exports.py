@@ -70,6 +70,18 @@ class Exporter:
         self._names.add(export)
         self._inputs[name] = (source, keys, export)
 
+    def held_without_exports(self, done: dict) -> list[dict]:
+        """A record read without error of each input that `done` (what the output held before this
+        run) holds whole, but whose exports are not all written: a --resume that asks for a format the first run did
+        not, or whose exports were deleted. `record_done` on it writes them."""
+        held = []
+        for source, keys, export in self._inputs.values():
+            read = [done[key] for key in keys if key in done and done[key].get("error") is None]
+            if read and all(key in done for key in keys) and any(
+                    not (folder / (export + SUFFIXES[fmt])).exists() for fmt, folder in self.exports):
+                held.append(read[-1])
+        return held
+
     def record_done(self, record: Record, done: dict) -> str | None:
         """Write the exports of `record`'s input if all its records are in `done`; the reason when
         one cannot be written, else None."""
