@@ -77,8 +77,7 @@ class Exporter:
         held = []
         for source, keys, export in self._inputs.values():
             read = [done[key] for key in keys if key in done and done[key].get("error") is None]
-            if read and all(key in done for key in keys) and any(
-                    not (folder / (export + SUFFIXES[fmt])).exists() for fmt, folder in self.exports):
+            if read and all(key in done for key in keys) and any(not writer.target(export).exists() for writer in self.writers):
                 held.append(read[-1])
         return held
 
