@@ -21,7 +21,11 @@ fastest round counts. CER and WER as `vlground eval ocr` computes them (whitespa
 space). Tesseract runs with OMP_THREAD_LIMIT=1, the engines with one onnxruntime thread.
 
     python benchmarks/bench_ocr_peers.py           # prints one JSON line; N=24 images per set
-    N=8 ROUNDS=1 SETS=pages python benchmarks/bench_ocr_peers.py    # fewer images, one round, some sets"""
+    N=8 ROUNDS=1 SETS=pages python benchmarks/bench_ocr_peers.py    # fewer images, one round, some sets
+    TOOLS=vlground,vlground_float python benchmarks/bench_ocr_peers.py  # without the bare engine (slow)
+
+`vlground` is the default engine (int8 recognizer, `vlground.ocr.int8`); `vlground_float` the same
+with the float recognizer rapidocr ships, to show what int8 changes in the same run."""
 from __future__ import annotations
 
 import json
@@ -47,6 +51,7 @@ from bench_ocr_documents import build as build_pages  # noqa: E402
 N = int(os.environ.get("N", "24"))
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
 SETS = os.environ.get("SETS", "quality,heldout,turned,pages").split(",")
+TOOLS = os.environ.get("TOOLS", "vlground,vlground_float,bare_engine").split(",")  # Tesseract always, where installed
 ROOT = Path(__file__).resolve().parent.parent
 TEST_FONTS = [None] + font_files(ROOT / "tests" / "fonts")
 SYSTEM_FONTS = Path("/usr/share/fonts/truetype")
@@ -106,15 +111,18 @@ def main() -> None:
             folders[name].mkdir()
             for i, (image, _) in enumerate(images):
                 image.save(folders[name] / f"{i}.png")
-        engine = built_in_engine(threads=1)
+        engine, float_engine = built_in_engine(threads=1), built_in_engine(threads=1, int8=False)
         tools = {
             "vlground": lambda name, images: [engine.read_one(image).text for image, _ in images],
+            "vlground_float": lambda name, images: [float_engine.read_one(image).text for image, _ in images],
             "bare_engine": lambda name, images: [" ".join(p.text for p in engine.detect(image)) for image, _ in images],
         }
         if tesseract:
             psm = {"quality": 11, "heldout": 11, "turned": 1, "pages": 3}  # sparse text; orientation; a page
             tools["tesseract"] = lambda name, images: _tesseract(images, folders[name], psm[name])
-        engine.read_one(next(iter(sets.values()))[0][0])  # models loaded, first-run costs paid
+        tools = {name: tool for name, tool in tools.items() if name in TOOLS or name == "tesseract"}
+        for warm in (engine, float_engine):
+            warm.read_one(next(iter(sets.values()))[0][0])  # models loaded, first-run costs paid
         load_before = os.getloadavg()
         seconds = {(tool, name): float("inf") for tool in tools for name in sets}
         texts = {}
@@ -128,7 +136,7 @@ def main() -> None:
                     print(f"round {round_ + 1} {name} {tool}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
         load_after = os.getloadavg()
     report = {"images_per_set": {name: len(images) for name, images in sets.items()}, "rounds": ROUNDS,
-              "heldout_fonts": fonts, "cpu_count": os.cpu_count(),
+              "heldout_fonts": fonts, "cpu_count": os.cpu_count(), "recognizer": engine.recognizer_precision,
               "load_average_before": [round(v, 2) for v in load_before], "load_average_after": [round(v, 2) for v in load_after],
               "tesseract": subprocess.run(["tesseract", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
               if tesseract else "not installed (apt-get install tesseract-ocr): only vlground and the bare engine were run"}

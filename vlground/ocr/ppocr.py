@@ -34,6 +34,7 @@ from vlground.core.results import Detection
 from vlground.ocr import orientation
 from vlground.ocr.confusions import fix_confusions
 from vlground.ocr.engine import EngineUnavailableError, PageText
+from vlground.ocr.int8 import int8_model
 from vlground.ocr.layout import LAYOUTS, Piece, assemble_lines
 from vlground.ocr.reading import Networks, PageReader, detect_lines
 
@@ -88,12 +89,14 @@ class BuiltInEngine:
 class PPOCRv6(BuiltInEngine):
     """rapidocr 3.x: PP-OCRv6 small detection and recognition (and the v2 angle classifier, loaded
     for the bare engine's own pipeline with `angle_cls`), every model path given explicitly so that
-    rapidocr never reaches for its downloader. Its recognizer writes word spaces itself."""
+    rapidocr never reaches for its downloader. Its recognizer writes word spaces itself. vlground
+    runs the recognizer with most of its convolutions in int8 (`vlground.ocr.int8`; `int8=False`:
+    the float model, as rapidocr ships it); `recognizer_precision` says which runs."""
 
     name = PPOCR
     modules = ("rapidocr", "onnxruntime")
 
-    def __init__(self, threads: int | None = None, angle_cls: bool = False) -> None:
+    def __init__(self, threads: int | None = None, angle_cls: bool = False, int8: bool = True) -> None:
         models = self.check_available()
         from rapidocr import RapidOCR
 
@@ -110,9 +113,12 @@ class PPOCRv6(BuiltInEngine):
             for stage in ("_load_det_model", "_load_cls_model", "_load_rec_model"):
                 getattr(self._ocr, stage, lambda: None)()
             detector, recognizer = self._ocr.text_det, self._ocr.text_rec
+            quantised = int8_model(models["Rec"]) if int8 else None
+            self.recognizer_precision = "int8" if quantised else "float32"
             self._nets = Networks(detector=detector.session, boxes=detector.postprocess_op,
                                   mean=np.asarray(detector.mean, dtype=np.float32), std=np.asarray(detector.std, dtype=np.float32),
-                                  recognizer=recognizer.session, classes=recognizer.postprocess_op.character)
+                                  recognizer=_session(quantised, threads) if quantised else recognizer.session,
+                                  classes=recognizer.postprocess_op.character)
         except Exception as error:
             raise EngineUnavailableError(
                 f"rapidocr's bundled models could not be loaded ({type(error).__name__}: {error}); "
@@ -186,15 +192,17 @@ def is_built_in(name: str) -> bool:
 
 
 def built_in_engine(name: str = PPOCR, threads: int | None = None, angle_cls: bool = False,
-                    layout: str = "auto") -> BuiltInEngine:
+                    layout: str = "auto", int8: bool = True) -> BuiltInEngine:
     """The built-in engine called `name` (EngineUnavailableError when its package is missing);
     `angle_cls` reads each line both ways up too (see the module's docstring); `layout` is how its
-    pages are cut into lines (`vlground.ocr.layout.LAYOUTS`)."""
+    pages are cut into lines (`vlground.ocr.layout.LAYOUTS`); `int8=False` runs ppocr's recognizer
+    in float32 (see `PPOCRv6`)."""
     if name not in BUILT_IN_ENGINES:
         raise ValueError(f"no built-in OCR engine {name!r}; built in: {', '.join(BUILT_IN_ENGINES)}")
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; layouts: {', '.join(LAYOUTS)}")
-    engine = BUILT_IN_ENGINES[name](threads=threads, angle_cls=angle_cls)
+    engine = (PPOCRv6(threads=threads, angle_cls=angle_cls, int8=int8) if name == PPOCR
+              else BUILT_IN_ENGINES[name](threads=threads, angle_cls=angle_cls))
     engine.layout = layout
     return engine
 
@@ -209,6 +217,21 @@ class EngineSpec:
 
     def build(self, threads: int | None = None) -> BuiltInEngine:
         return built_in_engine(self.name, threads=threads, angle_cls=self.angle_cls, layout=self.layout)
+
+
+def _session(model: Path, threads: int | None):
+    """An onnxruntime session on `model` as rapidocr makes its own (all graph optimisations,
+    `threads` intra-op threads), called as rapidocr's are: batch in, first output out."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda batch: session.run(None, {name: batch})[0]
 
 
 def _require(module: str, advice: str) -> None:

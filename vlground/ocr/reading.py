@@ -7,7 +7,8 @@ is detected at its own size, shrunk only when its long side passes DETECT_SIDE (
 9 pt table is still 15 px high at 1280 px; at 960 px the cells of a scanned table ran together and
 it was read column by column), and detected again at a finer
 scale only when the boxes it found are too small for the detector to have found them all. The
-recognizer reads crops a batch at a time, grouped by width so that little is padded; its output
+recognizer reads each crop at its own width (batched only with crops of the same width, so
+nothing is padded); its output
 columns say where along the crop each character sits, which gives the characters' places without
 the per-character box fitting rapidocr does afterwards."""
 from __future__ import annotations
@@ -33,6 +34,8 @@ MIN_SIDE = 32
 # The recognizer's input height, and how many crops it reads in one run.
 REC_HEIGHT = 48
 REC_BATCH = 8
+# The narrowest input (pixels): a glyph or two still gets a few output columns.
+REC_MIN_WIDTH = 32
 # Lines read below this confidence are dropped, as rapidocr drops them (noise read as text).
 MIN_LINE_SCORE = 0.5
 
@@ -105,31 +108,27 @@ class Reading:
 
 
 def recognize(nets: Networks, crops: Sequence[np.ndarray]) -> list[Reading]:
-    """Each crop read, in the order given; crops of similar width share a batch."""
-    ratios = [crop.shape[1] / max(crop.shape[0], 1) for crop in crops]
-    order = np.argsort(ratios, kind="stable")
+    """Each crop read, in the order given, as if read alone: scaled to the recognizer's height
+    (its width to the next multiple of 8) and batched only with crops of the same input width, so
+    that nothing is padded: on one core the recognizer's time grows with its input's width
+    whatever the batch size (padding was 20% of it on the quality images), and padding would
+    change what its attention layers see."""
+    widths = [max(REC_MIN_WIDTH, -(-math.ceil(REC_HEIGHT * crop.shape[1] / max(crop.shape[0], 1)) // 8) * 8) for crop in crops]
     readings: list[Reading | None] = [None] * len(crops)
-    for start in range(0, len(order), REC_BATCH):
-        group = order[start : start + REC_BATCH]
-        width = max(REC_HEIGHT * 4, math.ceil(REC_HEIGHT * max(ratios[i] for i in group)))
-        width = -(-width // 8) * 8
-        batch = np.zeros((len(group), 3, REC_HEIGHT, width), dtype=np.float32)
-        used = []
-        for row, index in enumerate(group):
-            resized_width = min(width, max(1, math.ceil(REC_HEIGHT * ratios[index])))
-            resized = cv2.resize(crops[index], (resized_width, REC_HEIGHT), interpolation=cv2.INTER_LINEAR)
-            batch[row, :, :, :resized_width] = resized.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1.0
-            used.append(resized_width)
-        probabilities = nets.recognizer(batch)
-        for row, index in enumerate(group):
-            readings[index] = _decode(probabilities[row], nets.classes, used[row] / width)
+    for width in sorted(set(widths)):
+        same = [index for index, w in enumerate(widths) if w == width]
+        for start in range(0, len(same), REC_BATCH):
+            group = same[start : start + REC_BATCH]
+            batch = np.stack([cv2.resize(crops[index], (width, REC_HEIGHT), interpolation=cv2.INTER_LINEAR) for index in group])
+            probabilities = nets.recognizer(np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32) / 127.5 - 1.0)
+            for row, index in enumerate(group):
+                readings[index] = _decode(probabilities[row], nets.classes)
     return readings
 
 
-def _decode(probabilities: np.ndarray, classes: Sequence[str], filled: float) -> Reading:
+def _decode(probabilities: np.ndarray, classes: Sequence[str]) -> Reading:
     """CTC decoding of one line: the best class per column, repeats merged, blanks dropped; a
-    character sits at the middle of its run of columns. `filled` is the fraction of the input
-    width the crop took (the rest is padding)."""
+    character sits at the middle of its run of columns."""
     best = probabilities.argmax(axis=1)
     confidence = probabilities.max(axis=1)
     steps = len(best)
@@ -141,7 +140,7 @@ def _decode(probabilities: np.ndarray, classes: Sequence[str], filled: float) ->
     columns = np.arange(steps, dtype=np.float64)
     counts = np.bincount(run[kept], minlength=int(starts.sum()))
     middles = np.bincount(run[kept], weights=columns[kept], minlength=len(counts)) / np.maximum(counts, 1)
-    places = np.clip((middles + 0.5) / (steps * max(filled, 1e-6)), 0.0, 1.0)
+    places = np.clip((middles + 0.5) / steps, 0.0, 1.0)
     text = "".join(classes[i] if i < len(classes) else "" for i in best[starts])
     return Reading(text, float(confidence[starts].mean()), places)
 
@@ -184,15 +183,20 @@ class PageReader:
         direction (a table set sideways on an upright page) read each way across, whichever reads
         more confidently, and with `each_line_both_ways` every box read upside down too (lines
         turned on their own); unsure readings dropped."""
-        out = []
-        for index, quad in enumerate(self.quads):
+        turns_of = []
+        for quad in self.quads:
             width, height = orientation.box_sides(upright_corners(quad, rotation))
             turns = [rotation]
             if height >= orientation.ELONGATED * max(width, 1.0):
                 turns = [(rotation + 90) % 360, (rotation + 270) % 360]
             if self.each_line_both_ways:
                 turns += [(turn + 180) % 360 for turn in turns]
-            best = max(((self.read([index], turn)[0], turn) for turn in turns), key=lambda pair: pair[0].score)
+            turns_of.append(turns)
+        for turn in orientation.ROTATIONS:  # the boxes read together (batched), not one run per box
+            self.read([i for i, turns in enumerate(turns_of) if turn in turns], turn)
+        out = []
+        for index, quad in enumerate(self.quads):
+            best = max(((self.read([index], turn)[0], turn) for turn in turns_of[index]), key=lambda pair: pair[0].score)
             if best[0].score >= MIN_LINE_SCORE and best[0].text.strip():
                 out.append(piece(quad, best[1], best[0]))
         return out
