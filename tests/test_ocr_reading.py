@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vlground.ocr import int8
 from vlground.ocr.int8 import int8_model
 from vlground.ocr.ppocr import PPOCRv6, built_in_engine
 from vlground.ocr.reading import recognize
@@ -53,3 +54,15 @@ def test_ranges_measured_on_another_model_are_not_used(caplog):
     with caplog.at_level(logging.INFO, logger="vlground.ocr.int8"):
         assert int8_model(PPOCRv6.check_available()["Det"]) is None
     assert "not the model the ranges were measured on" in caplog.text
+
+
+def test_a_damaged_cached_int8_model_falls_back_to_float_and_is_built_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(int8, "CACHE", tmp_path)
+    model = PPOCRv6.check_available()["Rec"]
+    built = int8_model(model)
+    built.write_bytes(b"not a model")
+    engine = built_in_engine(threads=1)
+    assert engine.recognizer_precision == "float32"
+    assert engine.read_one(render(Document("sign", [[[("Fresh Coffee", "center")]]]), Style(size=36))).text == "Fresh Coffee"
+    assert not built.exists()  # removed, so that the next engine builds it again
+    assert int8_model(model) == built and built_in_engine(threads=1).recognizer_precision == "int8"

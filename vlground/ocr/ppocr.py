@@ -21,6 +21,7 @@ the more confident reading kept, for pages with lines turned on their own."""
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -90,7 +91,7 @@ class PPOCRv6(BuiltInEngine):
     """rapidocr 3.x: PP-OCRv6 small detection and recognition (and the v2 angle classifier, loaded
     for the bare engine's own pipeline with `angle_cls`), every model path given explicitly so that
     rapidocr never reaches for its downloader. Its recognizer writes word spaces itself. vlground
-    runs the recognizer with most of its convolutions in int8 (`vlground.ocr.int8`; `int8=False`:
+    runs the recognizer with half of its convolutions in int8 (`vlground.ocr.int8`; `int8=False`:
     the float model, as rapidocr ships it); `recognizer_precision` says which runs."""
 
     name = PPOCR
@@ -113,12 +114,11 @@ class PPOCRv6(BuiltInEngine):
             for stage in ("_load_det_model", "_load_cls_model", "_load_rec_model"):
                 getattr(self._ocr, stage, lambda: None)()
             detector, recognizer = self._ocr.text_det, self._ocr.text_rec
-            quantised = int8_model(models["Rec"]) if int8 else None
+            quantised = _int8_session(models["Rec"], threads) if int8 else None
             self.recognizer_precision = "int8" if quantised else "float32"
             self._nets = Networks(detector=detector.session, boxes=detector.postprocess_op,
                                   mean=np.asarray(detector.mean, dtype=np.float32), std=np.asarray(detector.std, dtype=np.float32),
-                                  recognizer=_session(quantised, threads) if quantised else recognizer.session,
-                                  classes=recognizer.postprocess_op.character)
+                                  recognizer=quantised or recognizer.session, classes=recognizer.postprocess_op.character)
         except Exception as error:
             raise EngineUnavailableError(
                 f"rapidocr's bundled models could not be loaded ({type(error).__name__}: {error}); "
@@ -219,17 +219,27 @@ class EngineSpec:
         return built_in_engine(self.name, threads=threads, angle_cls=self.angle_cls, layout=self.layout)
 
 
-def _session(model: Path, threads: int | None):
-    """An onnxruntime session on `model` as rapidocr makes its own (all graph optimisations,
-    `threads` intra-op threads), called as rapidocr's are: batch in, first output out."""
+def _int8_session(model: Path, threads: int | None):
+    """The int8 recognizer (`vlground.ocr.int8`) in an onnxruntime session made as rapidocr makes
+    its own (all graph optimisations, `threads` intra-op threads) and called as rapidocr's are
+    (batch in, first output out); None where it cannot be had (a damaged cached file included:
+    it is removed, to be built again next time), and the float recognizer runs."""
     import onnxruntime
 
+    built = int8_model(model)
+    if built is None:
+        return None
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads is not None:
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+    try:
+        session = onnxruntime.InferenceSession(str(built), options, providers=["CPUExecutionProvider"])
+    except Exception as error:
+        logging.getLogger(__name__).warning("the cached int8 recognizer %s did not load (%s); using the float one", built, error)
+        built.unlink(missing_ok=True)
+        return None
     name = session.get_inputs()[0].name
     return lambda batch: session.run(None, {name: batch})[0]
 
