@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -254,23 +255,15 @@ def run_refcoco_bench(
     (`vlground.eval.report.write_report`) there. `settings`: how the model was loaded, as far as it
     changes answers (see `BenchRun`); the generation options are added. `command`: how the run was
     started, shown in the report (the CLI gives its command line)."""
-    generation = generation or GenerationOptions()
-    run = run or RunOptions()
-    out = Path(out)
-    samples = list(samples)[:limit] if limit is not None else list(samples)
-    root = Path(image_root) if image_root is not None else _gt_folder(gt_name)
-    worker = RefcocoWorker(model_name, load or LoadOptions(), generation, root, loaded=model)
-    records, answered = answer_all(worker, samples, [s.sent for s in samples], "sent", out, model_name=model_name, gt_name=gt_name,
-                                   run=run, settings=settings)
-    family = model.family if model is not None else get_family(model_name)
-    scores = score_refcoco(samples, records, protocol, family, problems=problems)
-    if html_report is not None:
-        from vlground.eval.report import write_report
-
-        write_report(html_report, scores, image_root=root, context={"command": command or "vlground bench refcoco", "model": model_name, "gt": gt_name})
+    samples = list(samples)[:limit]
+    worker = partial(RefcocoWorker, model_name, load or LoadOptions(), generation or GenerationOptions(), loaded=model)
+    scores, records, answered = _answer_and_score(
+        worker, samples, "sent", out, image_root=image_root, model=model, model_name=model_name, gt_name=gt_name, run=run,
+        settings=settings, score=lambda records, family: score_refcoco(samples, records, protocol, family, problems=problems),
+        html_report=html_report, command=command or "vlground bench refcoco")
     rows = scores.rows(records)
-    return _report(model_name, gt_name, scores, records, rows, out, worst=[rows[i] for i in np.argsort(scores.ious, kind="stable")[:worst]],
-                   answered=answered)
+    return _report(model_name, gt_name, scores, records, rows, Path(out),
+                   worst=[rows[i] for i in np.argsort(scores.ious, kind="stable")[:worst]], answered=answered)
 
 
 def run_screenspot_bench(
@@ -299,24 +292,34 @@ def run_screenspot_bench(
     click. Everything else as `run_refcoco_bench`: the files written, resuming, the executors."""
     from vlground.eval.screenspot import score_screenspot
 
-    generation = generation or GenerationOptions()
-    run = run or RunOptions()
-    out = Path(out)
-    targets = list(targets)[:limit] if limit is not None else list(targets)
+    targets = list(targets)[:limit]
+    worker = partial(ScreenspotWorker, model_name, load or LoadOptions(), generation or GenerationOptions(), loaded=model, style=style)
+    scores, records, answered = _answer_and_score(
+        worker, targets, "instruction", out, image_root=image_root, model=model, model_name=model_name, gt_name=gt_name, run=run,
+        settings={**(settings or {}), "style": style},
+        score=lambda records, family: score_screenspot(targets, records, "family", family, problems=problems),
+        html_report=html_report, command=command or "vlground bench screenspot")
+    rows = scores.rows(records)
+    unanswered = [i for i, s in enumerate(scores.status) if s not in ("correct", "wrong")]
+    return _report(model_name, gt_name, scores, records, rows, Path(out),
+                   worst=[rows[i] for i in (scores.worst_misses(worst) + unanswered)[:worst]], answered=answered)
+
+
+def _answer_and_score(worker, items: list, field: str, out: str | Path, *, image_root: str | Path | None, model, model_name: str,
+                      gt_name: str, run: RunOptions | None, settings: dict | None, score, html_report: str | Path | None,
+                      command: str):
+    """What every bench shares: answer the items not yet in `out` (`worker(root)` makes the
+    benchmark's worker for the images under `root`), score all of them with `score(records,
+    family)`, and write the HTML report where asked; returns (scores, records, answered)."""
     root = Path(image_root) if image_root is not None else _gt_folder(gt_name)
-    worker = ScreenspotWorker(model_name, load or LoadOptions(), generation, root, loaded=model, style=style)
-    records, answered = answer_all(worker, targets, [t.instruction for t in targets], "instruction", out, model_name=model_name,
-                                   gt_name=gt_name, run=run, settings={**(settings or {}), "style": style})
-    family = model.family if model is not None else get_family(model_name)
-    scores = score_screenspot(targets, records, "family", family, problems=problems)
+    records, answered = answer_all(worker(root), items, [getattr(item, field) for item in items], field, out, model_name=model_name,
+                                   gt_name=gt_name, run=run or RunOptions(), settings=settings)
+    scores = score(records, model.family if model is not None else get_family(model_name))
     if html_report is not None:
         from vlground.eval.report import write_report
 
-        write_report(html_report, scores, image_root=root, context={"command": command or "vlground bench screenspot", "model": model_name, "gt": gt_name})
-    rows = scores.rows(records)
-    unanswered = [i for i, s in enumerate(scores.status) if s not in ("correct", "wrong")]
-    return _report(model_name, gt_name, scores, records, rows, out, worst=[rows[i] for i in (scores.worst_misses(worst) + unanswered)[:worst]],
-                   answered=answered)
+        write_report(html_report, scores, image_root=root, context={"command": command, "model": model_name, "gt": gt_name})
+    return scores, records, answered
 
 
 def answer_all(worker: ModelWorker, items: Sequence, texts: Sequence[str], field: str, out: str | Path, *, model_name: str,
