@@ -17,6 +17,7 @@ nothing, so answers of boxes cost nothing more. Every pattern reads a bounded st
 a literal marker, so the whole pass is linear in the answer's length."""
 from __future__ import annotations
 
+import json
 import re
 
 from vlground.grammar import json_items
@@ -99,4 +100,4 @@ def format_call(coords, tool: str = "computer_use", action: str = "left_click") 
     """A function call clicking at `coords` (x, y in the model's frame, integers), laid out as Qwen's
     cookbooks show the models answering: the call's JSON on its own line between the tags."""
     call = {"name": tool, "arguments": {"action": action, "coordinate": [int(round(v)) for v in coords]}}
-    return f"{TOOL_OPEN}\n{json_items.json.dumps(call, ensure_ascii=False)}\n{TOOL_CLOSE}"
+    return f"{TOOL_OPEN}\n{json.dumps(call, ensure_ascii=False)}\n{TOOL_CLOSE}"
