@@ -41,12 +41,13 @@ def int8_model(model: Path) -> Path | None:
     """The int8 version of the recognizer `model` (built once and cached), or None where it cannot
     be built here (the reason logged): the caller then runs the float model."""
     try:
-        ranges = json.loads(RANGES.read_text())
+        shipped = RANGES.read_bytes()
+        ranges = json.loads(shipped)
         digest = hashlib.sha256(model.read_bytes()).hexdigest()
         if ranges["model_sha256"] != digest:
             log.info("no int8 recognizer: %s is not the model the ranges were measured on", model.name)
             return None
-        recipe = f"{digest} {FIRST} {LAST} {OPSET} {RANGES.read_bytes().hex()} {importlib.metadata.version('onnxruntime')}"
+        recipe = f"{digest} {FIRST} {LAST} {OPSET} {shipped.hex()} {importlib.metadata.version('onnxruntime')}"
         key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
         target = CACHE / f"{model.stem}.int8.{key}.onnx"
         if not target.is_file():
