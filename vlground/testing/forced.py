@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from unittest import mock
 
 import torch
 
@@ -126,11 +127,8 @@ def _force_transformers(backend, answers: Answers) -> Iterator[None]:
         kwargs["logits_processor"] = LogitsProcessorList([forcing, *kwargs.get("logits_processor", [])])
         return original(*args, **kwargs)
 
-    model.generate = generate
-    try:
+    with mock.patch.object(model, "generate", generate):  # restores what was there, a test's own patch included
         yield
-    finally:
-        del model.generate
 
 
 @contextmanager
@@ -150,11 +148,8 @@ def _force_native(backend, answers: Answers) -> Iterator[None]:
         step, state["step"] = state["step"], state["step"] + 1
         return _one_hot_scores(scores, [t[min(step, len(t) - 1)] for t in state["targets"]])
 
-    backend._decode, model.logits = forced_decode, forced_logits
-    try:
+    with mock.patch.object(backend, "_decode", forced_decode), mock.patch.object(model, "logits", forced_logits):
         yield
-    finally:
-        del backend._decode, model.logits
 
 
 class ForcedWorker:
