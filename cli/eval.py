@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -40,17 +42,26 @@ def _warn(summary: dict) -> None:
         typer.echo(f"warning: {summary['invalid']} inputs refused and not scored (first: {named}); --strict makes them errors", err=True)
 
 
-def _run_benchmark(benchmark, gt: Path, pred: Path, rows_path: Optional[Path], report: Optional[Path], as_json: bool, strict: bool,
-                   options: dict, image_root: Optional[Path] = None) -> None:
+@contextmanager
+def _refused() -> Iterator[None]:
+    """How an evaluation's refusal ends a command: inputs that leave nothing to score are a run that
+    gave no number (exit status 1); any other refused input or option is a usage error (exit 2)."""
     from vlground.eval.errors import EvalInputError, NothingToScore
-    from vlground.io.sink import atomic_write_records
 
     try:
-        scores = benchmark.evaluate(gt, pred, strict=strict, **options)
+        yield
     except NothingToScore as error:
         fail(str(error), code=1)
     except EvalInputError as error:
         fail(str(error))
+
+
+def _run_benchmark(benchmark, gt: Path, pred: Path, rows_path: Optional[Path], report: Optional[Path], as_json: bool, strict: bool,
+                   options: dict, image_root: Optional[Path] = None) -> None:
+    from vlground.io.sink import atomic_write_records
+
+    with _refused():
+        scores = benchmark.evaluate(gt, pred, strict=strict, **options)
     summary = scores.summary()
     _warn(summary)
     if rows_path is not None:
@@ -188,19 +199,14 @@ def bench_refcoco(
     as_json: AS_JSON = False,
 ) -> None:
     """Ground every expression with MODEL, then score; an interrupted run resumes from --out."""
-    from vlground.eval.errors import EvalInputError, NothingToScore
     from vlground.eval.inputs import InputProblems
     from vlground.eval.refcoco import RefCOCOScores, get_protocol, load_samples
     from vlground.jobs.bench import run_refcoco_bench
 
     problems = InputProblems(strict=strict)
-    try:
+    with _refused():
         get_protocol(protocol)
         samples = load_samples(gt, dataset=dataset, split_by=split_by, split=split, keep_images=True, problems=problems)
-    except NothingToScore as error:
-        fail(str(error), code=1)
-    except (EvalInputError, ValueError) as error:  # ValueError: an option refusing a value
-        fail(str(error))
     answer_settings = _answer_settings(load)
 
     def start(model_in_process):
@@ -233,7 +239,6 @@ def bench_screenspot(
 ) -> None:
     """Ask MODEL where to click for every instruction, then score as the official scripts do; an interrupted run resumes from --out."""
     from vlground.eval.benchmark import require_items
-    from vlground.eval.errors import EvalInputError, NothingToScore
     from vlground.eval.inputs import InputProblems
     from vlground.eval.screenspot import ScreenSpotScores, load_screenspot
     from vlground.jobs.bench import run_screenspot_bench
@@ -241,12 +246,8 @@ def bench_screenspot(
     if style not in ("plain", "tool_call"):
         fail(f"--style is {style!r}; give plain or tool_call")
     problems = InputProblems(strict=strict)
-    try:
+    with _refused():
         targets = require_items(load_screenspot(gt, problems=problems, image_root=image_root), gt, problems, "targets")
-    except NothingToScore as error:
-        fail(str(error), code=1)
-    except (EvalInputError, ValueError) as error:  # ValueError: an option refusing a value
-        fail(str(error))
     answer_settings = {**_answer_settings(load), "style": style}
 
     def start(model_in_process):
@@ -268,23 +269,18 @@ def _bench(name: str, items: str, describe, start, *, model: str, gt: Path, out:
            as_json: bool) -> None:
     """What every bench command does around its job (`start(model or None)`): refuse a resume with
     other settings before the model loads, load it here for an in-process run, then report."""
-    from vlground.eval.errors import EvalInputError
     from vlground.jobs.bench import bench_run, check_run
     from vlground.jobs.isolation import WorkerSetupError
 
     if not run.overwrite:
-        try:  # a resume with other settings is refused before the model loads
+        with _refused():  # a resume with other settings is refused before the model loads
             check_run(Path(out), bench_run(model, str(gt), answer_settings, generation.max_new_tokens, generation.thinking,
                                            generation.max_thinking_tokens))
-        except EvalInputError as error:
-            fail(str(error))
     model_in_process = _model(model, load) if run.ray is None and (run.workers or 1) == 1 else None
     started = time.monotonic()
     try:
-        with reported(WorkerSetupError, ValueError):
+        with reported(WorkerSetupError, ValueError), _refused():
             outcome = start(model_in_process)
-    except EvalInputError as error:
-        fail(str(error))
     except OSError as error:  # the output folder or the report cannot be written
         fail(f"{error.filename or out}: cannot write ({error.strerror or error})")
     _warn(outcome)

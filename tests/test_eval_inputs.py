@@ -150,6 +150,15 @@ def test_a_run_over_zero_samples_is_exit_1_for_every_benchmark(app, tmp_path):
     ):
         result = run(app, "eval", *args, "--pred", pred)
         assert result.exit_code == 1 and message in result.stderr and result.stdout == "", result.output
+    # the bench commands share the rule (and give it before any model loads: this model does not exist)
+    screens = tmp_path / "screenspot_mobile.json"
+    screens.write_text("[]")
+    for args, message in (
+        (("refcoco", "--gt", refcoco, "--split", "testB"), "no samples to score with split 'testB'"),
+        (("screenspot", "--gt", screens), "no targets to score"),
+    ):
+        result = run(app, "bench", *args, "--model", tmp_path / "no-model", "--out", tmp_path / "out")
+        assert result.exit_code == 1 and message in result.stderr and result.stdout == "", result.output
 
 
 def test_ocr_reads_the_txt_files_vlground_ocr_writes(app, tmp_path):
