@@ -85,10 +85,8 @@ def _inputs(names: list[str], recursive: bool, printing: bool, own: list):
     """The expanded sources (the run's `own` outputs left out of folders and patterns), and whether
     this is the one-image form (one file, URL or -, printed): its unreadable image is an argument
     error. Exit status 1 with a warning when nothing is readable."""
-    from vlground.core.extras import require_for_inputs
     from vlground.io.sources import expand
 
-    require_for_inputs(names)
     sources = expand(names, recursive=recursive, exclude=own)
     single = (printing and len(names) == 1 and len(sources.items) == 1
               and not os.path.isdir(names[0]) and not glob.has_magic(names[0]))

@@ -33,7 +33,7 @@ def one_line(message: str) -> str:
 def _library_errors() -> tuple[type[BaseException], ...]:
     """The library's exception types whose messages are written for the user."""
     from vlground.core.device import DeviceUnavailableError
-    from vlground.core.extras import MissingExtraError
+    from vlground.extras import MissingExtraError
     from vlground.core.families import UnknownFamilyError
     from vlground.core.options import OptionsError
     from vlground.io.images import ImageLoadError

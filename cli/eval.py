@@ -298,7 +298,7 @@ def _bench(name: str, items: str, describe, start, *, model: str, gt: Path, out:
 def _model(model: str, load):
     """The model, loaded here so that a model that cannot load fails before any sample is read."""
     import vlground
-    from vlground.core.extras import MissingExtraError
+    from vlground.extras import MissingExtraError
     from vlground.core.families import UnknownFamilyError
 
     try:

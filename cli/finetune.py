@@ -26,7 +26,7 @@ def finetune(
     merge: Annotated[bool, typer.Option("--merge", help="Also write a full checkpoint with the adapter merged, in OUT/merged.")] = False,
 ) -> None:
     """Train a LoRA adapter; progress with the loss goes to stderr, the adapter is saved every epoch."""
-    from vlground.core.extras import MissingExtraError
+    from vlground.extras import MissingExtraError
     from vlground.training.finetune import FinetuneOptions, finetune as run
 
     if not Path(model).is_dir():

@@ -25,7 +25,7 @@ from vlground.cli.errors import fail
 
 def _checked_device(value: str) -> str:
     from vlground.core.device import DeviceUnavailableError, check_device
-    from vlground.core.extras import MissingExtraError
+    from vlground.extras import MissingExtraError
 
     try:
         return check_device(value)
@@ -57,7 +57,7 @@ def _checked_ray(value: Optional[str]) -> Optional[str]:
     """A --ray that cannot work (Ray not installed, nothing listening there) fails before any output exists."""
     if value is None:
         return None
-    from vlground.core.extras import MissingExtraError
+    from vlground.extras import MissingExtraError
     from vlground.jobs.ray_pool import RayUnreachableError, check_address
 
     try:

@@ -17,7 +17,7 @@ from typer.core import TyperArgument, TyperGroup
 from vlground import __version__
 from vlground.cli import convert, detect, eval, finetune, label, ocr, parse, point, tiny
 from vlground.cli.verbosity import quiet_libraries, verbose_option
-from vlground.core.extras import MissingExtraError
+from vlground.extras import MissingExtraError
 
 
 _KINDS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH"}

@@ -18,7 +18,7 @@ def tiny_model(
     answer_budget: Annotated[int, typer.Option(min=1, help="Default answer length in tokens of the models loaded from it.")] = TRIAL_BUDGET,
 ) -> None:
     """Write a tiny random-weight checkpoint of FAMILY to OUT, to try the model commands without weights."""
-    from vlground.core.extras import require
+    from vlground.extras import require
     from vlground.core.families import get_family
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

@@ -132,10 +132,10 @@ def test_a_ray_address_where_nothing_listens_is_one_line_soon_and_leaves_no_outp
 
 
 def test_ray_not_installed_is_an_install_hint_and_leaves_no_output(photo, tmp_path, monkeypatch):
-    import vlground.core.extras
+    import vlground.extras
 
-    real = vlground.core.extras.missing
-    monkeypatch.setattr(vlground.core.extras, "missing", lambda extra, *m: ["ray"] if extra == "ray" else real(extra, *m))
+    real = vlground.extras.missing
+    monkeypatch.setattr(vlground.extras, "missing", lambda extra, *m: ["ray"] if extra == "ray" else real(extra, *m))
     res = runner.invoke(app, ["ocr", str(photo), "--out", str(tmp_path / "o.jsonl"), "--ray", "local"])
     assert "pip install 'vlground[ray]'" in _one_line_error(res) and os.listdir(tmp_path) == []
 

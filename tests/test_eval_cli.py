@@ -8,7 +8,7 @@ import typer
 from typer.testing import CliRunner
 
 from vlground.cli.eval import register
-from vlground.core.extras import missing
+from vlground.extras import missing
 
 
 @pytest.fixture(scope="module")

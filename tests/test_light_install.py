@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from vlground.core.extras import EXTRAS
+from vlground.extras import EXTRAS
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 ABSENT = sorted({*EXTRAS["models"], *EXTRAS["ray"], *EXTRAS["supervision"], *EXTRAS["arrow"], "peft", "torchvision",
@@ -76,6 +76,20 @@ def test_a_command_that_needs_an_extra_names_its_install_in_one_line(tmp_path, a
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.startswith("error: ") and f"pip install 'vlground[{extra}]'" in out.stderr
+
+
+def test_the_one_input_expander_and_loader_name_the_arrow_extra(tmp_path):
+    # every command expands its inputs through io.sources.expand: the check lives there, once
+    code = ("from vlground.io.sources import Source, expand, load\n"
+            "for call in (lambda: expand(['.', 's3://bucket/scans']), lambda: load(Source('gs://bucket/a.png'))):\n"
+            "    try:\n"
+            "        call()\n"
+            "    except ImportError as error:\n"
+            "        print(error)\n")
+    out = run_light(code, tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["reading s3:// and other pyarrow URIs needs pyarrow, which this install leaves out: "
+                                       "pip install 'vlground[arrow]'"] * 2
 
 
 def test_to_supervision_names_its_extra_in_one_line(tmp_path):

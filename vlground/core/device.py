@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from vlground.core.extras import require
+from vlground.extras import require
 
 _DEVICE = re.compile(r"^(cpu|cuda|mps)(?::(\d+))?$")
 

@@ -128,7 +128,7 @@ class Record:
     def to_supervision(self) -> sv.Detections:
         """`supervision.Detections` of what was found (empty for an error record); see
         `Result.to_supervision`."""
-        from vlground.core.extras import require
+        from vlground.extras import require
 
         require("supervision", "to_supervision()")
         import supervision as sv

@@ -195,7 +195,7 @@ class Result:
         """`supervision.Detections` with `xyxy` (quads and points as their bounding boxes) and the
         class names, texts and kinds in `data` ("class_name", "text", "kind"). A detection without a
         label is named by what it is: "text" for an OCR line, else "object"."""
-        from vlground.core.extras import require
+        from vlground.extras import require
 
         require("supervision", "to_supervision()")
         import supervision as sv

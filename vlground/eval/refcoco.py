@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlground.core.extras import missing
+from vlground.extras import missing
 from vlground.core.families import Family, UnknownFamilyError, get_family
 from vlground.eval.benchmark import Benchmark, Option, require_items
 from vlground.eval.boxes import THRESHOLDS, accuracy_at, centre_hit, iou

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlground.core.extras import require
+from vlground.extras import require
 from vlground.eval.errors import GroundTruthError
 from vlground.eval.inputs import (
     InputProblems,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from vlground.core.extras import missing
+from vlground.extras import missing
 from vlground.eval.vqa_normalize import (
     ARTICLES,
     CONTRACTIONS,

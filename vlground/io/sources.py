@@ -36,6 +36,7 @@ from typing import BinaryIO, Iterable
 
 from PIL import Image
 
+from vlground.extras import require
 from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, load_image
 from vlground.io.sink import OutputIsInputError, escape_path
 
@@ -246,11 +247,19 @@ def expand(paths: Iterable[str], recursive: bool = False, *, stdin: BinaryIO | N
     `-` reads (default: this process's standard input); `extra_suffixes` (".pdf") are taken from
     folders besides the image suffixes, for a caller that reads more than images; `exclude`: the
     run's own output files and folders, never taken from a folder or a pattern (a run resumed on a
-    folder holding its exports would read them as inputs, and their exports, and so on)."""
+    folder holding its exports would read them as inputs, and their exports, and so on). A pyarrow
+    URI without pyarrow installed is MissingExtraError, before any input is read."""
+    paths = [os.fspath(arg) for arg in paths]
+    if any(is_pyarrow_uri(path) for path in paths):
+        _require_arrow()
     expansion = _Expansion(recursive, stdin, extra_suffixes, exclude)
     for arg in paths:
-        expansion.argument(os.fspath(arg))
+        expansion.argument(arg)
     return expansion.found
+
+
+def _require_arrow() -> None:
+    require("arrow", "reading s3:// and other pyarrow URIs")
 
 
 def _read_stdin(stream: BinaryIO | None) -> tuple[str | None, bytes | None]:
@@ -402,6 +411,7 @@ def load(source: Source, *, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
 
 def _read_uri(uri: str) -> bytes:
     """The bytes of a file behind a pyarrow URI; ImageLoadError naming it when it cannot be read."""
+    _require_arrow()
     import pyarrow.fs as pafs
 
     try:

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vlground.core.extras import require_for_inputs
 from vlground.core.records import read_records, record_key
 from vlground.datasets import COCO_FILE, FORMATS, YOLO_YAML, DatasetStats, yolo_names
 from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS
@@ -85,7 +84,6 @@ def run_label(paths: Iterable[str], out: str | Path, options: LabelOptions) -> L
     own = [records, f"{records}.lock"] + ([] if options.format == "jsonl" else
                                           [out / COCO_FILE, out / YOLO_YAML, out / "images", out / "labels"])
     paths = list(paths)
-    require_for_inputs(paths)
     sources = expand(paths, options.recursive, exclude=own)
     sources.check_output(records)
     # a dataset names its images by path: an image read from stdin has none

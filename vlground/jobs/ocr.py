@@ -17,7 +17,6 @@ from typing import Any
 
 from PIL import Image
 
-from vlground.core.extras import require_for_inputs
 from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
 from vlground.jobs.executors import InProcess, executor_for
 from vlground.jobs.loop import Record, RunOptions, Task, pending, run_tasks
@@ -133,7 +132,6 @@ class PageWorker:
 def expand_inputs(paths: list[str], recursive: bool = False, exclude: Iterable = ()) -> Sources:
     """`vlground.io.sources.expand`, with the PDFs of walked folders taken as inputs too; `exclude`: the
     run's own output and export folders."""
-    require_for_inputs(paths)
     return expand(paths, recursive=recursive, extra_suffixes={".pdf"}, exclude=exclude)
 
 

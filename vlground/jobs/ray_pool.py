@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from vlground.core.extras import require
+from vlground.extras import require
 from vlground.jobs.isolation import Outcome, WorkerSetupError, failure, isolated
 from vlground.jobs.loop import Worker
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from vlground.core.extras import require
+from vlground.extras import require
 from vlground.core.families import Family, UnknownFamilyError, get_family
 from vlground.core.options import LoadOptions, OptionsError, with_overrides
 from vlground.models.base import Backend

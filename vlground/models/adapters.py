@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from vlground.core.extras import require
+from vlground.extras import require
 from vlground.core.families import Family
 
 ADAPTER_INFO = "vlground_finetune.json"  # base model, family and pixels the adapter was trained for

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from vlground.core.extras import require
+from vlground.extras import require
 from vlground.core.families import EMPTY_REASONING, Family, get_family
 from vlground.models.adapters import ADAPTER_INFO
 from vlground.training.convert import ConvertError, read_metadata, training_turns

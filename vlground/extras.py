@@ -6,7 +6,6 @@ an ImportError from deep inside."""
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterable
 
 # extra -> the modules it brings that vlground imports (checked by import name, without importing)
 EXTRAS = {
@@ -37,11 +36,3 @@ def require(extra: str, feature: str, *modules: str) -> None:
         raise MissingExtraError(
             f"{feature} needs {', '.join(absent)}, which this install leaves out: pip install 'vlground[{extra}]'")
 
-
-def require_for_inputs(paths: Iterable[str]) -> None:
-    """Inputs behind pyarrow URIs (s3://, gs://, hdfs://) need the arrow extra; said before any
-    input is read or model loaded."""
-    from vlground.io.sources import is_pyarrow_uri
-
-    if any(is_pyarrow_uri(path) for path in paths):
-        require("arrow", "reading s3:// and other pyarrow URIs")
