@@ -183,3 +183,49 @@ def test_the_option_check_finds_a_wrong_flag_and_a_wrong_command():
     assert "--max-pixel" in _check_options(["detect", "a.jpg", "car", "--max-pixel", "5"])
     assert "no command" in _check_options(["detcet", "a.jpg", "car"])
     assert _vlground_commands("cat x | vlground parse - -f qwen-vl  # a comment\necho '--x'") == [["parse", "-", "-f", "qwen-vl"]]
+
+
+def _architecture_tree() -> dict[str, str]:
+    """docs/architecture.md's package tree: each top-level entry (`jobs/`, `tasks.py`) with its text."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    block = text[text.index("```\nvlground/\n") + 4:]
+    block = block[:block.index("```")]
+    entries: dict[str, str] = {}
+    name = None
+    for line in block.splitlines()[1:]:
+        if re.match(r"  \S", line):
+            name = line.split()[0].rstrip(",")
+            entries[name] = ""
+        if name is not None:
+            entries[name] += " " + line
+    return entries
+
+
+def _package_tree() -> dict[str, set[str]]:
+    """The installed layout: each entry under vlground/ (cli/ is vlground.cli) with the modules in it."""
+    tree: dict[str, set[str]] = {}
+    for base, prefix in ((ROOT / "vlground", ""), (ROOT / "cli", "cli/")):
+        for path in sorted(base.rglob("*.py")):
+            parts = path.relative_to(base).parts
+            if not prefix and len(parts) == 1:
+                tree.setdefault(parts[0], set())
+            else:
+                entry = prefix or parts[0] + "/"
+                tree.setdefault(entry, set())
+                if path.stem != "__init__":
+                    tree[entry].add(path.stem)
+                tree[entry].update(part for part in parts[1 if not prefix else 0:-1])  # a subpackage: its name too
+    return tree
+
+
+def test_the_architecture_page_names_every_module_of_the_package():
+    """docs/architecture.md's tree is the real one: every package and module under vlground/ (and cli/) is
+    named in its entry, and the page names nothing that is not there."""
+    page, tree = _architecture_tree(), _package_tree()
+    for entry, modules in tree.items():
+        assert entry in page, f"docs/architecture.md does not list {entry}"
+        words = set(re.findall(r"[a-z_0-9]+", page[entry]))
+        missing = sorted(module for module in modules if module not in words)
+        assert not missing, f"docs/architecture.md's {entry} does not name {missing}"
+    gone = [entry for entry in page if entry.endswith((".py", "/")) and entry not in tree and not (ROOT / "vlground" / entry).exists()]
+    assert not gone, f"docs/architecture.md lists {gone}, which the package does not have"
