@@ -92,6 +92,8 @@ def test_eval_ocr_json(app, tmp_path):
         (("eval", "refcoco", "--gt", "{tmp}/nope.jsonl", "--pred", "{tmp}/p.jsonl"), "no such file"),
         (("eval", "refcoco", "--gt", "{tmp}/gt.jsonl", "--pred", "{tmp}/p.jsonl", "--protocol", "vlmevalkit"), "unknown RefCOCO protocol"),
         (("eval", "refcoco", "--gt", "{tmp}/gt.jsonl", "--pred", "{tmp}/p.jsonl"), "--family"),
+        (("eval", "refcoco", "--gt", "{tmp}/gt.jsonl", "--pred", "{tmp}/p.jsonl", "-f", "qwen9-vl"), "qwen9-vl"),
+        (("eval", "screenspot", "--gt", "{tmp}/screenspot_web.json", "--pred", "{tmp}/p.jsonl", "-f", "qwen9-vl"), "qwen9-vl"),
         (("eval", "textvqa", "--gt", "{tmp}/gt.jsonl", "--pred", "{tmp}/p.jsonl"), "not TextVQA ground truth"),
         (("eval", "docvqa", "--gt", "{tmp}/gt.jsonl", "--pred", "{tmp}/missing.json"), "cannot read predictions"),
         (("bench", "refcoco", "--model", "Acme/NotAQwen", "--gt", "{tmp}/gt.jsonl", "--out", "{tmp}/bench"),
@@ -101,6 +103,8 @@ def test_eval_ocr_json(app, tmp_path):
 def test_failures_are_one_line_on_stderr_with_exit_2(app, tmp_path, args, message):
     write_lines(tmp_path / "gt.jsonl", [{"image": "a.jpg", "sent": "x", "bbox": [0, 0, 5, 5], "width": 10, "height": 10}])
     write_lines(tmp_path / "p.jsonl", [{"text": "(1,1),(2,2)"}])
+    (tmp_path / "screenspot_web.json").write_text(json.dumps(
+        [{"img_filename": "a.png", "bbox": [1, 1, 5, 5], "instruction": "x", "data_type": "icon", "data_source": "shop"}]))
     result = run(app, *(a.format(tmp=tmp_path) for a in args))
     assert result.exit_code == 2
     assert message in result.stderr and "Traceback" not in result.output

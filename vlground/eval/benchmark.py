@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vlground.eval.errors import NothingToScore, PredictionFileError
+from vlground.core.families import UnknownFamilyError
+from vlground.eval.errors import EvalInputError, NothingToScore, PredictionFileError
 from vlground.eval.inputs import InputProblems
 from vlground.eval.predictions import read_predictions
 from vlground.eval.scores import Scores
@@ -55,7 +56,7 @@ class Benchmark:
         """Score the prediction file `pred` against the ground truth `gt`. Without `strict`, refused
         inputs are counted and named in the summary; with it, the first one is an error, as are
         malformed prediction lines and repeated prediction ids. Raises NothingToScore when there is
-        no ground-truth item or no prediction."""
+        no ground-truth item or no prediction, EvalInputError for any other input it refuses."""
         predictions = read_predictions(pred)
         if not predictions.records:
             raise NothingToScore(f"{pred}: no predictions in this file; nothing to score")
@@ -66,8 +67,11 @@ class Benchmark:
         load_options = {k: v for k, v in options.items() if k in loader}
         selection = {k: v for k, v in load_options.items() if k != "image_root"}  # what chose the items, not where images are
         items = require_items(self.load(Path(gt), problems=problems, **load_options), Path(gt), problems, self.items, selection)
-        scores = self.score(items, predictions.records, malformed=len(predictions.malformed), problems=problems,
-                            **{k: v for k, v in options.items() if k not in loader})
+        try:
+            scores = self.score(items, predictions.records, malformed=len(predictions.malformed), problems=problems,
+                                **{k: v for k, v in options.items() if k not in loader})
+        except UnknownFamilyError as error:  # a --family the registry does not know is an input like the others
+            raise EvalInputError(str(error)) from None
         if strict and scores.alignment.duplicates:
             raise PredictionFileError(f"{pred}: {scores.alignment.duplicates} predictions repeat an id already answered")
         return scores

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from vlground.extras import missing
-from vlground.core.families import Family, UnknownFamilyError, get_family
+from vlground.core.families import Family, get_family
 from vlground.eval.benchmark import Benchmark, Option, require_items
 from vlground.eval.boxes import THRESHOLDS, accuracy_at, centre_hit, iou
 from vlground.eval.errors import EvalInputError, GroundTruthError
@@ -461,10 +461,7 @@ def score_reference_run(
     counted = None
     if (reference_gpus, reference_batch_size) != (1, 1):
         counted = reference_run_kept(len(samples), reference_gpus, reference_batch_size)
-    try:
-        return score_refcoco(samples, records, protocol, family, malformed=malformed, counted=counted, problems=problems)
-    except UnknownFamilyError as error:
-        raise EvalInputError(str(error)) from None
+    return score_refcoco(samples, records, protocol, family, malformed=malformed, counted=counted, problems=problems)
 
 
 BENCHMARK = Benchmark(

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vlground.core.families import Family, UnknownFamilyError, get_family
+from vlground.core.families import Family, get_family
 from vlground.eval.benchmark import Benchmark, Option
 from vlground.eval.errors import EvalInputError, GroundTruthError
 from vlground.eval.inputs import InputProblems, InvalidValue, gt_box, identifier, image_side, json_value, number, repeated_id, text, xywh_box
@@ -472,15 +472,6 @@ def score_screenspot(
                             alignment=alignment, malformed=malformed, problems=problems)
 
 
-def score(targets: Sequence[ScreenTarget], records: Sequence[dict], *, protocol: str = "family", family: str | None = None,
-          malformed: int = 0, problems: InputProblems | None = None) -> ScreenSpotScores:
-    """`score_screenspot` as `vlground eval screenspot` calls it: an unknown family is an input error."""
-    try:
-        return score_screenspot(targets, records, protocol, family, malformed=malformed, problems=problems)
-    except UnknownFamilyError as error:
-        raise EvalInputError(str(error)) from None
-
-
 BENCHMARK = Benchmark(
     name="screenspot",
     items="targets",
@@ -492,7 +483,7 @@ BENCHMARK = Benchmark(
     draws_images=True,
     loads_images=True,
     load=load_screenspot,
-    score=score,
+    score=score_screenspot,
     options=(
         Option("protocol", "family", "family (default: the family's grammar and frame) or seeclick (SeeClick's screenspot_test.py)."),
         Option("family", None, "Model family or hub id whose grammar reads the text (protocol family).", flags=("--family", "-f")),
