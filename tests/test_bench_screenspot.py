@@ -158,22 +158,23 @@ def test_a_tiny_checkpoint_asked_in_both_styles_resumes_after_ctrl_c(tmp_path, t
         assert rows[0]["click"] == pytest.approx([63 / 252 * 260, 42 / 168 * 180]) and rows[2]["status"] == "wrong"
 
 
-def test_a_qwen3_tool_call_told_999_is_scored_on_999(tmp_path, tiny_checkpoint):
-    """Qwen3-VL's tool-call prompt says the screen is 999x999: x 999 is the screenshot's right edge."""
+def test_a_qwen3_tool_call_is_scored_on_the_screen_it_was_told(tmp_path, tiny_checkpoint):
+    """Qwen3-VL's computer-use prompt says the screen is 1000x1000: 250 is x 65.0 on a 260-wide
+    screenshot, inside a box that ends at 65.03 (read on 999 it would be 65.07, outside)."""
     import vlground
     from vlground.testing.forced import forced_answers
 
     Image.new("RGB", (260, 180), "white").save(tmp_path / "screen.png")
     gt = tmp_path / "screenspot_web.json"
-    gt.write_text(json.dumps([{"img_filename": "screen.png", "bbox": [259.9, 0, 0.1, 180], "instruction": "the scroll bar",
+    gt.write_text(json.dumps([{"img_filename": "screen.png", "bbox": [64.9, 0, 0.13, 180], "instruction": "the divider",
                                "data_type": "icon", "data_source": "shop"}]))
     model = vlground.load_model(tiny_checkpoint("qwen3-vl"), device="cpu")
-    call = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [999, 500]}}\n</tool_call>'
-    with forced_answers(model.backend, lambda prompt: call):
+    call = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [250, 500]}}\n</tool_call>'
+    with forced_answers(model.backend, lambda prompt: call if "resolution is 1000x1000." in prompt else "no"):
         report = run_screenspot_bench(model, "tiny3", load_screenspot(gt), tmp_path / "out", gt_name=str(gt), style="tool_call",
                                       generation=GenerationOptions(max_new_tokens=200))
     line = json.loads((tmp_path / "out" / "predictions.jsonl").read_text())
-    assert line["scale"] == 999 and line["point"] == pytest.approx([260.0, 500 / 999 * 180])
+    assert "scale" not in line and line["point"] == pytest.approx([65.0, 90.0])
     assert report["correct"] == 1
 
 

@@ -127,9 +127,9 @@ def test_computer_use_records_hold_the_tool_and_a_call_in_the_family_frame(scree
     for (words, click, answer, system), (instruction, want) in zip(read, CLICKS, strict=True):
         assert words == instruction and "computer_use" in system
         assert '"action": "left_click"' in answer and answer.rstrip().endswith("</tool_call>")
-        assert np.allclose(click, want, atol=_unit(family, 999 if family != "qwen2.5-vl" else 1000)), (answer, click, want)
+        assert np.allclose(click, want, atol=_unit(family)), (answer, click, want)
     # the numbers themselves: Qwen2.5-VL's are pixels of its resized input (told to it in the
-    # system turn); Qwen3-VL's and later's are 0-999, the screen size their cookbook tells them
+    # system turn); Qwen3-VL's and later's are 0-1000, the screen size their computer-use cookbook tells them
     words, click, answer, system = read[1]
     coordinate = json.loads(answer.split("<tool_call>")[1].split("</tool_call>")[0])["arguments"]["coordinate"]
     if family == "qwen2.5-vl":
@@ -137,7 +137,7 @@ def test_computer_use_records_hold_the_tool_and_a_call_in_the_family_frame(scree
         assert f"resolution is {width}x{height}" in system
         assert coordinate == [round(940 * width / SCREEN[0]), round(300 * height / SCREEN[1])]
     else:
-        assert "999x999" in system and coordinate == [939, 900]  # 940 * 999 / 1000, 300 * 999 / 333
+        assert "1000x1000" in system and coordinate == [940, 901]  # 940 * 1000 / 1000, 300 * 1000 / 333 (not 939, 900 on 999)
 
 
 def test_computer_use_needs_a_system_turn_and_a_family_with_the_tool(screenspot, tmp_path):

@@ -57,12 +57,24 @@ def test_qwen25_tool_call_is_told_the_input_size_and_answers_in_it(tiny_checkpoi
     assert results[0].detections[0].attributes == {"tool": "computer_use", "action": "left_click", "point_from": "point"}
 
 
-def test_qwen3_tool_call_on_999_and_plain_on_1000(tiny_checkpoint, screenshot):
+def test_qwen3_tools_read_on_the_screen_their_cookbook_tells(tiny_checkpoint, screenshot):
+    """Qwen3-VL's computer-use cookbook tells the model 1000x1000, its mobile-agent cookbook 999x999; the plain
+    point prompt is on 1000. Each answer is read with the size its prompt told."""
     model = vlground.load_model(tiny_checkpoint("qwen3-vl"), device="cpu")
-    with forced_answers(model.backend, lambda p: _call(250, 250) if "999x999" in p else '{"point_2d": [250, 250]}'):
-        tool = model.point(screenshot, "the Submit button", style="tool_call", max_new_tokens=200)
+    told = []
+
+    def answer(prompt_text):
+        screen = re.search(r"The screen's resolution is (\d+)x\1\.", prompt_text)
+        told.append(screen and screen.group(1))
+        return _call(250, 250) if screen else '{"point_2d": [250, 250]}'
+
+    with forced_answers(model.backend, answer):
+        desktop = model.point(screenshot, "the Submit button", style="tool_call", max_new_tokens=200)
+        mobile = model.point(screenshot, "the Submit button", style="tool_call", tool="mobile_use", max_new_tokens=200)
         plain = model.point(screenshot, "the Submit button", max_new_tokens=60)
-    assert tool.detections[0].point == pytest.approx((250 / 999 * 260, 250 / 999 * 180))
+    assert told == ["1000", "999", None]
+    assert desktop.detections[0].point == pytest.approx(SUBMIT)
+    assert mobile.detections[0].point == pytest.approx((250 / 999 * 260, 250 / 999 * 180))
     assert plain.detections[0].point == pytest.approx(SUBMIT)
 
 
@@ -96,7 +108,10 @@ def test_point_prompts_per_family():
     assert tool.system.startswith("You are a helpful assistant.\n\n# Tools\n") and "resolution is 1092x2408." in tool.system
     assert tool.system.endswith('<tool_call>\n{"name": <function-name>, "arguments": <args-json-object>}\n</tool_call>')
     qwen3 = point_prompt("qwen3.5", "open the settings", style="tool_call")
-    assert qwen3.system.startswith("\n\n# Tools\n") and "resolution is 999x999." in qwen3.system and qwen3.scale == 999
+    assert qwen3.system.startswith("You are a helpful assistant.\n\n# Tools\n") and "resolution is 1000x1000." in qwen3.system
+    assert qwen3.scale == 1000
+    mobile = point_prompt("qwen3.5", "open the settings", style="tool_call", tool="mobile_use")
+    assert mobile.system.startswith("\n\n# Tools\n") and "resolution is 999x999." in mobile.system and mobile.scale == 999
     with pytest.raises(ValueError, match="qwen2-vl has no tool-call prompt"):
         point_prompt("qwen2-vl", "x", style="tool_call")
     with pytest.raises(ValueError, match="needs the model input size"):
@@ -132,7 +147,7 @@ def test_a_thinking_model_clicks_where_its_answer_says(tiny_checkpoint, screensh
     model = vlground.load_model(tiny_checkpoint("qwen3.5"), device="cpu")
     with forced_answers(model.backend, lambda p: with_reasoning(_call(250, 250), _call(900, 900))):
         result = model.point(screenshot, "the Submit button", style="tool_call", max_new_tokens=400)
-    assert result.detections[0].point == pytest.approx((250 / 999 * 260, 250 / 999 * 180))
+    assert result.detections[0].point == pytest.approx(SUBMIT)
     assert "900" in result.reasoning
 
 

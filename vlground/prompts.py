@@ -88,15 +88,14 @@ def point_prompt(family: str | Family, target: str, *, style: str = "plain", inp
     desktop tool Qwen's ScreenSpot numbers were measured with, or "mobile_use") is described in the
     system turn, with the screen size the cookbook writes there: for Qwen2.5-VL the model input's
     `input_size` (width, height; what smart_resize makes of the screenshot), for Qwen3-VL and
-    later 999x999 (its answers then read with scale 999)."""
+    later the size its cookbook writes: 1000x1000 for computer_use, 999x999 for mobile_use (answers
+    then read with that scale)."""
     if style not in POINT_STYLES:
         raise ValueError(f"unknown point style {style!r}; styles: {', '.join(POINT_STYLES)}")
     fam = get_family(family)
     if style == "plain":
         return build_prompt("point", fam, phrase=target, max_new_tokens=max_new_tokens)
-    entry = gui_tool(fam)
-    if tool not in entry["functions"]:
-        raise ValueError(f"unknown tool {tool!r}; tools: {', '.join(entry['functions'])}")
+    entry = gui_tool(fam, tool)
     if not (target or "").strip():
         raise ValueError("the point task needs a target: what to click")
     if entry["screen"] == "input":
@@ -127,12 +126,15 @@ def _gui_tools() -> dict:
     return json.loads((Path(__file__).parent / "gui_tools.json").read_text(encoding="utf-8"))
 
 
-def gui_tool(family: str | Family) -> dict:
-    """The GUI tools entry of gui_tools.json for `family` (its functions, screen size and scale); ValueError for a family whose
-    checkpoints were not trained on function calls."""
+def gui_tool(family: str | Family, tool: str = "computer_use") -> dict:
+    """The GUI tools entry of gui_tools.json for `family` (its functions) with the system turn, screen size and scale
+    `tool`'s own cookbook writes (Qwen3-VL's computer-use cookbook tells 1000x1000, its mobile-agent cookbook 999x999);
+    ValueError for an unknown tool, or a family whose checkpoints were not trained on function calls."""
     fam = get_family(family)
     for entry in _gui_tools().values():
         if isinstance(entry, dict) and fam.name in entry["families"]:
-            return entry
+            if tool not in entry["functions"]:
+                raise ValueError(f"unknown tool {tool!r}; tools: {', '.join(entry['functions'])}")
+            return {**entry, **entry.get("per_tool", {}).get(tool, {})}
     users = sorted(f for e in _gui_tools().values() if isinstance(e, dict) for f in e["families"])
     raise ValueError(f"{fam.name} has no tool-call prompt (families with one: {', '.join(users)}); use style 'plain'")

@@ -131,8 +131,8 @@ def format_click(
 ) -> str:
     """The answer `family` gives to a point prompt for a click at `point` (original-image pixels):
     style "plain" its own dialect (point_2d JSON; a pair in box tags for the tag dialects), style
-    "tool_call" a computer-use call (`vlground.grammar.gui.format_call`). `scale` as for parse (999
-    for Qwen3-VL's tool call, whose prompt gives the screen as 999x999). parse reads it back."""
+    "tool_call" a computer-use call (`vlground.grammar.gui.format_call`). `scale` as for parse (the
+    screen size a Qwen3-VL tool prompt gives: 1000, or 999 for the mobile-agent tool). parse reads it back."""
     if style not in CLICK_STYLES:
         raise ValueError(f"unknown click style {style!r}; styles: {', '.join(CLICK_STYLES)}")
     if style == "plain":

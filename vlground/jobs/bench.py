@@ -166,8 +166,8 @@ class ScreenspotWorker(ModelWorker):
         return [records[i] for i, _ in items]
 
     def _scale(self) -> float:
-        """The divisor the answers' 0-1000 coordinates are read with: 999 where the tool-call prompt
-        told the model its screen is 999 wide (`vlground.prompts.point_prompt`)."""
+        """The divisor the answers' 0-1000 coordinates are read with: the screen size the tool-call
+        prompt told the model (`vlground.prompts.point_prompt`; 1000 for the computer-use tool)."""
         from vlground.prompts import gui_tool
 
         return gui_tool(self.loaded.family)["scale"] if self.style == "tool_call" else 1000
