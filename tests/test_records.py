@@ -90,6 +90,13 @@ def test_records_convert_to_supervision_and_coco():
     detections = record.to_supervision()
     assert detections.xyxy.tolist() == [[4.0, 6.0, 30.0, 40.0]] and list(detections.data["class_name"]) == ["cat"]
     assert record.to_coco(image_id=7) == [{"image_id": 7, "category_id": 1, "bbox": [4.0, 6.0, 26.0, 34.0], "score": 1.0}]
+    assert detections.confidence is None  # a VLM's boxes have no score
+    # an OCR engine's lines keep their scores; a line without one takes the caller's
+    page = Record.from_dict(OCR_PAGE)
+    assert [e["score"] for e in page.to_coco(1, score=0.5)] == [0.9871, 0.5]
+    assert page.to_supervision().confidence is None
+    line = Record.from_dict({**OCR_PAGE, "lines": OCR_PAGE["lines"][:1]})
+    assert line.to_supervision().confidence.tolist() == pytest.approx([0.9871])
     failed = Record.failed("x.png", "unreadable", model="m")
     assert len(failed.to_supervision()) == 0 and failed.to_coco(1) == []
     with pytest.raises(ValueError, match="unreadable"):

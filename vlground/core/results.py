@@ -193,8 +193,9 @@ class Result:
 
     def to_supervision(self) -> sv.Detections:
         """`supervision.Detections` with `xyxy` (quads and points as their bounding boxes) and the
-        class names, texts and kinds in `data` ("class_name", "text", "kind"). A detection without a
-        label is named by what it is: "text" for an OCR line, else "object"."""
+        class names, texts and kinds in `data` ("class_name", "text", "kind"); `confidence` is the
+        detections' scores (an OCR engine's) when every one has a score, else None (a VLM gives none).
+        A detection without a label is named by what it is: "text" for an OCR line, else "object"."""
         from vlground.extras import require
 
         require("supervision", "to_supervision()")
@@ -205,8 +206,10 @@ class Result:
         xyxy = self.xyxy.astype(np.float32)
         labels = [class_name(d) for d in self.detections]
         names = sorted(set(labels))
+        scores = [d.score for d in self.detections]
         return sv.Detections(
             xyxy=xyxy,
+            confidence=None if None in scores else np.array(scores, dtype=np.float32),
             class_id=np.array([names.index(n) for n in labels], dtype=int),
             data={
                 "class_name": np.array(labels, dtype=object),
@@ -223,7 +226,8 @@ class Result:
         return [{"id": i, "name": name} for i, name in enumerate(sorted({class_name(d) for d in self.detections}), 1)]
 
     def to_coco(self, image_id: int, category_ids: dict[str, int] | None = None, score: float = 1.0) -> list[dict]:
-        """COCO result entries (`bbox` as x, y, w, h). Without `category_ids` the ids are those of
+        """COCO result entries (`bbox` as x, y, w, h; `score` each detection's own, `score` for one
+        without, as a VLM's boxes are). Without `category_ids` the ids are those of
         `coco_categories()`; with it, a class name it lacks is an error rather than a silently
         dropped entry. Pass the dataset's own ids when scoring against its ground truth."""
         if category_ids is None:
@@ -235,7 +239,8 @@ class Result:
         for d in self.detections:
             cat = category_ids[class_name(d)]
             x1, y1, x2, y2 = d.xyxy
-            out.append({"image_id": image_id, "category_id": cat, "bbox": [x1, y1, x2 - x1, y2 - y1], "score": score})
+            out.append({"image_id": image_id, "category_id": cat, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                        "score": score if d.score is None else d.score})
         return out
 
     def drawing(self) -> Drawing:
