@@ -8,6 +8,7 @@ import typer
 
 from vlground.cli.errors import fail
 from vlground.cli.flags import Device
+from vlground.extras import require
 
 
 def finetune(
@@ -27,10 +28,14 @@ def finetune(
 ) -> None:
     """Train a LoRA adapter; progress with the loss goes to stderr, the adapter is saved every epoch."""
     from vlground.extras import MissingExtraError
-    from vlground.training.finetune import FinetuneOptions, finetune as run
+    from vlground.training.finetune import FINETUNE_MODULES, FinetuneOptions, finetune as run
 
+    require("models", "fine-tuning", *FINETUNE_MODULES)  # before the folder: the download needs the extra too
     if not Path(model).is_dir():
-        fail(f"--model {model} is not a local checkpoint folder; download the checkpoint first")
+        hub_id = model.count("/") == 1 and not model.startswith((".", "/", "~")) and not Path(model).exists()
+        fail(f"--model {model} is not a local checkpoint folder; "
+             + (f"download it first (hf download {model} --local-dir {model.split('/')[1]}) and pass that folder"
+                if hub_id else "give the folder that holds its config.json and weights"))
     try:
         options = FinetuneOptions(epochs=epochs, lr=lr, lora_rank=lora_rank, batch_size=batch_size, seed=seed,
                                   min_pixels=min_pixels, max_pixels=max_pixels)

@@ -125,6 +125,8 @@ def test_the_command_fails_in_one_line(tiny_checkpoint, data, tmp_path):
     for args, words in [
         (["--model", str(tiny_checkpoint("qwen2.5-vl")), "--data", str(data["qwen3-vl"])], "converted for qwen3-vl"),
         (["--model", str(tmp_path / "nowhere"), "--data", str(data["qwen3-vl"])], "not a local checkpoint folder"),
+        (["--model", "Qwen/Qwen2.5-VL-3B-Instruct", "--data", str(data["qwen3-vl"])],
+         "download it first (hf download Qwen/Qwen2.5-VL-3B-Instruct --local-dir Qwen2.5-VL-3B-Instruct)"),
         (["--model", str(tiny_checkpoint("qwen3-vl")), "--data", str(tmp_path / "none.jsonl")], "convert the data with"),
     ]:
         done = subprocess.run([sys.executable, "-m", "vlground.cli.main", "finetune", *args, "--out", str(tmp_path / "o")],

@@ -62,6 +62,7 @@ def test_the_main_job_parse_and_eval_run_without_torch(tmp_path):
     (("ocr", "in", "--out", "text.jsonl", "--engine", "Qwen/Qwen2.5-VL-3B-Instruct"), "models"),
     (("ocr", "in", "--out", "text.jsonl", "--ray", "local"), "ray"),
     (("finetune", "--model", ".", "--data", "train.jsonl", "--out", "adapter"), "models"),
+    (("finetune", "--model", "Qwen/Qwen2.5-VL-3B-Instruct", "--data", "train.jsonl", "--out", "adapter"), "models"),
     (("ocr", "s3://bucket/scans", "--out", "text.jsonl"), "arrow"),
     (("detect", "gs://bucket/a.png", "a cat"), "arrow"),
     (("eval", "refcoco", "--gt", "in/val-00000-of-00001.parquet", "--pred", "in/preds.jsonl"), "arrow"),

@@ -25,6 +25,7 @@ from vlground.models.adapters import ADAPTER_INFO
 from vlground.training.convert import ConvertError, read_metadata, training_turns
 
 CHECKPOINT = "checkpoint"
+FINETUNE_MODULES = ("torch", "transformers", "peft")  # what training imports, of the models extra
 IGNORE = -100  # the label torch's cross-entropy skips
 TARGET_MODULES = r"(.*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj))|lm_head"
 
@@ -243,7 +244,7 @@ def finetune(
     `out` (see the module docstring); with `merge`, also a full checkpoint in out/merged. `device`
     "auto" trains on a GPU when there is one (base weights in bf16 there, fp32 on the CPU; the
     adapter's weights in fp32). Returns `out`."""
-    require("models", "fine-tuning", "torch", "transformers", "peft")
+    require("models", "fine-tuning", *FINETUNE_MODULES)
     import torch
 
     from vlground.models.hf import HFBackend
