@@ -139,18 +139,23 @@ def _actors_on(node: subprocess.Popen) -> list[int]:
 
 
 PROBE = ("import json, ray, sys; ray.init(address=sys.argv[1], logging_level='ERROR', log_to_driver=False); "
-         "print(json.dumps([[n['NodeManagerAddress'], [k for k in n['Resources'] if k.startswith('node_')]] "
+         "print('NODES', json.dumps([[n['NodeManagerAddress'], [k for k in n['Resources'] if k.startswith('node_')]] "
          "for n in ray.nodes() if n['Alive']]))")
 
 
 def _alive(netns: Namespace, address: str) -> dict[str, str]:
     """The cluster's live nodes: {name of the custom resource each joining node was started with
-    ("head" for the head): its address}."""
+    ("head" for the head): its address}; {} when the probe gave no answer, so a wait asks again.
+    Ray may print its own lines on stdout around the answer (a busy raylet's heartbeat warning),
+    so the answer is the line the probe marked."""
     try:
         done = netns.run(sys.executable, "-c", PROBE, address)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
         return {}
-    return {(names or ["head"])[0]: ip for ip, names in json.loads(done.stdout.strip().splitlines()[-1])}
+    answers = [line.removeprefix("NODES ") for line in done.stdout.splitlines() if line.startswith("NODES ")]
+    if not answers:
+        return {}
+    return {(names or ["head"])[0]: ip for ip, names in json.loads(answers[-1])}
 
 
 def _join(netns: Namespace, address: str, name: str) -> subprocess.Popen:
