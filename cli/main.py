@@ -16,7 +16,7 @@ from typer.core import TyperArgument, TyperGroup
 
 from vlground import __version__
 from vlground.cli import convert, detect, eval, finetune, label, ocr, parse, point, tiny
-from vlground.cli.verbosity import quiet_libraries, verbose_option
+from vlground.cli.verbosity import quiet_libraries, results_only_on_stdout, verbose_option
 from vlground.extras import MissingExtraError
 
 
@@ -129,7 +129,8 @@ for module in (parse, detect, point, ocr, label, eval, convert, finetune, tiny):
 
 
 def main() -> None:
-    app()
+    with results_only_on_stdout():
+        app()
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import warnings
-from typing import Annotated
+from contextlib import contextmanager
+from typing import Annotated, Iterator
 
 import typer
 from typer import _click as click
@@ -36,6 +38,42 @@ def quiet_libraries() -> None:
         if name not in os.environ:
             os.environ[name] = _set_here[name] = value
     warnings.simplefilter("ignore")
+
+
+class _ResultsStdout:
+    """Standard output that carries the command's results alone: what another thread writes there,
+    or anything once the command is over, goes to stderr. Ray's driver prints what its cluster
+    reports (a worker or node that died) to sys.stdout from a background thread, and the notes it
+    held back when the process exits; either would land among the JSONL records of `--out -`."""
+
+    def __init__(self, stdout) -> None:
+        self._stdout = stdout
+        self.over = False
+
+    def _stream(self):
+        return self._stdout if not self.over and threading.current_thread() is threading.main_thread() else sys.stderr
+
+    def write(self, text: str) -> int:
+        return self._stream().write(text)
+
+    def writelines(self, lines) -> None:
+        self._stream().writelines(lines)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stdout, name)
+
+
+@contextmanager
+def results_only_on_stdout() -> Iterator[None]:
+    """The command's stdout for its results alone (see `_ResultsStdout`), for the rest of the
+    process: set by the command's entry point, not for a notebook, which keeps its own streams."""
+    results = _ResultsStdout(sys.stdout)
+    sys.stdout = results
+    try:
+        yield
+    finally:
+        results.flush()
+        results.over = True
 
 
 def verbose() -> bool:

@@ -3,11 +3,15 @@ image nothing was found in (the summary counts them), nor the libraries' bars, a
 start-up lines; --verbose lets those through."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from vlground.ocr.synthetic import Document, Style, render
+
+FONT = str(Path(__file__).parent / "fonts" / "DejaVuSansCondensed-Bold.ttf")
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
@@ -52,6 +56,49 @@ def test_ray_start_up_lines_stay_off_stderr(tmp_path):
     assert out.returncode == 0, out.stderr
     lines = out.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("done 1, failed 0"), lines
+
+
+CRASHING_OCR = """
+import os, sys, time
+from vlground.cli import main
+from vlground.jobs import ocr
+
+class CrashingPages(ocr.PageWorker):  # defined here, so Ray ships it to the actors by value
+    def __call__(self, jobs):
+        if any("crash" in os.path.basename(job.source.location) for job in jobs):
+            os._exit(139)  # as a segfault in the engine would: Ray's driver prints a note on the death
+        return super().__call__(jobs)
+
+ocr.PageWorker = CrashingPages
+sys.argv = ["vlground", "ocr", sys.argv[1], "--ray", sys.argv[2], "--workers", "1", "--out", "-"]
+try:
+    main.main()
+except SystemExit as end:
+    status = end.code
+deadline = time.monotonic() + 60
+while "(raylet)" not in open(sys.argv[3]).read() + open(sys.argv[4]).read() and time.monotonic() < deadline:
+    time.sleep(0.2)  # the note comes from Ray's listener thread, or from Ray's exit (held back as a duplicate)
+sys.exit(status)
+"""
+
+
+def test_ray_s_notes_about_dead_workers_stay_out_of_the_records_on_stdout(ray_cluster, tmp_path):
+    """`--out -` on Ray with an input that kills its worker: stdout holds the records alone, and
+    Ray's note that a worker died goes to stderr, whether Ray prints it while the job runs or
+    when the process exits."""
+    folder = tmp_path / "signs"
+    folder.mkdir()
+    for name in ("a.png", "crash.png", "b.png"):
+        render(Document("sign", [[[("Gate", "center")]]]), Style(font=FONT, size=36)).save(folder / name)
+    out, err = tmp_path / "out", tmp_path / "err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        done = subprocess.run([sys.executable, "-c", CRASHING_OCR, str(folder), ray_cluster, str(out), str(err)],
+                              stdout=stdout, stderr=stderr, timeout=300)
+    assert done.returncode == 1, err.read_text()[-2000:]  # one input failed
+    assert "(raylet)" in out.read_text() + err.read_text(), "Ray printed no note about the dead worker: the test proves nothing"
+    records = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}  # records only
+    assert sorted(records) == ["a.png", "b.png", "crash.png"]
+    assert "died" in records["crash.png"]["error"] and records["a.png"]["text"] == "Gate"
 
 
 def test_tiny_model_prints_only_its_note(tmp_path):
