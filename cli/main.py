@@ -56,6 +56,8 @@ def _plain_help(command: click.Command, ctx: click.Context) -> click.Command:
         if isinstance(param, TyperArgument) or getattr(param, "is_flag", False):
             param.display_type_rich = lambda ctx: None
             param.show_default = False
+            if isinstance(param, TyperArgument) and param.metavar is None:  # FILE, as the usage lines of click and argparse
+                param.metavar = param.name.upper()
         elif param.metavar is None and not param.type_descriptor.is_choice:
             kind = param.display_type(None).strip("<>").removesuffix(" range")  # the range shows beside it
             kind = kind.removeprefix("list[").removesuffix("]")  # a repeatable option: the kind of one value

@@ -39,6 +39,16 @@ def test_value_options_show_their_kind_in_capitals():
     assert re.search(r"--query\s+TEXT", res.output) and "--no-resume" not in res.output
 
 
+def test_arguments_are_named_in_capitals_as_the_help_texts_name_them():
+    """`Usage: vlground tiny-model [OPTIONS] {FAMILY} {OUT}` under "Write ... of FAMILY to OUT", as click and
+    argparse name arguments; not `{family} {out}`."""
+    res = runner.invoke(app, ["tiny-model", "-h"], terminal_width=80)
+    assert "{FAMILY} {OUT}" in res.output and "of FAMILY to OUT" in res.output
+    assert re.search(r"^  FAMILY\s", res.output, re.M)
+    res = runner.invoke(app, ["ocr", "--out", "x.jsonl"])
+    assert res.exit_code == 2 and "Missing argument 'PATHS'" in res.output
+
+
 def test_version_long_and_short():
     for flag in ("--version", "-V"):
         res = runner.invoke(app, [flag])
