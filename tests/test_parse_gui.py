@@ -59,6 +59,13 @@ def test_arguments_as_a_json_string_and_calls_cut_off():
     assert parse(cut, "qwen3-vl", (1000, 1000)).detections[0].point == (100.0, 100.0)
     trailing = '<tool_call>{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [100, 100],},}</tool_call>'
     assert parse(trailing, "qwen3-vl", (1000, 1000)).detections[0].point == (100.0, 100.0)
+    # cut inside its JSON: the coordinate is read where it was written out whole, never a part of it
+    inside = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [100, 200]'
+    [click] = parse(inside, "qwen3-vl", (1000, 1000)).detections
+    assert click.point == (100.0, 200.0) and click.attributes == {"tool": "computer_use", "action": "left_click"}
+    assert parse(inside[:-2], "qwen3-vl", (1000, 1000)).detections == []  # "[100, 2": no click at y 2
+    closed = '<tool_call>{"name": "computer_use", "arguments": {"coordinate": [100, 200]</tool_call>'
+    assert parse(closed, "qwen3-vl", (1000, 1000)).detections == []  # ended, yet not JSON: skipped
 
 
 def test_several_calls_keep_their_order_and_calls_without_a_point_are_skipped():

@@ -34,6 +34,10 @@ _GELAB_ACTION = re.compile(r"action\s*:\s*(\w{1,40})")
 _ACTION_BEFORE = 400  # characters before a gelab point searched for its action
 _BARE = re.compile(rf"[`'\"]*\s*[(\[]\s*({NUMBER})\s*,\s*({NUMBER})\s*[)\]]\s*[`'\"]*\.?")
 _NUMBERS = re.compile(NUMBER)
+# a call the token limit cut inside its JSON: its coordinate, where written out to the closing bracket,
+# and the name and action strings written before it
+_CUT_COORDINATE = re.compile(rf'"coordinate"\s*:\s*\[\s*({NUMBER})\s*,\s*({NUMBER})\s*(?:,\s*({NUMBER})\s*,\s*({NUMBER})\s*)?\]')
+_CUT_STRING = re.compile(r'"(name|action)"\s*:\s*"(\w{1,40})"')
 
 
 def extract(text: str) -> Extraction:
@@ -73,13 +77,17 @@ def _tool_calls(text: str, found: Extraction) -> None:
             close = find(text, TOOL_CLOSE, start)
         following = find(text, TOOL_OPEN, start)
         end = min(e for e in (close, following, len(text)) if e >= 0)
-        _add_call(text[start:end], found)
+        _add_call(text[start:end], found, cut=end != close)
         at = following
 
 
-def _add_call(body: str, found: Extraction) -> None:
-    """The coordinate of one function call's JSON body, if it has one."""
+def _add_call(body: str, found: Extraction, cut: bool = False) -> None:
+    """The coordinate of one function call's JSON body, if it has one. A call `cut` off (no closer)
+    whose JSON never ends is read up to where it stops: its coordinate if written out whole."""
     objects, _ = json_items.objects(body.strip())
+    if cut and not objects:
+        _add_cut_call(body, found)
+        return
     for call in objects:
         if type(call) is not dict:
             continue
@@ -94,6 +102,15 @@ def _add_call(body: str, found: Extraction) -> None:
             continue
         attributes = {k: v for k, v in (("tool", call.get("name")), ("action", arguments.get("action"))) if type(v) is str}
         found.add(None, coords, attributes=attributes)
+
+
+def _add_cut_call(body: str, found: Extraction) -> None:
+    m = _CUT_COORDINATE.search(body)
+    if m is None:
+        return
+    named = dict(_CUT_STRING.findall(body, 0, m.start()))
+    attributes = {k: v for k, v in (("tool", named.get("name")), ("action", named.get("action"))) if v}
+    found.add(None, tuple(v for v in m.groups() if v is not None), attributes=attributes)
 
 
 def format_call(coords, tool: str = "computer_use", action: str = "left_click") -> str:
