@@ -52,6 +52,13 @@ def test_action_values_in_every_spelling():
     assert parse('left_double(start_box="(250,500)")', "qwen3-vl", (2000, 1000)).detections[0].attributes == {"action": "left_double"}
 
 
+def test_a_click_drafted_in_a_ui_tars_thought_is_not_the_action():
+    """UI-TARS writes its reasoning as "Thought: ..." and the action after "Action:" (its parser reads after the last one)."""
+    answer = "Thought: Last time click(start_box='(100,100)') missed the button.\nAction: click(start_box='(235,512)')"
+    for family in ("qwen2.5-vl", "qwen3-vl"):
+        assert [d.point for d in parse(answer, family, (1000, 1000), input_size=(1000, 1000)).detections] == [(235.0, 512.0)]
+
+
 def test_arguments_as_a_json_string_and_calls_cut_off():
     call = '<tool_call>{"name": "computer_use", "arguments": "{\\"action\\": \\"left_click\\", \\"coordinate\\": [100, 100]}"}</tool_call>'
     assert parse(call, "qwen3-vl", (1000, 1000)).detections[0].point == (100.0, 100.0)

@@ -5,7 +5,8 @@
   the mobile tool writes `"name": "mobile_use"` and `"action": "click"`.
 - UI-TARS-style actions of Qwen2-VL / Qwen2.5-VL fine-tunes: `click(start_box='(x,y)')`, the value
   also as `<|box_start|>(x,y)<|box_end|>`, `[x1, y1, x2, y2]` or `<point>x y</point>`, and the key
-  also `point=` / `start_point=`.
+  also `point=` / `start_point=`; read after the last `Action:` where there is one, as UI-TARS's own
+  parser does (the `Thought:` before it is reasoning).
 - `<|box_start|>(x,y)<|box_end|>` on its own (Qwen2-VL's box tokens around one point).
 - gelab-zero's tab-separated `action:CLICK\tpoint:x,y`, read after its `<THINK>...</THINK>` block.
 - a bare `(x, y)` or `[x, y]` that is the whole answer.
@@ -25,6 +26,7 @@ from vlground.grammar.items import NUMBER, Extraction, find
 
 TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
 GELAB_THINK_CLOSE = "</THINK>"  # gelab-zero's reasoning tag, upper case (the parser's reasoning split knows <think>)
+UITARS_ACTION = "Action:"  # UI-TARS writes "Thought: ..." (its reasoning) then "Action: click(...)"; its parser reads after the last
 _VALUE_LIMIT = 200  # characters of an action's quoted value read at most (no real value is longer)
 # name(key='value'): the action's name and the value of its first coordinate argument
 _ACTION = re.compile(rf"""([A-Za-z_]\w{{0,40}})\(\s*(?:start_box|start_point|point)\s*=\s*(['"])([^'"]{{0,{_VALUE_LIMIT}}})\2""")
@@ -47,7 +49,8 @@ def extract(text: str) -> Extraction:
     if TOOL_OPEN in text:
         _tool_calls(text, found)
     if not found and "=" in text:
-        for m in _ACTION.finditer(text):
+        after = text.rfind(UITARS_ACTION)  # a click drafted in the Thought before it is not the action
+        for m in _ACTION.finditer(text, after + len(UITARS_ACTION) if after >= 0 else 0):
             numbers = _NUMBERS.findall(m.group(3))
             if len(numbers) in (2, 4):
                 found.add(None, tuple(numbers), attributes={"action": m.group(1)})
