@@ -79,29 +79,25 @@ def test_a_command_that_needs_an_extra_names_its_install_in_one_line(tmp_path, a
     assert out.stderr.startswith("error: ") and f"pip install 'vlground[{extra}]'" in out.stderr
 
 
+def import_errors(setup: str, calls: list[str], cwd: Path) -> list[str]:
+    """The ImportError message each call (a Python expression) raises in the light install."""
+    code = setup + "".join(f"try:\n    {call}\nexcept ImportError as error:\n    print(error)\n" for call in calls)
+    out = run_light(code, cwd)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
 def test_the_one_input_expander_and_loader_name_the_arrow_extra(tmp_path):
     # every command expands its inputs through io.sources.expand: the check lives there, once
-    code = ("from vlground.io.sources import Source, expand, load\n"
-            "for call in (lambda: expand(['.', 's3://bucket/scans']), lambda: load(Source('gs://bucket/a.png'))):\n"
-            "    try:\n"
-            "        call()\n"
-            "    except ImportError as error:\n"
-            "        print(error)\n")
-    out = run_light(code, tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["reading s3:// and other pyarrow URIs needs pyarrow, which this install leaves out: "
-                                       "pip install 'vlground[arrow]'"] * 2
+    errors = import_errors("from vlground.io.sources import Source, expand, load\n",
+                           ["expand(['.', 's3://bucket/scans'])", "load(Source('gs://bucket/a.png'))"], tmp_path)
+    assert errors == ["reading s3:// and other pyarrow URIs needs pyarrow, which this install leaves out: "
+                      "pip install 'vlground[arrow]'"] * 2
 
 
 def test_to_supervision_names_its_extra_in_one_line(tmp_path):
-    code = ("from vlground import parse, Record\n"
-            "result = parse('<ref>a</ref><box>(0,0),(500,500)</box>', 'qwen-vl', (10, 10))\n"
-            "for convertible in (result, Record.from_dict({'path': 'a.png', 'engine': 'pp-ocr', 'width': 10, 'height': 10})):\n"
-            "    try:\n"
-            "        convertible.to_supervision()\n"
-            "    except ImportError as error:\n"
-            "        print(error)\n")
-    out = run_light(code, tmp_path)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["to_supervision() needs supervision, which this install leaves out: "
-                                       "pip install 'vlground[supervision]'"] * 2
+    errors = import_errors("from vlground import parse, Record\n",
+                           ["parse('<ref>a</ref><box>(0,0),(500,500)</box>', 'qwen-vl', (10, 10)).to_supervision()",
+                            "Record.from_dict({'path': 'a.png', 'engine': 'pp-ocr', 'width': 10, 'height': 10}).to_supervision()"],
+                           tmp_path)
+    assert errors == ["to_supervision() needs supervision, which this install leaves out: pip install 'vlground[supervision]'"] * 2
