@@ -229,3 +229,15 @@ def test_the_architecture_page_names_every_module_of_the_package():
         assert not missing, f"docs/architecture.md's {entry} does not name {missing}"
     gone = [entry for entry in page if entry.endswith((".py", "/")) and entry not in tree and not (ROOT / "vlground" / entry).exists()]
     assert not gone, f"docs/architecture.md lists {gone}, which the package does not have"
+
+
+def test_the_api_reference_covers_every_name_vlground_exports():
+    """docs/api.md renders each public name from the module `vlground` takes it from (`::: module.name`);
+    the one data name, FAMILIES, is described in words."""
+    import vlground
+
+    page = (ROOT / "docs" / "api.md").read_text(encoding="utf-8")
+    missing = [name for name in vlground.__all__
+               if f"::: {vlground._EXPORTS[name]}.{name}\n" not in page
+               and (callable(getattr(vlground, name)) or f"`vlground.{name}`" not in page)]
+    assert not missing, f"docs/api.md leaves out {missing}"
