@@ -241,3 +241,13 @@ def test_the_api_reference_covers_every_name_vlground_exports():
                if f"::: {vlground._EXPORTS[name]}.{name}\n" not in page
                and (callable(getattr(vlground, name)) or f"`vlground.{name}`" not in page)]
     assert not missing, f"docs/api.md leaves out {missing}"
+
+
+def test_the_readme_links_every_page_of_the_site():
+    """The README's links reach every page in mkdocs.yml's nav (the home page is the README's own text),
+    and every docs/ link in it names a page that exists."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    linked = set(re.findall(r"\]\(docs/([\w.-]+\.md)(?:#[\w-]*)?\)", readme))
+    nav = set(re.findall(r":\s*([\w.-]+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(encoding="utf-8"), re.M))
+    assert nav - {"index.md"} <= linked, f"README.md does not link {sorted(nav - {'index.md'} - linked)}"
+    assert all((ROOT / "docs" / page).is_file() for page in linked), sorted(p for p in linked if not (ROOT / "docs" / p).is_file())
