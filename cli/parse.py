@@ -91,6 +91,7 @@ def prompt(
     question: Annotated[Optional[str], typer.Option(help="Question (ask).")] = None,
     style: Annotated[str, typer.Option(help="point: plain, or tool_call (the computer-use tool in a system turn).")] = "plain",
     image_size: Annotated[Optional[str], typer.Option(help="point tool_call, Qwen2.5-VL: the screenshot WxH (the screen size told is its model input).")] = None,
+    tool: Annotated[str, typer.Option(help="point tool_call: computer_use (desktop) or mobile_use (the mobile-agent cookbook's tool).")] = "computer_use",
 ) -> None:
     """Print the prompt a family is asked a task with; a system turn, where there is one, first
     (under [system], the user turn under [user])."""
@@ -105,11 +106,13 @@ def prompt(
         fail(f"prompt {task} needs {flag}, e.g. vlground prompt {task} -f {family} {flag} {quote(example)}")
     if style != "plain" and task != "point":
         fail(f"--style is for the point task; prompt {task} has one style")
+    if tool != "computer_use" and style != "tool_call":
+        fail("--tool is for --style tool_call")
     try:
         if task == "point":
             fam = get_family(family)
             seen = model_input_size(fam, _size(image_size, "--image-size")) if image_size and fam.patch_size else None
-            built = point_prompt(fam, phrase, style=style, input_size=seen)
+            built = point_prompt(fam, phrase, style=style, input_size=seen, tool=tool)
         else:
             built = build_prompt(task.replace("-", "_"), family, phrase=phrase, categories=category, question=question)
     except (UnknownFamilyError, ValueError) as error:

@@ -87,6 +87,12 @@ def test_prompt_prints_the_point_prompts():
     assert missing.exit_code == 2 and "give --image-size WxH" in missing.stderr
     wrong = runner.invoke(app, ["prompt", "ground", "-f", "qwen2.5-vl", "--phrase", "x", "--style", "tool_call"])
     assert wrong.exit_code == 2 and "--style is for the point task" in wrong.stderr
+    # Qwen3-VL: each tool as its own cookbook frames it (computer use 1000x1000, mobile agent 999x999)
+    for tool, screen in (("computer_use", "1000x1000"), ("mobile_use", "999x999")):
+        told = runner.invoke(app, ["prompt", "point", "-f", "qwen3-vl", "--phrase", "x", "--style", "tool_call", "--tool", tool])
+        assert told.exit_code == 0 and f"The screen's resolution is {screen}." in told.stdout and f'"name": "{tool}"' in told.stdout
+    alone = runner.invoke(app, ["prompt", "point", "-f", "qwen3-vl", "--phrase", "x", "--tool", "mobile_use"])
+    assert alone.exit_code == 2 and "--tool is for --style tool_call" in alone.stderr
 
 
 def test_the_mobile_tool_reaches_the_prompt(tiny_checkpoint, screenshot):
