@@ -104,6 +104,15 @@ def test_a_folder_gives_one_record_per_image_and_resumes(served, photos, tmp_pat
     assert res.exit_code == 2 and "--resume" in res.stderr  # never appended to by accident
 
 
+def test_without_model_the_records_name_the_model_that_vlground_model_loads(served, photos, tmp_path, monkeypatch):
+    monkeypatch.setenv("VLGROUND_MODEL", served.url)
+    out = tmp_path / "boxes.jsonl"
+    res = runner.invoke(app, ["detect", str(photos / "cat1.png"), "the cat", "--out", str(out), "--served-model", QWEN25])
+    assert res.exit_code == 0, res.output
+    assert len(_asked(served)) == 1  # answered by the model the variable names
+    assert [r["model"] for r in _records(out)] == [served.url]
+
+
 def test_hostile_folders_give_error_records_and_the_rest_is_read(served, photos, tmp_path):
     (photos / "broken.png").unlink()
     with open(os.path.join(os.fsencode(photos), b"bad\xffname.png"), "wb") as handle:

@@ -7,7 +7,6 @@ was made on (`Result.image`). Answers are parsed in the frame the model really
 saw: for Qwen2.5-VL the input size comes from the processor's `image_grid_thw`, not from a guess."""
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from vlground.core.families import DEFAULT_MODEL, Family
+from vlground.core.families import Family, chosen_model
 from vlground.core.options import GenerationOptions, LoadOptions, with_overrides
 from vlground.core.results import Detection, Result
 from vlground.grammar import parse
@@ -222,5 +221,4 @@ def load_model(name_or_path: str | Path | None = None, options: LoadOptions | No
     `served_model` is its name there (default: the server's first model), and min/max_pixels must
     match the server's processor settings, since Qwen2.5-VL's boxes are read in the frame the server
     resized to."""
-    name = name_or_path or os.environ.get("VLGROUND_MODEL") or DEFAULT_MODEL
-    return Model(load_backend(name, with_overrides(LoadOptions, options, keywords)))
+    return Model(load_backend(chosen_model(name_or_path), with_overrides(LoadOptions, options, keywords)))

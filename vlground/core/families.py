@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,6 +218,12 @@ FAMILIES: dict[str, Family] = {
 }
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-4B-Instruct"
+
+
+def chosen_model(name: str | Path | None) -> str | Path:
+    """The model a command or `load_model` uses: `name` as given, else $VLGROUND_MODEL, else
+    DEFAULT_MODEL; what loads it and what its records name are the same."""
+    return name or os.environ.get("VLGROUND_MODEL") or DEFAULT_MODEL
 
 
 def _known() -> str:

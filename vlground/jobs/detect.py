@@ -23,6 +23,7 @@ from PIL import Image
 from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
 from vlground.jobs.executors import executor_for, model_call_size
 from vlground.jobs.loop import Record, RunOptions, Task, run_tasks
+from vlground.core.families import chosen_model
 from vlground.core.options import GenerationOptions, LoadOptions
 from vlground.jobs.progress import Summary
 from vlground.core.records import Record, record_key, with_abspath
@@ -48,13 +49,6 @@ class DetectJob:
     def __post_init__(self) -> None:
         if not self.queries or not all(q.strip() for q in self.queries):
             raise ValueError("give at least one query, none of them empty")
-
-
-def model_name(model: str | None) -> str:
-    """The name a record gives the model: as given, else $VLGROUND_MODEL, else the default model."""
-    from vlground.core.families import DEFAULT_MODEL
-
-    return model or os.environ.get("VLGROUND_MODEL") or DEFAULT_MODEL
 
 
 def merge_answers(queries: Sequence[str], answers: Sequence[Result], all_instances: bool) -> tuple[Result, list[str]]:
@@ -160,7 +154,7 @@ class DetectWorker:
 
     @property
     def name(self) -> str:
-        return model_name(self.model)
+        return str(chosen_model(self.model))
 
     def setup(self) -> None:
         if self.loaded is None:
