@@ -214,6 +214,78 @@ def test_hf_refill_keeps_rows_full_where_plain_batches_idle(hf, monkeypatch):
     assert stats.useful_tokens == stats.row_steps == sum(lengths)
 
 
+REFILL_FAMILIES = [name for name in TINY_FAMILIES if name not in NO_REFILL]
+
+
+@pytest.mark.parametrize("name", REFILL_FAMILIES)
+def test_hf_refill_logits_equal_one_at_a_time(hf, name, monkeypatch):
+    """Each row's logits at every step, not only its argmax, equal the model's own `generate` on the
+    request alone. A tiny random model's argmax barely depends on positions: rows given each other's
+    positions (a few dozen apart) still pick the same tokens, but not the same logits."""
+    from vlground.models.hf_refill import HFRows
+
+    backend = hf[name]
+    lengths = [3, 17, 6, 11, 2, 14, 8]
+    requests = varied_requests(name, images(7, seed=1), lengths)
+    seen: dict[int, list[torch.Tensor]] = {}
+    join, step = HFRows.join, HFRows.step
+
+    def joined(self, indices, prepared):
+        logits = join(self, indices, prepared)
+        for index, row in zip(indices, logits):
+            seen.setdefault(index, []).append(row.clone())
+        return logits
+
+    def stepped(self, tokens):
+        rows, logits = list(self.rows), step(self, tokens)
+        for index, row in zip(rows, logits):
+            seen[index].append(row.clone())
+        return logits
+
+    monkeypatch.setattr(HFRows, "join", joined)
+    monkeypatch.setattr(HFRows, "step", stepped)
+    options = GenerationOptions(batch_size=3, refill=True, min_new_tokens=PINNED, thinking="off")
+    backend.generate(requests, options)
+    assert sorted(seen) == list(range(len(requests)))
+    for index, (request, length) in enumerate(zip(requests, lengths)):
+        inputs, _ = backend._encode([request])
+        config = backend._generation_config(length, options)
+        with torch.inference_mode():
+            alone = backend.model.generate(**inputs, generation_config=config, output_logits=True, return_dict_in_generate=True)
+        assert len(seen[index]) == length, index
+        torch.testing.assert_close(torch.stack(seen[index]), torch.cat(alone.logits).float(), atol=1e-4, rtol=1e-4)
+
+
+def test_refill_keeps_the_prompt_tokens_in_flight_within_the_token_budget(hf, monkeypatch):
+    """With a token budget, the rows in flight never hold more prompt tokens than the budget (one
+    request dearer than it runs alone); without one they would here."""
+    from vlground.models.hf_refill import HFRows
+
+    backend = hf["qwen2.5-vl"]
+    requests = varied_requests("qwen2.5-vl", images(8, seed=10), [9, 2, 7, 4, 12, 3, 6, 5])
+    costs = backend._costs(requests, GenerationOptions(thinking="off"))
+    in_flight: list[list[int]] = []
+    join = HFRows.join
+
+    def joined(self, indices, prepared):
+        logits = join(self, indices, prepared)
+        in_flight.append(list(self.rows))
+        return logits
+
+    monkeypatch.setattr(HFRows, "join", joined)
+    budget = sorted(costs)[-1] + sorted(costs)[0]  # the dearest fits, but never with all of the rest
+    for token_budget in (None, budget):
+        in_flight.clear()
+        backend.generate(requests, GenerationOptions(batch_size=4, refill=True, token_budget=token_budget,
+                                                     min_new_tokens=PINNED, thinking="off"))
+        spent = [sum(costs[i] for i in rows) for rows in in_flight]
+        assert max(len(rows) for rows in in_flight) > 1  # rows did run together
+        if token_budget is None:
+            assert max(spent) > budget  # the workload would exceed it
+        else:
+            assert all(total <= budget for total, rows in zip(spent, in_flight) if len(rows) > 1), (spent, budget)
+
+
 def test_hf_refill_applies_the_checkpoints_repetition_penalty_per_row(hf, monkeypatch):
     backend = hf["qwen2-vl"]
     requests = varied_requests("qwen2-vl", images(5, seed=4), [12, 4, 9, 15, 6])
