@@ -21,7 +21,8 @@ the device in the target dtype; nothing is downloaded.
 SIZE: tiny | 3b | 7b (Qwen2.5-VL) | qwen3-8b | qwen-vl-9.6b | qwen-vl-tiny. IMAGE_SCALE shrinks the
 images (dry runs). ATTN overrides the attention
 implementation (default: flash_attention_2 when installed on CUDA, else sdpa). One warm-up pass of one
-batch, then one timed run per (workload, run). Prints one JSON line; writes runtime_<SIZE>.json under
+batch, then one timed run per (workload, run); the static runs come last, after an untimed pass of the
+warm-up batch with the static cache (warm_up_s: on a GPU mostly compiling the decode step). Prints one JSON line; writes runtime_<SIZE>.json under
 $OUT when set, with the figures of baseline.json from the same folder (or $BASELINE_JSON) beside ours
 and the speed-ups of our best standard run."""
 from __future__ import annotations
@@ -285,29 +286,44 @@ def main() -> None:
               "torch": torch.__version__, "size": size_name, "N": n, "NEW": new, "VARY_N": vary_n,
               "lengths": f"{shortest}-{longest}", "BS": batch_size, "BUDGET": budget, "attn": attn,
               "params_B": round(params / 1e9, 2)}
-    for name in workloads:
+    baseline = read_baseline() if size.native is None else None
+    # "static" after every other run: on a GPU its first batch compiles the decode step (CUDA graphs),
+    # which may take a minute or more; cut off by the step's time limit, it loses only its own figures
+    order = [(name, run) for name in workloads for run in runs if run != "static"]
+    order += [(name, "static") for name in workloads if "static" in runs]
+    references: dict[str, list] = {}
+    for name, run in order:
         pinned = new if name == "standard" else longest
-        result[name] = {}
-        reference = None
-        for run in runs:
-            settings = {k: (budget if k == "token_budget" else v) for k, v in RUNS[run].items()}
-            options = GenerationOptions(batch_size=batch_size, min_new_tokens=pinned, **settings)
-            try:
-                figures, answers = timed_run(backend, meter, requests[name], options, reference)
-                reference = reference or answers
-            except Exception as error:  # one failing configuration must not lose the others' figures
-                figures = {"error": f"{type(error).__name__}: {error}"[:500]}
-            result[name][run] = figures
-            print(name, run, figures, flush=True)
-            save(result, size_name)  # each figure kept at once: a step cut off by its time limit loses only itself
-    baseline = read_baseline()
-    if baseline and size.native is None and "standard" in result:
-        result["baseline"] = {k: v for k, v in baseline.items() if isinstance(v, dict)}
-        best = max(v.get("img_per_s", 0) for v in result["standard"].values())
-        for name, figures in result["baseline"].items():
-            result[f"speedup_vs_{name}"] = round(best / figures["img_per_s"], 2)
+        settings = {k: (budget if k == "token_budget" else v) for k, v in RUNS[run].items()}
+        options = GenerationOptions(batch_size=batch_size, min_new_tokens=pinned, **settings)
+        try:
+            compile_s = None
+            if run == "static" and name == workloads[0]:  # compiled untimed, on the warm-up batch's shapes
+                compile_start = time.perf_counter()
+                backend.generate(warm, GenerationOptions(batch_size=batch_size, min_new_tokens=new, static_cache=True))
+                compile_s = round(time.perf_counter() - compile_start, 1)
+            figures, answers = timed_run(backend, meter, requests[name], options, references.get(name))
+            references.setdefault(name, answers)
+            if compile_s is not None:
+                figures["warm_up_s"] = compile_s
+        except Exception as error:  # one failing configuration must not lose the others' figures
+            figures = {"error": f"{type(error).__name__}: {error}"[:500]}
+        result.setdefault(name, {})[run] = figures
+        print(name, run, figures, flush=True)
+        add_speedups(result, baseline)
+        save(result, size_name)  # each figure kept at once: a step cut off by its time limit loses only itself
     print(json.dumps(result), flush=True)
-    save(result, size_name)
+
+
+def add_speedups(result: dict, baseline: dict | None) -> None:
+    """The baseline's figures (same machine, same folder) beside ours, and our best standard run's
+    speed-up over each."""
+    if not baseline or not result.get("standard"):
+        return
+    result["baseline"] = {k: v for k, v in baseline.items() if isinstance(v, dict)}
+    best = max(v.get("img_per_s", 0) for v in result["standard"].values())
+    for name, figures in result["baseline"].items():
+        result[f"speedup_vs_{name}"] = round(best / figures["img_per_s"], 2)
 
 
 def save(result: dict, size_name: str) -> None:

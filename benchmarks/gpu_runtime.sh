@@ -12,11 +12,13 @@
 # on a GPU also copies them to benchmarks/results/<gpu>_hf_baseline_7b.json, <gpu>_runtime_7b.json and
 # <gpu>_runtime_qwen_vl.json (<gpu>: h100, h200, ... from the device name). Each step has its own time
 # limit, so one that hangs cannot take the others' time; a failed step is reported and the next one runs.
-# Needs torch and transformers only (not supervision, shapely, pycocotools or rapidocr).
+# Needs torch and transformers only (not supervision, shapely, pycocotools or rapidocr), in $PYTHON
+# (default python3: the GPU machine's Python with torch; a plain `python` may be another or none).
 set -uo pipefail
+PYTHON=${PYTHON:-python3}
 dry=0
 if [ "${1:-}" = "--dry-run" ]; then dry=1; shift; fi
-baseline=${1:-}
+baseline=${1:+$(realpath "$1")}  # resolved before the cd below, so a relative path works from anywhere
 OUT=$(realpath -m "${OUT:-out}")
 cd "$(dirname "$0")/.."
 export OUT PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
@@ -32,17 +34,17 @@ fi
 failed=0
 if [ -n "$baseline" ]; then
     # the baseline's own batch of 16 (its per-image loop takes most of its time)
-    BS=16 timeout "${limits[0]}" python "$(realpath "$baseline")" 2>&1 | tee "$OUT/baseline.log" \
+    BS=16 timeout -k 20 "${limits[0]}" "$PYTHON" "$baseline" 2>&1 | tee "$OUT/baseline.log" \
         || { echo "baseline failed or timed out"; failed=1; }
 else
     echo "no baseline script given: the transformers baseline is skipped"
 fi
-timeout "${limits[1]}" python benchmarks/bench_runtime.py 2>&1 | tee "$OUT/runtime.log" \
+timeout -k 20 "${limits[1]}" "$PYTHON" benchmarks/bench_runtime.py 2>&1 | tee "$OUT/runtime.log" \
     || { echo "vlground transformers run failed or timed out"; failed=1; }
-SIZE=$native RUNS=plain,refill,prefetch,all timeout "${limits[2]}" python benchmarks/bench_runtime.py 2>&1 \
+SIZE=$native RUNS=plain,refill,prefetch,all timeout -k 20 "${limits[2]}" "$PYTHON" benchmarks/bench_runtime.py 2>&1 \
     | tee "$OUT/runtime_native.log" || { echo "vlground native run failed or timed out"; failed=1; }
 if [ $dry = 0 ]; then
-    gpu=$(python -c "import re, torch; print(re.search(r'([a-z]\d{2,4})', torch.cuda.get_device_name().lower()).group(1))")
+    gpu=$("$PYTHON" -c "import re, torch; print(re.search(r'([a-z]\d{2,4})', torch.cuda.get_device_name().lower()).group(1))")
     [ -f "$OUT/baseline.json" ] && cp "$OUT/baseline.json" "benchmarks/results/${gpu}_hf_baseline_7b.json"
     [ -f "$OUT/runtime_7b.json" ] && cp "$OUT/runtime_7b.json" "benchmarks/results/${gpu}_runtime_7b.json"
     [ -f "$OUT/runtime_$native.json" ] && cp "$OUT/runtime_$native.json" "benchmarks/results/${gpu}_runtime_qwen_vl.json"

@@ -50,6 +50,10 @@ def test_the_gpu_script_dry_run_runs_every_step_without_the_packages_the_gpu_mac
             assert all("error" not in f and f["img_per_s"] > 0 for f in figures.values()), figures
             # fp32 on the CPU: every mean answers exactly as plain batches
             assert all(f["answers_equal_plain"] == 1.0 for run, f in figures.items() if run != "plain"), figures
+    # static last: on a GPU its first batch compiles the decode step, which must not eat the other runs' time
+    ran = [line.split()[:2] for line in (out / "runtime.log").read_text().splitlines() if line.startswith(("standard ", "varying "))]
+    assert [run for _, run in ran[-2:]] == ["static", "static"] and len(ran) == 12, ran
+    assert "warm_up_s" in json.loads((out / "runtime_tiny.json").read_text())["standard"]["static"]
     varying = json.loads((out / "runtime_tiny.json").read_text())["varying"]
     assert varying["refill"]["utilisation"] > varying["plain"]["utilisation"]
     assert not list(ROOT.glob("benchmarks/results/cpu_*.json"))  # a dry run writes nothing into the repository
