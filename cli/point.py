@@ -47,7 +47,8 @@ def point(
 ) -> None:
     """Where to click for each target, in pixels of the screenshot as displayed: the model's point, or
     the centre of the box it gave ("from" says which). Exit status 2 for a wrong argument (before any
-    model is loaded) or a model that cannot run; a target with no click in the answer is a warning."""
+    model is loaded) or a model that cannot run; a target with no click in the answer, or a click
+    outside the screenshot (put on its edge), is a warning."""
     from vlground.io.sources import expand, load
     from vlground.prompts import POINT_STYLES
 
@@ -76,6 +77,9 @@ def point(
     for target, result in zip(targets, results):
         if not result.detections:
             typer.echo(f"warning: no click found for {target!r}; the answer was {result.text[:200]!r}", err=True)
+        elif result.clipped:
+            typer.echo(f"warning: the click for {target!r} lay outside the screenshot and was put on its edge; "
+                       f"the answer was {result.raw[:200]!r}", err=True)
     if draw is not None:
         from vlground.core.results import Result
         from vlground.viz import annotate

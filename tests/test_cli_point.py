@@ -14,6 +14,7 @@ from vlground.testing.forced import forced_loading
 runner = CliRunner()
 ANSWERS = {"Submit": '[{"point_2d": [63, 42], "label": "Submit"}]',  # input pixels: (65, 45) on the screenshot
            "Cancel": "I do not see it.",
+           "Help": '[{"point_2d": [300, 42], "label": "Help"}]',  # past the input's 252: off the screenshot
            "computer_use": '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [189, 126]}}\n</tool_call>'}
 
 
@@ -38,6 +39,15 @@ def test_a_table_of_clicks_and_a_warning_for_the_target_not_found(tiny_checkpoin
                                        "the Submit button  65.0  45.0  point",
                                        "the Cancel button     -     -  none"]
     assert "warning: no click found for 'the Cancel button'; the answer was 'I do not see it.'" in res.stderr
+
+
+def test_a_click_outside_the_screenshot_is_told(tiny_checkpoint, screenshot):
+    res = _point([screenshot, "the Help button", "the Submit button", "--json"], tiny_checkpoint)
+    assert res.exit_code == 0, res.output
+    help_line, submit_line = map(json.loads, res.stdout.splitlines())
+    assert help_line["detections"][0]["point"] == pytest.approx([260.0, 45.0]) and help_line["clipped"] == 1
+    assert "warning: the click for 'the Help button' lay outside the screenshot and was put on its edge" in res.stderr
+    assert "Submit" not in res.stderr and "clipped" not in submit_line
 
 
 def test_json_and_the_drawn_copy_with_the_tool_call_style(tiny_checkpoint, screenshot, tmp_path):
