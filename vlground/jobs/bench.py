@@ -18,7 +18,7 @@ by item), becomes an `error` line and counts as a miss; the run goes on."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -79,6 +79,12 @@ def _record(index: int, sample: RefSample, text: str | None, box, error: str | N
     record = {"index": index, "sent": sample.sent, "text": text, "box": box, "error": error}
     if sample.id is not None:
         record["id"] = sample.id
+    return _with_reasoning(record, result)
+
+
+def _with_reasoning(record: dict, result) -> dict:
+    """`record` with the reasoning fields of a thinking model's Result (reasoning,
+    reasoning_cut_short, clipped) where set."""
     if result is not None:
         record.update((name, getattr(result, name)) for name in REASONING_FIELDS if getattr(result, name))
     return record
@@ -101,6 +107,22 @@ class ModelWorker:
 
             self.loaded = load_model(self.model, self.load)
 
+    @staticmethod
+    def readable(items: list[tuple[int, Any]], image_of: Callable[[Any], Any],
+                 unreadable: Callable[[int, Any, str], Record]) -> tuple[dict[int, Record], list[tuple[int, Any]], list]:
+        """(an error record for each item whose image cannot be loaded, the other items, their images)."""
+        from vlground.io.images import ImageLoadError
+
+        records: dict[int, Record] = {}
+        loaded, images = [], []
+        for i, item in items:
+            try:
+                images.append(image_of(item))
+                loaded.append((i, item))
+            except ImageLoadError as error:
+                records[i] = unreadable(i, item, str(error))
+        return records, loaded, images
+
 
 @dataclass
 class RefcocoWorker(ModelWorker):
@@ -108,16 +130,8 @@ class RefcocoWorker(ModelWorker):
     prediction line."""
 
     def __call__(self, items: list[tuple[int, RefSample]]) -> list[Record]:
-        from vlground.io.images import ImageLoadError
-
-        records: dict[int, Record] = {}
-        loaded, images = [], []
-        for i, sample in items:
-            try:
-                images.append(load_sample_image(sample, self.image_root))
-                loaded.append((i, sample))
-            except ImageLoadError as error:
-                records[i] = _record(i, sample, None, None, str(error))
+        records, loaded, images = self.readable(items, lambda sample: load_sample_image(sample, self.image_root),
+                                                lambda i, sample, error: _record(i, sample, None, None, error))
         if loaded:
             options = self.generation
             # a failing batch raises: the executor runs it again sample by sample (vlground.jobs.executors)
@@ -142,16 +156,11 @@ class ScreenspotWorker(ModelWorker):
     style: str = "plain"
 
     def __call__(self, items: list[tuple[int, ScreenTarget]]) -> list[Record]:
-        from vlground.io.images import ImageLoadError, load_image
+        from vlground.io.images import load_image
 
-        records: dict[int, Record] = {}
-        loaded, images = [], []
-        for i, target in items:
-            try:
-                images.append(load_image(self.image_root / target.image if self.image_root is not None else target.image))
-                loaded.append((i, target))
-            except ImageLoadError as error:
-                records[i] = _target_record(i, target, None, None, None, None, str(error))
+        records, loaded, images = self.readable(
+            items, lambda target: load_image(self.image_root / target.image if self.image_root is not None else target.image),
+            lambda i, target, error: _target_record(i, target, None, None, None, None, error))
         if loaded:
             # a failing batch raises: the executor runs it again target by target (vlground.jobs.executors)
             results = self.loaded.point(images, [t.instruction for _, t in loaded], self.generation, style=self.style)
@@ -187,9 +196,7 @@ def _target_record(index: int, target: ScreenTarget, text: str | None, point, im
         record["image_size"] = [int(v) for v in image_size]
     if input_size is not None:
         record["input_size"] = [int(v) for v in input_size]
-    if result is not None:
-        record.update((name, getattr(result, name)) for name in REASONING_FIELDS if getattr(result, name))
-    return record
+    return _with_reasoning(record, result)
 
 
 def bench_run(model: str, gt: str, load_settings: dict | None, max_new_tokens: int | None, thinking: str,
