@@ -66,3 +66,20 @@ def test_a_damaged_cached_int8_model_falls_back_to_float_and_is_built_again(tmp_
     assert engine.read_one(render(Document("sign", [[[("Fresh Coffee", "center")]]]), Style(size=36))).text == "Fresh Coffee"
     assert not built.exists()  # removed, so that the next engine builds it again
     assert int8_model(model) == built and built_in_engine(threads=1).recognizer_precision == "int8"
+
+
+def test_an_onnxruntime_without_a_calibration_cache_reads_in_float_without_a_warning(tmp_path, monkeypatch, caplog):
+    """The newest onnxruntime for Python 3.10 (1.23) has no calibration cache in quantize_static: an
+    install as expected as any, so the float model runs and the reason is logged at info level, not
+    warned on every run by every worker."""
+    from onnxruntime import quantization
+
+    def quantize_static(model_input, model_output, calibration_data_reader, **options):  # 1.23's signature, in short
+        raise AssertionError("not to be called")
+
+    monkeypatch.setattr(quantization, "quantize_static", quantize_static)
+    monkeypatch.setattr(int8, "CACHE", tmp_path)
+    with caplog.at_level(logging.INFO, logger="vlground.ocr.int8"):
+        assert int8_model(PPOCRv6.check_available()["Rec"]) is None
+    assert [record.levelname for record in caplog.records] == ["INFO"]
+    assert "takes no calibration cache" in caplog.text

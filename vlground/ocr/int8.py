@@ -47,6 +47,10 @@ def int8_model(model: Path) -> Path | None:
         if ranges["model_sha256"] != digest:
             log.info("no int8 recognizer: %s is not the model the ranges were measured on", model.name)
             return None
+        lacking = _lacking()
+        if lacking:  # an older onnxruntime (the newest for Python 3.10 has no calibration cache): expected, so not a warning
+            log.info("no int8 recognizer: %s", lacking)
+            return None
         recipe = f"{digest} {FIRST} {LAST} {OPSET} {shipped.hex()} {importlib.metadata.version('onnxruntime')}"
         key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
         target = CACHE / f"{model.stem}.int8.{key}.onnx"
@@ -76,6 +80,19 @@ def _float_nodes(prepared: Path) -> list[str]:
 
     names = [node.name for node in onnx.load(str(prepared)).graph.node]
     return names[: names.index(FIRST)] + names[names.index(LAST) + 1 :]
+
+
+def _lacking() -> str | None:
+    """What this install lacks to quantise from shipped ranges, or None."""
+    import inspect
+
+    try:
+        from onnxruntime.quantization import quantize_static
+    except ImportError as error:  # the onnx package missing
+        return f"onnxruntime.quantization cannot be imported ({error})"
+    if "calibration_cache_path" not in inspect.signature(quantize_static).parameters:
+        return f"onnxruntime {importlib.metadata.version('onnxruntime')}'s quantize_static takes no calibration cache"
+    return None
 
 
 def _quantise(prepared: Path, built: Path, ranges: Path, batches=None) -> None:
