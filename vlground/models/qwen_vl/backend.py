@@ -202,6 +202,8 @@ class NativeRows:
                 tensor.copy_(tensor.gather(2, source[:, None, :, None].expand_as(tensor)))
         valid.copy_(keep)
         self.column = column
+
+
 class DecodeStep:
     """One decode step with fixed shapes: a token per row, written at cache slot `slot`, gives the next
     logits [batch, vocab] in float32. On CUDA the step is captured once as a CUDA graph and replayed:
@@ -223,7 +225,10 @@ class DecodeStep:
                 self._run()
             torch.cuda.current_stream(device).wait_stream(side)
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
+            # thread_local: with prefetch the next batch is pinned and copied in another thread while
+            # this one is captured, and a pinned allocation in any thread breaks a capture in the
+            # default (global) mode (torch's own compiled graphs capture this way too)
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                 self.logits = self._run()
 
     def _run(self) -> torch.Tensor:
