@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,8 +55,11 @@ def test_python_warnings_are_kept_off_stderr_in_worker_processes_too_unless_verb
 def test_ray_start_up_lines_stay_off_stderr(tmp_path):
     out = vlground("ocr", str(SAMPLES / "shop_sign.png"), "--out", "text.jsonl", "--ray", "local", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    lines = out.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("done 1, failed 0"), lines
+    # Ray's notes on the run ('(raylet) ...' and their indented lines: a worker that died, heartbeats
+    # lagging on a busy machine) come to stderr on purpose (see the next test); its start-up lines must not
+    notes = re.compile(r"^.*\(raylet\).*(\n[ \t].*)*$", re.M)
+    lines = [line for line in notes.sub("", out.stderr).splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("done 1, failed 0"), out.stderr
 
 
 CRASHING_OCR = """
