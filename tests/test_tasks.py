@@ -207,6 +207,12 @@ def test_the_runtime_is_chosen_apart_from_the_family(tiny_checkpoint):
         models.load_backend(tiny_checkpoint("qwen3-vl"), runtime="qwen-vl-native")
     with pytest.raises(OptionsError, match="needs the server's API base URL"):
         models.load_backend(tiny_checkpoint("qwen3-vl"), runtime="server")
+    # the runtime names LoadOptions accepts (core, below models) are the runtimes models can load, and every
+    # family names only those
+    from vlground.core.options import RUNTIMES
+
+    assert tuple(models.RUNTIMES) == RUNTIMES
+    assert {runtime for family in FAMILIES.values() for runtime in family.runtimes} <= set(RUNTIMES)
     for runtime in models.RUNTIMES:
         assert models.runtime_class(runtime).runtime == runtime
         assert models.runtime_class(runtime).generate is Backend.generate  # one batching mechanism for all

@@ -16,6 +16,7 @@ T = TypeVar("T")
 THINKING_SETTINGS = ("auto", "on", "off")
 DEFAULT_THINKING_TOKENS = 4096
 DTYPES = ("auto", "bf16", "bfloat16", "fp16", "float16", "fp32", "float32")
+# the names of vlground.models.RUNTIMES, which this layer cannot import (tests/test_tasks.py holds them equal)
 RUNTIMES = ("transformers", "qwen-vl-native", "server")
 
 
