@@ -110,8 +110,13 @@ def test_point_prompts_per_family():
     qwen3 = point_prompt("qwen3.5", "open the settings", style="tool_call")
     assert qwen3.system.startswith("You are a helpful assistant.\n\n# Tools\n") and "resolution is 1000x1000." in qwen3.system
     assert qwen3.scale == 1000
+    # the computer-use cookbook hands the tool to qwen_agent's NousFnCallPrompt, which writes the function
+    # with name_for_human and args_format (as for Qwen2.5-VL); the mobile-agent cookbook's literal prompt has neither
+    assert '<tools>\n{"type": "function", "function": {"name_for_human": "computer_use", "name": "computer_use", ' in qwen3.system
+    assert '"args_format": "Format the arguments as a JSON object."}}\n</tools>' in qwen3.system
     mobile = point_prompt("qwen3.5", "open the settings", style="tool_call", tool="mobile_use")
     assert mobile.system.startswith("\n\n# Tools\n") and "resolution is 999x999." in mobile.system and mobile.scale == 999
+    assert "name_for_human" not in mobile.system and "args_format" not in mobile.system
     with pytest.raises(ValueError, match="qwen2-vl has no tool-call prompt"):
         point_prompt("qwen2-vl", "x", style="tool_call")
     with pytest.raises(ValueError, match="needs the model input size"):
