@@ -243,11 +243,12 @@ def test_the_api_reference_covers_every_name_vlground_exports():
     assert not missing, f"docs/api.md leaves out {missing}"
 
 
-def test_the_readme_links_every_page_of_the_site():
-    """The README's links reach every page in mkdocs.yml's nav (the home page is the README's own text),
-    and every docs/ link in it names a page that exists."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    linked = set(re.findall(r"\]\(docs/([\w.-]+\.md)(?:#[\w-]*)?\)", readme))
+@pytest.mark.parametrize(("page", "prefix"), [("README.md", "docs/"), ("docs/index.md", "")])
+def test_the_readme_and_the_home_page_link_every_page_of_the_site(page, prefix):
+    """The README's links, and the site's home page's, reach every page in mkdocs.yml's nav (but the
+    home page), and every page they link exists."""
+    text = (ROOT / page).read_text(encoding="utf-8")
+    linked = set(re.findall(rf"\]\({prefix}([\w.-]+\.md)(?:#[\w-]*)?\)", text))
     nav = set(re.findall(r":\s*([\w.-]+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(encoding="utf-8"), re.M))
-    assert nav - {"index.md"} <= linked, f"README.md does not link {sorted(nav - {'index.md'} - linked)}"
-    assert all((ROOT / "docs" / page).is_file() for page in linked), sorted(p for p in linked if not (ROOT / "docs" / p).is_file())
+    assert nav - {"index.md"} <= linked, f"{page} does not link {sorted(nav - {'index.md'} - linked)}"
+    assert all((ROOT / "docs" / name).is_file() for name in linked), sorted(n for n in linked if not (ROOT / "docs" / n).is_file())
