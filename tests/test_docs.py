@@ -252,3 +252,34 @@ def test_the_readme_and_the_home_page_link_every_page_of_the_site(page, prefix):
     nav = set(re.findall(r":\s*([\w.-]+\.md)\s*$", (ROOT / "mkdocs.yml").read_text(encoding="utf-8"), re.M))
     assert nav - {"index.md"} <= linked, f"{page} does not link {sorted(nav - {'index.md'} - linked)}"
     assert all((ROOT / "docs" / name).is_file() for name in linked), sorted(n for n in linked if not (ROOT / "docs" / n).is_file())
+
+
+def test_every_vlground_name_the_pages_give_exists():
+    """A dotted name in code spans (`vlground.core.records.Record`, `vlground.jobs.ray_pool.RayExecutor`)
+    is a module or an attribute there, so a move in the tree cannot leave a page pointing at nothing.
+    `vlground.ocrmypdf` is the OCRmyPDF plugin (it needs OCRmyPDF to import): found as a file."""
+    import importlib
+
+    def exists(name: str) -> bool:
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                found = importlib.import_module(".".join(parts[:cut]))
+            except ModuleNotFoundError as error:
+                if error.name == ".".join(parts[:cut]):
+                    continue
+                return (ROOT / Path(*parts[:cut])).with_suffix(".py").is_file()  # imports a package of its own
+            for attribute in parts[cut:]:
+                if not hasattr(found, attribute):
+                    return False
+                found = getattr(found, attribute)
+            return True
+        return False
+
+    wrong = []
+    for page in PAGES:
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            for span in re.findall(r"`([^`]+)`", line):
+                names = re.findall(r"(?<![\w.])vlground(?:\.[A-Za-z_]\w*)+", span)
+                wrong += [f"{page.relative_to(ROOT)}:{number}: {name}" for name in names if not exists(name)]
+    assert not wrong, wrong
