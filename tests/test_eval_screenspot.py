@@ -13,7 +13,7 @@ from PIL import Image
 
 import screenspot_reference as reference
 from vlground.core.geometry import smart_resize
-from vlground.eval.errors import GroundTruthError
+from vlground.eval.errors import EvalInputError, GroundTruthError
 from vlground.eval.inputs import InputProblems
 from vlground.eval.registry import BENCHMARKS
 from vlground.eval.screenspot import ProtocolError, load_screenspot, score_screenspot
@@ -198,6 +198,31 @@ def test_the_computer_use_tool_call_is_read_as_screenspot_pros_qwen25vl_wrapper_
     assert statuses == ["correct", "wrong", "correct"]  # 644 of 1288 is the left edge 640 of 1280; a box's centre clicks
 
 
+def test_qwen25vl_answers_read_in_the_resize_screenspot_pros_wrapper_used():
+    """ScreenSpot-Pro's Qwen2.5-VL wrapper resizes with max_pixels 99999999; its 5120x2880 screenshots
+    (over the released 12845056) reach the model larger than vlground's default assumes, so its raw
+    answers score as the wrapper scores them only with --max-pixels 99999999 (or input_size per line)."""
+    from vlground.eval.screenspot import ScreenTarget
+
+    size = (5120, 2880)
+    wrapper = smart_resize(2880, 5120, max_pixels=99999999)[::-1]
+    assert wrapper != smart_resize(2880, 5120)[::-1]
+    rng = random.Random(2)
+    targets, records, expected = [], [], []
+    for j in range(40):
+        box = random_box(rng, size)
+        x = round(rng.uniform(box[0] - 30, box[2] + 30) / size[0] * wrapper[0])
+        y = round(rng.uniform(box[1] - 30, box[3] + 30) / size[1] * wrapper[1])
+        answer = '<tool_call>\n{"name": "computer_use", "arguments": {"action": "left_click", "coordinate": [%d, %d]}}\n</tool_call>' % (x, y)
+        targets.append(ScreenTarget(f"t{j}", "a.png", "x", tuple(box), "windows", "icon", "ScreenSpot-Pro", size))
+        records.append({"id": f"t{j}", "text": answer})
+        expected.append(reference.pro_correctness({"bbox": box, "img_size": list(size)}, reference.qwen25vl_tool_call_point(answer, wrapper)))
+    assert score_screenspot(targets, records, "family", "qwen2.5-vl", max_pixels=99999999).status == expected
+    assert score_screenspot(targets, records, "family", "qwen2.5-vl").status != expected  # the released resize: another frame
+    with pytest.raises(EvalInputError, match="--min-pixels 10 is more than --max-pixels 5"):
+        score_screenspot(targets, records, "family", "qwen2.5-vl", min_pixels=10, max_pixels=5)
+
+
 def test_a_click_on_the_edge_in_the_models_grid_stays_on_it_to_the_last_bit():
     from vlground.eval.screenspot import ScreenTarget
 
@@ -315,6 +340,13 @@ def test_eval_screenspot_from_the_command_line(tmp_path):
     row = json.loads((tmp_path / "rows.jsonl").read_text())
     assert row["click"] == [15.0, 25.0] and row["status"] == "correct"
     assert "screenspot" in BENCHMARKS and "Worst misses" in (tmp_path / "r.html").read_text()
+    # Qwen2.5-VL read in a resize given on the command line: 100x50 with min_pixels 20000 is fed as 224x112: (12.9, 21.9)
+    (tmp_path / "q.jsonl").write_text(json.dumps({"id": "screenspot_mobile#0", "text": '[{"point_2d": [29, 49]}]'}) + "\n")
+    base = ["eval", "screenspot", "--gt", str(tmp_path / "screenspot_mobile.json"), "--pred", str(tmp_path / "q.jsonl"),
+            "-f", "qwen2.5-vl", "--image-root", str(tmp_path / "imgs"), "--json"]
+    resized = CliRunner().invoke(app, [*base, "--min-pixels", "20000"])
+    assert resized.exit_code == 0 and json.loads(resized.stdout)["accuracy"] == 1.0, resized.output
+    assert json.loads(CliRunner().invoke(app, base).stdout)["accuracy"] == 0.0  # as 112x56: (25.9, 43.8), off the box
 
 
 def test_a_line_told_999_is_read_on_999():

@@ -205,13 +205,14 @@ def _with_size(target: ScreenTarget, size: tuple[int, int]) -> ScreenTarget:
 
 
 def _family_click(answer: str, family: Family, size: tuple[int, int], given_input: tuple[int, int] | None,
-                  scale: float = 1000) -> tuple[float, float] | None:
+                  scale: float = 1000, pixels: dict | None = None) -> tuple[float, float] | None:
     """Fractions of the image at the first point or box the family's grammar reads in `answer`
-    (a box: its centre in the model's units), or None. `scale`: the divisor of the 0-1000 frames."""
+    (a box: its centre in the model's units), or None. `scale`: the divisor of the 0-1000 frames;
+    `pixels`: the min/max pixels the model input is derived with where the line does not give it."""
     from vlground.core.geometry import Frame
     from vlground.grammar import extract
 
-    frame = Frame.for_family(family, size, given_input, scale=scale)
+    frame = Frame.for_family(family, size, given_input, scale=scale, **(pixels or {}))
     for coords in extract(answer, family).coords:  # the family's dialect, else a GUI action (a tool call)
         if len(coords) not in (2, 4):
             continue
@@ -406,14 +407,22 @@ def score_screenspot(
     protocol: str = "family",
     family: str | Family | None = None,
     *,
+    min_pixels: int | None = None,
+    max_pixels: int | None = None,
     malformed: int = 0,
     problems: InputProblems | None = None,
 ) -> ScreenSpotScores:
     """Score prediction records ({"id"} or {"img_filename", "instruction"}, with "text" or
     "point") against `targets`. A record's "text" is read under `protocol` (the "family" protocol
     needs `family`); one without text gives "point" in pixels. The image size comes from the
-    ground truth, else the record's "image_size"; a click that needs it and has none is refused."""
+    ground truth, else the record's "image_size"; a click that needs it and has none is refused.
+    A Qwen2.5-VL answer is read in the model input its line gives ("input_size"), else the one
+    smart_resize makes with `min_pixels`/`max_pixels` (default: the released checkpoint's;
+    ScreenSpot-Pro's Qwen2.5-VL wrapper used max_pixels 99999999)."""
     proto = get_protocol(protocol)
+    if min_pixels is not None and max_pixels is not None and min_pixels > max_pixels:
+        raise EvalInputError(f"--min-pixels {min_pixels} is more than --max-pixels {max_pixels}")
+    pixels = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
     fam = get_family(family) if family is not None else None
     problems = problems if problems is not None else InputProblems()
     alignment = align([t.id for t in targets], _prediction_ids(targets, records), ID_KEYS)
@@ -447,7 +456,7 @@ def score_screenspot(
                 if scale is None:
                     status[i] = "refused"
                     continue
-                fraction = _family_click(answer, fam, size, input_size(record), scale)
+                fraction = _family_click(answer, fam, size, input_size(record), scale, pixels)
             else:
                 fraction = _seeclick_click(answer)
         elif record.get("point") is None:
@@ -487,6 +496,8 @@ BENCHMARK = Benchmark(
     options=(
         Option("protocol", "family", "family (default: the family's grammar and frame) or seeclick (SeeClick's screenspot_test.py)."),
         Option("family", None, "Model family or hub id whose grammar reads the text (protocol family).", flags=("--family", "-f")),
+        Option("min_pixels", None, "Qwen2.5-VL lines without input_size: the min pixels their model input was resized with.", type=int, min=1),
+        Option("max_pixels", None, "Qwen2.5-VL lines without input_size: the max pixels (ScreenSpot-Pro's wrapper: 99999999).", type=int, min=1),
     ),
     protocols=tuple((name, p.summary) for name, p in PROTOCOLS.items()),
 )
