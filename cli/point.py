@@ -50,10 +50,14 @@ def point(
     model is loaded) or a model that cannot run; a target with no click in the answer, or a click
     outside the screenshot (put on its edge), is a warning."""
     from vlground.io.sources import expand, load
-    from vlground.prompts import POINT_STYLES
+    from vlground.prompts import POINT_STYLES, tool_names
 
     if style not in POINT_STYLES:
         fail(f"--style must be one of {', '.join(POINT_STYLES)}; got {style!r}")
+    if tool not in tool_names():
+        fail(f"--tool must be one of {', '.join(tool_names())}; got {tool!r}")
+    if tool != "computer_use" and style != "tool_call":
+        fail("--tool is for --style tool_call")
     if draw is not None and draw.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"):
         fail(f"--draw {draw}: give an image file name (.png, .jpg, ...)")
     with reported(ValueError, OSError):

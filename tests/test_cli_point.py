@@ -68,6 +68,8 @@ def test_json_and_the_drawn_copy_with_the_tool_call_style(tiny_checkpoint, scree
 @pytest.mark.parametrize("args, message", [
     (["missing.png", "the OK button"], "missing.png"),
     (["{shot}", "x", "--style", "xml"], "--style must be one of plain, tool_call"),
+    (["{shot}", "x", "--style", "tool_call", "--tool", "foo"], "--tool must be one of computer_use, mobile_use; got 'foo'"),
+    (["{shot}", "x", "--tool", "mobile_use"], "--tool is for --style tool_call"),
     (["{shot}", "x", "--draw", "out.txt"], "--draw out.txt: give an image file name"),
     (["{folder}", "x"], "give one screenshot"),
 ])

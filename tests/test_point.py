@@ -125,6 +125,14 @@ def test_point_prompts_per_family():
         point_prompt("qwen2.5-vl", "x", style="xml")
 
 
+def test_a_tool_with_the_plain_style_is_refused_not_ignored(tiny_checkpoint, screenshot):
+    model = vlground.load_model(tiny_checkpoint("qwen3-vl"), device="cpu")
+    with pytest.raises(ValueError, match=r"the tool \(mobile_use\) is for the tool_call style"):
+        model.point(screenshot, "the Submit button", tool="mobile_use")
+    with pytest.raises(ValueError, match="unknown tool 'desktop'"):
+        model.point(screenshot, "the Submit button", style="tool_call", tool="desktop")
+
+
 @pytest.mark.parametrize("max_pixels, seen", [(None, "644x476"), (100000, "364x252")])
 def test_a_server_gets_the_tool_in_a_system_turn_with_its_own_resize(max_pixels, seen):
     """Behind a server the screen size told is what the server's processor makes of the screenshot

@@ -126,6 +126,19 @@ def _gui_tools() -> dict:
     return json.loads((Path(__file__).parent / "gui_tools.json").read_text(encoding="utf-8"))
 
 
+def tool_names() -> tuple[str, ...]:
+    """The GUI tools any generation has (`point_prompt(..., tool=)`), for checks made before a model is known."""
+    return tuple(sorted({t for e in _gui_tools().values() if isinstance(e, dict) for t in e["functions"]}))
+
+
+def check_tool(style: str, tool: str) -> None:
+    """ValueError for a tool no generation has, or one given with a style other than "tool_call"."""
+    if tool not in tool_names():
+        raise ValueError(f"unknown tool {tool!r}; tools: {', '.join(tool_names())}")
+    if tool != "computer_use" and style != "tool_call":
+        raise ValueError(f"the tool ({tool}) is for the tool_call style; the {style} style asks without one")
+
+
 def gui_tool(family: str | Family, tool: str = "computer_use") -> dict:
     """The GUI tools entry of gui_tools.json for `family` (its functions) with the system turn, screen size and scale
     `tool`'s own cookbook writes (Qwen3-VL's computer-use cookbook tells 1000x1000, its mobile-agent cookbook 999x999);

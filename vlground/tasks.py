@@ -23,7 +23,7 @@ from vlground.io.sources import Source, is_url
 from vlground.io.sources import load as load_source
 from vlground.models import load_backend
 from vlground.models.base import Backend, Generation, Request
-from vlground.prompts import POINT_STYLES, Prompt, build_prompt, point_prompt
+from vlground.prompts import POINT_STYLES, Prompt, build_prompt, check_tool, point_prompt
 
 ImageInput = str | Path | Image.Image | np.ndarray
 Progress = Callable[[int], None] | None
@@ -103,6 +103,7 @@ class Model:
         `vlground.prompts.point_prompt`)."""
         if style not in POINT_STYLES:
             raise ValueError(f"unknown point style {style!r}; styles: {', '.join(POINT_STYLES)}")
+        check_tool(style, tool)
         loaded, column, single = _pairs(images, targets, "targets")
         prompts = [point_prompt(self.family, target, style=style, tool=tool,
                                 input_size=self.backend.input_size(image.size) if style == "tool_call" else None)
