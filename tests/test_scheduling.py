@@ -50,6 +50,21 @@ def engine_spy(backend, monkeypatch):
     return engines
 
 
+def static_cache_spy(monkeypatch):
+    """One entry per transformers StaticCache built from now on."""
+    from transformers import StaticCache
+
+    built = []
+    init = StaticCache.__init__
+
+    def counted(self, *args, **kwargs):
+        built.append(1)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(StaticCache, "__init__", counted)
+    return built
+
+
 # -- planning ----------------------------------------------------------------------------------------
 
 def test_count_batches_group_similar_costs_in_a_stable_order():
@@ -191,10 +206,13 @@ def test_hf_schedules_answer_as_one_at_a_time(hf, name, monkeypatch, caplog):
         options = dict(min_new_tokens=pinned, thinking="off")
         alone = [backend.generate([r], GenerationOptions(batch_size=1, **options))[0] for r in requests]
         engines = engine_spy(backend, monkeypatch)
+        static_caches = static_cache_spy(monkeypatch)
         for schedule, settings in SCHEDULES.items():
+            before = len(static_caches)
             with caplog.at_level(logging.WARNING, logger="vlground"):
                 answers = backend.generate(requests, GenerationOptions(**settings, **options))
             assert answers == alone, (schedule, pinned)
+            assert (len(static_caches) > before) == ("static_cache" in settings), schedule  # the static path ran
         if name in NO_REFILL:
             assert engines == [None, None] and "refill is off" in caplog.text
         elif pinned:  # each answer ran exactly its own budget
