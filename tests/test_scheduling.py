@@ -175,12 +175,17 @@ def test_hf_chat_text_has_transformers_warn_about_nothing(hf, name, caplog):
     backend = hf[name]
     request = varied_requests(name, images(1), [4])[0]
     library = logging.getLogger("transformers")  # its records do not reach the root logger
+    # at its own level: an in-process CLI run earlier in the session (quiet_libraries) set it to errors
+    # only, which made this test pass after any CLI test whatever the backend did
+    level = library.level
     library.addHandler(caplog.handler)
+    library.setLevel(logging.WARNING)
     try:
         for thinking in (False, True):
             backend._chat_text(request, thinking)
     finally:
         library.removeHandler(caplog.handler)
+        library.setLevel(level)
     assert "processor_kwargs" not in caplog.text
 
 
