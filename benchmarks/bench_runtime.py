@@ -182,8 +182,8 @@ RUNS = {  # "static" last: its first run compiles the decode step on a GPU
 
 
 class Meter:
-    """Counts what a run computed: the rows and new tokens of each `generate` (plain batches) and the
-    refill engines' own counts."""
+    """Counts what a run computed: the rows and new tokens of each plain batch (transformers'
+    `generate`, the native Qwen-VL's `_decode`) and the refill engines' own counts."""
 
     def __init__(self, backend):
         self.device = str(getattr(backend, "device", "cpu"))
@@ -205,6 +205,16 @@ class Meter:
                 return output
 
             backend.model.generate = counted_generate
+        else:  # the native Qwen-VL: its plain batches decode here
+            decode = backend._decode
+
+            def counted_decode(prompts, *args, **kwargs):
+                ids = decode(prompts, *args, **kwargs)
+                self.batches.append(len(prompts))
+                self.row_steps += len(prompts) * max(map(len, ids), default=0)
+                return ids
+
+            backend._decode = counted_decode
 
     def sync(self) -> None:
         if self.device.startswith("cuda"):

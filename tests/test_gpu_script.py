@@ -56,4 +56,6 @@ def test_the_gpu_script_dry_run_runs_every_step_without_the_packages_the_gpu_mac
     assert "warm_up_s" in json.loads((out / "runtime_tiny.json").read_text())["standard"]["static"]
     varying = json.loads((out / "runtime_tiny.json").read_text())["varying"]
     assert varying["refill"]["utilisation"] > varying["plain"]["utilisation"]
+    native = json.loads((out / "runtime_qwen-vl-tiny.json").read_text())["varying"]
+    assert 0 < native["plain"]["utilisation"] < 1 and native["plain"]["batches"]  # plain native batches counted too
     assert not list(ROOT.glob("benchmarks/results/cpu_*.json"))  # a dry run writes nothing into the repository
