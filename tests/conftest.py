@@ -27,6 +27,22 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def environment_as_it_was():
+    """Each test leaves os.environ as it found it. A command run in process sets variables for the
+    rest of the process (quiet_libraries: PYTHONWARNINGS=ignore, TRANSFORMERS_VERBOSITY=error, ...;
+    --verbose: VLGROUND_VERBOSE=1), and every subprocess a later test starts with {**os.environ}
+    inherited them: its assertions about what the libraries print then held or failed depending
+    on which tests ran before. (Session fixtures are set up before this one: what they set stays.)"""
+    before = dict(os.environ)
+    yield
+    for name in set(os.environ) - set(before):
+        del os.environ[name]
+    for name, value in before.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     """One local Ray cluster of 2 CPUs for every Ray test (starting one costs seconds); yields its
