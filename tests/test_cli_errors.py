@@ -141,7 +141,7 @@ def test_ray_not_installed_is_an_install_hint_and_leaves_no_output(photo, tmp_pa
 
 
 _INTERRUPTED_SESSION = '''
-import os, signal, threading, time
+import os, signal, time
 
 import vlground.grammar
 from typer.testing import CliRunner
@@ -149,8 +149,11 @@ from vlground.cli.main import app
 
 
 def test_a_long_command_in_process(monkeypatch):
-    monkeypatch.setattr(vlground.grammar, "parse", lambda *a, **k: time.sleep(60))
-    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # the user's first Ctrl-C
+    def long_parse(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # the user's first Ctrl-C, while the command runs (not on a timer)
+        time.sleep(60)
+
+    monkeypatch.setattr(vlground.grammar, "parse", long_parse)
     CliRunner().invoke(app, ["parse", "x", "--family", "qwen-vl", "--image-size", "10x10"])
 
 
