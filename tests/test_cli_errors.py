@@ -120,13 +120,13 @@ def test_a_ray_address_where_nothing_listens_is_one_line_soon_and_leaves_no_outp
     import socket
     import time
 
-    with socket.socket() as probe:  # a port nobody listens on
+    with socket.socket() as probe:  # a port nobody listens on, held bound so no other process takes it meanwhile
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    out = tmp_path / "o.jsonl"
-    args = {"ocr": ["ocr", str(photo)], "label": ["label", str(photo), "-c", "car", "--format", "jsonl"]}[command]
-    started = time.monotonic()
-    res = runner.invoke(app, [*args, "--out", str(out), "--ray", f"127.0.0.1:{port}"])
+        out = tmp_path / "o.jsonl"
+        args = {"ocr": ["ocr", str(photo)], "label": ["label", str(photo), "-c", "car", "--format", "jsonl"]}[command]
+        started = time.monotonic()
+        res = runner.invoke(app, [*args, "--out", str(out), "--ray", f"127.0.0.1:{port}"])
     assert time.monotonic() - started < 30
     assert f"127.0.0.1:{port}" in _one_line_error(res) and not out.exists() and os.listdir(tmp_path) == []
 

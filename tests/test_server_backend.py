@@ -186,14 +186,13 @@ def test_answer_without_choices_is_an_error(serve, picture):
 
 
 def test_connection_refused_and_timeout(serve, picture):
-    with socket.socket() as probe:
+    with socket.socket() as probe:  # bound, not listening: connections are refused, and no other process takes the port
         probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{closed_port}/v1"
-    with pytest.raises(ServerError, match=f"cannot reach {url}/models.*server is running"):
-        vlground.load_model(url)
-    with pytest.raises(ServerError, match=f"cannot reach {url}/chat/completions"):
-        vlground.load_model(url, served_model=QWEN25).ground(picture, "the cat")
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/v1"
+        with pytest.raises(ServerError, match=f"cannot reach {url}/models.*server is running"):
+            vlground.load_model(url)
+        with pytest.raises(ServerError, match=f"cannot reach {url}/chat/completions"):
+            vlground.load_model(url, served_model=QWEN25).ground(picture, "the cat")
     server = serve(lambda body: (time.sleep(0.5), completion("late"))[1])
     slow = vlground.Model(ServerBackend.connect(server.url, QWEN25, timeout=0.1))
     with pytest.raises(ServerError, match="did not answer within 0.1 s"):

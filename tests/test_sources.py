@@ -236,11 +236,11 @@ def test_downloads_have_a_size_limit_and_a_deadline(server):
 def test_an_unreachable_server_is_an_error_naming_the_url():
     import socket
 
-    with socket.socket() as probe:  # a port nobody listens on
+    with socket.socket() as probe:  # a port nobody listens on, held bound so no other process takes it meanwhile
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(ImageLoadError, match=f"127.0.0.1:{port}/x.png: cannot download"):
-        download(f"http://127.0.0.1:{port}/x.png", timeout=2)
+        with pytest.raises(ImageLoadError, match=f"127.0.0.1:{port}/x.png: cannot download"):
+            download(f"http://127.0.0.1:{port}/x.png", timeout=2)
 
 
 def test_arrays_of_the_same_pixels_from_every_kind_of_source(server, tmp_path):
