@@ -283,3 +283,9 @@ def test_every_vlground_name_the_pages_give_exists():
                 names = re.findall(r"(?<![\w.])vlground(?:\.[A-Za-z_]\w*)+", span)
                 wrong += [f"{page.relative_to(ROOT)}:{number}: {name}" for name in names if not exists(name)]
     assert not wrong, wrong
+
+
+def test_the_notebook_gallery_lists_every_notebook():
+    page = (ROOT / "docs" / "python.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"^\| `([\w.-]+\.ipynb)` \|", page, re.M))
+    assert listed == {path.name for path in (ROOT / "notebooks").glob("*.ipynb")}
