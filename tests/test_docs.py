@@ -13,7 +13,11 @@ a real command with real options.
 Why not a library: pytest-markdown-docs runs Python only; mktestdocs runs shell too but splits
 fences on any line holding three backticks (the `vlground parse` example quotes a fenced answer), has
 no way to mark an example, and runs in the current folder. Blocks are found with markdown-it-py, the
-CommonMark parser that rich (and so typer) already brings."""
+CommonMark parser that rich (and so typer) already brings.
+
+The pages are also held to the tree they describe: the architecture page's package tree, the API
+reference's entries, the README's and the home page's links, the notebook gallery and every dotted
+`vlground.` name must match what exists."""
 from __future__ import annotations
 
 import json
