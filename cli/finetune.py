@@ -1,6 +1,7 @@
 """`vlground finetune`: a LoRA adapter trained on `vlground convert` output, resumable."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -8,6 +9,7 @@ import typer
 
 from vlground.cli.errors import fail
 from vlground.cli.flags import Device
+from vlground.cli.verbosity import verbose
 from vlground.extras import require
 
 
@@ -26,7 +28,7 @@ def finetune(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --out.")] = False,
     merge: Annotated[bool, typer.Option("--merge", help="Also write a full checkpoint with the adapter merged, in OUT/merged.")] = False,
 ) -> None:
-    """Train a LoRA adapter; progress with the loss goes to stderr, the adapter is saved every epoch."""
+    """Train a LoRA adapter; the loss goes to stderr (each step's on a terminal or with --verbose, else each epoch's), the adapter is saved every epoch."""
     from vlground.extras import MissingExtraError
     from vlground.training.finetune import FINETUNE_MODULES, FinetuneOptions, finetune as run
 
@@ -39,7 +41,8 @@ def finetune(
     try:
         options = FinetuneOptions(epochs=epochs, lr=lr, lora_rank=lora_rank, batch_size=batch_size, seed=seed,
                                   min_pixels=min_pixels, max_pixels=max_pixels)
-        run(model, data, out, options, resume=resume, merge=merge, device=device, progress=lambda line: typer.echo(line, err=True))
+        run(model, data, out, options, resume=resume, merge=merge, device=device, progress=lambda line: typer.echo(line, err=True),
+            each_step=sys.stderr.isatty() or verbose())  # each step's loss is progress: on a terminal; off it, each epoch's
     except (ValueError, OSError, MissingExtraError) as error:  # FinetuneError, ConvertError, an unknown family, missing weights, no torch
         fail(str(error))
     typer.echo(f"adapter in {out}; use it with --adapter {out} or load_model(..., adapter={str(out)!r})", err=True)

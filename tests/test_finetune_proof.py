@@ -47,6 +47,7 @@ def test_the_loop_through_the_commands_takes_qwen2_5_vl_from_zero_to_above_0_9(t
     trained = _command("finetune", "--model", folder, "--data", str(data), "--out", str(adapter), "--epochs", str(PROOF.epochs),
                        "--lr", str(PROOF.lr), "--lora-rank", str(PROOF.lora_rank), "--batch-size", str(PROOF.batch_size))
     assert f"epoch {PROOF.epochs}/{PROOF.epochs} mean loss" in trained.stderr
+    assert " step " not in trained.stderr  # off a terminal: each epoch's loss, not each step's
     after = json.loads(_command(*bench, "--adapter", str(adapter), "--out", str(tmp_path / "after")).stdout)
     assert after["n"] == 16 and after["accuracy"] >= 0.9
     with pytest.raises(AdapterError, match="trained with max_pixels=20000"):  # the released settings frame otherwise

@@ -239,11 +239,13 @@ def finetune(
     merge: bool = False,
     device: str = "auto",
     progress: Callable[[str], None] = print,
+    each_step: bool = True,
 ) -> Path:
     """Train a LoRA adapter for the checkpoint folder `model_path` on converted `data`, written to
     `out` (see the module docstring); with `merge`, also a full checkpoint in out/merged. `device`
     "auto" trains on a GPU when there is one (base weights in bf16 there, fp32 on the CPU; the
-    adapter's weights in fp32). Returns `out`."""
+    adapter's weights in fp32). `progress` is told each step's loss (unless `each_step` is False) and each
+    epoch's mean loss. Returns `out`."""
     require("models", "fine-tuning", *FINETUNE_MODULES)
     import torch
 
@@ -274,7 +276,7 @@ def finetune(
         order = list(range(len(examples)))
         random.Random(options.seed + epoch).shuffle(order)
         batches = [[examples[i] for i in order[s : s + options.batch_size]] for s in range(0, len(order), options.batch_size)]
-        mean = _epoch(model, optimizer, schedule, batches, progress, f"{epoch + 1}/{options.epochs}")
+        mean = _epoch(model, optimizer, schedule, batches, progress if each_step else lambda line: None, f"{epoch + 1}/{options.epochs}")
         _save_checkpoint(out, model, optimizer, schedule, epoch + 1, info)
         progress(f"epoch {epoch + 1}/{options.epochs} mean loss {mean:.4f}; adapter saved in {out}")
     if merge:
