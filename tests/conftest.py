@@ -8,6 +8,7 @@ import pytest
 # No test may reach a model hub: missing weights must fail the way an offline user sees it.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from vlground.cli import verbosity
 from vlground.testing import make_tiny_model
 
 
@@ -27,19 +28,24 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+# What a command run in process sets in os.environ for the rest of the process (see quiet_libraries).
+_COMMAND_VARIABLES = (*verbosity._QUIET, "HF_HUB_DISABLE_PROGRESS_BARS", verbosity.VERBOSE)
+
+
 @pytest.fixture(autouse=True)
-def environment_as_it_was():
-    """Each test leaves os.environ as it found it. A command run in process sets variables for the
-    rest of the process (quiet_libraries: PYTHONWARNINGS=ignore, TRANSFORMERS_VERBOSITY=error, ...;
-    --verbose: VLGROUND_VERBOSE=1), and every subprocess a later test starts with {**os.environ}
-    inherited them: its assertions about what the libraries print then held or failed depending
-    on which tests ran before. (Session fixtures are set up before this one: what they set stays.)"""
-    before = dict(os.environ)
+def command_variables_as_they_were():
+    """Each test leaves the variables an in-process command sets (quiet_libraries: PYTHONWARNINGS=ignore,
+    TRANSFORMERS_VERBOSITY=error, ...; --verbose: VLGROUND_VERBOSE=1) as it found them: every
+    subprocess a later test starts with {**os.environ} inherited them, and its assertions about what
+    the libraries print held or failed depending on which tests ran before. Only these: ray.init sets
+    variables its later drivers need (RAY_AUTH_MODE, ...), also when a test starts the session's
+    cluster from its body (request.getfixturevalue)."""
+    before = {name: os.environ.get(name) for name in _COMMAND_VARIABLES}
     yield
-    for name in set(os.environ) - set(before):
-        del os.environ[name]
     for name, value in before.items():
-        if os.environ.get(name) != value:
+        if value is None:
+            os.environ.pop(name, None)
+        else:
             os.environ[name] = value
 
 
