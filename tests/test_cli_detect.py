@@ -104,6 +104,25 @@ def test_a_folder_gives_one_record_per_image_and_resumes(served, photos, tmp_pat
     assert res.exit_code == 2 and "--resume" in res.stderr  # never appended to by accident
 
 
+def test_a_multi_page_tiff_is_read_as_its_first_page_and_the_summary_says_so(served, tmp_path):
+    """detect reads images: of a 3-page scan it reads page 1, and the pages it left are not passed
+    over in silence (ocr reads every page)."""
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    pages = [Image.new("RGB", (640, 480), (40 * i, 90, 120)) for i in range(3)]
+    pages[0].save(folder / "scan.tif", save_all=True, append_images=pages[1:])
+    pages[0].save(folder / "single.tif")
+    _photo(folder / "cat.png")
+    out = tmp_path / "boxes.jsonl"
+    res = runner.invoke(app, ["detect", str(folder), "the cat", "--out", str(out), *served.model])
+    assert res.exit_code == 0, res.output
+    assert sorted(os.path.basename(r["path"]) for r in _records(out)) == ["cat.png", "scan.tif", "single.tif"]
+    assert len(_asked(served)) == 3  # one image each: page 1 of the scan
+    assert "1 multi-page file of which the first page alone was read (vlground ocr reads every page)" in res.stderr
+    res = runner.invoke(app, ["detect", str(folder), "the cat", "--out", str(out), "--resume", *served.model])
+    assert "multi-page" not in res.stderr  # nothing read this time
+
+
 def test_without_model_the_records_name_the_model_that_vlground_model_loads(served, photos, tmp_path, monkeypatch):
     monkeypatch.setenv("VLGROUND_MODEL", served.url)
     out = tmp_path / "boxes.jsonl"

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 
 from PIL import Image
 
-from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
+from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, count_frames, open_frames
 from vlground.jobs.executors import executor_for, model_call_size
 from vlground.jobs.loop import Record, RunOptions, Task, run_tasks
 from vlground.core.families import chosen_model
@@ -215,6 +215,18 @@ def source_key(source: Source) -> str:
     return record_key({"path": source.name})
 
 
+def _several_pages(source: Source) -> bool:
+    """Whether a local TIFF has more than one page (a model reads an image: the first page). Only the
+    header is read; a file that cannot be opened gets its error record from the worker."""
+    if source.data is not None or is_url(source.location) or Path(source.location).suffix.lower() not in (".tif", ".tiff"):
+        return False
+    try:
+        with open_frames(source.location) as image:
+            return count_frames(image, source.location) > 1
+    except ImageLoadError:
+        return False
+
+
 def run_detect(sources: Sources, worker: DetectWorker, sink=None, run: RunOptions = RunOptions(), *,
                report: Callable[[Record, Any], None] = lambda record, bar: None,
                summary: Summary | None = None) -> Summary:
@@ -222,13 +234,16 @@ def run_detect(sources: Sources, worker: DetectWorker, sink=None, run: RunOption
     record goes to `sink` (a `vlground.io.sink` sink keyed like label records, or None), then to
     `report(record, bar)`, where the record's "missing" lists the queries nothing was found for. The
     model is loaded only when there is something to answer. Ctrl-C ends the run keeping what is
-    written (`interrupted`)."""
+    written (`interrupted`). A multi-page TIFF is read as an image, its first page; the summary
+    counts those read (`first_pages`), since their other pages are not."""
     summary = summary if summary is not None else DetectSummary(not_images=len(sources.not_images),
                                                                  subfolders=len(sources.subfolders))
+    several_pages = {source.name for source in sources.readable if _several_pages(source)}
 
     def write(record: Record) -> Record:
         if sink is not None:
             sink.write(with_abspath({k: v for k, v in record.items() if k != MISSING}))
+        summary.first_pages += record["path"] in several_pages and record.get("error") is None
         if isinstance(summary, DetectSummary):
             read = record.get("error") is None
             summary.empty += read and not record.get("detections")

@@ -19,7 +19,8 @@ def progress_bar(total: int, enabled: bool | None = None, unit: str = "img"):
 class Summary:
     """What a run did: `done` records written (of which `failed` are errors), `skipped` inputs the
     output already held (of which `skipped_failed` were errors), `not_images` folder files left out
-    by suffix, `subfolders` not entered."""
+    by suffix, `subfolders` not entered, `first_pages` multi-page files of which a job that reads
+    images (detect, label) read the first page alone."""
 
     done: int = 0
     failed: int = 0
@@ -30,6 +31,7 @@ class Summary:
     seconds: float = 0.0
     interrupted: bool = False
     no_inputs: str | None = None  # why nothing could be read, when nothing could
+    first_pages: int = 0
 
     @property
     def images_per_second(self) -> float:
@@ -53,5 +55,8 @@ class Summary:
             parts.append(f"{self.not_images} files in folders without an image suffix not read")
         if self.subfolders:
             parts.append(f"{self.subfolders} subfolders not entered (use --recursive)")
+        if self.first_pages:
+            files = "file" if self.first_pages == 1 else "files"
+            parts.append(f"{self.first_pages} multi-page {files} of which the first page alone was read (vlground ocr reads every page)")
         text = ", ".join(parts)
         return text + ("; interrupted: run again with --resume to finish" if self.interrupted else "")
