@@ -139,7 +139,7 @@ def test_a_driver_joins_a_cluster_on_loopback_without_being_told_its_mode(ray_cl
     env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
     join = ("import sys; from vlground.jobs.ray_pool import connect; connect(sys.argv[1]); "
             "import ray; print('joined', ray.get_runtime_context().gcs_address)")
-    done = subprocess.run([sys.executable, "-c", join, ray_cluster], env=env, capture_output=True, text=True, timeout=90)
+    done = subprocess.run([sys.executable, "-c", join, ray_cluster], env=env, capture_output=True, text=True, timeout=300)
     # Ray's driver prints its notes ('(raylet) ...', e.g. lagging heartbeats on a busy machine) on stdout too
     joined = [line.split()[1:] for line in done.stdout.splitlines() if line.startswith("joined ")]
     assert done.returncode == 0 and joined == [[ray_cluster]], done.stdout[-1500:] + done.stderr[-1500:]

@@ -162,6 +162,6 @@ def test_a_job_without_ray_never_imports_ray(command, folder, tmp_path, tiny_che
     extra = model_args(tiny_checkpoint) if command == "label" else ["--workers", "1"]
     args = [command, str(folder / "a.png"), "--out", str(tmp_path / "o.jsonl"), *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=300)
     assert done.stdout.strip().splitlines()[-1] == "no ray", done.stderr[-2000:]
     assert len(records(tmp_path / "o.jsonl")) == 1
