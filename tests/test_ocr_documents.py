@@ -3,6 +3,7 @@ per page, words, and the txt / hOCR / Markdown / searchable-PDF exports (the PDF
 from __future__ import annotations
 
 import ctypes
+import os
 import random
 import shutil
 import subprocess
@@ -262,6 +263,29 @@ def test_a_document_is_opened_once_for_all_its_pages(tmp_path, monkeypatch):
         assert opened.count(str(document)) == 1, opened
     _pdf(pdf, ["taller"], size=(72, 144))
     assert load_page(PageJob(Source(str(pdf)), 1, 1, 20)).size == (20, 40)  # a file changed since is opened again
+
+
+def _open_here(path: Path) -> bool:
+    """Whether this process holds `path` open (its file descriptors, as /proc lists them)."""
+    fds = Path("/proc/self/fd")
+    targets = []
+    for fd in fds.iterdir():
+        try:
+            targets.append(Path(os.readlink(fd)))
+        except OSError:
+            continue
+    return path.resolve() in targets
+
+
+def test_a_run_leaves_no_document_open_behind_it(scans, tmp_path):
+    """Pages are read from a document kept open between them; a run in a process that lives on (a
+    notebook's) closes it at its end, whatever the last input was."""
+    from vlground.jobs.ocr import OcrOptions, run_ocr
+
+    for name in ("invoice.pdf", "fax.tif"):
+        summary = run_ocr([str(scans / name)], tmp_path / f"{name}.jsonl", OcrOptions())
+        assert summary.ok and summary.done >= 2
+        assert not _open_here(scans / name), f"{name} is still open after the run"
 
 
 def test_page_ranges_parse():

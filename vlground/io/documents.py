@@ -135,6 +135,16 @@ def close_held_document() -> None:
                 held[1].close()
 
 
+@contextmanager
+def documents_closed_after() -> Iterator[None]:
+    """A block (a whole run) after which `held_document` keeps no document open: in a process that
+    lives on, a notebook's, the run's last file is not left open."""
+    try:
+        yield
+    finally:
+        close_held_document()
+
+
 def _open_pdf(path: str):
     import pypdfium2 as pdfium
 

@@ -20,7 +20,7 @@ from PIL import Image
 from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
 from vlground.jobs.executors import InProcess, executor_for
 from vlground.jobs.loop import Record, RunOptions, Task, pending, run_tasks
-from vlground.io.documents import DEFAULT_DPI, DocumentError, PageJob, PageSelection, load_page, plan
+from vlground.io.documents import DEFAULT_DPI, DocumentError, PageJob, PageSelection, documents_closed_after, load_page, plan
 from vlground.ocr.engine import PageText, QwenEngine
 from vlground.jobs.ocr_exports import Exporter
 from vlground.ocr.ppocr import BUILT_IN_ENGINES, PPOCR, EngineSpec, is_built_in
@@ -193,7 +193,7 @@ def run_ocr(paths: Iterable[str], out: str | Path, options: OcrOptions | None = 
     files = [s.location for s in inputs.readable if s.data is None and not is_url(s.location)] or ["."]
     exporter = Exporter(options.exports, root=os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in files]), inputs=inputs)
     run = options.run
-    with open_sink(out, record_key, resume=run.resume, overwrite=run.overwrite) as sink:
+    with documents_closed_after(), open_sink(out, record_key, resume=run.resume, overwrite=run.overwrite) as sink:
         todo = pending(_tasks(inputs, options, exporter), sink.done, run.retry_failed, summary)
 
         def export(record: Record) -> Record:
