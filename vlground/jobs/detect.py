@@ -20,7 +20,8 @@ from urllib.parse import urlparse
 
 from PIL import Image
 
-from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError, count_frames, open_frames
+from vlground.io.documents import DocumentError, PageSelection, documents_closed_after, plan
+from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
 from vlground.jobs.executors import executor_for, model_call_size
 from vlground.jobs.loop import Record, RunOptions, Task, run_tasks
 from vlground.core.families import chosen_model
@@ -216,14 +217,12 @@ def source_key(source: Source) -> str:
 
 
 def _several_pages(source: Source) -> bool:
-    """Whether a local TIFF has more than one page (a model reads an image: the first page). Only the
-    header is read; a file that cannot be opened gets its error record from the worker."""
-    if source.data is not None or is_url(source.location) or Path(source.location).suffix.lower() not in (".tif", ".tiff"):
-        return False
+    """Whether `source` is a document of several pages, as `vlground ocr` tells documents apart (a
+    model reads a multi-page TIFF as an image: its first page). A document that cannot be read gets
+    its error record from the worker."""
     try:
-        with open_frames(source.location) as image:
-            return count_frames(image, source.location) > 1
-    except ImageLoadError:
+        return len(plan(source, PageSelection())) > 1
+    except DocumentError:
         return False
 
 
@@ -238,7 +237,8 @@ def run_detect(sources: Sources, worker: DetectWorker, sink=None, run: RunOption
     counts those read (`first_pages`), since their other pages are not."""
     summary = summary if summary is not None else DetectSummary(not_images=len(sources.not_images),
                                                                  subfolders=len(sources.subfolders))
-    several_pages = {source.name for source in sources.readable if _several_pages(source)}
+    with documents_closed_after():
+        several_pages = {source.name for source in sources.readable if _several_pages(source)}
 
     def write(record: Record) -> Record:
         if sink is not None:
