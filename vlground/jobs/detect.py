@@ -23,7 +23,7 @@ from PIL import Image
 from vlground.io.documents import DocumentError, PageSelection, documents_closed_after, plan
 from vlground.io.images import DEFAULT_MAX_IMAGE_PIXELS, ImageLoadError
 from vlground.jobs.executors import executor_for, model_call_size
-from vlground.jobs.loop import Record, RunOptions, Task, run_tasks
+from vlground.jobs.loop import RunOptions, Task, run_tasks
 from vlground.core.families import chosen_model
 from vlground.core.options import GenerationOptions, LoadOptions
 from vlground.jobs.progress import Summary
